@@ -1,0 +1,420 @@
+"""Encoding and decoding of the seven PDU bodies (PS3.8 9.3, PS3.7 Annex D).
+
+Hand-written rather than wrapped around ``pynetdicom.pdu``: the decoder has to
+name the exact PDU, item and field that is wrong, must not raise anything but
+:class:`~pacsref.ul.errors.MalformedPDU`, and sits on the P-DATA hot path.
+The test-suite cross-checks every PDU type against pynetdicom's independent
+encoder and decoder, so the two implementations keep each other honest.
+
+Bodies exclude the 6-byte PDU header (see :mod:`pacsref.ul.framing`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from struct import Struct
+
+from pacsref.ul.constants import (
+    DICOM_APPLICATION_CONTEXT,
+    AbortReason,
+    AbortSource,
+    ContextResult,
+    PDUType,
+    RejectResult,
+    RejectSource,
+)
+from pacsref.ul.errors import MalformedPDU
+from pacsref.ul.events import (
+    Abort,
+    AssociateAccept,
+    AssociateReject,
+    AssociateRequest,
+    DataTransfer,
+    PresentationContextProposal,
+    PresentationContextResult,
+    PresentationDataValue,
+    RoleSelection,
+    UserInformation,
+)
+from pacsref.ul.framing import frame
+
+_U16 = Struct(">H")
+_U32 = Struct(">L")
+_ITEM = Struct(">BxH")
+_PDV = Struct(">LBB")
+_FIXED = Struct(">H2x16s16s32x")
+_FOUR = Struct(">xBBB")
+
+# Item types (PS3.8 9.3.2.x, PS3.7 D.3.3.x)
+_APPLICATION_CONTEXT = 0x10
+_CONTEXT_RQ = 0x20
+_CONTEXT_AC = 0x21
+_ABSTRACT_SYNTAX = 0x30
+_TRANSFER_SYNTAX = 0x40
+_USER_INFORMATION = 0x50
+_MAX_LENGTH = 0x51
+_IMPLEMENTATION_UID = 0x52
+_ASYNC_OPERATIONS = 0x53
+_ROLE_SELECTION = 0x54
+_IMPLEMENTATION_VERSION = 0x55
+
+
+# -- decoding ---------------------------------------------------------------------------
+
+
+def _items(body: bytes, start: int, where: str) -> Iterator[tuple[int, bytes]]:
+    """Walk the (type, reserved, 2-byte length) items of a variable field."""
+    offset = start
+    end = len(body)
+    while offset < end:
+        if end - offset < 4:
+            raise MalformedPDU(f"{where}: truncated item header at offset {offset}")
+        item_type, length = _ITEM.unpack_from(body, offset)
+        offset += 4
+        if offset + length > end:
+            raise MalformedPDU(
+                f"{where}: item 0x{item_type:02X} declares length {length} but only "
+                f"{end - offset} bytes remain"
+            )
+        yield item_type, body[offset : offset + length]
+        offset += length
+
+
+def _text(value: bytes, where: str) -> str:
+    try:
+        text = value.decode("ascii")
+    except UnicodeDecodeError:
+        raise MalformedPDU(f"{where} is not ASCII: {value[:64]!r}") from None
+    return text.rstrip("\0 ").lstrip()
+
+
+def _uid(value: bytes, where: str) -> str:
+    text = _text(value, where)
+    if not text or len(text) > 64 or text.strip("0123456789."):
+        raise MalformedPDU(f"{where} {text[:70]!r} is not a UID")
+    return text
+
+
+def _ae(value: bytes, where: str) -> str:
+    text = _text(value, where).strip(" ")
+    if "\\" in text or any(c < " " or c > "~" for c in text):
+        raise MalformedPDU(f"{where} {text!r} contains characters not allowed in an AE title")
+    return text
+
+
+def _user_information(value: bytes, pdu: str) -> UserInformation:
+    where = f"{pdu} user information"
+    max_length: int | None = None
+    implementation_uid = ""
+    version = ""
+    async_ops: tuple[int, int] | None = None
+    roles: list[RoleSelection] = []
+    others: list[tuple[int, bytes]] = []
+    for sub_type, sub in _items(value, 0, where):
+        if sub_type == _MAX_LENGTH:
+            if len(sub) != 4:
+                raise MalformedPDU(f"{where}: maximum length sub-item has length {len(sub)}, not 4")
+            (max_length,) = _U32.unpack(sub)
+        elif sub_type == _IMPLEMENTATION_UID:
+            implementation_uid = _uid(sub, f"{where}: implementation class UID")
+        elif sub_type == _IMPLEMENTATION_VERSION:
+            version = _text(sub, f"{where}: implementation version name")
+            if len(version) > 16:
+                raise MalformedPDU(f"{where}: implementation version name longer than 16 bytes")
+        elif sub_type == _ASYNC_OPERATIONS:
+            if len(sub) != 4:
+                raise MalformedPDU(f"{where}: asynchronous operations window length {len(sub)}")
+            async_ops = (_U16.unpack_from(sub)[0], _U16.unpack_from(sub, 2)[0])
+        elif sub_type == _ROLE_SELECTION:
+            roles.append(_role_selection(sub, where))
+        else:
+            others.append((sub_type, sub))
+    if max_length is None:
+        raise MalformedPDU(f"{where}: the mandatory maximum length sub-item (0x51) is missing")
+    if not implementation_uid:
+        raise MalformedPDU(
+            f"{where}: the mandatory implementation class UID sub-item (0x52) is missing"
+        )
+    return UserInformation(
+        max_pdu_length=max_length,
+        implementation_class_uid=implementation_uid,
+        implementation_version_name=version,
+        async_operations=async_ops,
+        role_selections=tuple(roles),
+        other_items=tuple(others),
+    )
+
+
+def _role_selection(sub: bytes, where: str) -> RoleSelection:
+    if len(sub) < 4:
+        raise MalformedPDU(f"{where}: SCP/SCU role selection sub-item too short")
+    (uid_length,) = _U16.unpack_from(sub)
+    if len(sub) != uid_length + 4:
+        raise MalformedPDU(f"{where}: SCP/SCU role selection UID length {uid_length} inconsistent")
+    uid = _uid(sub[2 : 2 + uid_length], f"{where}: role selection SOP class UID")
+    return RoleSelection(uid, scu_role=sub[2 + uid_length] == 1, scp_role=sub[3 + uid_length] == 1)
+
+
+def _fixed_part(body: bytes, pdu: str) -> tuple[int, str, str]:
+    if len(body) < _FIXED.size:
+        raise MalformedPDU(f"{pdu}: {len(body)} bytes is shorter than the 68-byte fixed part")
+    version, called, calling = _FIXED.unpack_from(body)
+    return version, _ae(called, f"{pdu} called AE title"), _ae(calling, f"{pdu} calling AE title")
+
+
+def _proposal(value: bytes) -> PresentationContextProposal:
+    where = "A-ASSOCIATE-RQ presentation context"
+    if len(value) < 4:
+        raise MalformedPDU(f"{where}: item shorter than 4 bytes")
+    context_id = value[0]
+    if context_id % 2 == 0:
+        raise MalformedPDU(f"{where}: ID {context_id} is not odd (PS3.8 9.3.2.2)")
+    abstract = ""
+    syntaxes: list[str] = []
+    for sub_type, sub in _items(value, 4, f"{where} {context_id}"):
+        if sub_type == _ABSTRACT_SYNTAX:
+            if abstract:
+                raise MalformedPDU(f"{where} {context_id}: more than one abstract syntax")
+            abstract = _uid(sub, f"{where} {context_id} abstract syntax")
+        elif sub_type == _TRANSFER_SYNTAX:
+            syntaxes.append(_uid(sub, f"{where} {context_id} transfer syntax"))
+    if not abstract or not syntaxes:
+        raise MalformedPDU(f"{where} {context_id}: needs one abstract and 1+ transfer syntaxes")
+    return PresentationContextProposal(context_id, abstract, tuple(syntaxes))
+
+
+def _result(value: bytes) -> PresentationContextResult:
+    where = "A-ASSOCIATE-AC presentation context"
+    if len(value) < 4:
+        raise MalformedPDU(f"{where}: item shorter than 4 bytes")
+    context_id, result = value[0], value[2]
+    try:
+        result_code = ContextResult(result)
+    except ValueError:
+        raise MalformedPDU(f"{where} {context_id}: result {result} is not 0-4") from None
+    syntax = ""
+    for sub_type, sub in _items(value, 4, f"{where} {context_id}"):
+        if sub_type == _TRANSFER_SYNTAX and result_code is ContextResult.ACCEPTANCE:
+            syntax = _uid(sub, f"{where} {context_id} transfer syntax")
+    if result_code is ContextResult.ACCEPTANCE and not syntax:
+        raise MalformedPDU(f"{where} {context_id}: accepted without a transfer syntax")
+    try:
+        return PresentationContextResult(context_id, result_code, syntax)
+    except ValueError as exc:
+        raise MalformedPDU(f"{where}: {exc}") from None
+
+
+def _association_items(
+    body: bytes, pdu: str, context_type: int
+) -> tuple[str, list[bytes], UserInformation]:
+    application_context = ""
+    contexts: list[bytes] = []
+    user_info: UserInformation | None = None
+    for item_type, value in _items(body, _FIXED.size, pdu):
+        if item_type == _APPLICATION_CONTEXT:
+            application_context = _uid(value, f"{pdu} application context name")
+        elif item_type == context_type:
+            contexts.append(value)
+        elif item_type == _USER_INFORMATION:
+            user_info = _user_information(value, pdu)
+        # PS3.8 9.3.1: items of unrecognised types are ignored.
+    if not application_context:
+        raise MalformedPDU(f"{pdu}: the application context item (0x10) is missing")
+    if user_info is None:
+        raise MalformedPDU(f"{pdu}: the user information item (0x50) is missing")
+    return application_context, contexts, user_info
+
+
+def decode_associate_rq(body: bytes) -> AssociateRequest:
+    """Decode an A-ASSOCIATE-RQ body (PS3.8 Table 9-11)."""
+    pdu = "A-ASSOCIATE-RQ"
+    version, called, calling = _fixed_part(body, pdu)
+    app, raw_contexts, user_info = _association_items(body, pdu, _CONTEXT_RQ)
+    if not raw_contexts:
+        raise MalformedPDU(f"{pdu}: no presentation context item (0x20)")
+    return AssociateRequest(
+        called_ae_title=called,
+        calling_ae_title=calling,
+        presentation_contexts=tuple(_proposal(v) for v in raw_contexts),
+        user_information=user_info,
+        application_context=app,
+        protocol_version=version,
+    )
+
+
+def decode_associate_ac(body: bytes) -> AssociateAccept:
+    """Decode an A-ASSOCIATE-AC body (PS3.8 Table 9-17)."""
+    pdu = "A-ASSOCIATE-AC"
+    version, called, calling = _fixed_part(body, pdu)
+    app, raw_contexts, user_info = _association_items(body, pdu, _CONTEXT_AC)
+    return AssociateAccept(
+        called_ae_title=called,
+        calling_ae_title=calling,
+        presentation_contexts=tuple(_result(v) for v in raw_contexts),
+        user_information=user_info,
+        application_context=app,
+        protocol_version=version,
+    )
+
+
+def decode_associate_rj(body: bytes) -> AssociateReject:
+    """Decode an A-ASSOCIATE-RJ body (PS3.8 Table 9-21)."""
+    result, source, reason = _FOUR.unpack(body)
+    try:
+        return AssociateReject(RejectResult(result), RejectSource(source), reason)
+    except ValueError as exc:
+        raise MalformedPDU(f"A-ASSOCIATE-RJ ({result}, {source}, {reason}): {exc}") from None
+
+
+def decode_abort(body: bytes) -> Abort:
+    """Decode an A-ABORT body (PS3.8 Table 9-26); unknown codes are kept lenient."""
+    _, source, reason = _FOUR.unpack(body)
+    try:
+        src = AbortSource(source)
+    except ValueError:
+        src = AbortSource.RESERVED
+    try:
+        why = AbortReason(reason)
+    except ValueError:
+        why = AbortReason.NOT_SPECIFIED
+    return Abort(source=src, reason=why)
+
+
+def decode_p_data(body: bytes) -> DataTransfer:
+    """Split a P-DATA-TF body into its PDV items (PS3.8 Table 9-22, Annex E)."""
+    values: list[PresentationDataValue] = []
+    offset = 0
+    end = len(body)
+    view = memoryview(body)
+    while offset < end:
+        if end - offset < 6:
+            raise MalformedPDU(f"P-DATA-TF: truncated PDV item header at offset {offset}")
+        length, context_id, control = _PDV.unpack_from(body, offset)
+        if length < 2 or offset + 4 + length > end:
+            raise MalformedPDU(
+                f"P-DATA-TF: PDV item length {length} at offset {offset} does not fit the PDU"
+            )
+        if context_id % 2 == 0:
+            raise MalformedPDU(f"P-DATA-TF: PDV presentation context ID {context_id} is not odd")
+        data = bytes(view[offset + 6 : offset + 4 + length])
+        values.append(PresentationDataValue(context_id, bool(control & 1), bool(control & 2), data))
+        offset += 4 + length
+    if not values:
+        raise MalformedPDU("P-DATA-TF: contains no PDV item (PS3.8 9.3.5 requires one or more)")
+    return DataTransfer(tuple(values))
+
+
+# -- encoding ---------------------------------------------------------------------------
+
+
+def _item(item_type: int, value: bytes) -> bytes:
+    return _ITEM.pack(item_type, len(value)) + value
+
+
+def _ae_field(title: str) -> bytes:
+    return title.encode("ascii").ljust(16, b" ")
+
+
+def _encode_user_information(info: UserInformation) -> bytes:
+    parts = [
+        _item(_MAX_LENGTH, _U32.pack(info.max_pdu_length)),
+        _item(_IMPLEMENTATION_UID, info.implementation_class_uid.encode("ascii")),
+    ]
+    if info.async_operations is not None:
+        invoked, performed = info.async_operations
+        parts.append(_item(_ASYNC_OPERATIONS, _U16.pack(invoked) + _U16.pack(performed)))
+    for role in info.role_selections:
+        uid = role.sop_class_uid.encode("ascii")
+        parts.append(
+            _item(
+                _ROLE_SELECTION, _U16.pack(len(uid)) + uid + bytes([role.scu_role, role.scp_role])
+            )
+        )
+    if info.implementation_version_name:
+        parts.append(
+            _item(_IMPLEMENTATION_VERSION, info.implementation_version_name.encode("ascii"))
+        )
+    parts.extend(_item(t, v) for t, v in info.other_items)
+    return _item(_USER_INFORMATION, b"".join(parts))
+
+
+def _fixed(version: int, called: str, calling: str) -> bytes:
+    return _FIXED.pack(version, _ae_field(called), _ae_field(calling))
+
+
+def encode_associate_rq(rq: AssociateRequest) -> bytes:
+    """Encode a complete A-ASSOCIATE-RQ PDU, header included."""
+    contexts = b"".join(
+        _item(
+            _CONTEXT_RQ,
+            bytes([pc.context_id, 0, 0, 0])
+            + _item(_ABSTRACT_SYNTAX, pc.abstract_syntax.encode("ascii"))
+            + b"".join(_item(_TRANSFER_SYNTAX, ts.encode("ascii")) for ts in pc.transfer_syntaxes),
+        )
+        for pc in rq.presentation_contexts
+    )
+    body = (
+        _fixed(rq.protocol_version, rq.called_ae_title, rq.calling_ae_title)
+        + _item(_APPLICATION_CONTEXT, rq.application_context.encode("ascii"))
+        + contexts
+        + _encode_user_information(rq.user_information)
+    )
+    return frame(PDUType.A_ASSOCIATE_RQ, body)
+
+
+def encode_associate_ac(ac: AssociateAccept) -> bytes:
+    """Encode a complete A-ASSOCIATE-AC PDU, header included.
+
+    A rejected context still carries a transfer syntax sub-item, as PS3.8
+    9.3.3.2 requires the field; receivers do not test it.
+    """
+    contexts = b"".join(
+        _item(
+            _CONTEXT_AC,
+            bytes([pc.context_id, 0, int(pc.result), 0])
+            + _item(
+                _TRANSFER_SYNTAX,
+                (pc.transfer_syntax or "1.2.840.10008.1.2").encode("ascii"),
+            ),
+        )
+        for pc in ac.presentation_contexts
+    )
+    body = (
+        _fixed(ac.protocol_version, ac.called_ae_title, ac.calling_ae_title)
+        + _item(_APPLICATION_CONTEXT, ac.application_context.encode("ascii"))
+        + contexts
+        + _encode_user_information(ac.user_information)
+    )
+    return frame(PDUType.A_ASSOCIATE_AC, body)
+
+
+def encode_associate_rj(rj: AssociateReject) -> bytes:
+    """Encode a complete A-ASSOCIATE-RJ PDU."""
+    return frame(PDUType.A_ASSOCIATE_RJ, bytes([0, rj.result, rj.source, rj.reason]))
+
+
+def encode_abort(source: AbortSource, reason: AbortReason) -> bytes:
+    """Encode a complete A-ABORT PDU; the reason is 0 unless the provider aborts."""
+    if source != AbortSource.SERVICE_PROVIDER:
+        reason = AbortReason.NOT_SPECIFIED
+    return frame(PDUType.A_ABORT, bytes([0, 0, source, reason]))
+
+
+RELEASE_RQ = frame(PDUType.A_RELEASE_RQ, bytes(4))
+RELEASE_RP = frame(PDUType.A_RELEASE_RP, bytes(4))
+
+
+def encode_p_data(transfer: DataTransfer) -> bytes:
+    """Encode a complete P-DATA-TF PDU from its PDVs."""
+    parts: list[bytes] = []
+    for pdv in transfer.values:
+        parts.append(
+            _PDV.pack(len(pdv.data) + 2, pdv.context_id, pdv.is_command | (pdv.is_last << 1))
+        )
+        parts.append(pdv.data)
+    return frame(PDUType.P_DATA_TF, b"".join(parts))
+
+
+def is_dicom_application_context(name: str) -> bool:
+    """True for the one application context name DICOM defines (PS3.7 A.2.1)."""
+    return name == DICOM_APPLICATION_CONTEXT

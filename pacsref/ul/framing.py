@@ -1,0 +1,108 @@
+"""PDU framing: cut a byte stream into whole PDUs (PS3.8 9.3.1).
+
+The framer buffers only what has arrived; a declared length is checked
+against limits before any body is awaited and is never used to allocate
+memory. Limits:
+
+- an unknown PDU type is refused from its header alone (Evt19,
+  unrecognized-PDU), so a peer cannot make us wait for a huge bogus body;
+- a P-DATA-TF longer than the Maximum Length we announced is a protocol error
+  (PS3.8 D.1, reason invalid-PDU-parameter-value);
+- association PDUs are bounded by MAXIMUM_ASSOCIATION_PDU; release and abort
+  PDUs must be exactly 4 bytes long.
+"""
+
+from __future__ import annotations
+
+from struct import Struct
+
+from pacsref.ul.constants import (
+    MAXIMUM_ASSOCIATION_PDU,
+    PDU_HEADER_LENGTH,
+    AbortReason,
+    PDUType,
+)
+from pacsref.ul.errors import MalformedPDU
+
+_HEADER = Struct(">BxL")
+_KNOWN_TYPES = frozenset(int(t) for t in PDUType)
+_FIXED_LENGTH = {
+    PDUType.A_ASSOCIATE_RJ: 4,
+    PDUType.A_RELEASE_RQ: 4,
+    PDUType.A_RELEASE_RP: 4,
+    PDUType.A_ABORT: 4,
+}
+
+
+class PDUFramer:
+    """Accumulates bytes and yields ``(PDUType, body)`` for each complete PDU.
+
+    Args:
+        max_pdata_length: the Maximum Length we announced (0 = unlimited);
+            a P-DATA-TF whose length field exceeds it is refused.
+    """
+
+    __slots__ = ("_buffer", "max_pdata_length")
+
+    def __init__(self, max_pdata_length: int) -> None:
+        self._buffer = bytearray()
+        self.max_pdata_length = max_pdata_length
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet part of a complete PDU."""
+        return len(self._buffer)
+
+    def feed(self, data: bytes) -> None:
+        """Append bytes received from the transport."""
+        self._buffer += data
+
+    def next_pdu(self) -> tuple[PDUType, bytes] | None:
+        """Return the next complete PDU, or None if more bytes are needed.
+
+        Raises:
+            MalformedPDU: the header names an unknown type or an impossible
+                length; the stream cannot be resynchronised after that.
+        """
+        buf = self._buffer
+        if len(buf) < PDU_HEADER_LENGTH:
+            if buf and buf[0] not in _KNOWN_TYPES:
+                raise MalformedPDU(
+                    f"unrecognized PDU type 0x{buf[0]:02X}", AbortReason.UNRECOGNIZED_PDU
+                )
+            return None
+        raw_type, length = _HEADER.unpack_from(buf)
+        self._check_header(raw_type, length)
+        end = PDU_HEADER_LENGTH + length
+        if len(buf) < end:
+            return None
+        body = bytes(buf[PDU_HEADER_LENGTH:end])
+        del buf[:end]
+        return PDUType(raw_type), body
+
+    def _check_header(self, raw_type: int, length: int) -> None:
+        if raw_type not in _KNOWN_TYPES:
+            raise MalformedPDU(
+                f"unrecognized PDU type 0x{raw_type:02X}", AbortReason.UNRECOGNIZED_PDU
+            )
+        pdu_type = PDUType(raw_type)
+        fixed = _FIXED_LENGTH.get(pdu_type)
+        if fixed is not None and length != fixed:
+            raise MalformedPDU(f"{pdu_type.name} PDU length is {length}, PS3.8 requires {fixed}")
+        if pdu_type is PDUType.P_DATA_TF:
+            limit = self.max_pdata_length
+            if limit and length > limit:
+                raise MalformedPDU(
+                    f"P-DATA-TF PDU length {length} exceeds the maximum length {limit} "
+                    "we announced (PS3.8 D.1)"
+                )
+        elif length > MAXIMUM_ASSOCIATION_PDU:
+            raise MalformedPDU(
+                f"{pdu_type.name} PDU length {length} exceeds the {MAXIMUM_ASSOCIATION_PDU} "
+                "bytes we accept for association PDUs"
+            )
+
+
+def frame(pdu_type: PDUType, body: bytes) -> bytes:
+    """Prefix a PDU body with its 6-byte header."""
+    return _HEADER.pack(pdu_type, len(body)) + body

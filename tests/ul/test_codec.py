@@ -1,0 +1,188 @@
+"""PDU codec, cross-checked against pynetdicom's independent encoder/decoder."""
+
+from __future__ import annotations
+
+import pytest
+from pynetdicom import pdu as pn_pdu
+from pynetdicom import pdu_primitives as pp
+from pynetdicom.presentation import build_context
+
+from pacsref.ul import codec
+from pacsref.ul.constants import AbortReason, AbortSource, ContextResult, PDUType
+from pacsref.ul.errors import MalformedPDU
+from pacsref.ul.events import (
+    AssociateAccept,
+    DataTransfer,
+    PresentationContextResult,
+    PresentationDataValue,
+    RoleSelection,
+    UserInformation,
+)
+from pacsref.ul.framing import PDUFramer
+
+from .helpers import EXPLICIT, REQUEST, VERIFICATION
+
+
+def _pynetdicom_rq() -> bytes:
+    primitive = pp.A_ASSOCIATE()
+    primitive.application_context_name = "1.2.840.10008.3.1.1.1"
+    primitive.calling_ae_title = "SCU"
+    primitive.called_ae_title = "ANY-SCP"
+    context = build_context(VERIFICATION)
+    context.context_id = 3
+    primitive.presentation_context_definition_list = [context]
+    max_length = pp.MaximumLengthNotification()
+    max_length.maximum_length_received = 32768
+    uid = pp.ImplementationClassUIDNotification()
+    uid.implementation_class_uid = "1.2.3.4"
+    version = pp.ImplementationVersionNameNotification()
+    version.implementation_version_name = "PYNET"
+    role = pp.SCP_SCU_RoleSelectionNegotiation()
+    role.sop_class_uid = "1.2.840.10008.5.1.4.1.1.2"
+    role.scu_role = True
+    role.scp_role = False
+    window = pp.AsynchronousOperationsWindowNegotiation()
+    window.maximum_number_operations_invoked = 5
+    window.maximum_number_operations_performed = 3
+    primitive.user_information = [max_length, uid, version, role, window]
+    pdu = pn_pdu.A_ASSOCIATE_RQ()
+    pdu.from_primitive(primitive)
+    return pdu.encode()
+
+
+def test_decodes_pynetdicom_associate_rq() -> None:
+    """An A-ASSOCIATE-RQ encoded by pynetdicom decodes to the same values."""
+    rq = codec.decode_associate_rq(_pynetdicom_rq()[6:])
+    assert (rq.called_ae_title, rq.calling_ae_title) == ("ANY-SCP", "SCU")
+    (context,) = rq.presentation_contexts
+    assert context.context_id == 3 and context.abstract_syntax == VERIFICATION
+    assert "1.2.840.10008.1.2" in context.transfer_syntaxes
+    info = rq.user_information
+    assert info.max_pdu_length == 32768
+    assert info.implementation_class_uid == "1.2.3.4"
+    assert info.implementation_version_name == "PYNET"
+    assert info.async_operations == (5, 3)
+    assert info.role_selections == (RoleSelection("1.2.840.10008.5.1.4.1.1.2", True, False),)
+
+
+def test_our_associate_rq_decodes_in_pynetdicom() -> None:
+    """pynetdicom reads back what we encode for an A-ASSOCIATE-RQ."""
+    pdu = pn_pdu.A_ASSOCIATE_RQ()
+    pdu.decode(codec.encode_associate_rq(REQUEST))
+    primitive = pdu.to_primitive()
+    assert primitive.called_ae_title == "PACSREF"
+    assert primitive.calling_ae_title == "MODALITY"
+    assert primitive.maximum_length_received == 16384
+    assert codec.decode_associate_rq(codec.encode_associate_rq(REQUEST)[6:]) == REQUEST
+
+
+def test_our_associate_ac_decodes_in_pynetdicom() -> None:
+    """pynetdicom reads back our A-ASSOCIATE-AC, rejected contexts included."""
+    ac = AssociateAccept(
+        called_ae_title="PACSREF",
+        calling_ae_title="SCU",
+        presentation_contexts=(
+            PresentationContextResult(1, ContextResult.ACCEPTANCE, EXPLICIT),
+            PresentationContextResult(3, ContextResult.ABSTRACT_SYNTAX_NOT_SUPPORTED),
+        ),
+        user_information=UserInformation(
+            16384,
+            "1.2.3",
+            "V1",
+            async_operations=(1, 1),
+            role_selections=(RoleSelection("1.2.840.10008.5.1.4.1.1.2", True, False),),
+        ),
+    )
+    raw = codec.encode_associate_ac(ac)
+    pdu = pn_pdu.A_ASSOCIATE_AC()
+    pdu.decode(raw)
+    results = {c.context_id: c.result for c in pdu.presentation_context}
+    assert results == {1: 0, 3: 3}
+    assert pdu.user_information.maximum_length == 16384
+    assert (
+        codec.decode_associate_ac(raw[6:]).presentation_contexts[0] == ac.presentation_contexts[0]
+    )
+
+
+def test_p_data_round_trip_with_pynetdicom() -> None:
+    """P-DATA-TF PDVs survive our encoder and pynetdicom's decoder, and the reverse."""
+    transfer = DataTransfer(
+        (
+            PresentationDataValue(1, True, False, b"cmd"),
+            PresentationDataValue(1, False, True, b"ds"),
+        )
+    )
+    raw = codec.encode_p_data(transfer)
+    pdu = pn_pdu.P_DATA_TF()
+    pdu.decode(raw)
+    values = [bytes(v.presentation_data_value) for v in pdu.presentation_data_value_items]
+    assert values == [b"\x01cmd", b"\x02ds"]
+    assert codec.decode_p_data(pdu.encode()[6:]) == transfer
+
+
+@pytest.mark.parametrize(
+    ("encoded", "expected"),
+    [
+        (codec.encode_abort(AbortSource.SERVICE_PROVIDER, AbortReason.UNEXPECTED_PDU), (2, 2)),
+        (codec.encode_abort(AbortSource.SERVICE_USER, AbortReason.UNEXPECTED_PDU), (0, 0)),
+    ],
+)
+def test_abort_codes(encoded: bytes, expected: tuple[int, int]) -> None:
+    """A-ABORT carries the provider's reason, and reason 0 for a user abort (PS3.8 9.3.8)."""
+    pdu = pn_pdu.A_ABORT_RQ()
+    pdu.decode(encoded)
+    assert (pdu.source, pdu.reason_diagnostic) == expected
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"\x00" * 10, "shorter than the 68-byte fixed part"),
+        (bytes(68) + b"\x10\x00\x00\x05abc", "declares length 5"),
+        (bytes(4) + b"CALLED\\         " + bytes(16) + bytes(32), "not allowed in an AE title"),
+    ],
+)
+def test_malformed_rq_is_named(body: bytes, message: str) -> None:
+    """A broken A-ASSOCIATE-RQ raises MalformedPDU naming what is wrong."""
+    with pytest.raises(MalformedPDU, match=message):
+        codec.decode_associate_rq(body)
+
+
+def test_rq_without_user_information_is_malformed() -> None:
+    """The user information item with Maximum Length is mandatory (PS3.7 D.1)."""
+    raw = _pynetdicom_rq()[6:]
+    cut = raw.index(b"\x50\x00")
+    with pytest.raises(MalformedPDU, match="user information item"):
+        codec.decode_associate_rq(raw[:cut])
+
+
+def test_framer_refuses_oversized_p_data_from_header() -> None:
+    """A P-DATA-TF longer than our announced maximum is refused from its header alone."""
+    framer = PDUFramer(16384)
+    framer.feed(b"\x04\x00\x00\x00\x40\x01")
+    with pytest.raises(MalformedPDU, match="exceeds the maximum length 16384"):
+        framer.next_pdu()
+
+
+def test_framer_does_not_allocate_declared_length() -> None:
+    """A 4 GiB declared association PDU is refused; a plausible one waits for bytes."""
+    framer = PDUFramer(0)
+    framer.feed(b"\x01\x00\xff\xff\xff\xff")
+    with pytest.raises(MalformedPDU, match="exceeds"):
+        framer.next_pdu()
+    framer = PDUFramer(0)
+    framer.feed(b"\x04\x00\x7f\xff\xff\xff")
+    assert framer.next_pdu() is None
+    assert framer.buffered == 6
+
+
+def test_framer_splits_coalesced_and_fragmented_pdus() -> None:
+    """PDUs arriving one byte at a time, or several in one read, are framed the same."""
+    stream = codec.RELEASE_RQ + codec.RELEASE_RP
+    framer = PDUFramer(0)
+    seen = []
+    for byte in stream:
+        framer.feed(bytes([byte]))
+        while (pdu := framer.next_pdu()) is not None:
+            seen.append(pdu[0])
+    assert seen == [PDUType.A_RELEASE_RQ, PDUType.A_RELEASE_RP]
