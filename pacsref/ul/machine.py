@@ -20,7 +20,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from pacsref.ul import codec
-from pacsref.ul.constants import AbortReason, AbortSource, PDUType, RejectResult, Role
+from pacsref.ul.constants import (
+    AbortReason,
+    AbortSource,
+    ContextResult,
+    PDUType,
+    RejectResult,
+    Role,
+)
 from pacsref.ul.effects import (
     CloseTransport,
     Effect,
@@ -91,7 +98,15 @@ class UpperLayer:
             the transport events depend on it.
     """
 
-    __slots__ = ("_dead_input", "_framer", "_pending_request", "peer_max_pdu", "role", "state")
+    __slots__ = (
+        "_accepted_ids",
+        "_dead_input",
+        "_framer",
+        "_pending_request",
+        "peer_max_pdu",
+        "role",
+        "state",
+    )
 
     def __init__(self, role: Role) -> None:
         self.role = role
@@ -101,6 +116,8 @@ class UpperLayer:
         self._framer = PDUFramer(_PRE_ASSOCIATION_PDATA_LIMIT)
         self._pending_request: AssociateRequest | None = None
         self._dead_input = False
+        #: IDs of the accepted presentation contexts, once the AC is sent/received.
+        self._accepted_ids: frozenset[int] = frozenset()
 
     # -- inputs ---------------------------------------------------------------------
 
@@ -143,6 +160,8 @@ class UpperLayer:
                     break
                 pdu_type, body = frame
                 primitive = _DECODERS[pdu_type](body)
+                if pdu_type is PDUType.P_DATA_TF:
+                    self._check_context_ids(primitive)  # type: ignore[arg-type]
             except RemoteProtocolError as exc:
                 self._dead_input = True
                 effects += self._handle(Event.Evt19, exc)
@@ -181,6 +200,15 @@ class UpperLayer:
         self.state = next_state if next_state is not None else NEXT_STATE[action]
         return effects
 
+    def _check_context_ids(self, transfer: DataTransfer) -> None:
+        """PS3.8 9.3.5.1: a PDV must use a presentation context that was accepted."""
+        for pdv in transfer.values:
+            if pdv.context_id not in self._accepted_ids:
+                raise MalformedPDU(
+                    f"P-DATA-TF: PDV for presentation context {pdv.context_id}, "
+                    "which was not accepted on this association"
+                )
+
     def _check_outgoing_size(self, transfer: DataTransfer) -> None:
         if not self.peer_max_pdu:
             return
@@ -205,6 +233,7 @@ class UpperLayer:
 
     def _ae_3(self, event: Event, ac: AssociateAccept) -> _Result:
         self.peer_max_pdu = ac.user_information.max_pdu_length
+        self._accepted_ids = _accepted(ac)
         return [Indicate(ac)], None
 
     def _ae_4(self, event: Event, rj: AssociateReject) -> _Result:
@@ -228,6 +257,7 @@ class UpperLayer:
 
     def _ae_7(self, event: Event, ac: AssociateAccept) -> _Result:
         self._framer.max_pdata_length = ac.user_information.max_pdu_length
+        self._accepted_ids = _accepted(ac)
         return [SendPDU(PDUType.A_ASSOCIATE_AC, codec.encode_associate_ac(ac))], None
 
     def _ae_8(self, event: Event, rj: AssociateReject) -> _Result:
@@ -308,6 +338,12 @@ class UpperLayer:
 
 
 _Result = tuple[list[Effect], State | None]
+
+
+def _accepted(ac: AssociateAccept) -> frozenset[int]:
+    return frozenset(
+        pc.context_id for pc in ac.presentation_contexts if pc.result is ContextResult.ACCEPTANCE
+    )
 
 
 def _local_abort(source: AbortSource, event: Event, payload: object) -> Abort:

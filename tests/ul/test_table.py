@@ -24,7 +24,13 @@ from pacsref.ul.effects import (
     StopARTIM,
 )
 from pacsref.ul.errors import LocalProtocolError
-from pacsref.ul.events import Abort, ReleaseRequest, ReleaseResponse
+from pacsref.ul.events import (
+    Abort,
+    DataTransfer,
+    PresentationDataValue,
+    ReleaseRequest,
+    ReleaseResponse,
+)
 from pacsref.ul.machine import UpperLayer
 from pacsref.ul.states import LOCAL_USER_EVENTS, Action, Event, State
 from pacsref.ul.table import NEXT_STATE, TRANSITIONS, BlankCell, blank_cell
@@ -123,6 +129,7 @@ def _machine(state: State, event: Event) -> UpperLayer:
     if state is State.Sta4:
         ul.send(REQUEST)  # AE-1 leaves the request pending, as it really is in Sta4
     ul.state = state
+    ul._accepted_ids = frozenset({1})  # as if context 1 had been accepted (AE-3/AE-7)
     return ul
 
 
@@ -229,3 +236,19 @@ def test_effect_types_are_the_documented_set() -> None:
         except LocalProtocolError:
             continue
         assert {type(e) for e in effects} <= kinds
+
+
+def test_pdv_for_unaccepted_context_is_invalid_pdu() -> None:
+    """PS3.8 9.3.5.1: a PDV on a context that was not accepted -> A-ABORT (2, 6), Sta13."""
+    ul = UpperLayer(Role.ACCEPTOR)
+    ul.connection_made()
+    ul.receive_data(RQ_PDU)
+    ul.send(ACCEPT)
+    effects = ul.receive_data(
+        codec.encode_p_data(DataTransfer((PresentationDataValue(3, True, True, b"x"),)))
+    )
+    assert effects[0] == SendPDU(
+        PDUType.A_ABORT,
+        codec.encode_abort(AbortSource.SERVICE_PROVIDER, AbortReason.INVALID_PDU_PARAMETER_VALUE),
+    )
+    assert "not accepted" in effects[1].primitive.detail

@@ -1,0 +1,92 @@
+"""The add-in framework: interfaces, request values, discovery, base services, runner.
+
+Everything an add-in author needs is importable from here; the submodules are
+implementation detail (Klein's layout). An add-in is a module-level object
+providing :class:`IAddin` plus the handler interfaces it serves, dropped into a
+server's ``addins/`` folder (see :mod:`pacsref.addin.loader`).
+"""
+
+from pacsref.addin.aetitles import AeInfo, MemoryAeTitles, normalize_ae_title
+from pacsref.addin.errors import (
+    AddinFailure,
+    AddinLoadError,
+    AddinStatusError,
+    AddinTimeout,
+    AeTitleError,
+    ServiceConflict,
+    ServiceNotFound,
+)
+from pacsref.addin.interfaces import (
+    IAddin,
+    IAeTitles,
+    IAssociationHook,
+    IDicomRequest,
+    IEchoHandler,
+    IFindHandler,
+    IGetHandler,
+    IMessageNotification,
+    IMoveHandler,
+    INServiceHandler,
+    ISecurity,
+    IServiceRegistry,
+    IStoreHandler,
+)
+from pacsref.addin.loader import ENTRY_POINT_GROUP, LoadResult, load_addins, package_name_for
+from pacsref.addin.registry import BASE_SERVICES, ServiceRegistry, default_services
+from pacsref.addin.requests import AssociationInfo, DimseRequest, SubOperation
+from pacsref.addin.runner import (
+    EXCEPTION_STATUSES,
+    call_with_timeout,
+    is_nonblocking,
+    nonblocking,
+    status_for_exception,
+)
+from pacsref.addin.status import CANCEL, PENDING, PENDING_WARNING, PROCESSING_FAILURE, SUCCESS
+from pacsref.association import SupportedContext
+
+__all__ = [
+    "BASE_SERVICES",
+    "CANCEL",
+    "ENTRY_POINT_GROUP",
+    "EXCEPTION_STATUSES",
+    "PENDING",
+    "PENDING_WARNING",
+    "PROCESSING_FAILURE",
+    "SUCCESS",
+    "AddinFailure",
+    "AddinLoadError",
+    "AddinStatusError",
+    "AddinTimeout",
+    "AeInfo",
+    "AeTitleError",
+    "AssociationInfo",
+    "DimseRequest",
+    "IAddin",
+    "IAeTitles",
+    "IAssociationHook",
+    "IDicomRequest",
+    "IEchoHandler",
+    "IFindHandler",
+    "IGetHandler",
+    "IMessageNotification",
+    "IMoveHandler",
+    "INServiceHandler",
+    "ISecurity",
+    "IServiceRegistry",
+    "IStoreHandler",
+    "LoadResult",
+    "MemoryAeTitles",
+    "ServiceConflict",
+    "ServiceNotFound",
+    "ServiceRegistry",
+    "SubOperation",
+    "SupportedContext",
+    "call_with_timeout",
+    "default_services",
+    "is_nonblocking",
+    "load_addins",
+    "nonblocking",
+    "normalize_ae_title",
+    "package_name_for",
+    "status_for_exception",
+]

@@ -1,0 +1,239 @@
+"""Reassemble DIMSE messages from presentation data values (PS3.7 6.3, PS3.8 E.2).
+
+The upper layer delivers a message as a series of PDVs: command fragments
+(control header bit 0 set) up to the one marked last, then, if the command's
+CommandDataSetType is not 0x0101, data set fragments up to the one marked
+last. PS3.8 9.3.5.1 / PS3.7 6.3.1 forbid interleaving the fragments of two
+messages, so the assembler holds at most one message in progress.
+
+The command set is small and collected in memory (capped, so a hostile peer
+cannot grow it without bound). The data set may be gigabytes: it is streamed
+fragment by fragment into one spool file and never held in memory.
+
+Anything that breaks the fragment rules is a :class:`DimseProtocolError`;
+the association cannot continue after one (there is no DIMSE-level way to
+resynchronise), so the caller aborts it. Before raising, the assembler
+deletes any half-written spool file itself, so nothing is left behind even
+if the caller forgets :meth:`MessageAssembler.abort`. Semantic problems of a
+*complete* command (missing elements, unknown command field) are not
+assembler errors: the message is returned and the caller answers with a
+status (see :mod:`pacsref.dimse.responses`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import BinaryIO, NoReturn
+
+from pacsref.dimse.command import (
+    COMMAND_DATA_SET_TYPE,
+    COMMAND_FIELD,
+    DATASET_ABSENT,
+    CommandSetError,
+)
+from pacsref.dimse.command import decode_command as _decode_command
+from pacsref.dimse.messages import DimseMessage, command_name
+from pacsref.ul.events import PresentationDataValue
+
+__all__ = [
+    "MAX_COMMAND_SET_LENGTH",
+    "SPOOL_PREFIX",
+    "SPOOL_SUFFIX",
+    "DimseProtocolError",
+    "MessageAssembler",
+]
+
+#: Largest command set we buffer. Real ones are 60-300 bytes; 64 KiB leaves
+#: room for long AttributeIdentifierLists while bounding memory per peer.
+MAX_COMMAND_SET_LENGTH = 64 * 1024
+
+#: Spool files are named ``pacsref-dimse-XXXXXXXX.dataset`` so that stray
+#: ones (after a crash) are recognisable in the Temporary Directory.
+SPOOL_PREFIX = "pacsref-dimse-"
+SPOOL_SUFFIX = ".dataset"
+
+
+class DimseProtocolError(Exception):
+    """A PDV sequence that violates PS3.7 6.3 / PS3.8 E.2; abort the association."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class MessageAssembler:
+    """Turn a stream of PDVs into :class:`DimseMessage` objects (sans-IO).
+
+    ``accepted_contexts`` maps each accepted presentation context ID to its
+    accepted transfer syntax; PDVs on any other context are refused (PS3.8
+    9.3.5.1: a PDV's context ID must be one the association accepted).
+    """
+
+    __slots__ = (
+        "_accepted",
+        "_command",
+        "_command_length",
+        "_context_id",
+        "_fragments",
+        "_spool",
+        "_spool_dir",
+        "_spool_path",
+    )
+
+    def __init__(self, spool_dir: Path, accepted_contexts: Mapping[int, str]) -> None:
+        self._spool_dir = Path(spool_dir)
+        self._accepted = dict(accepted_contexts)
+        #: context of the message in progress, None when idle
+        self._context_id: int | None = None
+        #: command fragments received so far
+        self._fragments: list[bytes] = []
+        self._command_length = 0
+        #: decoded command whose data set is being received
+        self._command: dict[int, object] | None = None
+        self._spool: BinaryIO | None = None
+        self._spool_path: Path | None = None
+
+    @property
+    def in_progress(self) -> bool:
+        """True while part of a message has arrived but not its last fragment."""
+        return self._context_id is not None
+
+    @property
+    def spool_path(self) -> Path | None:
+        """The spool file being written, if a data set is in progress."""
+        return self._spool_path
+
+    def feed(self, pdv: PresentationDataValue) -> DimseMessage | None:
+        """Take one PDV; return the message it completes, else None.
+
+        Raises :class:`DimseProtocolError` (after cleaning up) when the PDV
+        breaks a fragment rule.
+        """
+        context_id = pdv.context_id
+        current = self._context_id
+        if current is None:
+            transfer_syntax = self._accepted.get(context_id)
+            if transfer_syntax is None:
+                self._fail(
+                    f"PDV for presentation context {context_id}, which was not accepted "
+                    f"on this association (accepted: {sorted(self._accepted) or 'none'})"
+                )
+        elif context_id != current:
+            self._fail(
+                f"PDV for presentation context {context_id} while the message on "
+                f"presentation context {current} is incomplete (PS3.7 6.3.1: fragments "
+                "of different messages shall not be interleaved)"
+            )
+        if pdv.is_command:
+            return self._feed_command(pdv)
+        return self._feed_dataset(pdv)
+
+    def _feed_command(self, pdv: PresentationDataValue) -> DimseMessage | None:
+        if self._command is not None:
+            self._fail(
+                f"command PDV on presentation context {pdv.context_id} while the data set of "
+                f"a {command_name(self._command.get(COMMAND_FIELD))} is in progress (PS3.8 E.2)"
+            )
+        data = pdv.data
+        self._command_length += len(data)
+        if self._command_length > MAX_COMMAND_SET_LENGTH:
+            self._fail(
+                f"command set too large: more than {MAX_COMMAND_SET_LENGTH} bytes "
+                f"({self._command_length} so far)"
+            )
+        if not pdv.is_last:
+            self._context_id = pdv.context_id
+            self._fragments.append(data)
+            return None
+        if self._fragments:
+            self._fragments.append(data)
+            data = b"".join(self._fragments)
+            self._fragments = []
+        self._command_length = 0
+        try:
+            command = _decode_command(data)
+        except CommandSetError as exc:
+            self._fail(f"undecodable command set: {exc.detail}")
+        context_id = pdv.context_id
+        dataset_type = command.get(COMMAND_DATA_SET_TYPE)
+        if dataset_type is None or dataset_type == DATASET_ABSENT:
+            # An absent CommandDataSetType is reported by missing_required();
+            # treating it as "no data set" means a data PDV that follows is
+            # caught as unannounced instead of being silently swallowed.
+            self._context_id = None
+            return DimseMessage(context_id, command, None, self._accepted[context_id])
+        self._context_id = context_id
+        self._command = command
+        self._open_spool()
+        return None
+
+    def _feed_dataset(self, pdv: PresentationDataValue) -> DimseMessage | None:
+        spool = self._spool
+        command = self._command
+        if spool is None or command is None:
+            if self._fragments:
+                self._fail(
+                    f"data set PDV on presentation context {pdv.context_id} before the last "
+                    "command fragment (PS3.8 E.2: the command set comes first)"
+                )
+            self._fail(
+                f"data set PDV on presentation context {pdv.context_id} but no command "
+                "announced a data set (CommandDataSetType 0x0101 or no command)"
+            )
+        try:
+            spool.write(pdv.data)
+            if not pdv.is_last:
+                return None
+            spool.flush()
+            spool.close()
+        except OSError as exc:
+            self._fail(f"cannot write data set to spool file {self._spool_path}: {exc}")
+        context_id = pdv.context_id
+        message = DimseMessage(context_id, command, self._spool_path, self._accepted[context_id])
+        self._spool = None
+        self._spool_path = None
+        self._command = None
+        self._context_id = None
+        return message
+
+    def _open_spool(self) -> None:
+        try:
+            fd, name = tempfile.mkstemp(
+                prefix=SPOOL_PREFIX, suffix=SPOOL_SUFFIX, dir=self._spool_dir
+            )
+        except OSError as exc:
+            self._fail(f"cannot create spool file in {self._spool_dir}: {exc}")
+        self._spool_path = Path(name)
+        try:
+            self._spool = os.fdopen(fd, "wb")
+        except OSError as exc:  # pragma: no cover - fdopen on a fresh fd
+            os.close(fd)
+            self._fail(f"cannot open spool file {name}: {exc}")
+
+    def _fail(self, detail: str) -> NoReturn:
+        self.abort()
+        raise DimseProtocolError(detail)
+
+    def abort(self) -> None:
+        """Drop the message in progress and delete its partial spool file.
+
+        Called when the association aborts or the connection drops; safe to
+        call at any time, any number of times.
+        """
+        spool, path = self._spool, self._spool_path
+        self._spool = None
+        self._spool_path = None
+        self._command = None
+        self._context_id = None
+        self._fragments = []
+        self._command_length = 0
+        if spool is not None:
+            with contextlib.suppress(OSError):  # a write error is already being reported
+                spool.close()
+        if path is not None:
+            with contextlib.suppress(OSError):  # e.g. the spool directory vanished
+                path.unlink(missing_ok=True)

@@ -1,0 +1,113 @@
+"""Create a server directory with defaults and every shipped add-in.
+
+Used by the twistd plugin's quick start (``--server-dir DIR --ae-title AE
+--port P`` on a directory that does not exist yet) and by tests that need
+settings other than the defaults before the server starts::
+
+    python -m pacsref.server.create --server-dir DIR --ae-title AE --port P \
+        [--ip-address IP] [--set key=value ...]
+
+``--set`` values are read as TOML values (``30``, ``true``, ``"text"``);
+anything that is not valid TOML is taken as a string.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tomllib
+from collections.abc import Mapping, Sequence
+from importlib import import_module
+from pathlib import Path
+
+from pacsref.settings import SettingsError, create_server_directory, settings_from_mapping
+
+#: Where the embedded default server lives when twistd gets no --server-dir.
+DEFAULT_SERVER_DIR = Path("pacsref-data") / "PACSREF"
+DEFAULT_AE_TITLE = "PACSREF"
+
+
+def shipped_addins_dir() -> Path:
+    """The folder of add-ins that ship with pacsref (top-level ``addins/``).
+
+    Installed, it is the package ``pacsref.shipped_addins``; in a source
+    checkout it is ``addins/`` beside the ``pacsref`` package.
+    """
+    try:
+        module = import_module("pacsref.shipped_addins")
+        return Path(module.__path__[0])
+    except ImportError:
+        return Path(__file__).resolve().parents[2] / "addins"
+
+
+def shipped_addins() -> list[Path]:
+    """Every shipped add-in module or package, ready to copy into a server."""
+    folder = shipped_addins_dir()
+    return sorted(
+        path
+        for path in folder.iterdir()
+        if not path.name.startswith(("_", "."))
+        and (path.suffix == ".py" or (path / "__init__.py").is_file())
+    )
+
+
+def create_server(server_dir: Path, values: Mapping[str, object]) -> None:
+    """Create ``server_dir`` with settings ``values`` and all shipped add-ins.
+
+    Raises:
+        SettingsError: a value is invalid, or the directory already holds a server.
+    """
+    settings = settings_from_mapping(dict(values), source="command line")
+    create_server_directory(server_dir, settings, shipped_addins())
+
+
+def parse_assignment(text: str) -> tuple[str, object]:
+    """``key=value`` with a TOML value, or the raw text when it is not TOML."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"--set expects key=value, got {text!r}")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key.strip().replace("-", "_"), value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m pacsref.server.create``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m pacsref.server.create",
+        description="Create a pacsref server directory with default settings and every "
+        "shipped add-in in its addins/ folder.",
+    )
+    parser.add_argument("--server-dir", type=Path, required=True, help="directory to create")
+    parser.add_argument("--ae-title", required=True, help="the server's AE title")
+    parser.add_argument("--port", type=int, help="DICOM port (default 11112)")
+    parser.add_argument("--ip-address", help="address to listen on (default 0.0.0.0)")
+    parser.add_argument(
+        "--set",
+        dest="assignments",
+        action="append",
+        default=[],
+        type=parse_assignment,
+        metavar="KEY=VALUE",
+        help="any other setting, e.g. --set artim_timeout=5 (repeatable)",
+    )
+    args = parser.parse_args(argv)
+    values: dict[str, object] = {"ae_title": args.ae_title}
+    if args.port is not None:
+        values["port"] = args.port
+    if args.ip_address is not None:
+        values["ip_address"] = args.ip_address
+    values.update(dict(args.assignments))
+    try:
+        create_server(args.server_dir, values)
+    except (SettingsError, OSError) as exc:
+        print(f"pacsref: {exc}", file=sys.stderr)
+        return 2
+    print(f"created {args.server_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""The factory that builds one :class:`DicomServerProtocol` per accepted connection."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.interfaces import IAddress, IReactorTime
+from twisted.internet.protocol import ServerFactory
+
+from pacsref.server.context import ServerContext
+from pacsref.server.dispatch import Dispatcher
+from pacsref.server.protocol import DicomServerProtocol
+
+
+class DicomServerFactory(ServerFactory):
+    """Holds the server's shared state and the set of live connections.
+
+    Args:
+        server: the server's shared state.
+        reactor: provides time (``callLater``) and ``callFromThread`` for add-in
+            calls; tests pass a ``Clock``-based fake.
+    """
+
+    def __init__(self, server: ServerContext, reactor: Any) -> None:
+        self.server = server
+        self.reactor = reactor
+        self.clock: IReactorTime = reactor
+        self.dispatcher = Dispatcher(server, reactor)
+        self.connections: set[DicomServerProtocol] = set()
+
+    def buildProtocol(self, addr: IAddress) -> DicomServerProtocol:
+        return DicomServerProtocol(self, self.clock)
+
+    def connection_made(self, protocol: DicomServerProtocol) -> None:
+        """Called by a protocol once its transport is up."""
+        self.connections.add(protocol)
+
+    def connection_lost(self, protocol: DicomServerProtocol) -> None:
+        """Called by a protocol when its transport has gone."""
+        self.connections.discard(protocol)

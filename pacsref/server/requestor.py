@@ -1,0 +1,207 @@
+"""The default ``IDicomRequest``: the server acting as an SCU.
+
+Built on the same sans-IO upper layer and DIMSE code as the acceptor, in the
+requestor role (PS3.8 Sta4/Sta5/Sta7...). Add-ins use it for C-MOVE
+sub-operations and storage commitment later; C-ECHO is what it offers now.
+Connection attempts are bounded by the Reconnect timeout setting, and every
+exchange by the timeout given or that same setting.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.endpoints import HostnameEndpoint, connectProtocol
+from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from pacsref.addin import AeInfo, AeTitleError, IAeTitles, IDicomRequest
+from pacsref.dimse import MessageAssembler, encode_command, fragment_message
+from pacsref.settings import ServerSettings
+from pacsref.ul.constants import ContextResult, Role
+from pacsref.ul.effects import CloseTransport, Indicate, SendPDU, StartARTIM, StopARTIM
+from pacsref.ul.events import (
+    Abort,
+    AssociateAccept,
+    AssociateReject,
+    AssociateRequest,
+    DataTransfer,
+    PresentationContextProposal,
+    ReleaseRequest,
+    ReleaseResponse,
+    TransportClosed,
+    UserInformation,
+)
+from pacsref.ul.machine import UpperLayer
+
+log = Logger(namespace="pacsref.requestor")
+
+VERIFICATION = "1.2.840.10008.1.1"
+_TRANSFER_SYNTAXES = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2")
+
+
+class AssociationRejected(Exception):
+    """The peer answered A-ASSOCIATE-RJ; the message gives the PS3.8 words."""
+
+
+class AssociationFailed(Exception):
+    """The association ended (abort, closed connection) before the exchange completed."""
+
+
+class _EchoRequestor(Protocol):
+    """One association that performs a single C-ECHO and releases."""
+
+    def __init__(self, request: AssociateRequest, reactor: Any, artim: float) -> None:
+        self.request = request
+        self.reactor = reactor
+        self.artim = artim
+        self.ul = UpperLayer(Role.REQUESTOR)
+        self.done: Deferred[int] = Deferred()
+        self.status: int | None = None
+        self._assembler: MessageAssembler | None = None
+        self._timer: IDelayedCall | None = None
+
+    def connectionMade(self) -> None:
+        self._perform(self.ul.send(self.request))
+        self._perform(self.ul.connection_made())
+
+    def dataReceived(self, data: bytes) -> None:
+        try:
+            self._perform(self.ul.receive_data(data))
+        except Exception:
+            self._finish(Failure())
+            self.transport.abortConnection()  # type: ignore[union-attr]
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._perform(self.ul.connection_lost())
+        if self._assembler is not None:
+            self._assembler.abort()
+        self._finish(Failure(AssociationFailed("connection closed before the C-ECHO completed")))
+
+    def _finish(self, result: int | Failure) -> None:
+        if not self.done.called:
+            self.done.callback(result) if isinstance(result, int) else self.done.errback(result)
+
+    def _perform(self, effects: list[Any]) -> None:
+        for effect in effects:
+            kind = type(effect)
+            if kind is SendPDU:
+                self.transport.write(effect.data)  # type: ignore[union-attr]
+            elif kind is Indicate:
+                self._indicate(effect.primitive)
+            elif kind is StartARTIM:
+                if self._timer is not None and self._timer.active():
+                    self._timer.cancel()
+                self._timer = self.reactor.callLater(self.artim, self._artim_expired)
+            elif kind is StopARTIM and self._timer is not None and self._timer.active():
+                self._timer.cancel()
+            elif kind is CloseTransport:
+                self.transport.loseConnection()  # type: ignore[union-attr]
+
+    def _artim_expired(self) -> None:
+        self._perform(self.ul.artim_expired())
+
+    def _indicate(self, primitive: object) -> None:
+        if isinstance(primitive, AssociateAccept):
+            self._send_echo(primitive)
+        elif isinstance(primitive, DataTransfer):
+            assert self._assembler is not None
+            for pdv in primitive.values:
+                message = self._assembler.feed(pdv)
+                if message is not None:
+                    self.status = message.status
+                    message.discard()
+                    self._perform(self.ul.send(ReleaseRequest()))
+        elif isinstance(primitive, ReleaseResponse):
+            if self.status is not None:
+                self._finish(self.status)
+        elif isinstance(primitive, AssociateReject):
+            self._finish(Failure(AssociationRejected(primitive.describe())))
+        elif isinstance(primitive, Abort):
+            self._finish(
+                Failure(AssociationFailed(f"association aborted ({primitive.source.name})"))
+            )
+        elif isinstance(primitive, TransportClosed) and self.status is not None:
+            self._finish(self.status)
+
+    def _send_echo(self, ac: AssociateAccept) -> None:
+        accepted = {
+            pc.context_id: pc.transfer_syntax
+            for pc in ac.presentation_contexts
+            if pc.result is ContextResult.ACCEPTANCE
+        }
+        if 1 not in accepted:
+            self._finish(Failure(AssociationFailed("the peer refused the Verification context")))
+            self._perform(self.ul.send(Abort()))
+            self.transport.loseConnection()  # type: ignore[union-attr]
+            return
+        import tempfile
+        from pathlib import Path
+
+        self._assembler = MessageAssembler(Path(tempfile.gettempdir()), accepted)
+        command = encode_command({0x0002: VERIFICATION, 0x0100: 0x0030, 0x0110: 1, 0x0800: 0x0101})
+        for pdv in fragment_message(1, command, None, self.ul.peer_max_pdu):
+            self._perform(self.ul.send(DataTransfer((pdv,))))
+
+
+@implementer(IDicomRequest)
+class DicomRequestor:
+    """Default :class:`~pacsref.addin.IDicomRequest` provider.
+
+    Args:
+        reactor: provides TCP connections and time.
+        settings: our AE title, implementation identity, max PDU and timeouts.
+    """
+
+    def __init__(self, reactor: Any, settings: ServerSettings) -> None:
+        self.reactor = reactor
+        self.settings = settings
+        self.registry: Any = None
+
+    def bind(self, registry: Any) -> None:
+        """Give the requestor the registry in which it finds ``IAeTitles``."""
+        self.registry = registry
+
+    def _resolve(self, ae: str | AeInfo) -> AeInfo:
+        if isinstance(ae, AeInfo):
+            return ae
+        titles = self.registry.get(IAeTitles) if self.registry is not None else None
+        info = titles.get(ae) if titles is not None else None
+        if info is None:
+            raise AeTitleError(f"AE title {ae!r} is not in the AE title table")
+        return info
+
+    def echo(self, ae: str | AeInfo, timeout: float | None = None) -> Deferred[int]:
+        """C-ECHO ``ae``; fires with the response status (see IDicomRequest)."""
+        try:
+            peer = self._resolve(ae)
+        except AeTitleError:
+            return fail()
+        settings = self.settings
+        request = AssociateRequest(
+            called_ae_title=peer.ae_title,
+            calling_ae_title=settings.ae_title,
+            presentation_contexts=(
+                PresentationContextProposal(1, VERIFICATION, _TRANSFER_SYNTAXES),
+            ),
+            user_information=UserInformation(
+                max_pdu_length=settings.max_pdu_length,
+                implementation_class_uid=settings.implementation_class_uid,
+                implementation_version_name=settings.implementation_version_name,
+            ),
+        )
+        protocol = _EchoRequestor(request, self.reactor, settings.artim_timeout)
+        endpoint = HostnameEndpoint(
+            self.reactor, peer.host, peer.port, timeout=settings.reconnect_timeout
+        )
+        connected = connectProtocol(endpoint, protocol)
+        connected.addErrback(protocol._finish)
+        done = protocol.done
+        done.addTimeout(timeout or settings.reconnect_timeout, self.reactor)
+        return done

@@ -1,0 +1,178 @@
+"""A well-behaved Verification SCU: N C-ECHOs over one association, on pynetdicom's AE.
+
+The simulator is deliberately *not* built on pacsref: a server judged only by
+its own client code can share that code's misunderstandings of PS3.8/PS3.7.
+pynetdicom is an independent implementation, so an echo that succeeds here is
+evidence of interoperability rather than of self-consistency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+from simulators.pdus import AssociateRJ
+
+#: Exit status when the association was rejected (distinct from "echo failed").
+EXIT_REJECTED = 2
+
+
+@dataclass
+class EchoResult:
+    """Outcome of :func:`run_echoes`.
+
+    ``rejection`` is set when the server answered A-ASSOCIATE-RJ;
+    ``association_error`` when no association came about for another reason
+    (refused connection, A-ABORT, timeout). ``failures`` has one line per
+    echo that did not return Success (0x0000).
+    """
+
+    count: int
+    succeeded: int = 0
+    failures: list[str] = field(default_factory=list)
+    elapsed: float = 0.0
+    rejection: AssociateRJ | None = None
+    association_error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True iff every requested echo succeeded."""
+        return self.succeeded == self.count and self.rejection is None
+
+    @property
+    def rate(self) -> float:
+        """Successful echoes per second over the echo loop (0 if nothing was timed)."""
+        return self.succeeded / self.elapsed if self.elapsed > 0 else 0.0
+
+    def summary(self) -> str:
+        """The CLI's summary line."""
+        return f"{self.count} echoes, {self.succeeded} succeeded, rate {self.rate:.1f}/s"
+
+
+def run_echoes(
+    host: str,
+    port: int,
+    called_ae: str,
+    calling_ae: str = "SIMECHO",
+    count: int = 1,
+    *,
+    max_pdu: int = 16382,
+    timeout: float = 30.0,
+) -> EchoResult:
+    """Associate, send ``count`` C-ECHO-RQs one after another, release; report each outcome.
+
+    Args:
+        max_pdu: our Maximum Length Received (PS3.8 D.1); 0 means unlimited.
+        timeout: ACSE, DIMSE and network timeout in seconds, so a silent
+            server cannot hang the caller.
+    """
+    result = EchoResult(count=count)
+    ae = AE(ae_title=calling_ae)
+    ae.add_requested_context(Verification)
+    ae.maximum_pdu_size = max_pdu
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
+    rejection: list[AssociateRJ] = []
+
+    def on_acse(event: Any) -> None:
+        # pynetdicom keeps the RJ only in its logs; catch the primitive on the way in.
+        primitive = event.primitive
+        if getattr(primitive, "result", None) in (1, 2) and hasattr(primitive, "diagnostic"):
+            rejection.append(
+                AssociateRJ(primitive.result, primitive.result_source, primitive.diagnostic)
+            )
+
+    assoc = ae.associate(
+        host, port, ae_title=called_ae, evt_handlers=[(evt.EVT_ACSE_RECV, on_acse)]
+    )
+    if not assoc.is_established:
+        if assoc.is_rejected and rejection:
+            result.rejection = rejection[0]
+            result.failures.append(f"association rejected: {rejection[0]}")
+            return result
+        if assoc.is_aborted:
+            result.association_error = "association aborted by the peer"
+        else:
+            result.association_error = "association failed (connection refused or timed out)"
+        result.failures.append(result.association_error)
+        return result
+    try:
+        start = time.monotonic()
+        for number in range(1, count + 1):
+            if not assoc.is_established:
+                result.failures.append(f"echo {number}/{count}: association no longer established")
+                continue
+            status = assoc.send_c_echo(msg_id=number % 0x10000 or 1)
+            if "Status" not in status:
+                result.failures.append(f"echo {number}/{count}: no response (timeout or abort)")
+            elif status.Status != 0x0000:
+                result.failures.append(f"echo {number}/{count}: status 0x{status.Status:04X}")
+            else:
+                result.succeeded += 1
+        result.elapsed = time.monotonic() - start
+    finally:
+        if assoc.is_established:
+            assoc.release()
+    return result
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``python -m simulators echo``."""
+    parser.add_argument("--host", required=True, help="server host name or IP address")
+    parser.add_argument("--port", required=True, type=int, help="server TCP port")
+    parser.add_argument("--called-ae", required=True, help="the server's AE title (called AE)")
+    parser.add_argument(
+        "--calling-ae", default="SIMECHO", help="our AE title (calling AE; default: %(default)s)"
+    )
+    parser.add_argument(
+        "--count", type=int, default=1, help="C-ECHOs to send on one association (default: 1)"
+    )
+    parser.add_argument(
+        "--max-pdu",
+        type=int,
+        default=16382,
+        help="our Maximum Length Received in bytes, 0 = unlimited (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        help="ACSE/DIMSE/network timeout in seconds (default: %(default)s)",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="show pynetdicom's own log messages"
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the echoes, print one line per failure and the summary; return the exit status.
+
+    0: all echoes succeeded; 2: association rejected; 1: anything else.
+    """
+    if not args.verbose:
+        # pynetdicom logs rejections and aborts itself; our lines say the same in PS3.8 words.
+        logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
+    if args.count < 1:
+        print("--count must be at least 1")
+        return 1
+    result = run_echoes(
+        args.host,
+        args.port,
+        args.called_ae,
+        args.calling_ae,
+        args.count,
+        max_pdu=args.max_pdu,
+        timeout=args.timeout,
+    )
+    if result.rejection is not None:
+        print(f"association rejected: {result.rejection}")
+        return EXIT_REJECTED
+    for line in result.failures:
+        print(line)
+    print(result.summary())
+    return 0 if result.ok else 1

@@ -1,0 +1,1 @@
+"""Tests of pacsref.addin and the shipped add-ins."""

@@ -1,0 +1,210 @@
+"""Running add-in calls on a thread pool with a timeout, and exception -> status mapping.
+
+The thread pool is :class:`ManualThreadPool`: a call "runs" until the test
+runs it, so an overrunning add-in is modelled without threads or sleeps, and
+time moves only with ``Clock.advance``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.logger import LogEvent, formatEvent, globalLogPublisher
+from twisted.python.failure import Failure
+
+from pacsref.addin import (
+    EXCEPTION_STATUSES,
+    PROCESSING_FAILURE,
+    AddinStatusError,
+    AddinTimeout,
+    call_with_timeout,
+    status_for_exception,
+)
+from tests.addin.helpers import ManualThreadPool, ThreadlessReactor
+
+
+@pytest.fixture
+def reactor() -> ThreadlessReactor:
+    return ThreadlessReactor()
+
+
+@pytest.fixture
+def pool() -> ManualThreadPool:
+    return ManualThreadPool()
+
+
+@pytest.fixture
+def log_lines() -> Iterator[list[str]]:
+    lines: list[str] = []
+
+    def observer(event: LogEvent) -> None:
+        lines.append(formatEvent(event))
+
+    globalLogPublisher.addObserver(observer)
+    yield lines
+    globalLogPublisher.removeObserver(observer)
+
+
+def outcome(d: Deferred[object]) -> list[object]:
+    """Collect what ``d`` fired with (value or Failure), consuming failures."""
+    seen: list[object] = []
+    d.addBoth(seen.append)
+    return seen
+
+
+def slow_handler(x: int) -> int:
+    return x * 2
+
+
+def failing_handler() -> None:
+    raise ValueError("bad identifier")
+
+
+def test_result_before_timeout_is_delivered(reactor, pool) -> None:
+    """A call finishing in time fires with its result and leaves no timer behind."""
+    seen = outcome(call_with_timeout(reactor, pool, 5.0, slow_handler, 21))
+    reactor.advance(4.9)
+    assert seen == []
+    pool.run_next()
+    assert seen == [42]
+    assert reactor.getDelayedCalls() == []
+
+
+def test_exception_is_delivered_as_failure(reactor, pool) -> None:
+    """An add-in exception reaches the caller unchanged, for status_for_exception."""
+    seen = outcome(call_with_timeout(reactor, pool, 5.0, failing_handler))
+    pool.run_next()
+    [failure] = seen
+    assert isinstance(failure, Failure)
+    assert failure.check(ValueError)
+    assert reactor.getDelayedCalls() == []
+
+
+def test_timeout_errbacks_with_addin_timeout(reactor, pool) -> None:
+    """When the time is up the caller gets AddinTimeout(name, timeout) while the call runs on."""
+    seen = outcome(call_with_timeout(reactor, pool, 5.0, slow_handler, 1, name="store:handle"))
+    reactor.advance(5.0)
+    [failure] = seen
+    assert isinstance(failure, Failure)
+    assert failure.check(AddinTimeout)
+    assert (failure.value.name, failure.value.timeout) == ("store:handle", 5.0)
+    assert "store:handle did not finish within 5 s" in str(failure.value)
+    assert len(pool.queue) == 1  # the thread was not killed: the work is still there
+
+
+def test_late_result_is_discarded_and_logged(reactor, pool, log_lines) -> None:
+    """A result arriving after the timeout changes nothing for the caller, but is logged."""
+    seen = outcome(call_with_timeout(reactor, pool, 1.0, slow_handler, 5))
+    reactor.advance(1.0)
+    pool.run_next()
+    assert len(seen) == 1
+    assert isinstance(seen[0], Failure)
+    assert any("finished after its timeout" in line and "10" in line for line in log_lines)
+
+
+def test_late_failure_is_discarded_and_logged(reactor, pool, log_lines) -> None:
+    """An exception arriving after the timeout is logged, not raised as unhandled."""
+    seen = outcome(call_with_timeout(reactor, pool, 1.0, failing_handler))
+    reactor.advance(1.0)
+    pool.run_next()
+    assert len(seen) == 1
+    assert any("failed after its timeout" in line for line in log_lines)
+
+
+def test_default_name_is_qualname(reactor, pool) -> None:
+    """Without an explicit name, the timeout names the callable."""
+    seen = outcome(call_with_timeout(reactor, pool, 0.5, slow_handler, 1))
+    reactor.advance(0.5)
+    assert seen[0].value.name == "slow_handler"  # type: ignore[union-attr]
+
+
+def test_no_timeout_waits_for_ever(reactor, pool) -> None:
+    """timeout=None schedules no timer at all."""
+    seen = outcome(call_with_timeout(reactor, pool, None, slow_handler, 2))
+    assert reactor.getDelayedCalls() == []
+    reactor.advance(10**6)
+    pool.run_next()
+    assert seen == [4]
+
+
+@pytest.mark.parametrize("timeout", [0, -1.0])
+def test_non_positive_timeout_is_refused(reactor, pool, timeout: float) -> None:
+    """A zero or negative timeout is a configuration error, not 'expire at once'."""
+    with pytest.raises(ValueError, match="timeout"):
+        call_with_timeout(reactor, pool, timeout, slow_handler, 1)
+
+
+def test_cancel_stops_timer_and_discards_result(reactor, pool, log_lines) -> None:
+    """Cancelling (association aborted) fires CancelledError and drops the eventual result."""
+    d = call_with_timeout(reactor, pool, 5.0, slow_handler, 3)
+    seen = outcome(d)
+    d.cancel()
+    assert seen[0].check(CancelledError)  # type: ignore[union-attr]
+    assert reactor.getDelayedCalls() == []
+    pool.run_next()
+    assert len(seen) == 1
+    assert any("result ignored" in line for line in log_lines)
+
+
+def test_iterator_steps_each_get_their_own_timeout(reactor, pool) -> None:
+    """Advancing a find iterator with next() on the pool times out per step."""
+    results = iter([(0xFF00, "match")])
+    first = outcome(call_with_timeout(reactor, pool, 1.0, next, results, None))
+    pool.run_next()
+    assert first == [(0xFF00, "match")]
+    second = outcome(call_with_timeout(reactor, pool, 1.0, next, results, None))
+    pool.run_next()
+    assert second == [None]
+
+
+# -- exception -> status ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("exc", "status"),
+    [
+        (AddinTimeout("x", 1.0), 0x0110),
+        (ValueError("anything"), 0x0110),
+        (RuntimeError(), 0x0110),
+        (AddinStatusError(0xA700, "disk full"), 0xA700),
+        (AddinStatusError(0xB000), 0xB000),
+        (Failure(AddinStatusError(0xC001)), 0xC001),
+        (Failure(KeyError("k")), 0x0110),
+    ],
+)
+def test_status_for_exception(exc: BaseException | Failure, status: int) -> None:
+    """Timeouts and generic errors are Processing failure; AddinStatusError picks its own."""
+    assert status_for_exception(exc) == status
+
+
+def test_processing_failure_constant() -> None:
+    """The generic failure is DICOM's 0x0110 Processing failure."""
+    assert PROCESSING_FAILURE == 0x0110
+
+
+def test_table_lookup_follows_mro(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The most specific entry in EXCEPTION_STATUSES wins, so subclasses inherit a mapping."""
+    monkeypatch.setitem(EXCEPTION_STATUSES, LookupError, 0xC000)  # type: ignore[index]
+    assert status_for_exception(KeyError("k")) == 0xC000
+    assert status_for_exception(ValueError()) == 0x0110
+
+
+def test_base_exception_falls_back_to_processing_failure() -> None:
+    """Even an exception outside the table (not an Exception) gets a failure status."""
+    assert status_for_exception(KeyboardInterrupt()) == 0x0110
+
+
+@pytest.mark.parametrize("status", [0x0000, 0xFF00, 0xFF01, -1, 0x10000, True, "A700"])
+def test_addin_status_error_refuses_non_errors(status: object) -> None:
+    """Success, pending and out-of-range values cannot be raised as an error status."""
+    with pytest.raises(ValueError):
+        AddinStatusError(status)  # type: ignore[arg-type]
+
+
+def test_addin_status_error_carries_comment() -> None:
+    """The comment travels with the status for the response's Error Comment."""
+    error = AddinStatusError(0xA700, "disk full")
+    assert (error.status, error.comment) == (0xA700, "disk full")
+    assert str(error) == "status 0xA700: disk full"

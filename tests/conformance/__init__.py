@@ -1,0 +1,1 @@
+"""Tests of the PS3.8 conformance suite (conformance/)."""

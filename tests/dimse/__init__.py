@@ -1,0 +1,1 @@
+"""Tests of pacsref.dimse, the sans-IO DIMSE message layer."""

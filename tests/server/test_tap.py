@@ -1,0 +1,121 @@
+"""twistd pacsref: options, server directory creation and start-up refusals."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+from twisted.application.service import IService
+from twisted.internet.task import Clock
+from zope.interface.verify import verifyObject
+
+from pacsref.server.create import main as create_main
+from pacsref.server.create import shipped_addins
+from pacsref.server.tap import Options, check_can_listen, makeService
+from pacsref.settings import load_settings
+from pacsref.testing.net import free_loopback_port
+
+
+def _options(*args: str) -> Options:
+    options = Options()
+    options.parseOptions(list(args))
+    return options
+
+
+def test_quick_start_creates_directory_with_shipped_addins(tmp_path: Path) -> None:
+    """--server-dir on a new directory with --ae-title/--port creates it, add-ins included."""
+    server_dir = tmp_path / "STORE"
+    port = free_loopback_port()
+    service = makeService(
+        _options(
+            "--server-dir",
+            str(server_dir),
+            "--ae-title",
+            "STORE",
+            "--port",
+            str(port),
+            "--ip-address",
+            "127.0.0.1",
+        ),
+        reactor=Clock(),
+    )
+    verifyObject(IService, service)
+    settings = load_settings(server_dir / "settings.toml")
+    assert (settings.ae_title, settings.port, settings.ip_address) == ("STORE", port, "127.0.0.1")
+    assert (server_dir / "addins" / "verification.py").is_file()
+    assert {p.name for p in shipped_addins()} <= {p.name for p in (server_dir / "addins").iterdir()}
+
+
+def test_existing_directory_runs_as_its_settings_say(tmp_path: Path) -> None:
+    """An existing server directory is run as is; --port then changes nothing."""
+    server_dir = tmp_path / "A"
+    port = str(free_loopback_port())
+    argv = ["--server-dir", str(server_dir), "--ae-title", "A", "--port", port]
+    assert create_main([*argv, "--ip-address", "127.0.0.1"]) == 0
+    makeService(_options("--server-dir", str(server_dir), "--port", "5"), reactor=Clock())
+    assert load_settings(server_dir / "settings.toml").port == int(port)
+
+
+def test_missing_directory_without_ae_title_is_refused(tmp_path: Path) -> None:
+    """--server-dir naming a non-server without --ae-title stops with one line."""
+    with pytest.raises(SystemExit, match="is not a server directory"):
+        makeService(_options("--server-dir", str(tmp_path / "nothing")), reactor=Clock())
+
+
+def test_invalid_settings_stop_startup_naming_the_field(tmp_path: Path) -> None:
+    """A bad value in settings.toml stops start-up with the file, field and rule."""
+    server_dir = tmp_path / "B"
+    create_main(["--server-dir", str(server_dir), "--ae-title", "B"])
+    path = server_dir / "settings.toml"
+    path.write_text(path.read_text().replace("port = 11112", "port = 70000"))
+    with pytest.raises(SystemExit, match=r"settings.toml: port = 70000"):
+        makeService(_options("--server-dir", str(server_dir)), reactor=Clock())
+
+
+def test_port_in_use_is_one_line() -> None:
+    """A port that is taken stops start-up with a one-line reason."""
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    try:
+        with pytest.raises(SystemExit) as info:
+            check_can_listen("127.0.0.1", port)
+    finally:
+        busy.close()
+    message = str(info.value.code)
+    assert message == f"pacsref: cannot listen on 127.0.0.1:{port}: port {port} is in use"
+
+
+def test_ip_not_local_is_one_line() -> None:
+    """An IP address that is not this host's stops start-up with a one-line reason."""
+    with pytest.raises(SystemExit, match=r"192\.0\.2\.1 is not an address of this host"):
+        check_can_listen("192.0.2.1", 11112)
+
+
+def test_create_cli_set_values(tmp_path: Path) -> None:
+    """python -m pacsref.server.create --set reads TOML values for any setting."""
+    server_dir = tmp_path / "C"
+    code = create_main(
+        [
+            "--server-dir",
+            str(server_dir),
+            "--ae-title",
+            "C",
+            "--set",
+            "artim_timeout=5",
+            "--set",
+            "allow_anonymous=false",
+        ]
+    )
+    assert code == 0
+    settings = load_settings(server_dir / "settings.toml")
+    assert settings.artim_timeout == 5 and settings.allow_anonymous is False
+
+
+def test_create_cli_bad_value_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A bad --set value exits 2 with the settings error."""
+    code = create_main(["--server-dir", str(tmp_path / "D"), "--ae-title", "D", "--set", "port=0"])
+    assert code == 2
+    assert "port" in capsys.readouterr().err
