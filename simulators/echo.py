@@ -18,6 +18,7 @@ from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from simulators.pdus import AssociateRJ
+from simulators.pynetdicom_race import reactor_parked
 
 #: Exit status when the association was rejected (distinct from "echo failed").
 EXIT_REJECTED = 2
@@ -103,22 +104,28 @@ def run_echoes(
         return result
     try:
         start = time.monotonic()
-        for number in range(1, count + 1):
-            if not assoc.is_established:
-                result.failures.append(f"echo {number}/{count}: association no longer established")
-                continue
-            status = assoc.send_c_echo(msg_id=number % 0x10000 or 1)
-            if "Status" not in status:
-                result.failures.append(f"echo {number}/{count}: no response (timeout or abort)")
-            elif status.Status != 0x0000:
-                result.failures.append(f"echo {number}/{count}: status 0x{status.Status:04X}")
-            else:
-                result.succeeded += 1
+        with reactor_parked(assoc):
+            _echo_loop(assoc, count, result)
         result.elapsed = time.monotonic() - start
     finally:
         if assoc.is_established:
             assoc.release()
     return result
+
+
+def _echo_loop(assoc: Any, count: int, result: EchoResult) -> None:
+    """Send ``count`` C-ECHOs on ``assoc``, recording each outcome in ``result``."""
+    for number in range(1, count + 1):
+        if not assoc.is_established:
+            result.failures.append(f"echo {number}/{count}: association no longer established")
+            continue
+        status = assoc.send_c_echo(msg_id=number % 0x10000 or 1)
+        if "Status" not in status:
+            result.failures.append(f"echo {number}/{count}: no response (timeout or abort)")
+        elif status.Status != 0x0000:
+            result.failures.append(f"echo {number}/{count}: status 0x{status.Status:04X}")
+        else:
+            result.succeeded += 1
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

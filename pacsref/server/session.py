@@ -105,7 +105,8 @@ class AssociationSession:
     # -- association establishment ------------------------------------------------------
 
     def _on_associate(self, rq: AssociateRequest) -> None:
-        if rq.called_ae_title != self.server.settings.ae_title:
+        settings = self.server.settings
+        if settings.check_called_ae_title and rq.called_ae_title != settings.ae_title:
             self._reject(rq, REJECT_CALLED_AE, f"called AE title {rq.called_ae_title!r}")
             return
         result = negotiate(rq, self.server.contexts, self.server.acceptor)

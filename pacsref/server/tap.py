@@ -4,7 +4,8 @@
 - with ``--ae-title``/``--port``/``--ip-address`` as well, DIR is created
   first if it does not exist (defaults plus every shipped add-in);
 - with no ``--server-dir``, the embedded default server in
-  ``./pacsref-data/PACSREF`` is created if needed and run.
+  ``./pacsref-data/PACSREF`` is created if needed and run; it does not check
+  the called AE title, so stock tools work against it with no set-up.
 
 Start-up problems (bad settings, port taken, an IP that is not ours) end
 twistd with one line naming the problem and exit status 1.
@@ -32,9 +33,10 @@ class Options(usage.Options):
     synopsis = "[--server-dir DIR] [--ae-title AE] [--port P] [--ip-address IP]"
     longdesc = (
         "Run a pacsref DICOM server. With no --server-dir, an embedded default server "
-        f"(AE title {DEFAULT_AE_TITLE}, port 11112) is created in ./{DEFAULT_SERVER_DIR} "
-        "and run. --ae-title, --port and --ip-address are used only to create a server "
-        "directory that does not exist yet; an existing one is run as its settings.toml says."
+        f"(AE title {DEFAULT_AE_TITLE}, port 11112, any called AE title answered) is created in "
+        f"./{DEFAULT_SERVER_DIR} and run. --ae-title, --port and --ip-address are used only "
+        "to create a server directory that does not exist yet; an existing one is run as its "
+        "settings.toml says."
     )
     optParameters = [
         ["server-dir", "d", None, "server directory (holds settings.toml and addins/)"],
@@ -59,6 +61,10 @@ def ensure_server_dir(options: Options) -> Path:
             "give --ae-title (and --port) to create it"
         )
     values: dict[str, object] = {"ae_title": options["ae-title"] or DEFAULT_AE_TITLE}
+    if not options["server-dir"]:
+        # The embedded default answers whatever called AE title a stock tool sends
+        # (echoscu's default is ANY-SCP), as DCMTK's storescp and Orthanc do out of the box.
+        values["check_called_ae_title"] = False
     if options["port"] is not None:
         values["port"] = options["port"]
     if options["ip-address"] is not None:

@@ -43,6 +43,7 @@ DEFAULT_SERVER_SECURE = False
 DEFAULT_ALLOW_ANONYMOUS = True
 DEFAULT_ENABLE_SERVICE_LOG = False
 DEFAULT_MULTIPLE_CONNECTIONS = True
+DEFAULT_CHECK_CALLED_AE_TITLE = True
 DEFAULT_SERVICE_DISPLAY_NAME = ""  # "" means "Dicom Server [<AE>]"
 DEFAULT_MAX_PDU_LENGTH = 16384
 DEFAULT_CLIENT_TIMEOUT = 300.0
@@ -309,6 +310,9 @@ FIELD_SPECS: tuple[FieldSpec, ...] = (
     FieldSpec("multiple_connections", _SETTINGS,
               "Allow one AE title to connect several times from the same IP address.",
               _TRUE_FALSE, check_bool, DEFAULT_MULTIPLE_CONNECTIONS),
+    FieldSpec("check_called_ae_title", _SETTINGS,
+              "Refuse associations addressed to another AE title (A-ASSOCIATE-RJ 1, 1, 7).",
+              _TRUE_FALSE, check_bool, DEFAULT_CHECK_CALLED_AE_TITLE),
     FieldSpec("service_display_name", _ADVANCED,
               'Name shown by service managers; "" = "Dicom Server [<AE title>]".', "any text",
               check_text, DEFAULT_SERVICE_DISPLAY_NAME),

@@ -17,6 +17,7 @@ from pacsref.settings.fields import (
     DEFAULT_ADDIN_TIMEOUT,
     DEFAULT_ALLOW_ANONYMOUS,
     DEFAULT_ARTIM_TIMEOUT,
+    DEFAULT_CHECK_CALLED_AE_TITLE,
     DEFAULT_CLIENT_TIMEOUT,
     DEFAULT_COPY_DATASET_IMAGE,
     DEFAULT_DESCRIPTION,
@@ -78,6 +79,7 @@ class ServerSettings:
     allow_anonymous: bool = DEFAULT_ALLOW_ANONYMOUS
     enable_service_log: bool = DEFAULT_ENABLE_SERVICE_LOG
     multiple_connections: bool = DEFAULT_MULTIPLE_CONNECTIONS
+    check_called_ae_title: bool = DEFAULT_CHECK_CALLED_AE_TITLE
     # Advanced tab
     service_display_name: str = DEFAULT_SERVICE_DISPLAY_NAME
     max_pdu_length: int = DEFAULT_MAX_PDU_LENGTH

@@ -367,3 +367,9 @@ def test_echo_response_decodes_with_pydicom_semantics(harness: ServerHarness) ->
     [(_, body)] = conn.received()
     rsp = decode_command(codec.decode_p_data(body).values[0].data)
     assert rsp[0x0002] == VERIFICATION and rsp[0x0800] == 0x0101
+
+
+def test_called_ae_not_checked_when_setting_off(tmp_path: Path) -> None:
+    """check_called_ae_title = false: an association to any called AE title is accepted."""
+    harness = ServerHarness(tmp_path / "ANY", settings={"check_called_ae_title": False})
+    _associate(harness, called="ANY-SCP")

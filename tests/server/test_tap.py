@@ -119,3 +119,15 @@ def test_create_cli_bad_value_exit_2(tmp_path: Path, capsys: pytest.CaptureFixtu
     code = create_main(["--server-dir", str(tmp_path / "D"), "--ae-title", "D", "--set", "port=0"])
     assert code == 2
     assert "port" in capsys.readouterr().err
+
+
+def test_embedded_default_answers_any_called_ae(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no --server-dir, ./pacsref-data/PACSREF is created and does not check the called AE."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("pacsref.server.tap.check_can_listen", lambda ip, port: None)
+    makeService(_options(), reactor=Clock())
+    settings = load_settings(tmp_path / "pacsref-data" / "PACSREF" / "settings.toml")
+    assert (settings.ae_title, settings.port) == ("PACSREF", 11112)
+    assert settings.check_called_ae_title is False and settings.allow_anonymous is True

@@ -1,0 +1,69 @@
+"""behave hooks: fixtures by tag, and the DCMTK policy.
+
+Fixtures are chosen by tag, as in behave's own suite: a scenario tagged ``@fixture.pacsref.server``
+gets a fresh pacsref server (a real ``twistd`` process on a free loopback port, in a temporary
+directory), stopped after the scenario. The server starts lazily, when a step first needs it, so
+that the Given steps can set its AE title and settings before its first start.
+
+Scenarios tagged ``@dcmtk`` need DCMTK's command-line tools. Without them they are skipped with
+the install command as the reason; under ``CI=true`` they fail instead, because a skip there would
+hide that the reference peer never ran.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+from behave import fixture
+from behave.fixture import use_fixture_by_tag
+from behave.model import Scenario
+
+from pacsref.testing.dcmtk import dcmtk_tool, in_ci, missing_reason
+from pacsref.testing.twistd import TwistdServer
+
+
+@fixture(name="fixture.pacsref.server")
+def pacsref_server(context: Any) -> Iterator[TwistdServer]:
+    """A pacsref server for one scenario; not started until a step needs it."""
+    server = TwistdServer(start_timeout_s=float(context.config.userdata.get("start_timeout", 30)))
+    context.pacsref_server = server
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+FIXTURE_REGISTRY = {"fixture.pacsref.server": pacsref_server}
+
+
+def before_all(context: Any) -> None:
+    """Find DCMTK once; say up front, not per scenario, when its scenarios will be skipped."""
+    context.dcmtk = dcmtk_tool("echoscu")
+    if context.dcmtk is None:
+        policy = "they FAIL because CI=true" if in_ci() else "they are skipped"
+        print(f"{missing_reason('echoscu')}: scenarios tagged @dcmtk: {policy}", file=sys.stderr)
+
+
+def before_tag(context: Any, tag: str) -> None:
+    """Set up the fixture a ``@fixture.*`` tag names; unknown fixture tags are an error."""
+    if tag.startswith("fixture."):
+        use_fixture_by_tag(tag, context, FIXTURE_REGISTRY)
+
+
+def before_scenario(context: Any, scenario: Scenario) -> None:
+    """Skip (or, under CI, fail) ``@dcmtk`` scenarios when DCMTK is missing."""
+    if "dcmtk" in scenario.effective_tags and context.dcmtk is None:
+        if in_ci():
+            raise RuntimeError(missing_reason("echoscu"))
+        scenario.skip(reason=missing_reason("echoscu"))
+
+
+def after_scenario(context: Any, scenario: Scenario) -> None:
+    """On failure, show the server's log: the client side alone rarely explains a refusal."""
+    server: TwistdServer | None = getattr(context, "pacsref_server", None)
+    if scenario.status == "failed" and server is not None and server.root is not None:
+        tail = server.log_tail()
+        if tail:
+            print(f"--- last lines of {server.log_path} ---\n{tail}", file=sys.stderr)
