@@ -83,9 +83,9 @@ def ul_ctx_ts(target: Target) -> str:
     """No acceptable transfer syntax means result 4 for that context, not a rejection.
 
     A second, acceptable context is proposed so that the check does not depend
-    on what a server does when *no* context is acceptable (DCMTK and pacsref
-    reject the association then; pynetdicom accepts it with every context
-    refused).
+    on what a server does when *no* context is acceptable (pacsref rejects the
+    association then with (1, 1, 1); DCMTK's storescp 3.6.7 and pynetdicom accept
+    it with every context refused).
     """
     with connected(target) as peer:
         ac = accepted(
