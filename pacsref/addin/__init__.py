@@ -6,7 +6,19 @@ providing :class:`IAddin` plus the handler interfaces it serves, dropped into a
 server's ``addins/`` folder (see :mod:`pacsref.addin.loader`).
 """
 
-from pacsref.addin.aetitles import AeInfo, MemoryAeTitles, normalize_ae_title
+from pacsref.addin.aetitles import (
+    AeFieldError,
+    AeInfo,
+    MemoryAeTitles,
+    normalize_ae_title,
+    resolve_addresses,
+)
+from pacsref.addin.aetitles_file import (
+    AE_TITLES_FILE_NAME,
+    AeTableFileError,
+    AeTableProblem,
+    FileAeTitles,
+)
 from pacsref.addin.errors import (
     AddinFailure,
     AddinLoadError,
@@ -17,6 +29,7 @@ from pacsref.addin.errors import (
     ServiceNotFound,
 )
 from pacsref.addin.interfaces import (
+    IAbstractSyntaxFallback,
     IAddin,
     IAeTitles,
     IAssociationHook,
@@ -33,7 +46,7 @@ from pacsref.addin.interfaces import (
 )
 from pacsref.addin.loader import ENTRY_POINT_GROUP, LoadResult, load_addins, package_name_for
 from pacsref.addin.registry import BASE_SERVICES, ServiceRegistry, default_services
-from pacsref.addin.requests import AssociationInfo, DimseRequest, SubOperation
+from pacsref.addin.requests import AssociationInfo, DimseRequest, StoreOutcome, SubOperation
 from pacsref.addin.runner import (
     EXCEPTION_STATUSES,
     call_with_timeout,
@@ -45,6 +58,7 @@ from pacsref.addin.status import CANCEL, PENDING, PENDING_WARNING, PROCESSING_FA
 from pacsref.association import SupportedContext
 
 __all__ = [
+    "AE_TITLES_FILE_NAME",
     "BASE_SERVICES",
     "CANCEL",
     "ENTRY_POINT_GROUP",
@@ -57,10 +71,15 @@ __all__ = [
     "AddinLoadError",
     "AddinStatusError",
     "AddinTimeout",
+    "AeFieldError",
     "AeInfo",
+    "AeTableFileError",
+    "AeTableProblem",
     "AeTitleError",
     "AssociationInfo",
     "DimseRequest",
+    "FileAeTitles",
+    "IAbstractSyntaxFallback",
     "IAddin",
     "IAeTitles",
     "IAssociationHook",
@@ -79,6 +98,7 @@ __all__ = [
     "ServiceConflict",
     "ServiceNotFound",
     "ServiceRegistry",
+    "StoreOutcome",
     "SubOperation",
     "SupportedContext",
     "call_with_timeout",
@@ -88,5 +108,6 @@ __all__ = [
     "nonblocking",
     "normalize_ae_title",
     "package_name_for",
+    "resolve_addresses",
     "status_for_exception",
 ]

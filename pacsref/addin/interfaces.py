@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from pacsref.ul.events import AssociateReject
 
 __all__ = [
+    "IAbstractSyntaxFallback",
     "IAddin",
     "IAeTitles",
     "IAssociationHook",
@@ -114,9 +115,18 @@ class IStoreHandler(Interface):
         once the instance is durable, because the peer may discard its copy on
         success.
 
+        The spool file is a DICOM Part-10 file: the server wrote the preamble
+        and file meta (from the command, the transfer syntax, its identity and
+        the calling AE title) before the data set, which starts at
+        ``request.dataset_offset``. Keeping it is one fsync and one rename.
+
         Returns:
             the DIMSE status of the C-STORE-RSP: 0x0000, a warning (0xB000,
-            0xB007, 0xB006) or a failure (e.g. 0xA700 out of resources).
+            0xB007, 0xB006) or a failure (e.g. 0xA700 out of resources); or a
+            :class:`~pacsref.addin.requests.StoreOutcome` that also names the
+            stored file (message notification then reads the data set from it).
+            A handler marked ``nonblocking`` may return a Deferred of either;
+            the add-in timeout applies to it.
         """
 
 
@@ -240,6 +250,23 @@ class IAssociationHook(Interface):
         """The association ended by A-ABORT, A-P-ABORT or a dropped connection (PS3.8 7.3, 7.4)."""
 
 
+class IAbstractSyntaxFallback(Interface):
+    """Serves abstract syntaxes no add-in declared (e.g. "accept unknown storage classes").
+
+    Negotiation cannot tell a storage SOP class from any other UID it has never heard of,
+    so an add-in that wants "every other storage class" says so here and decides per UID.
+    Consulted, in load order, only for UID-shaped abstract syntaxes that no add-in
+    declared; requests on such a context go to the add-in that answered, and a command
+    it has no handler for gets 0x0211 *Unrecognized operation* as usual.
+    """
+
+    def context_for_unknown(abstract_syntax: str) -> SupportedContext | None:
+        """The context to negotiate for an undeclared ``abstract_syntax``, or None to refuse.
+
+        Called on the reactor thread during negotiation: it must be quick and not block.
+        """
+
+
 class IMessageNotification(Interface):
     """Spies on DIMSE traffic: told about every request message the server handled.
 
@@ -252,9 +279,14 @@ class IMessageNotification(Interface):
     def notify(message: DimseRequest) -> None:
         """One request message was received and answered.
 
-        ``message.dataset_path`` may no longer exist (a storage add-in moved
-        it, or the spool file was removed): copy what you need from the
-        command set.
+        Called on the thread pool after the response was sent, so it never
+        slows the peer. After a C-STORE whose handler returned a
+        :class:`~pacsref.addin.requests.StoreOutcome` with a success or
+        warning status and a path, ``message.dataset`` is the stored data set
+        (pydicom ``Dataset``, Pixel Data left out unless the server setting
+        ``copy_dataset_image`` is on) and ``message.dataset_path`` the stored
+        file. Otherwise ``message.dataset`` is None and ``dataset_path`` may
+        no longer exist: copy what you need from the command set.
         """
 
 
@@ -263,8 +295,11 @@ class ISecurity(Interface):
     Connection Profile, PS3.15 B.1).
 
     A server marked secure refuses to start without exactly one provider.
-    Attributes only for now; the TLS issue builds ``CertificateOptions`` from
-    them (STYLE.md principle 13).
+    Attributes only: :mod:`pacsref.security` builds ``CertificateOptions``
+    from them (STYLE.md principle 13), for the listener and for outbound
+    requests, with the BCP 195 versions and cipher suites (docs/security.md).
+    The same certificate and key serve both directions, so the certificate
+    should allow serverAuth and clientAuth (or carry no Extended Key Usage).
     """
 
     certificate = Attribute(
@@ -292,6 +327,29 @@ class ISecurity(Interface):
         ``bool``: refuse TLS peers that present no certificate signed by one of
         ``trust_roots`` (mutual authentication). The ``ssl:`` endpoint string
         cannot express this, hence an explicit setting.
+        """
+    )
+
+    passphrase = Attribute(
+        """
+        ``bytes | None``: the passphrase of an encrypted ``private_key``;
+        None when the key is not encrypted.
+        """
+    )
+
+    bindings = Attribute(
+        """
+        ``Sequence[pacsref.security.CertificateBinding]``: which calling AE
+        titles a peer certificate may use (certificate identity -> AE titles).
+        A request breaking a binding is rejected with A-ASSOCIATE-RJ (1, 1, 3)
+        *calling AE title not recognized*. Empty means no binding.
+        """
+    )
+
+    require_binding = Attribute(
+        """
+        ``bool``: also refuse peers whose certificate (or lack of one) matches
+        no binding; off, the table only restricts the identities it names.
         """
     )
 

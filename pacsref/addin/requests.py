@@ -17,9 +17,12 @@ from typing import TYPE_CHECKING
 from twisted.logger import Logger
 
 if TYPE_CHECKING:
-    from pacsref.addin.interfaces import IServiceRegistry
+    from pydicom import Dataset
 
-__all__ = ["AssociationInfo", "DimseRequest", "SubOperation"]
+    from pacsref.addin.interfaces import IServiceRegistry
+    from pacsref.security import CertificateIdentity
+
+__all__ = ["AssociationInfo", "DimseRequest", "StoreOutcome", "SubOperation"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +38,11 @@ class AssociationInfo:
         secure: True when the association runs over TLS.
         association_id: a server-unique number for correlating log lines of one
             association; 0 when not assigned (e.g. in tests).
+        peer_certificate: the peer's verified TLS certificate
+            (:class:`pacsref.security.CertificateIdentity`: subject CNs, SAN
+            DNS names, SHA-256 fingerprint), or None without TLS or without a
+            client certificate; lets an association hook apply its own
+            certificate policy.
     """
 
     calling_ae: str
@@ -43,6 +51,7 @@ class AssociationInfo:
     peer_port: int
     secure: bool = False
     association_id: int = 0
+    peer_certificate: CertificateIdentity | None = None
 
     @property
     def peer(self) -> tuple[str, int]:
@@ -70,7 +79,7 @@ class DimseRequest:
         command: the decoded command set, keyed by element number of group
             0000 (e.g. ``0x0100`` Command Field), as
             :func:`pacsref.dimse.command.decode_command` returns it.
-        dataset_path: the spooled data set (no Part-10 preamble), or None when
+        dataset_path: the spooled data set (starting at ``dataset_offset``), or None when
             the command carries no data set (C-ECHO, N-GET, ...).
         message_id: Message ID (0000,0110).
         affected_sop_class_uid: Affected SOP Class UID (0000,0002), or the
@@ -83,6 +92,15 @@ class DimseRequest:
             anything; safe to call from the worker thread.
         services: the server's :class:`~pacsref.addin.interfaces.IServiceRegistry`,
             through which the add-in reaches ``IAeTitles``, ``IDicomRequest``...
+        dataset_offset: where the data set starts in ``dataset_path``. For a
+            C-STORE-RQ the server writes the spool file as a DICOM Part-10 file
+            (preamble, ``DICM``, file meta from the command, the transfer syntax,
+            our identity and the calling AE title) so a storage SCP keeps it by
+            a rename; this is then the header's length. 0 for other requests.
+        dataset: only in what :class:`~pacsref.addin.interfaces.IMessageNotification`
+            add-ins receive after a successful C-STORE: the stored data set as
+            a pydicom ``Dataset`` (without Pixel Data unless the server's
+            ``copy_dataset_image`` setting is on); None otherwise.
     """
 
     association: AssociationInfo
@@ -96,6 +114,8 @@ class DimseRequest:
     affected_sop_instance_uid: str
     log: Logger = field(repr=False, compare=False)
     services: IServiceRegistry = field(repr=False, compare=False)
+    dataset_offset: int = 0
+    dataset: Dataset | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not 0 <= self.message_id <= 0xFFFF:
@@ -139,3 +159,22 @@ class SubOperation:
     path: Path
     sop_class_uid: str
     sop_instance_uid: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoreOutcome:
+    """What an ``IStoreHandler`` may return instead of a bare status: the status and the file.
+
+    Returning where the instance was stored lets the server hand the stored data set to
+    :class:`~pacsref.addin.interfaces.IMessageNotification` add-ins after the response
+    is sent, without the storage add-in knowing about them.
+
+    Attributes:
+        status: the DIMSE status of the C-STORE-RSP.
+        path: the stored Part-10 file, or None when nothing was stored.
+        comment: an Error Comment (0000,0902) for a warning or failure status, or "".
+    """
+
+    status: int
+    path: Path | None = None
+    comment: str = ""

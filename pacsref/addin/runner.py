@@ -52,6 +52,7 @@ def is_nonblocking(handler: object) -> bool:
     """True when ``handler`` (a function or bound method) was marked :func:`nonblocking`."""
     return bool(getattr(handler, NONBLOCKING_MARK, False))
 
+
 _log = Logger()
 
 

@@ -8,7 +8,7 @@ consults for every A-ASSOCIATE-RQ (PS3.8 9.3.2.2, PS3.7 Annex D.3.2).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from pydicom.uid import UID
@@ -119,18 +119,31 @@ class ContextTable:
     order given (see :meth:`SupportedContext.merged_with`). Immutable once built.
     """
 
-    __slots__ = ("_by_syntax",)
+    __slots__ = ("_by_syntax", "_fallback")
 
-    def __init__(self, contexts: Iterable[SupportedContext] = ()) -> None:
+    def __init__(
+        self,
+        contexts: Iterable[SupportedContext] = (),
+        fallback: Callable[[str], SupportedContext | None] | None = None,
+    ) -> None:
         by_syntax: dict[str, SupportedContext] = {}
         for ctx in contexts:
             known = by_syntax.get(ctx.abstract_syntax)
             by_syntax[ctx.abstract_syntax] = ctx if known is None else known.merged_with(ctx)
         self._by_syntax = by_syntax
+        self._fallback = fallback
 
     def get(self, abstract_syntax: str) -> SupportedContext | None:
-        """The merged declaration for ``abstract_syntax``, or None if unsupported."""
-        return self._by_syntax.get(abstract_syntax)
+        """The merged declaration for ``abstract_syntax``, or None if unsupported.
+
+        An abstract syntax nobody declared is offered to ``fallback`` (if any), but
+        only when it is UID-shaped: a storage add-in accepting "any other storage SOP
+        class" must never accept garbage. Iteration and ``in`` see declared ones only.
+        """
+        found = self._by_syntax.get(abstract_syntax)
+        if found is None and self._fallback is not None and is_uid(abstract_syntax):
+            return self._fallback(abstract_syntax)
+        return found
 
     def __getitem__(self, abstract_syntax: str) -> SupportedContext:
         return self._by_syntax[abstract_syntax]

@@ -42,6 +42,7 @@ from pacsref.dimse.messages import (
     dataset_expected,
     missing_required,
 )
+from pacsref.dimse.part10 import FileMetaIdentity, encode_file_meta, part10_header
 from pacsref.dimse.responses import (
     MAX_ERROR_COMMENT,
     can_respond,
@@ -74,6 +75,7 @@ __all__ = [
     "CommandSetError",
     "DimseMessage",
     "DimseProtocolError",
+    "FileMetaIdentity",
     "MessageAssembler",
     "StatusCategory",
     "can_respond",
@@ -82,12 +84,14 @@ __all__ = [
     "decode_command",
     "describe_status",
     "encode_command",
+    "encode_file_meta",
     "format_tag",
     "fragment_message",
     "invalid_request_response",
     "max_fragment_length",
     "missing_elements_response",
     "missing_required",
+    "part10_header",
     "response_command",
     "status_category",
     "status_name",

@@ -30,13 +30,16 @@ from pathlib import Path
 from typing import BinaryIO, NoReturn
 
 from pacsref.dimse.command import (
+    AFFECTED_SOP_CLASS_UID,
+    AFFECTED_SOP_INSTANCE_UID,
     COMMAND_DATA_SET_TYPE,
     COMMAND_FIELD,
     DATASET_ABSENT,
     CommandSetError,
 )
 from pacsref.dimse.command import decode_command as _decode_command
-from pacsref.dimse.messages import DimseMessage, command_name
+from pacsref.dimse.messages import CommandField, DimseMessage, command_name
+from pacsref.dimse.part10 import FileMetaIdentity, part10_header
 from pacsref.ul.events import PresentationDataValue
 
 __all__ = [
@@ -71,6 +74,12 @@ class MessageAssembler:
     ``accepted_contexts`` maps each accepted presentation context ID to its
     accepted transfer syntax; PDVs on any other context are refused (PS3.8
     9.3.5.1: a PDV's context ID must be one the association accepted).
+
+    With ``part10`` set, the spool file of every C-STORE-RQ that names its SOP Class
+    and Instance UIDs starts with a Part-10 header (preamble, ``DICM``, file meta built
+    from the command, the context's transfer syntax and ``part10``) written before the
+    first data byte, so a storage SCP keeps the file by renaming it; the message's
+    ``dataset_offset`` says where the data set begins (see :mod:`pacsref.dimse.part10`).
     """
 
     __slots__ = (
@@ -78,15 +87,25 @@ class MessageAssembler:
         "_command",
         "_command_length",
         "_context_id",
+        "_dataset_offset",
         "_fragments",
+        "_part10",
         "_spool",
         "_spool_dir",
         "_spool_path",
     )
 
-    def __init__(self, spool_dir: Path, accepted_contexts: Mapping[int, str]) -> None:
+    def __init__(
+        self,
+        spool_dir: Path,
+        accepted_contexts: Mapping[int, str],
+        part10: FileMetaIdentity | None = None,
+    ) -> None:
         self._spool_dir = Path(spool_dir)
         self._accepted = dict(accepted_contexts)
+        self._part10 = part10
+        #: bytes of Part-10 header before the data set in the current spool file
+        self._dataset_offset = 0
         #: context of the message in progress, None when idle
         self._context_id: int | None = None
         #: command fragments received so far
@@ -169,7 +188,24 @@ class MessageAssembler:
         self._context_id = context_id
         self._command = command
         self._open_spool()
+        self._write_part10_header(command, self._accepted[context_id])
         return None
+
+    def _write_part10_header(self, command: dict[int, object], transfer_syntax: str) -> None:
+        """Start a C-STORE-RQ's spool file with its Part-10 header (see the class docstring)."""
+        self._dataset_offset = 0
+        if self._part10 is None or command.get(COMMAND_FIELD) != CommandField.C_STORE_RQ:
+            return
+        sop_class = command.get(AFFECTED_SOP_CLASS_UID)
+        sop_instance = command.get(AFFECTED_SOP_INSTANCE_UID)
+        if not (isinstance(sop_class, str) and isinstance(sop_instance, str)):
+            return  # answered 0x0212 (missing elements) once complete; no header needed
+        header = part10_header(sop_class, sop_instance, transfer_syntax, self._part10)
+        try:
+            self._spool.write(header)  # type: ignore[union-attr]  # opened just before
+        except OSError as exc:
+            self._fail(f"cannot write to spool file {self._spool_path}: {exc}")
+        self._dataset_offset = len(header)
 
     def _feed_dataset(self, pdv: PresentationDataValue) -> DimseMessage | None:
         spool = self._spool
@@ -193,7 +229,14 @@ class MessageAssembler:
         except OSError as exc:
             self._fail(f"cannot write data set to spool file {self._spool_path}: {exc}")
         context_id = pdv.context_id
-        message = DimseMessage(context_id, command, self._spool_path, self._accepted[context_id])
+        message = DimseMessage(
+            context_id,
+            command,
+            self._spool_path,
+            self._accepted[context_id],
+            dataset_offset=self._dataset_offset,
+        )
+        self._dataset_offset = 0
         self._spool = None
         self._spool_path = None
         self._command = None

@@ -197,13 +197,16 @@ class DimseMessage:
     ``dataset_path`` is the spool file holding the data set exactly as
     received (transfer syntax ``transfer_syntax``), or None when the command
     said none follows (CommandDataSetType 0x0101). The consumer owns the file:
-    move it into storage, or call :meth:`discard`.
+    move it into storage, or call :meth:`discard`. ``dataset_offset`` is where the
+    data set starts in that file: 0, or the length of the Part-10 header the
+    assembler wrote first for a C-STORE-RQ (:mod:`pacsref.dimse.part10`).
     """
 
     context_id: int
     command: dict[int, object]
     dataset_path: Path | None
     transfer_syntax: str
+    dataset_offset: int = 0
 
     @property
     def command_field(self) -> int | None:

@@ -5,6 +5,8 @@ add/edit/start/stop, AE titles, clients) grows here with the admin issue::
 
     pacsref create --server-dir DIR --ae-title AE [--port P] [--set key=value]
     pacsref echo --host H --port P --called-ae AE [--calling-ae X]
+        [--tls --cert CERT --key KEY --ca CA [--passphrase-file F]]
+    pacsref server check NAME [--root ROOT] [--repair]
     pacsref --version
 
 ``pacsref echo`` issues the C-ECHO through the server framework's own
@@ -14,9 +16,11 @@ add/edit/start/stop, AE titles, clients) grows here with the admin issue::
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 
 from pacsref.server import create as create_command
@@ -40,7 +44,13 @@ def _echo_main(args: argparse.Namespace) -> int:
     settings = ServerSettings(ae_title=args.calling_ae, reconnect_timeout=args.timeout)
     result: dict[str, Any] = {}
     requestor = DicomRequestor(default_reactor, settings)
-    d = requestor.echo(AeInfo(args.called_ae, args.host, args.port), timeout=args.timeout)
+    if args.tls:
+        problem = _tls_for(requestor, args)
+        if problem is not None:
+            print(f"pacsref echo: {problem}", file=sys.stderr)
+            return 2
+    peer = AeInfo(args.called_ae, args.host, args.port, secure=args.tls)
+    d = requestor.echo(peer, timeout=args.timeout)
     d.addCallbacks(
         lambda status: result.update(status=status),
         lambda failure: result.update(error=failure.getErrorMessage() or repr(failure.value)),
@@ -53,6 +63,67 @@ def _echo_main(args: argparse.Namespace) -> int:
     status = result["status"]
     print(f"C-ECHO {args.called_ae}@{args.host}:{args.port}: status 0x{status:04X}")
     return 0 if status == 0 else 1
+
+
+def _tls_for(requestor: Any, args: argparse.Namespace) -> str | None:
+    """Give ``requestor`` TLS from --cert/--key/--ca; the problem in one line, or None.
+
+    The same code path as a server's outbound TLS (BCP 195 options, the peer's
+    certificate checked against --host with service_identity).
+    """
+    from pacsref.security import SecureTransport, StaticSecurity, TLSConfigurationError
+
+    missing = [f"--{name}" for name in ("cert", "key", "ca") if not getattr(args, name)]
+    if missing:
+        return f"--tls needs {', '.join(missing)}"
+    passphrase = None
+    if args.passphrase_file:
+        lines = Path(args.passphrase_file).read_bytes().splitlines()
+        passphrase = lines[0] if lines else b""
+    security = StaticSecurity(
+        certificate=Path(args.cert),
+        private_key=Path(args.key),
+        trust_roots=(Path(args.ca),),
+        passphrase=passphrase,
+    )
+    try:
+        requestor.security = SecureTransport.build(security)
+    except (TLSConfigurationError, OSError) as exc:
+        return str(exc)
+    return None
+
+
+def default_root() -> Path:
+    """Where servers live: ``$PACSREF_ROOT``, else ``./pacsref-data`` (twistd's default)."""
+    return Path(os.environ.get("PACSREF_ROOT") or "pacsref-data")
+
+
+def _check_main(args: argparse.Namespace) -> int:
+    """Verify (and with --repair repair) that a server's index and stored files agree.
+
+    Uses the storage add-in *of that server* (its ``addins/`` copy and its options), so the
+    check reads the index exactly as the server writes it. Exit status 0 when they agree
+    (after repair, if repairing), 1 when they do not, 2 when the check cannot run.
+    """
+    from pacsref.addin import load_addins
+
+    server_dir = Path(args.root or default_root()) / args.name
+    if not (server_dir / "settings.toml").is_file():
+        print(f"pacsref server check: {server_dir} is not a server directory", file=sys.stderr)
+        return 2
+    result = load_addins(server_dir / "addins", entry_point_group=None, strict=False)
+    checkers = [a for a in result.addins if callable(getattr(a, "check", None))]
+    if not checkers:
+        problems = "; ".join(f"{f.name}: {f.error}" for f in result.failures) or "none installed"
+        print(f"pacsref server check: no storage add-in to check ({problems})", file=sys.stderr)
+        return 2
+    clean = True
+    for checker in checkers:
+        report = checker.check(repair=args.repair)
+        for line in report.lines():
+            print(f"{checker.name}: {line}")
+        clean = clean and report.clean
+    return 0 if clean else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -71,12 +142,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     echo.add_argument("--called-ae", required=True, help="the peer's AE title")
     echo.add_argument("--calling-ae", default="PACSREF", help="our AE title (default PACSREF)")
     echo.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
+    echo.add_argument(
+        "--tls", action="store_true", help="DICOM TLS (BCP 195; needs --cert, --key, --ca)"
+    )
+    echo.add_argument("--cert", help="our PEM certificate chain, leaf first (with --tls)")
+    echo.add_argument("--key", help="its PEM private key (with --tls)")
+    echo.add_argument("--passphrase-file", help="file holding the key's passphrase")
+    echo.add_argument("--ca", help="PEM CA certificate(s) the peer's certificate must chain to")
+    server = commands.add_parser("server", help="act on a server directory")
+    server_commands = server.add_subparsers(dest="server_command", required=True)
+    check = server_commands.add_parser(
+        "check", help="verify that a server's index and stored files agree (and repair)"
+    )
+    check.add_argument("name", help="the server's directory name (its AE title)")
+    check.add_argument(
+        "--root", help="directory holding the servers (default: $PACSREF_ROOT or ./pacsref-data)"
+    )
+    check.add_argument(
+        "--repair",
+        action="store_true",
+        help="drop index rows whose file is missing; re-index files that have no row",
+    )
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["create"]:
         return create_command.main(argv[1:])
     args = parser.parse_args(argv)
     if args.command == "echo":
         return _echo_main(args)
+    if args.command == "server":
+        return _check_main(args)
     parser.error(f"unknown command {args.command}")  # pragma: no cover
     return 2  # pragma: no cover
 

@@ -2,11 +2,16 @@
 
 Built once at start-up from the server directory: the settings, the loaded
 add-ins, the presentation-context table they declare, the service registry
-and the thread pool add-ins run on. Connections only read it.
+and the thread pool add-ins run on, plus what the acceptance policy consults
+(the AE title table, the resolved addresses of its hosts, the association
+hooks) and the service log when it is enabled. Connections only read it;
+run-time state that changes (clients, pause) is the factory's
+(:class:`pacsref.server.control.ServerControl`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,13 +22,20 @@ from zope.interface import Interface
 
 from pacsref.addin import (
     AddinFailure,
+    FileAeTitles,
+    IAbstractSyntaxFallback,
     IAddin,
+    IAeTitles,
+    IAssociationHook,
     IDicomRequest,
     ServiceRegistry,
     default_services,
     load_addins,
 )
-from pacsref.association import AcceptorConfig, ContextTable
+from pacsref.association import AcceptorConfig, ContextTable, SupportedContext
+from pacsref.log import ServiceLog
+from pacsref.security import SecureTransport, configure_security
+from pacsref.server.addresses import HostAddresses
 from pacsref.settings import ServerLayout, ServerSettings, load_settings
 
 log = Logger(namespace="pacsref.server")
@@ -43,6 +55,11 @@ class ServerContext:
         registry: base services and add-in services.
         threadpool: where add-in code runs, never the reactor thread.
         spool_dir: the Temporary Directory for DIMSE data sets.
+        addresses: IP addresses of the host names in the AE title table.
+        service_log: the service log, or None when Enable Service Log is off.
+        security: TLS for the listener and outbound requests, from the add-in
+            providing ISecurity; None without a usable one (see
+            :func:`pacsref.security.configure_security`).
     """
 
     server_dir: Path
@@ -53,6 +70,9 @@ class ServerContext:
     registry: ServiceRegistry
     threadpool: ThreadPool
     spool_dir: Path
+    addresses: HostAddresses = field(default_factory=HostAddresses)
+    service_log: ServiceLog | None = None
+    security: SecureTransport | None = None
     acceptor: AcceptorConfig = field(init=False)
     next_association_id: int = 0
     _routes: dict[tuple[str, Any], list[Any]] = field(default_factory=dict, repr=False)
@@ -74,18 +94,60 @@ class ServerContext:
         key = (abstract_syntax, interface)
         found = self._routes.get(key)
         if found is None:
-            found = self._routes[key] = [
+            found = [
                 addin
                 for addin in self.addins
                 if interface.providedBy(addin)
                 and any(c.abstract_syntax == abstract_syntax for c in addin.presentation_contexts())
             ]
+            if found or abstract_syntax in self.contexts:
+                self._routes[key] = found
+            else:
+                # Accepted through IAbstractSyntaxFallback: not memoised, so peers
+                # proposing ever new UIDs cannot grow the table.
+                return [
+                    addin
+                    for addin in self.addins
+                    if interface.providedBy(addin)
+                    and IAbstractSyntaxFallback.providedBy(addin)
+                    and addin.context_for_unknown(abstract_syntax) is not None
+                ]
+        return found
+
+    @property
+    def ae_titles(self) -> Any:
+        """The AE title table (:class:`~pacsref.addin.IAeTitles`) in use: default or add-in."""
+        return self.registry.get(IAeTitles)
+
+    @property
+    def association_hooks(self) -> list[Any]:
+        """Add-ins providing :class:`~pacsref.addin.IAssociationHook`, in load order."""
+        key = ("", IAssociationHook)
+        found = self._routes.get(key)
+        if found is None:
+            found = self._routes[key] = [a for a in self.addins if IAssociationHook.providedBy(a)]
         return found
 
     def new_association_id(self) -> int:
         """A server-unique number that ties together the log lines of one association."""
         self.next_association_id += 1
         return self.next_association_id
+
+
+def _fallback_for(addins: list[Any]) -> Callable[[str], SupportedContext | None] | None:
+    """The first answer of the add-ins providing IAbstractSyntaxFallback, or None if none do."""
+    fallbacks = [a for a in addins if IAbstractSyntaxFallback.providedBy(a)]
+    if not fallbacks:
+        return None
+
+    def fallback(abstract_syntax: str) -> SupportedContext | None:
+        for addin in fallbacks:
+            context = addin.context_for_unknown(abstract_syntax)
+            if context is not None:
+                return context
+        return None
+
+    return fallback
 
 
 def build_server_context(server_dir: Path, reactor: Any | None = None) -> ServerContext:
@@ -100,6 +162,8 @@ def build_server_context(server_dir: Path, reactor: Any | None = None) -> Server
     for failure in result.failures:
         log.error("add-in {addin} failed to load: {error}", addin=failure.name, error=failure.error)
     defaults = default_services()
+    # The persistent AE title table (<server dir>/aetitles.toml) replaces the in-memory default.
+    defaults[IAeTitles] = FileAeTitles.in_server_dir(server_dir)
     requestor = None
     if reactor is not None:
         from pacsref.server.requestor import DicomRequestor
@@ -110,12 +174,23 @@ def build_server_context(server_dir: Path, reactor: Any | None = None) -> Server
     if requestor is not None:
         requestor.bind(registry)
     registry.register_addins(result.addins)
+    security = configure_security(result.addins)
+    if requestor is not None:
+        requestor.security = security
     contexts = ContextTable(
-        context for addin in result.addins for context in IAddin(addin).presentation_contexts()
+        (context for addin in result.addins for context in IAddin(addin).presentation_contexts()),
+        fallback=_fallback_for(result.addins),
     )
     spool_dir = settings.effective_temporary_directory(server_dir)
     spool_dir.mkdir(parents=True, exist_ok=True)
     threadpool = ThreadPool(minthreads=1, maxthreads=20, name=f"pacsref-{settings.ae_title}")
+    addresses = HostAddresses()
+    titles = registry.get(IAeTitles)
+    if not callable(getattr(titles, "addresses", None)):
+        # An add-in table that does not cache addresses itself: resolve its host names now,
+        # the one time blocking is harmless (the reactor is not running yet).
+        addresses.resolve_now(info.host for info in titles.list())  # type: ignore[attr-defined]
+    service_log = ServiceLog(layout.logs_dir) if settings.enable_service_log else None
     context = ServerContext(
         server_dir=server_dir,
         settings=settings,
@@ -125,5 +200,8 @@ def build_server_context(server_dir: Path, reactor: Any | None = None) -> Server
         registry=registry,
         threadpool=threadpool,
         spool_dir=spool_dir,
+        addresses=addresses,
+        service_log=service_log,
+        security=security,
     )
     return context

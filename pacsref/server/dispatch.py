@@ -12,9 +12,10 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, maybeDeferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import Interface
@@ -25,6 +26,7 @@ from pacsref.addin import (
     DimseRequest,
     IEchoHandler,
     IStoreHandler,
+    StoreOutcome,
     call_with_timeout,
     is_nonblocking,
     status_for_exception,
@@ -32,6 +34,7 @@ from pacsref.addin import (
 from pacsref.dimse import CommandField, DimseMessage, response_command, status_name
 from pacsref.dimse.status import PROCESSING_FAILURE, UNRECOGNIZED_OPERATION
 from pacsref.server.context import ServerContext
+from pacsref.server.message_notification import MessageNotifier
 
 log = Logger(namespace="pacsref.dispatch")
 
@@ -67,6 +70,9 @@ class Dispatcher:
     def __init__(self, server: ServerContext, reactor: Any) -> None:
         self.server = server
         self.reactor = reactor
+        self.notifier = MessageNotifier(
+            server.addins, reactor, server.threadpool, server.settings.copy_dataset_image
+        )
 
     def dispatch(
         self,
@@ -99,10 +105,14 @@ class Dispatcher:
             affected_sop_instance_uid=message.affected_sop_instance_uid or "",
             log=_addin_logger(addin.name),
             services=self.server.registry,
+            dataset_offset=message.dataset_offset,
         )
         handler: Callable[[DimseRequest], int] = getattr(addin, route.method)
+        name = f"{addin.name}.{message.name}"
         if is_nonblocking(handler):
             d = maybeDeferred(handler, request)
+            if not d.called:
+                d = self._with_timeout(d, name)
         else:
             d = call_with_timeout(
                 self.reactor,
@@ -110,18 +120,54 @@ class Dispatcher:
                 self.server.settings.addin_timeout,
                 handler,
                 request,
-                name=f"{addin.name}.{message.name}",
+                name=name,
             )
         d.addCallbacks(
-            lambda status: self._final(message, addin.name, status),
-            lambda failure: self._error(message, addin.name, failure),
+            lambda status: self._final(message, addin.name, status, request),
+            lambda failure: self._error(message, addin.name, failure, request),
         )
         return d
 
-    def _final(self, message: DimseMessage, addin: str, status: object) -> list[Response]:
+    def _with_timeout(self, d: Deferred[Any], name: str) -> Deferred[Any]:
+        """``d`` bounded by the add-in timeout: a nonblocking handler's Deferred may hang too.
+
+        On expiry the result fails with :class:`AddinTimeout` (so 0x0110, as for a
+        thread-pool call) and ``d`` is cancelled; whatever it delivers later is ignored.
+        """
+        timeout = self.server.settings.addin_timeout
+        outer: Deferred[Any] = Deferred(lambda _: d.cancel())
+
+        def expire() -> None:
+            outer.errback(AddinTimeout(name, timeout))
+            d.cancel()
+
+        timer = self.reactor.callLater(timeout, expire)
+
+        def settle(result: object) -> None:
+            if timer.active():
+                timer.cancel()
+                if isinstance(result, Failure):
+                    outer.errback(result)
+                else:
+                    outer.callback(result)
+            elif isinstance(result, Failure) and not result.check(CancelledError):
+                log.failure("add-in call {name} failed after its timeout", result, name=name)
+
+        d.addBoth(settle)
+        return outer
+
+    def _final(
+        self, message: DimseMessage, addin: str, result: object, request: DimseRequest
+    ) -> list[Response]:
+        stored: Path | None = None
+        comment = ""
+        status = result
+        if isinstance(result, StoreOutcome):
+            status, stored, comment = result.status, result.path, result.comment
         if not isinstance(status, int) or not 0 <= status <= 0xFFFF:
             log.error(
                 "add-in {addin} returned {value!r} for {message}, not a status",
+                kind="addin.failure",
                 addin=addin,
                 value=status,
                 message=message.name,
@@ -129,13 +175,22 @@ class Dispatcher:
             return [
                 (self._failure(message, PROCESSING_FAILURE, f"{addin} returned no status"), None)
             ]
+        if status != 0 and stored is not None and (status & 0xF000) != 0xB000:
+            stored = None  # only a success or warning stored anything worth notifying
+        self.notifier.notify(request, stored)
+        if comment and status != 0:
+            return [(response_command(message, status, ErrorComment=comment[:64]), None)]
         return [(response_command(message, status), None)]
 
-    def _error(self, message: DimseMessage, addin: str, failure: Failure) -> list[Response]:
+    def _error(
+        self, message: DimseMessage, addin: str, failure: Failure, request: DimseRequest
+    ) -> list[Response]:
+        self.notifier.notify(request, None)
         status = status_for_exception(failure)
         if failure.check(AddinTimeout):
             log.error(
                 "add-in {addin} did not answer {message} within {timeout} s: status {status}",
+                kind="addin.failure",
                 addin=addin,
                 message=message.name,
                 timeout=self.server.settings.addin_timeout,
@@ -145,6 +200,7 @@ class Dispatcher:
             log.failure(
                 "add-in {addin} failed on {message}: status {status}",
                 failure,
+                kind="addin.failure",
                 addin=addin,
                 message=message.name,
                 status=status_name(status),

@@ -4,7 +4,10 @@ Built on the same sans-IO upper layer and DIMSE code as the acceptor, in the
 requestor role (PS3.8 Sta4/Sta5/Sta7...). Add-ins use it for C-MOVE
 sub-operations and storage commitment later; C-ECHO is what it offers now.
 Connection attempts are bounded by the Reconnect timeout setting, and every
-exchange by the timeout given or that same setting.
+exchange by the timeout given or that same setting. A peer whose AE table entry
+says ``secure`` is reached over TLS with the security add-in's certificate,
+and its certificate must name the entry's host (service_identity, see
+:mod:`pacsref.security`).
 """
 
 from __future__ import annotations
@@ -12,8 +15,8 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail
-from twisted.internet.endpoints import HostnameEndpoint, connectProtocol
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.endpoints import HostnameEndpoint, connectProtocol, wrapClientTLS
+from twisted.internet.interfaces import IDelayedCall, IHandshakeListener
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -21,6 +24,7 @@ from zope.interface import implementer
 
 from pacsref.addin import AeInfo, AeTitleError, IAeTitles, IDicomRequest
 from pacsref.dimse import MessageAssembler, encode_command, fragment_message
+from pacsref.security import SecureTransport, TLSConfigurationError, handshake_failure, is_tls
 from pacsref.settings import ServerSettings
 from pacsref.ul.constants import ContextResult, Role
 from pacsref.ul.effects import CloseTransport, Indicate, SendPDU, StartARTIM, StopARTIM
@@ -52,6 +56,19 @@ class AssociationFailed(Exception):
     """The association ended (abort, closed connection) before the exchange completed."""
 
 
+class ReconnectTimeout(AssociationFailed):
+    """No TCP connection to the peer within the Reconnect timeout setting."""
+
+
+class ExchangeTimeout(AssociationFailed):
+    """The whole exchange (connect, associate, request, release) took longer than allowed."""
+
+
+class TLSUnavailable(AssociationFailed):
+    """The peer must be reached over TLS, and this server cannot (no usable security add-in)."""
+
+
+@implementer(IHandshakeListener)
 class _EchoRequestor(Protocol):
     """One association that performs a single C-ECHO and releases."""
 
@@ -60,12 +77,21 @@ class _EchoRequestor(Protocol):
         self.reactor = reactor
         self.artim = artim
         self.ul = UpperLayer(Role.REQUESTOR)
-        self.done: Deferred[int] = Deferred()
+        #: Cancelling it (e.g. its timeout) also stops the connection attempt or aborts
+        #: the connection, so nothing outlives the caller's interest.
+        self.done: Deferred[int] = Deferred(lambda _: self._give_up())
+        self.connecting: Deferred[Any] | None = None
         self.status: int | None = None
         self._assembler: MessageAssembler | None = None
         self._timer: IDelayedCall | None = None
+        self._tls_pending = False
+
+    def handshakeCompleted(self) -> None:
+        self._tls_pending = False
 
     def connectionMade(self) -> None:
+        # Under TLS this runs before the handshake; the request waits in the TLS layer.
+        self._tls_pending = is_tls(self.transport)
         self._perform(self.ul.send(self.request))
         self._perform(self.ul.connection_made())
 
@@ -82,7 +108,18 @@ class _EchoRequestor(Protocol):
         self._perform(self.ul.connection_lost())
         if self._assembler is not None:
             self._assembler.abort()
-        self._finish(Failure(AssociationFailed("connection closed before the C-ECHO completed")))
+        why = "connection closed before the C-ECHO completed"
+        if self._tls_pending:
+            why = f"TLS handshake failed: {handshake_failure(self.transport, reason)}"
+        self._finish(Failure(AssociationFailed(why)))
+
+    def _give_up(self) -> None:
+        if self.connecting is not None:
+            # A no-op once connected; while connecting it is "called" but waiting on the
+            # endpoint's Deferred, and cancel() forwards to that.
+            self.connecting.cancel()
+        if self.transport is not None:
+            self.transport.abortConnection()  # type: ignore[attr-defined]
 
     def _finish(self, result: int | Failure) -> None:
         if not self.done.called:
@@ -163,6 +200,8 @@ class DicomRequestor:
         self.reactor = reactor
         self.settings = settings
         self.registry: Any = None
+        #: TLS for peers marked ``secure``; set from the security add-in at start-up.
+        self.security: SecureTransport | None = None
 
     def bind(self, registry: Any) -> None:
         """Give the requestor the registry in which it finds ``IAeTitles``."""
@@ -197,11 +236,53 @@ class DicomRequestor:
             ),
         )
         protocol = _EchoRequestor(request, self.reactor, settings.artim_timeout)
-        endpoint = HostnameEndpoint(
-            self.reactor, peer.host, peer.port, timeout=settings.reconnect_timeout
-        )
+        return self._run(protocol, peer, timeout)
+
+    def _run(self, protocol: _EchoRequestor, peer: AeInfo, timeout: float | None) -> Deferred[int]:
+        """Connect (bounded by the Reconnect timeout), then run ``protocol`` (bounded by
+        ``timeout`` or that same setting); every failure names the peer and the limit."""
+        settings = self.settings
+        reconnect = settings.reconnect_timeout
+        where = f"{peer.ae_title} at {peer.host}:{peer.port}"
+        tls = None
+        if getattr(peer, "secure", False):
+            if self.security is None:
+                return fail(
+                    TLSUnavailable(
+                        f"{where} is marked secure, but no security add-in provides "
+                        "ISecurity (addin-options/security.toml)"
+                    )
+                )
+            try:
+                tls = self.security.client_options(peer.host)
+            except TLSConfigurationError as exc:
+                return fail(TLSUnavailable(f"cannot reach {where} with TLS: {exc}"))
+        endpoint: Any = HostnameEndpoint(self.reactor, peer.host, peer.port, timeout=reconnect)
+        if tls is not None:
+            endpoint = wrapClientTLS(tls, endpoint)
         connected = connectProtocol(endpoint, protocol)
+        protocol.connecting = connected
+
+        def connect_timed_out(result: object, seconds: float) -> Failure:
+            return Failure(
+                ReconnectTimeout(
+                    f"could not connect to {where} within {seconds:g} s (reconnect timeout)"
+                )
+            )
+
+        connected.addTimeout(reconnect, self.reactor, onTimeoutCancel=connect_timed_out)
         connected.addErrback(protocol._finish)
+        limit = timeout or reconnect
+
+        def exchange_timed_out(result: object, seconds: float) -> object:
+            # Called only when the limit expired; what the cancellation produced (a
+            # CancelledError, or the connection attempt's own cancellation error) is noise.
+            if isinstance(result, Failure):
+                return Failure(
+                    ExchangeTimeout(f"C-ECHO to {where} did not complete within {seconds:g} s")
+                )
+            return result
+
         done = protocol.done
-        done.addTimeout(timeout or settings.reconnect_timeout, self.reactor)
+        done.addTimeout(limit, self.reactor, onTimeoutCancel=exchange_timed_out)
         return done

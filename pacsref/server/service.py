@@ -1,20 +1,23 @@
-"""The service tree of one server: thread pool, then the DICOM listener.
+"""The service tree of one server: service log, thread pool, then the DICOM listener.
 
 ``makeService`` (see :mod:`pacsref.server.tap`) returns a ``MultiService``
-whose children start in order: the add-in thread pool first, so that the
-first association already has somewhere to run add-ins, then the listener.
+whose children start in order: the service log first when it is enabled (so
+it records the start-up), the add-in thread pool next, so that the first
+association already has somewhere to run add-ins, then the listener.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from twisted.application.service import MultiService, Service
+from twisted.application.service import IService, MultiService, Service
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 
+from pacsref.log import ServiceLogService
 from pacsref.server.context import ServerContext
 from pacsref.server.factory import DicomServerFactory
+from pacsref.server.signals import PauseSignalService
 
 log = Logger(namespace="pacsref.server")
 
@@ -35,7 +38,13 @@ class ThreadPoolService(Service):
 
 
 class DicomListenerService(Service):
-    """Listens for DICOM connections on the settings' IP address and port."""
+    """Listens for DICOM connections on the settings' IP address and port.
+
+    A secure server (Server Secure on) listens with TLS: ``listenSSL`` with the
+    connection creator built explicitly from the ISecurity add-in
+    (:mod:`pacsref.security`), never an ``ssl:`` endpoint string, which cannot
+    require client certificates (STYLE.md principle 13).
+    """
 
     def __init__(self, factory: DicomServerFactory, reactor: Any) -> None:
         self.factory = factory
@@ -45,15 +54,30 @@ class DicomListenerService(Service):
     def startService(self) -> None:
         super().startService()
         settings = self.factory.server.settings
-        self.port = self.reactor.listenTCP(
-            settings.port, self.factory, backlog=128, interface=settings.ip_address
-        )
+        security = self.factory.server.security
+        if settings.server_secure and security is None:
+            # Never fall back to plain TCP: a secure server that cannot do TLS stays down
+            # (twistd refuses earlier with the reason; this guards other callers).
+            raise RuntimeError("Server Secure is on but no usable ISecurity add-in is loaded")
+        if security is not None and settings.server_secure:
+            self.port = self.reactor.listenSSL(
+                settings.port,
+                self.factory,
+                security.listener,
+                backlog=128,
+                interface=settings.ip_address,
+            )
+        else:
+            self.port = self.reactor.listenTCP(
+                settings.port, self.factory, backlog=128, interface=settings.ip_address
+            )
         address = self.port.getHost()
         log.info(
-            "pacsref {ae} listening on {host}:{port}",
+            "pacsref {ae} listening on {host}:{port}{tls}",
             ae=settings.ae_title,
             host=address.host,
             port=address.port,
+            tls=" with TLS" if settings.server_secure and security is not None else "",
         )
 
     def stopService(self) -> Any:
@@ -65,13 +89,26 @@ class DicomListenerService(Service):
 
 
 def server_service(server: ServerContext, reactor: Any) -> MultiService:
-    """The MultiService for ``server``: thread pool, then listener."""
+    """The MultiService for ``server``: [service log,] thread pool, then listener.
+
+    The root carries ``factory`` and ``control`` (pause/resume, clients,
+    notifications) for the twistd plugin and the admin interface.
+    """
     root = MultiService()
     root.setName(f"pacsref-{server.settings.ae_title}")
+    if server.service_log is not None:
+        ServiceLogService(server.service_log).setServiceParent(root)
     ThreadPoolService(server).setServiceParent(root)
+    # Add-ins that are Twisted services (e.g. storage opening its index) start before
+    # the listener, so the first association finds them ready (DESIGN.md, "Server runtime").
+    for addin in server.addins:
+        if IService.providedBy(addin):
+            addin.setServiceParent(root)
     factory = DicomServerFactory(server, reactor)
     listener = DicomListenerService(factory, reactor)
     listener.setName("dicom")
     listener.setServiceParent(root)
+    PauseSignalService(factory.control, reactor).setServiceParent(root)
     root.factory = factory  # type: ignore[attr-defined]
+    root.control = factory.control  # type: ignore[attr-defined]
     return root

@@ -2,47 +2,54 @@
 
 One :class:`AssociationSession` per connection sits between the protocol
 adapter (bytes, timers) and the add-ins: it answers the A-ASSOCIATE request
-(acceptance policy, then negotiation), reassembles DIMSE messages, serves
-them one at a time (we answer the asynchronous operations window 1/1), and
-releases only when nothing is in flight. It never touches the transport;
-it hands primitives back through ``send``.
+(acceptance policy, negotiation and association hooks, see
+:mod:`pacsref.server.acceptance`), reassembles DIMSE messages, serves them
+one at a time (we answer the asynchronous operations window 1/1), and
+releases only when nothing is in flight. It never touches the transport; it
+hands primitives back through ``send``. It reports the association's life to
+the client registry (which publishes the notifications) and to the service
+log.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from time import perf_counter
 from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from pacsref.addin import AssociationInfo
-from pacsref.association import NegotiatedAssociation, negotiate
+from pacsref.association import NegotiatedAssociation, NegotiationResult
+from pacsref.association.policy import Refusal, Rule
 from pacsref.dimse import (
     DimseMessage,
     DimseProtocolError,
+    FileMetaIdentity,
     MessageAssembler,
     can_respond,
-    command_name,
     encode_command,
     fragment_message,
     invalid_request_response,
 )
+from pacsref.security import CertificateIdentity
+from pacsref.server.acceptance import Acceptance
+from pacsref.server.clients import ClientInfo
 from pacsref.server.context import ServerContext
+from pacsref.server.control import ServerControl
 from pacsref.server.dispatch import Dispatcher, Response
+from pacsref.server.hooks import notify_hooks
 from pacsref.ul.constants import AbortSource
 from pacsref.ul.events import (
-    REJECT_CALLED_AE,
     Abort,
-    AssociateReject,
     AssociateRequest,
     DataTransfer,
     ProviderRejected,
     ReleaseRequest,
     ReleaseResponse,
     TransportClosed,
-    describe_reject,
 )
 
 log = Logger(namespace="pacsref.association")
@@ -57,6 +64,9 @@ class AssociationSession:
         peer: the peer's (host, port).
         send: hands a primitive to the upper layer (the adapter performs
             the resulting effects).
+        secure: the connection is TLS.
+        control: pause state and the client registry.
+        client: this connection's entry in the registry.
     """
 
     def __init__(
@@ -66,21 +76,31 @@ class AssociationSession:
         peer: tuple[str, int],
         send: Callable[[object], None],
         secure: bool = False,
+        *,
+        control: ServerControl,
+        client: ClientInfo,
     ) -> None:
         self.server = server
         self.dispatcher = dispatcher
         self.peer = peer
         self.secure = secure
+        self.control = control
+        self.client = client
         self._send = send
         self.association_id = server.new_association_id()
         self.negotiated: NegotiatedAssociation | None = None
         self.info: AssociationInfo | None = None
+        self._acceptance: Acceptance | None = None
         self._assembler: MessageAssembler | None = None
         self._queue: deque[DimseMessage] = deque()
         self._in_flight: Deferred[list[Response]] | None = None
         self._release_requested = False
+        self._started = 0.0  # perf_counter() of the request in service, when it is logged
         self.ended = False
-        self.last_action: int | None = None
+        #: How the association ended ("released", "aborted by the peer", ...); "" while open.
+        self.end_reason = ""
+        #: The verified TLS peer certificate, set by the protocol once the handshake is done.
+        self.peer_certificate: CertificateIdentity | None = None
 
     # -- entry point --------------------------------------------------------------------
 
@@ -97,66 +117,118 @@ class AssociationSession:
         elif kind is Abort:
             self._on_abort(primitive)  # type: ignore[arg-type]
         elif kind is TransportClosed:
-            self._end("connection closed" if primitive.expected else "connection lost")  # type: ignore[attr-defined]
+            self.end("connection closed" if primitive.expected else "connection lost")  # type: ignore[attr-defined]
         elif kind is ProviderRejected:
             rejected: ProviderRejected = primitive  # type: ignore[assignment]
-            self._log_reject(rejected.request, rejected.reject, "protocol version")
+            version = rejected.request.protocol_version
+            refusal = Refusal(
+                rejected.reject,
+                Rule.PROTOCOL_VERSION,
+                f"protocol version 0x{version:04x} lacks version 1 (bit 0)",
+            )
+            self._refused(rejected.request, refusal, send=False)
 
     # -- association establishment ------------------------------------------------------
 
     def _on_associate(self, rq: AssociateRequest) -> None:
-        settings = self.server.settings
-        if settings.check_called_ae_title and rq.called_ae_title != settings.ae_title:
-            self._reject(rq, REJECT_CALLED_AE, f"called AE title {rq.called_ae_title!r}")
-            return
-        result = negotiate(rq, self.server.contexts, self.server.acceptor)
-        if result.association is None:
-            self._reject(rq, result.response, result.reason)  # type: ignore[arg-type]
-            return
-        self.negotiated = result.association
         self.info = AssociationInfo(
             calling_ae=rq.calling_ae_title,
             called_ae=rq.called_ae_title,
-            peer_host=self.peer[0],
+            peer_host=self.client.ip,
             peer_port=self.peer[1],
             secure=self.secure,
             association_id=self.association_id,
+            peer_certificate=self.peer_certificate,
         )
+        self._acceptance = Acceptance(
+            self.server,
+            self.control,
+            self.client,
+            self.dispatcher.reactor,
+            self.info,
+            accept=lambda result: self._accept(rq, result),
+            refuse=lambda refusal: self._refused(rq, refusal),
+        )
+        self._acceptance.start(rq)
+
+    def _accept(self, rq: AssociateRequest, result: NegotiationResult) -> None:
+        self._acceptance = None
+        association = result.association
+        assert association is not None
+        self.negotiated = association
+        settings = self.server.settings
+        # C-STORE spool files start as Part-10 files, so storing one is a rename.
         self._assembler = MessageAssembler(
-            self.server.spool_dir, result.association.accepted_transfer_syntaxes()
+            self.server.spool_dir,
+            association.accepted_transfer_syntaxes(),
+            part10=FileMetaIdentity(
+                settings.implementation_class_uid,
+                settings.implementation_version_name,
+                rq.calling_ae_title,
+            ),
         )
         log.info(
             "association {id} accepted: {calling} -> {called} from {host}:{port}, "
             "{accepted} of {proposed} contexts accepted, peer max PDU {peer_max}",
+            kind="association.accepted",
             id=self.association_id,
+            client=self.client.id,
             calling=rq.calling_ae_title,
             called=rq.called_ae_title,
-            host=self.peer[0],
+            host=self.client.ip,
             port=self.peer[1],
-            accepted=len(result.association.contexts),
+            accepted=len(association.contexts),
             proposed=len(rq.presentation_contexts),
-            peer_max=result.association.peer_max_pdu_length,
+            peer_max=association.peer_max_pdu_length,
+            our_max=association.our_max_pdu_length,
+            peer_implementation_class_uid=association.peer_implementation_class_uid,
+            peer_implementation_version_name=association.peer_implementation_version_name,
+            contexts=[
+                {
+                    "id": cid,
+                    "abstract_syntax": ctx.abstract_syntax,
+                    "transfer_syntax": ctx.transfer_syntax,
+                    "peer_scu": ctx.peer_scu_role,
+                    "peer_scp": ctx.peer_scp_role,
+                }
+                for cid, ctx in association.contexts.items()
+            ],
             refused=[r.describe() for r in result.refused],
         )
         self._send(result.response)
+        self.control.clients.associated(self.client, association, self.association_id)
+        self._notify_hooks("association_established")
 
-    def _reject(self, rq: AssociateRequest, reject: AssociateReject, why: str) -> None:
-        self._log_reject(rq, reject, why)
-        self._send(reject)
-
-    def _log_reject(self, rq: AssociateRequest, reject: AssociateReject, why: str) -> None:
+    def _refused(self, rq: AssociateRequest, refusal: Refusal, send: bool = True) -> None:
+        """Log, answer (unless the upper layer already did) and notify one refusal."""
+        self._acceptance = None
+        reject = refusal.reject
         log.warn(
-            "association {id} rejected: {calling} -> {called} from {host}:{port}: {why}; {reject}",
+            "association {id} refused: {calling} -> {called} from {host}:{port}: {why}; {reject}",
+            kind="association.refused",
             id=self.association_id,
+            client=self.client.id,
             calling=rq.calling_ae_title,
             called=rq.called_ae_title,
-            host=self.peer[0],
+            host=self.client.ip,
             port=self.peer[1],
-            why=why,
-            reject=describe_reject(reject.result, reject.source, reject.reason),
+            rule=refusal.rule.value,
+            why=refusal.why,
+            reject=reject.describe(),
             result=int(reject.result),
             source=int(reject.source),
-            reason=reject.reason,
+            reason=int(reject.reason),
+        )
+        self.end_reason = f"refused: {refusal.why}"
+        if send:
+            self._send(reject)
+        self.control.clients.refused(
+            self.client,
+            reject,
+            refusal.rule.value,
+            refusal.why,
+            rq.calling_ae_title,
+            rq.called_ae_title,
         )
 
     # -- data transfer --------------------------------------------------------------------
@@ -186,11 +258,22 @@ class AssociationSession:
             and not self.ended
         ):
             self._release_requested = False
-            log.info("association {id} released", id=self.association_id)
+            log.info(
+                "association {id} released",
+                kind="association.released",
+                id=self.association_id,
+                client=self.client.id,
+                calling=self.client.ae_title,
+            )
             self._send(ReleaseResponse())
+            self.end_reason = "released"
+            self.control.clients.ended(self.client)
+            self._notify_hooks("association_released")
 
     def _serve(self, message: DimseMessage) -> None:
-        self.last_action = message.command_field  # named lazily: this is the hot path
+        service_log = self.server.service_log
+        if service_log is not None and service_log.actions is not None:
+            self._started = perf_counter()
         if not can_respond(message.command):
             message.discard()
             self._abort(f"{message.name} without a usable Message ID or Command Field")
@@ -225,31 +308,76 @@ class AssociationSession:
             encoded = encode_command(command)
             for pdv in fragment_message(message.context_id, encoded, dataset, peer_max):
                 self._send(DataTransfer((pdv,)))
+        self.control.clients.action(self.client, message.command_field or 0)
+        if self._started:
+            self._log_action(message, responses)
+
+    def _log_action(self, message: DimseMessage, responses: list[Response]) -> None:
+        """One service-log line per request (only while the service log runs)."""
+        elapsed_ms = (perf_counter() - self._started) * 1000.0
+        self._started = 0.0
+        service_log = self.server.service_log
+        actions = service_log.actions if service_log is not None else None
+        if actions is None:
+            return
+        status = responses[-1][0].get(0x0900) if responses else None
+        actions.info(
+            "{command} (message {message_id}) from {calling}: status {status_hex} in {ms} ms",
+            kind="dimse",
+            command=message.name,
+            message_id=message.message_id,
+            status=status,
+            status_hex=f"0x{status:04X}" if isinstance(status, int) else "none",
+            calling=self.client.ae_title,
+            id=self.association_id,
+            client=self.client.id,
+            ms=round(elapsed_ms, 3),
+        )
 
     # -- ending ---------------------------------------------------------------------
 
     def _abort(self, why: str) -> None:
-        log.warn("association {id} aborted by us: {why}", id=self.association_id, why=why)
+        log.warn(
+            "association {id} aborted by us: {why}",
+            kind="association.aborted",
+            id=self.association_id,
+            client=self.client.id,
+            calling=self.client.ae_title,
+            by="us",
+            why=why,
+        )
         self._send(Abort(source=AbortSource.SERVICE_USER, detail=why))
-        self._end(why)
+        self.end(why, logged=True)
 
     def _on_abort(self, abort: Abort) -> None:
-        who = "by us" if abort.local else "by the peer"
+        who = "us" if abort.local else "the peer"
         log.warn(
-            "association {id} aborted {who}: source {source}, reason {reason} {detail}",
+            "association {id} aborted by {by}: source {source}, reason {reason} {detail}",
+            kind="association.aborted",
             id=self.association_id,
-            who=who,
+            client=self.client.id,
+            calling=self.client.ae_title,
+            by=who,
             source=abort.source.name,
             reason=abort.reason.name,
             detail=abort.detail,
         )
-        self._end("aborted")
+        self.end(f"aborted by {who}", logged=True)
 
-    def _end(self, why: str) -> None:
-        """Drop everything in progress: no spool file outlives its association."""
+    def end(self, why: str, logged: bool = False) -> None:
+        """Drop everything in progress: no spool file outlives its association.
+
+        Called on abort, connection loss, client timeout and disconnection by
+        the administrator. An association that was still open counts as
+        aborted (logged here unless the caller already did, and told to the
+        association hooks).
+        """
         if self.ended:
             return
         self.ended = True
+        if self._acceptance is not None:
+            acceptance, self._acceptance = self._acceptance, None
+            acceptance.cancel()
         if self._assembler is not None:
             self._assembler.abort()
         while self._queue:
@@ -257,11 +385,33 @@ class AssociationSession:
         if self._in_flight is not None:
             in_flight, self._in_flight = self._in_flight, None
             in_flight.cancel()
+        if self.client.state == "associated":
+            if not logged:
+                log.warn(
+                    "association {id} aborted: {why}",
+                    kind="association.aborted",
+                    id=self.association_id,
+                    client=self.client.id,
+                    calling=self.client.ae_title,
+                    why=why,
+                )
+            self._notify_hooks("association_aborted")
+        if not self.end_reason:
+            self.end_reason = why
+        self.control.clients.ended(self.client)
+
+    def _notify_hooks(self, method: str) -> None:
+        hooks = self.server.association_hooks
+        if hooks and self.info is not None:
+            notify_hooks(
+                hooks,
+                method,
+                self.info,
+                self.dispatcher.reactor,
+                self.server.threadpool,
+                self.server.settings.addin_timeout,
+            )
 
     def stats(self) -> dict[str, Any]:
         """A snapshot for logs and the admin interface."""
-        return {
-            "id": self.association_id,
-            "peer": self.peer,
-            "last_action": command_name(self.last_action) if self.last_action else "",
-        }
+        return {"id": self.association_id, "peer": self.peer, **self.client.to_dict()}

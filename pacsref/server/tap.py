@@ -7,8 +7,9 @@
   ``./pacsref-data/PACSREF`` is created if needed and run; it does not check
   the called AE title, so stock tools work against it with no set-up.
 
-Start-up problems (bad settings, port taken, an IP that is not ours) end
-twistd with one line naming the problem and exit status 1.
+Start-up problems (bad settings, port taken, an IP that is not ours, Server
+Secure on without a usable security add-in) end twistd with one line naming
+the problem and exit status 1.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from typing import Any
 from twisted.application.service import IService
 from twisted.python import usage
 
+from pacsref.addin import AeTableFileError
+from pacsref.security import secure_startup_problem
 from pacsref.server.context import build_server_context
 from pacsref.server.create import DEFAULT_AE_TITLE, DEFAULT_SERVER_DIR, create_server
 from pacsref.server.service import server_service
@@ -101,7 +104,10 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     try:
         server_dir = ensure_server_dir(options)
         server = build_server_context(server_dir, reactor)
-    except SettingsError as exc:
+    except (SettingsError, AeTableFileError) as exc:
         raise _fail(str(exc)) from None
+    problem = secure_startup_problem(server.settings.server_secure, server.addins, server.failures)
+    if problem is not None:
+        raise _fail(problem)
     check_can_listen(server.settings.ip_address, server.settings.port)
     return server_service(server, reactor)

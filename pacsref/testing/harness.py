@@ -5,7 +5,9 @@ add-ins, plus any extra add-in source a test supplies), the real
 :class:`~pacsref.server.factory.DicomServerFactory`, and connects protocols
 to ``StringTransport`` objects. Time is a ``Clock``; add-in calls that would
 go to a thread pool wait in a :class:`ManualThreadPool` until the test runs
-them, so timeouts and slow add-ins are tested deterministically.
+them, so timeouts and slow add-ins are tested deterministically. Every
+notification the server publishes is recorded in ``ServerHarness.events``,
+and ``ServerHarness.control`` pauses, resumes and lists clients.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
 from pacsref.server.context import ServerContext, build_server_context
+from pacsref.server.control import ServerControl
 from pacsref.server.create import create_server
 from pacsref.server.factory import DicomServerFactory
 from pacsref.server.protocol import DicomServerProtocol
@@ -86,6 +89,11 @@ class Connection:
         return out
 
     @property
+    def client(self) -> Any:
+        """This connection's :class:`~pacsref.server.clients.ClientInfo`."""
+        return self.protocol.client
+
+    @property
     def closed(self) -> bool:
         """True once the server asked to close the connection."""
         return bool(self.transport.disconnecting)
@@ -122,6 +130,17 @@ class ServerHarness:
         self.threadpool = ManualThreadPool()
         self.server.threadpool = self.threadpool  # type: ignore[assignment]
         self.factory = DicomServerFactory(self.server, self.clock)
+        self.events: list[Any] = []
+        self.factory.notifications.subscribe(self.events.append)
+
+    @property
+    def control(self) -> ServerControl:
+        """Pause/resume, clients and notifications of the harness server."""
+        return self.factory.control
+
+    def event_names(self) -> list[str]:
+        """Names of the notifications published so far, in order (e.g. ``ClientConnect``)."""
+        return [event.name for event in self.events]
 
     def connect(self, host: str = "127.0.0.1", port: int = 40000) -> Connection:
         """Accept a new connection from ``host:port``."""

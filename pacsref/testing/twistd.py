@@ -135,6 +135,20 @@ class TwistdServer:
         return self._root() / f"{self.ae_title}.twistd.log"
 
     @property
+    def pid(self) -> int:
+        """The running twistd process's id (for signals: SIGUSR1 pauses, SIGUSR2 resumes)."""
+        if self._process is None or self._process.poll() is not None:
+            raise RuntimeError("the server process is not running")
+        return int(self._process.pid)
+
+    def kill(self) -> None:
+        """``kill -9`` the server and reap it: a crash, for recovery tests."""
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait(timeout=10)
+            self._process = None
+
+    @property
     def address(self) -> tuple[str, int]:
         """``(host, port)`` for clients."""
         return self.host, self._port()

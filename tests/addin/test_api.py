@@ -14,7 +14,19 @@ from tests.addin.helpers import make_request
 
 #: Where each public name is implemented; pins the exports by identity (Klein's test_exports).
 EXPORTS = {
-    "pacsref.addin.aetitles": ["AeInfo", "MemoryAeTitles", "normalize_ae_title"],
+    "pacsref.addin.aetitles": [
+        "AeFieldError",
+        "AeInfo",
+        "MemoryAeTitles",
+        "normalize_ae_title",
+        "resolve_addresses",
+    ],
+    "pacsref.addin.aetitles_file": [
+        "AE_TITLES_FILE_NAME",
+        "AeTableFileError",
+        "AeTableProblem",
+        "FileAeTitles",
+    ],
     "pacsref.addin.errors": [
         "AddinFailure",
         "AddinLoadError",
@@ -25,6 +37,7 @@ EXPORTS = {
         "ServiceNotFound",
     ],
     "pacsref.addin.interfaces": [
+        "IAbstractSyntaxFallback",
         "IAddin",
         "IAeTitles",
         "IAssociationHook",
@@ -41,7 +54,7 @@ EXPORTS = {
     ],
     "pacsref.addin.loader": ["ENTRY_POINT_GROUP", "LoadResult", "load_addins", "package_name_for"],
     "pacsref.addin.registry": ["BASE_SERVICES", "ServiceRegistry", "default_services"],
-    "pacsref.addin.requests": ["AssociationInfo", "DimseRequest", "SubOperation"],
+    "pacsref.addin.requests": ["AssociationInfo", "DimseRequest", "StoreOutcome", "SubOperation"],
     "pacsref.addin.runner": [
         "EXCEPTION_STATUSES",
         "call_with_timeout",

@@ -22,7 +22,6 @@ from pacsref.ul.events import (
 )
 
 from .helpers import (
-    CT_IMAGE,
     EXPLICIT,
     IMPLICIT,
     VERIFICATION,
@@ -135,9 +134,14 @@ def test_context_results(harness: ServerHarness) -> None:
 
 
 def test_no_context_accepted_is_rejected(harness: ServerHarness) -> None:
-    """An association with no acceptable context is rejected (1, 1, 1)."""
+    """An association with no acceptable context is rejected (1, 1, 1).
+
+    1.2.3.4.5.6.7 is no SOP class (CT Image Storage was used here before the storage
+    add-in shipped and made it acceptable).
+    """
     conn = harness.connect()
-    conn.send(associate_rq(contexts=(PresentationContextProposal(1, CT_IMAGE, (IMPLICIT,)),)))
+    unknown = "1.2.3.4.5.6.7"
+    conn.send(associate_rq(contexts=(PresentationContextProposal(1, unknown, (IMPLICIT,)),)))
     [(pdu_type, body)] = conn.received()
     assert pdu_type is PDUType.A_ASSOCIATE_RJ and body == bytes([0, 1, 1, 1])
 
@@ -373,3 +377,25 @@ def test_called_ae_not_checked_when_setting_off(tmp_path: Path) -> None:
     """check_called_ae_title = false: an association to any called AE title is accepted."""
     harness = ServerHarness(tmp_path / "ANY", settings={"check_called_ae_title": False})
     _associate(harness, called="ANY-SCP")
+
+
+def test_slow_reader_is_throttled_and_cut_after_artim(harness: ServerHarness) -> None:
+    """A peer that does not read: reading pauses with the transport, and the close is bounded.
+
+    The transport pauses its producer when its write buffer is full; our throttle then stops
+    reading the peer. When the client timeout ends the association, a close that cannot
+    drain is cut when ARTIM expires.
+    """
+    conn, _ = _associate(harness)
+    transport = conn.transport
+    assert transport.producer is not None and transport.streaming
+    transport.producer.pauseProducing()
+    assert transport.producerState == "paused"
+    transport.producer.resumeProducing()
+    assert transport.producerState == "producing"
+    aborted: list[bool] = []
+    transport.abortConnection = lambda: aborted.append(True)  # type: ignore[method-assign]
+    harness.clock.advance(60)  # client timeout: A-ABORT, then a close that never drains
+    assert conn.closed and not aborted
+    harness.clock.advance(10)  # ARTIM
+    assert aborted == [True]

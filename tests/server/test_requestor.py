@@ -78,3 +78,51 @@ def test_default_requestor_is_registered(tmp_path: Path) -> None:
     requestor.echo("UNKNOWN").addErrback(failures.append)  # type: ignore[attr-defined]
     assert failures and "not in the AE title table" in str(failures[0])
     assert isinstance(AeInfo("X", "127.0.0.1", 104), AeInfo)
+
+
+def _echo_unreachable(reconnect: float, timeout: float | None = None):  # type: ignore[no-untyped-def]
+    from twisted.internet.testing import MemoryReactorClock
+
+    from pacsref.server.requestor import DicomRequestor
+    from pacsref.settings import ServerSettings
+
+    reactor = MemoryReactorClock()
+    requestor = DicomRequestor(
+        reactor, ServerSettings(ae_title="PACSREF", reconnect_timeout=reconnect)
+    )
+    failures: list[object] = []
+    d = requestor.echo(AeInfo("FAR", "192.0.2.1", 104), timeout=timeout)
+    d.addErrback(failures.append)
+    return reactor, failures
+
+
+def test_reconnect_timeout_bounds_the_connection_attempt() -> None:
+    """A peer that never answers the TCP handshake: the echo fails with ReconnectTimeout
+    after exactly the Reconnect timeout, naming the peer, and no attempt is left running."""
+    from pacsref.server.requestor import ReconnectTimeout
+
+    reactor, failures = _echo_unreachable(reconnect=5.0, timeout=60.0)
+    [(_, port, _, connect_timeout, _)] = reactor.tcpClients
+    assert (port, connect_timeout) == (104, 5.0)
+    reactor.advance(4.9)
+    assert failures == []
+    reactor.advance(0.2)
+    [failure] = failures
+    assert failure.check(ReconnectTimeout)  # type: ignore[attr-defined]
+    message = failure.getErrorMessage()  # type: ignore[attr-defined]
+    assert "FAR at 192.0.2.1:104" in message and "within 5 s" in message
+    assert reactor.getDelayedCalls() == []
+    assert all(connector.stoppedConnecting for connector in reactor.connectors)  # type: ignore[attr-defined]
+
+
+def test_exchange_timeout_when_shorter_than_reconnect() -> None:
+    """A per-call timeout shorter than the Reconnect timeout ends the attempt first, as an
+    ExchangeTimeout, and cancels the connection attempt too."""
+    from pacsref.server.requestor import ExchangeTimeout
+
+    reactor, failures = _echo_unreachable(reconnect=30.0, timeout=2.0)
+    reactor.advance(2.0)
+    [failure] = failures
+    assert failure.check(ExchangeTimeout)  # type: ignore[attr-defined]
+    assert "within 2 s" in failure.getErrorMessage()  # type: ignore[attr-defined]
+    assert reactor.getDelayedCalls() == []

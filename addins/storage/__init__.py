@@ -1,0 +1,334 @@
+"""Storage SCP add-in: keeps every C-STORE durably on disk, indexed in SQL (docs/storage.md).
+
+A shipped add-in, copied into each new server's ``addins/`` folder, so a stock ``storescu``
+stores into a fresh pacsref with no set-up. It finds its server from its own location
+(``<server dir>/addins/storage/``) and reads its options from
+``<server dir>/addin-options/storage.toml``.
+
+The write path of one C-STORE-RQ, all on one thread of the index's adbapi pool (the handler is
+``nonblocking``: it only hands the job over, so the reactor never waits and there is a single
+thread hop each way):
+
+1. check the command's UIDs (a bad one: failure, nothing written);
+2. read the index attributes from the spool file, which the DIMSE layer already wrote as a
+   Part-10 file (preamble and file meta first), never reading pixel data;
+3. fsync the spool file (durability "fsync");
+4. under a per-instance lock: look the SOP Instance UID up (duplicates policy), rename the
+   spool file into ``<server dir>/data/<hh>/<uid>.dcm``, fsync that directory;
+5. insert/update the patient, study, series and instance rows and commit.
+
+Success is answered only after 5, so an acknowledged object is both durable and indexed. A
+crash between 4 and 5 leaves a file without a row, which ``pacsref server check --repair``
+re-indexes; aborted transfers never get past the spool, which the DIMSE layer deletes.
+"""
+
+from __future__ import annotations
+
+import errno
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from pacsref.addin import (
+    AddinStatusError,
+    DimseRequest,
+    IAbstractSyntaxFallback,
+    IAddin,
+    IStoreHandler,
+    StoreOutcome,
+    SupportedContext,
+    nonblocking,
+)
+from pacsref.dimse import SPOOL_PREFIX, SPOOL_SUFFIX
+
+from . import index as sql
+from .check import CheckReport, check_storage
+from .options import StorageOptions, load_options
+from .sopclasses import STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES
+from .uids import BUCKETS, stored_path, uid_problem
+from .writer import (
+    durable_rename,
+    fsync_file,
+    prepare_buckets,
+    read_attributes,
+    simulated_full_disk,
+)
+
+__all__ = ["StorageAddin", "addin"]
+
+log = Logger(namespace="pacsref.addin.storage")
+
+#: C-STORE statuses (PS3.4 B.2.3, PS3.7 Annex C); see docs/storage.md for each choice.
+SUCCESS = 0x0000
+DUPLICATE_SOP_INSTANCE = 0x0111  # PS3.7 C.5.8: refused duplicate
+INVALID_SOP_INSTANCE = 0x0117  # PS3.7 C.5.11: UID violates the construction rules
+OUT_OF_RESOURCES = 0xA700  # PS3.4 B.2.3 Refused: Out of Resources (full disk)
+DATASET_MISMATCH = 0xA900  # PS3.4 B.2.3 Error: Data Set does not match SOP Class
+CANNOT_UNDERSTAND = 0xC000  # PS3.4 B.2.3 Error: Cannot understand
+
+#: Threads (and index connections) storing in parallel, one per busy association up to this.
+MAX_STORE_THREADS = 8
+
+_LOCK_STRIPES = 64
+
+
+def _server_dir_of_package() -> Path | None:
+    """``<server dir>`` when this package sits in ``<server dir>/addins/``, else None."""
+    candidate = Path(__file__).resolve().parent.parent.parent
+    return candidate if (candidate / "settings.toml").is_file() else None
+
+
+@implementer(IAddin, IStoreHandler, IAbstractSyntaxFallback)
+class StorageAddin(Service):
+    """C-STORE SCP for every storage SOP class, storing to disk with an SQL index.
+
+    A Twisted ``Service``: the server starts it with its service tree (before it listens),
+    which opens the index and removes spool files a crashed run left behind.
+
+    Args:
+        server_dir: the server directory; None when loaded outside one (e.g. the shipped
+            add-ins folder itself), in which case every store fails with 0x0110.
+        options: validated options.
+    """
+
+    name = "storage"
+    description = "Storage SCP: stores every C-STORE durably on disk, indexed in SQL"
+
+    def __init__(self, server_dir: Path | None, options: StorageOptions) -> None:
+        self.server_dir = server_dir
+        self.options = options
+        self.pool: Any = None
+        self.config: sql.IndexConfig | None = None
+        self._locks = [threading.Lock() for _ in range(_LOCK_STRIPES)]
+        if server_dir is not None:
+            self.data_root = server_dir / "data"
+            self.config = sql.IndexConfig(
+                options.index_dsn, self.data_root / sql.INDEX_FILE, options.durable
+            )
+
+    # -- IAddin / IAbstractSyntaxFallback --------------------------------------------------
+
+    def presentation_contexts(self) -> tuple[SupportedContext, ...]:
+        """Every storage SOP class pynetdicom knows, with every transfer syntax we keep."""
+        return tuple(SupportedContext(uid, TRANSFER_SYNTAXES) for uid in STORAGE_SOP_CLASSES)
+
+    def context_for_unknown(self, abstract_syntax: str) -> SupportedContext | None:
+        """With ``accept_unknown_storage_classes``: any UID no add-in declared is storage.
+
+        Negotiation cannot know that an unknown UID names a storage class; a storage SCP
+        that promises "any storage class" (as DCMTK's ``storescp --promiscuous``) accepts
+        them all and answers anything but C-STORE with 0x0211.
+        """
+        if not self.options.accept_unknown_storage_classes:
+            return None
+        return SupportedContext(abstract_syntax, TRANSFER_SYNTAXES)
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    def startService(self) -> None:
+        """Open (create, migrate) the index and clear stale spool files, then serve."""
+        super().startService()
+        self.start()
+
+    def stopService(self) -> None:
+        super().stopService()
+        if self.pool is not None:
+            pool, self.pool = self.pool, None
+            if pool.running:  # the reactor's shutdown may have closed it already
+                pool.close()
+
+    def start(self, reactor: Any = None, threadpool: Any = None) -> None:
+        """Open the index; idempotent. Tests pass their own reactor and thread pool."""
+        if self.pool is not None or self.config is None or self.server_dir is None:
+            return
+        if reactor is None:
+            from twisted.internet import reactor
+        prepare_buckets(self.data_root, BUCKETS, self.config.durable)
+        applied = sql.prepare(self.config)
+        if applied:
+            log.info("index {where}: {n} migration(s) applied", where=self._where(), n=applied)
+        self._remove_stale_spool_files()
+        pool = sql.make_pool(self.config, reactor, MAX_STORE_THREADS)
+        if threadpool is not None:
+            pool.threadpool = threadpool
+            pool.start()
+        self.pool = pool
+        log.info(
+            "storage ready: data in {data}, index {where}, duplicates {dup}, durability {dur}",
+            data=str(self.data_root),
+            where=self._where(),
+            dup=self.options.duplicates,
+            dur=self.options.durability,
+        )
+
+    def _where(self) -> str:
+        assert self.config is not None
+        return "PostgreSQL" if self.config.dsn else str(self.config.sqlite_path)
+
+    def _remove_stale_spool_files(self) -> None:
+        """Delete spool files older than this start: a killed run's partial transfers."""
+        from pacsref.settings import load_settings
+
+        assert self.server_dir is not None
+        settings = load_settings(self.server_dir / "settings.toml")
+        spool_dir = settings.effective_temporary_directory(self.server_dir)
+        started = time.time()
+        removed = 0
+        for path in spool_dir.glob(f"{SPOOL_PREFIX}*{SPOOL_SUFFIX}"):
+            try:
+                if path.stat().st_mtime <= started:
+                    path.unlink()
+                    removed += 1
+            except OSError:
+                continue
+        if removed:
+            log.warn("removed {n} stale spool file(s) from {dir}", n=removed, dir=str(spool_dir))
+
+    def check(self, repair: bool = False) -> CheckReport:
+        """Compare index and files (``pacsref server check``); see :mod:`.check`."""
+        if self.config is None:
+            raise RuntimeError("the storage add-in is not inside a server directory")
+        self.data_root.mkdir(parents=True, exist_ok=True)
+        sql.prepare(self.config)
+        return check_storage(self.data_root, self.config, repair)
+
+    # -- IStoreHandler ----------------------------------------------------------------------
+
+    @nonblocking
+    def handle_store(self, request: DimseRequest) -> Deferred[StoreOutcome] | StoreOutcome:
+        """Check the UIDs here, then store on a thread of the index pool (module docstring)."""
+        if self.config is None:
+            return StoreOutcome(0x0110, None, "storage add-in is not inside a server directory")
+        problem = uid_problem(request.affected_sop_instance_uid)
+        if problem is not None:
+            return self._refuse(request, INVALID_SOP_INSTANCE, f"SOP Instance UID {problem}")
+        problem = uid_problem(request.affected_sop_class_uid)
+        if problem is not None:
+            return self._refuse(request, DATASET_MISMATCH, f"SOP Class UID {problem}")
+        if request.dataset_path is None or request.dataset_offset == 0:
+            return self._refuse(request, CANNOT_UNDERSTAND, "no data set was received")
+        if self.pool is None:
+            self.start()
+        return self.pool.runWithConnection(self._store, request)
+
+    def _refuse(self, request: DimseRequest, status: int, why: str) -> StoreOutcome:
+        request.log.warn(
+            "C-STORE of {uid!r} from {ae} refused with 0x{status:04X}: {why}",
+            uid=request.affected_sop_instance_uid,
+            ae=request.calling_ae,
+            status=status,
+            why=why,
+        )
+        return StoreOutcome(status, None, why)
+
+    def _store(self, connection: Any, request: DimseRequest) -> StoreOutcome:
+        """Steps 2-5 of the module docstring; runs on an index pool thread."""
+        config = self.config
+        assert config is not None and request.dataset_path is not None
+        spool = request.dataset_path
+        uid = request.affected_sop_instance_uid
+        try:
+            attributes = read_attributes(spool)
+        except Exception as exc:
+            return self._refuse(request, CANNOT_UNDERSTAND, f"data set not readable: {exc}")
+        why = self._dataset_problem(request, attributes.values)
+        if why is not None:
+            return self._refuse(request, DATASET_MISMATCH, why)
+        final = stored_path(self.data_root, uid)
+        relative = final.relative_to(self.data_root).as_posix()
+        try:
+            if self.options.simulate_full_disk:
+                raise simulated_full_disk()
+            size = spool.stat().st_size
+            if config.durable:
+                fsync_file(spool)
+        except OSError as exc:
+            return self._io_failure(request, exc)
+        cursor = connection.cursor()
+        with self._locks[hash(uid) % _LOCK_STRIPES]:
+            existing = sql.find_path(cursor, config, uid)
+            if existing is not None and self.options.duplicates != "overwrite":
+                return self._duplicate(request, existing)
+            try:
+                durable_rename(spool, final, self.data_root, config.durable)
+            except OSError as exc:
+                return self._io_failure(request, exc)
+            try:
+                sql.begin_write(cursor, config)
+                sql.record(
+                    cursor,
+                    config,
+                    attributes,
+                    path=relative,
+                    size=size,
+                    received_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
+                    calling_ae=request.calling_ae,
+                )
+                connection.commit()
+            except Exception:
+                if existing is None:
+                    final.unlink(missing_ok=True)  # keep index and files in agreement
+                raise
+        if existing is not None:
+            request.log.warn(
+                "duplicate SOP Instance UID {uid} from {ae}: overwritten (duplicates=overwrite)",
+                uid=uid,
+                ae=request.calling_ae,
+            )
+        return StoreOutcome(SUCCESS, final)
+
+    @staticmethod
+    def _dataset_problem(request: DimseRequest, values: dict[str, str]) -> str | None:
+        """Why the data set cannot be stored under the command's identity, or None."""
+        if values["SOPInstanceUID"] != request.affected_sop_instance_uid:
+            return (
+                f"data set SOP Instance UID {values['SOPInstanceUID']!r} differs from the "
+                f"command's {request.affected_sop_instance_uid!r}"
+            )
+        if values["SOPClassUID"] != request.affected_sop_class_uid:
+            return (
+                f"data set SOP Class UID {values['SOPClassUID']!r} differs from the "
+                f"command's {request.affected_sop_class_uid!r}"
+            )
+        for keyword in ("StudyInstanceUID", "SeriesInstanceUID"):
+            problem = uid_problem(values[keyword])
+            if problem is not None:
+                return f"{keyword} {values[keyword]!r} {problem}"
+        return None
+
+    def _duplicate(self, request: DimseRequest, existing: str) -> StoreOutcome:
+        if self.options.duplicates == "refuse":
+            return self._refuse(
+                request,
+                DUPLICATE_SOP_INSTANCE,
+                f"SOP Instance UID already stored (duplicates=refuse): {existing}",
+            )
+        request.log.warn(
+            "duplicate SOP Instance UID {uid} from {ae}: first copy kept, this one discarded "
+            "(duplicates=keep-first)",
+            uid=request.affected_sop_instance_uid,
+            ae=request.calling_ae,
+        )
+        return StoreOutcome(SUCCESS, None)
+
+    def _io_failure(self, request: DimseRequest, exc: OSError) -> StoreOutcome:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return self._refuse(request, OUT_OF_RESOURCES, f"storage full: {exc}")
+        raise AddinStatusError(0x0110, f"cannot store: {exc}") from exc
+
+
+def _make_addin() -> StorageAddin:
+    server_dir = _server_dir_of_package()
+    options = load_options(server_dir) if server_dir is not None else StorageOptions()
+    return StorageAddin(server_dir, options)
+
+
+#: The instance the loader picks up.
+addin = _make_addin()

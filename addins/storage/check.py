@@ -1,0 +1,137 @@
+"""``pacsref server check``: do the index and the stored files agree? Repair if asked.
+
+After a ``kill -9`` (or a power loss with durability "relaxed") the two can disagree in two
+ways only, because a store renames the file into place *before* it commits the index rows:
+
+* a file without an index row (killed between rename and commit): ``--repair`` re-indexes it
+  from the file itself, which holds everything the index needs;
+* an index row without its file (the file was deleted by hand, or lost with relaxed
+  durability): ``--repair`` deletes the row, since nothing can be served from it.
+
+Files whose name does not match their place in the layout, and leftover spool files, are
+reported; the latter are removed by ``--repair`` only when the server is not running (a
+running server's spool files may be transfers in progress; the server removes stale ones
+itself when it starts).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from . import index as sql
+from .uids import STORED_SUFFIX, stored_path, uid_problem
+from .writer import read_attributes
+
+__all__ = ["CheckReport", "check_storage"]
+
+
+@dataclass
+class CheckReport:
+    """What :func:`check_storage` found (and repaired)."""
+
+    indexed: int = 0
+    files: int = 0
+    rows_without_file: list[str] = field(default_factory=list)
+    files_without_row: list[str] = field(default_factory=list)
+    misplaced_files: list[str] = field(default_factory=list)
+    unreadable_files: list[str] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        """True when index and files agree (after repair, if repairing)."""
+        return not (
+            self.rows_without_file
+            or self.files_without_row
+            or self.misplaced_files
+            or self.unreadable_files
+        )
+
+    def lines(self) -> list[str]:
+        """The report as lines for a person."""
+        out = [f"{self.indexed} indexed instance(s), {self.files} stored file(s)"]
+        out += [f"index row without file: {uid}" for uid in self.rows_without_file]
+        out += [f"file without index row: {p}" for p in self.files_without_row]
+        out += [f"file not where its UID puts it: {p}" for p in self.misplaced_files]
+        out += [f"file not readable as DICOM: {p}" for p in self.unreadable_files]
+        out += [f"repaired: {what}" for what in self.repaired]
+        out.append("index and files agree" if self.clean else "index and files DISAGREE")
+        return out
+
+
+def _stored_files(data_root: Path) -> dict[str, Path]:
+    """SOP Instance UID (from the file name) -> path, for every stored file."""
+    found: dict[str, Path] = {}
+    for path in data_root.glob(f"*/*{STORED_SUFFIX}"):
+        found[path.name[: -len(STORED_SUFFIX)]] = path
+    return found
+
+
+def check_storage(
+    data_root: Path, config: sql.IndexConfig, repair: bool = False, calling_ae: str = ""
+) -> CheckReport:
+    """Compare the index with the files under ``data_root``; fix what ``repair`` allows."""
+    report = CheckReport()
+    connection = sql.open_connection(config)
+    try:
+        cursor = connection.cursor()
+        rows = {row.sop_instance_uid: row for row in sql.all_instances(cursor)}
+        connection.commit()
+        files = _stored_files(data_root)
+        report.indexed, report.files = len(rows), len(files)
+        for uid, row in sorted(rows.items()):
+            if not (data_root / row.path).is_file():
+                report.rows_without_file.append(uid)
+        for uid, path in sorted(files.items()):
+            if uid_problem(uid) is not None or stored_path(data_root, uid) != path:
+                report.misplaced_files.append(str(path))
+            elif uid not in rows:
+                report.files_without_row.append(str(path))
+        if repair:
+            _repair(report, cursor, connection, data_root, config)
+    finally:
+        connection.close()
+    return report
+
+
+def _repair(
+    report: CheckReport, cursor: Any, connection: Any, data_root: Path, config: sql.IndexConfig
+) -> None:
+    for uid in list(report.rows_without_file):
+        sql.begin_write(cursor, config)
+        sql.delete_instance(cursor, config, uid)
+        connection.commit()
+        report.rows_without_file.remove(uid)
+        report.repaired.append(f"removed index row of {uid} (its file is missing)")
+    for name in list(report.files_without_row):
+        path = Path(name)
+        try:
+            attributes = read_attributes(path)
+        except Exception as exc:
+            report.unreadable_files.append(f"{name} ({exc})")
+            report.files_without_row.remove(name)
+            continue
+        sql.begin_write(cursor, config)
+        sql.record(
+            cursor,
+            config,
+            attributes,
+            path=path.relative_to(data_root).as_posix(),
+            size=path.stat().st_size,
+            received_at=datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(),
+            calling_ae=_source_ae(path),
+        )
+        connection.commit()
+        report.files_without_row.remove(name)
+        report.repaired.append(f"re-indexed {name}")
+
+
+def _source_ae(path: Path) -> str:
+    """The Source AE Title (0002,0016) the file meta recorded: the calling AE of the store."""
+    from pydicom import dcmread
+
+    meta = dcmread(path, stop_before_pixels=True, specific_tags=[]).file_meta
+    return str(meta.get("SourceApplicationEntityTitle", "")).strip()

@@ -1,0 +1,235 @@
+"""The SQL index of stored objects, through DB-API drivers and ``twisted.enterprise.adbapi``.
+
+SQLite (the standard library's ``sqlite3``) is the embedded default, at
+``<server dir>/data/index.sqlite``, in WAL mode: readers (a future C-FIND) never block the
+writer, and a commit appends to the log instead of rewriting pages. ``synchronous=FULL`` when
+durability is "fsync" (each commit is on disk before the C-STORE-RSP), ``OFF`` when "relaxed".
+PostgreSQL (``psycopg`` 3) is chosen by a ``postgresql://`` DSN so several servers can share
+one index; relaxed durability there is ``synchronous_commit = off``.
+
+The same SQL serves both: ``INSERT ... ON CONFLICT ... DO UPDATE ... RETURNING`` exists in
+SQLite >= 3.35 and PostgreSQL >= 9.5; only the parameter marker differs (``?`` / ``%s``).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from twisted.enterprise import adbapi
+
+from .schema import migrate
+from .writer import IndexAttributes
+
+__all__ = ["INDEX_FILE", "IndexConfig", "InstanceRow", "make_pool", "open_connection"]
+
+#: The SQLite index file, relative to the data root.
+INDEX_FILE = "index.sqlite"
+
+
+@dataclass(frozen=True, slots=True)
+class IndexConfig:
+    """Where the index is and how hard it must hold on to commits."""
+
+    dsn: str
+    sqlite_path: Path
+    durable: bool
+
+    @property
+    def dialect(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return "postgresql" if self.dsn else "sqlite"
+
+    @property
+    def param(self) -> str:
+        """The driver's parameter marker."""
+        return "%s" if self.dsn else "?"
+
+    def sql(self, statement: str) -> str:
+        """``statement`` written with ``?`` markers, in this driver's style."""
+        return statement if not self.dsn else statement.replace("?", "%s")
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceRow:
+    """One ``instance`` row as ``check`` needs it."""
+
+    sop_instance_uid: str
+    path: str
+    size: int
+
+
+def _sqlite_setup(connection: sqlite3.Connection, durable: bool) -> None:
+    connection.execute("PRAGMA journal_mode=WAL")
+    # Durable: NORMAL, not FULL. In WAL mode NORMAL commits survive a crash of the
+    # process (kill -9) but the last ones may roll back after a power loss; the stored
+    # files themselves are fsynced before the commit, and `pacsref server check --repair`
+    # re-indexes any file whose row was lost (docs/storage.md). This saves one fsync per
+    # stored object.
+    connection.execute(f"PRAGMA synchronous={'NORMAL' if durable else 'OFF'}")
+    connection.execute("PRAGMA foreign_keys=ON")
+
+
+def _sqlite_kwargs(config: IndexConfig) -> dict[str, Any]:
+    # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a writer takes the
+    # write lock before reading what it will update (no SQLITE_BUSY upgrade failures);
+    # timeout: wait up to 30 s for another writer (another association) to commit.
+    return {
+        "database": str(config.sqlite_path),
+        "timeout": 30.0,
+        "isolation_level": None,
+        "check_same_thread": False,
+    }
+
+
+def open_connection(config: IndexConfig) -> Any:
+    """A plain DB-API connection (start-up migration, ``pacsref server check``)."""
+    if config.dsn:
+        import psycopg
+
+        connection = psycopg.connect(config.dsn)
+        if not config.durable:
+            connection.execute("SET synchronous_commit = off")
+        return connection
+    config.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+    connection = sqlite3.connect(**_sqlite_kwargs(config))
+    _sqlite_setup(connection, config.durable)
+    return connection
+
+
+def prepare(config: IndexConfig) -> int:
+    """Create the index if needed and apply missing migrations; returns how many ran."""
+    connection = open_connection(config)
+    try:
+        return migrate(connection, config.dialect)
+    finally:
+        connection.close()
+
+
+def make_pool(config: IndexConfig, reactor: Any, max_threads: int) -> adbapi.ConnectionPool:
+    """An adbapi pool of up to ``max_threads`` connections, set up like :func:`open_connection`."""
+    if config.dsn:
+
+        def open_pg(connection: Any) -> None:
+            if not config.durable:
+                connection.execute("SET synchronous_commit = off")
+                connection.commit()
+
+        return adbapi.ConnectionPool(
+            "psycopg",
+            config.dsn,
+            cp_min=1,
+            cp_max=max_threads,
+            cp_openfun=open_pg,
+            cp_reactor=reactor,
+            cp_reconnect=True,
+        )
+    return adbapi.ConnectionPool(
+        "sqlite3",
+        cp_min=1,
+        cp_max=max_threads,
+        cp_openfun=lambda c: _sqlite_setup(c, config.durable),
+        cp_reactor=reactor,
+        **_sqlite_kwargs(config),
+    )
+
+
+def begin_write(cursor: Any, config: IndexConfig) -> None:
+    """Start the write transaction (SQLite: take the write lock now)."""
+    if not config.dsn:
+        cursor.execute("BEGIN IMMEDIATE")
+
+
+def find_path(cursor: Any, config: IndexConfig, sop_instance_uid: str) -> str | None:
+    """The stored path of ``sop_instance_uid``, or None if it is not indexed."""
+    cursor.execute(
+        config.sql("SELECT path FROM instance WHERE sop_instance_uid = ?"), (sop_instance_uid,)
+    )
+    row = cursor.fetchone()
+    return None if row is None else str(row[0])
+
+
+def _upsert(cursor: Any, config: IndexConfig, table: str, key: str, row: dict[str, Any]) -> int:
+    columns = list(row)
+    marks = ", ".join("?" for _ in columns)
+    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c != key)
+    cursor.execute(
+        config.sql(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) "
+            f"ON CONFLICT ({key}) DO UPDATE SET {updates} RETURNING id"
+        ),
+        tuple(row.values()),
+    )
+    return int(cursor.fetchone()[0])
+
+
+def record(
+    cursor: Any,
+    config: IndexConfig,
+    attributes: IndexAttributes,
+    *,
+    path: str,
+    size: int,
+    received_at: str,
+    calling_ae: str,
+) -> None:
+    """Insert or update the patient, study, series and instance rows of one stored object."""
+    a = attributes
+    patient = _upsert(cursor, config, "patient", "patient_id", {
+        "patient_id": a["PatientID"],
+        "patient_name": a["PatientName"],
+        "patient_birth_date": a["PatientBirthDate"],
+        "patient_sex": a["PatientSex"],
+    })  # fmt: skip
+    study = _upsert(cursor, config, "study", "study_instance_uid", {
+        "patient_fk": patient,
+        "study_instance_uid": a["StudyInstanceUID"],
+        "study_date": a["StudyDate"],
+        "study_time": a["StudyTime"],
+        "accession_number": a["AccessionNumber"],
+        "study_id": a["StudyID"],
+        "study_description": a["StudyDescription"],
+        "referring_physician_name": a["ReferringPhysicianName"],
+    })  # fmt: skip
+    series = _upsert(cursor, config, "series", "series_instance_uid", {
+        "study_fk": study,
+        "series_instance_uid": a["SeriesInstanceUID"],
+        "modality": a["Modality"],
+        "series_number": a["SeriesNumber"],
+        "series_description": a["SeriesDescription"],
+    })  # fmt: skip
+    _upsert(cursor, config, "instance", "sop_instance_uid", {
+        "series_fk": series,
+        "sop_instance_uid": a["SOPInstanceUID"],
+        "sop_class_uid": a["SOPClassUID"],
+        "instance_number": a["InstanceNumber"],
+        "transfer_syntax_uid": a.transfer_syntax,
+        "path": path,
+        "size": size,
+        "received_at": received_at,
+        "calling_ae": calling_ae,
+    })  # fmt: skip
+    # Modalities in Study (0008,0061) is derived from the study's series.
+    cursor.execute(
+        config.sql("SELECT DISTINCT modality FROM series WHERE study_fk = ? ORDER BY modality"),
+        (study,),
+    )
+    modalities = "\\".join(str(m) for (m,) in cursor.fetchall() if m)
+    cursor.execute(
+        config.sql("UPDATE study SET modalities_in_study = ? WHERE id = ?"), (modalities, study)
+    )
+
+
+def all_instances(cursor: Any) -> list[InstanceRow]:
+    """Every indexed instance (for ``check``)."""
+    cursor.execute("SELECT sop_instance_uid, path, size FROM instance")
+    return [InstanceRow(str(uid), str(path), int(size)) for uid, path, size in cursor.fetchall()]
+
+
+def delete_instance(cursor: Any, config: IndexConfig, sop_instance_uid: str) -> None:
+    """Remove one instance row (``check --repair`` for a row whose file is gone)."""
+    cursor.execute(
+        config.sql("DELETE FROM instance WHERE sop_instance_uid = ?"), (sop_instance_uid,)
+    )

@@ -1,0 +1,182 @@
+"""The file half of a store: read the index attributes, then make the spool file the stored file.
+
+Nothing here loads pixel data: pydicom reads the spool file with ``stop_before_pixels`` and only
+the tags the index needs, so a 600 MB multi-frame object costs a few kilobytes of memory. The
+spool file is already a Part-10 file (the DIMSE layer wrote its header first), so keeping it is
+``fsync(file)``, ``rename`` into place and ``fsync(directory)`` - the rename is atomic, so a crash
+leaves either no stored file or a whole one, never a partial one.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydicom import dcmread
+from pydicom.tag import Tag
+
+__all__ = [
+    "INDEX_TAGS",
+    "IndexAttributes",
+    "durable_rename",
+    "fsync_file",
+    "prepare_buckets",
+    "read_attributes",
+    "simulated_full_disk",
+]
+
+#: Keyword -> column, for every attribute the index keeps (PS3.4 C.6.1.1 keys and more).
+INDEX_KEYWORDS = (
+    "PatientID",
+    "PatientName",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyInstanceUID",
+    "StudyDate",
+    "StudyTime",
+    "AccessionNumber",
+    "StudyID",
+    "StudyDescription",
+    "ReferringPhysicianName",
+    "SeriesInstanceUID",
+    "Modality",
+    "SeriesNumber",
+    "SeriesDescription",
+    "SOPInstanceUID",
+    "SOPClassUID",
+    "InstanceNumber",
+)
+INDEX_TAGS = [Tag(keyword) for keyword in INDEX_KEYWORDS] + [Tag(0x0008, 0x0005)]
+
+
+@dataclass(frozen=True, slots=True)
+class IndexAttributes:
+    """What the index stores about one object, all as text ("" when absent).
+
+    ``values`` maps each of :data:`INDEX_KEYWORDS` to its value as text: person names in
+    their DICOM form, numbers as written (IS), multiple values joined by a backslash.
+    """
+
+    values: dict[str, str]
+    transfer_syntax: str
+
+    def __getitem__(self, keyword: str) -> str:
+        return self.values[keyword]
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return "\\".join(_text(v) for v in value)  # type: ignore[union-attr]
+    return str(value).strip()
+
+
+#: Tag -> keyword for the index attributes (all of them are text VRs: UI DA TM SH LO PN CS IS).
+_TAG_KEYWORDS = {int(Tag(keyword)): keyword for keyword in INDEX_KEYWORDS}
+_CHARSET_TAG = 0x00080005
+
+
+def _raw_text(raw: object, encoding: str) -> str:
+    """The text of a raw (unconverted) element: bytes decoded, padding and spaces stripped."""
+    value = getattr(raw, "value", None)
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        return value.decode(encoding, "replace").strip("\0 ")
+    return _text(value)
+
+
+def _encoding(dataset: object) -> str:
+    """Python codec for the data set's Specific Character Set: UTF-8 or Latin-1.
+
+    The index only needs readable text; ISO_IR 192 is UTF-8 and every single-byte set
+    decodes losslessly as Latin-1 bytes (ISO 2022 escapes stay visible rather than failing).
+    """
+    raw = dataset.get_item(_CHARSET_TAG)  # type: ignore[attr-defined]
+    charset = _raw_text(raw, "ascii") if raw is not None else ""
+    return "utf-8" if "ISO_IR 192" in charset else "latin-1"
+
+
+def read_attributes(path: Path) -> IndexAttributes:
+    """The index attributes of the Part-10 file at ``path``, never reading its pixel data.
+
+    The elements are taken raw (``Dataset.get_item``) and decoded here: pydicom's value
+    conversion and validation cost more than the rest of a small store, and every index
+    attribute is plain text.
+
+    Raises:
+        Exception: whatever pydicom raises for a data set it cannot parse; the caller
+            answers 0xC000 (Error: cannot understand).
+    """
+    dataset = dcmread(path, stop_before_pixels=True, specific_tags=INDEX_TAGS)
+    encoding = _encoding(dataset)
+    values = {
+        keyword: _raw_text(dataset.get_item(tag), encoding)
+        for tag, keyword in _TAG_KEYWORDS.items()
+    }
+    transfer_syntax = str(dataset.file_meta.get("TransferSyntaxUID", ""))
+    return IndexAttributes(values, transfer_syntax)
+
+
+def fsync_file(path: Path) -> None:
+    """Flush the file's data and metadata to stable storage."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _make_parents(final: Path, data_root: Path, durable: bool) -> None:
+    """Create the hashed directories above ``final``; fsync each new entry's parent."""
+    created = []
+    directory = final.parent
+    while directory != data_root and not directory.is_dir():
+        created.append(directory)
+        directory = directory.parent
+    for new in reversed(created):
+        try:
+            new.mkdir()
+        except FileExistsError:
+            continue  # another association made it first
+        if durable:
+            _fsync_dir(new.parent)
+
+
+def prepare_buckets(data_root: Path, buckets: tuple[str, ...], durable: bool) -> None:
+    """Create every bucket directory once, at start, so that no store has to (see uids)."""
+    data_root.mkdir(parents=True, exist_ok=True)
+    missing = [name for name in buckets if not (data_root / name).is_dir()]
+    for name in missing:
+        (data_root / name).mkdir(exist_ok=True)
+    if missing and durable:
+        _fsync_dir(data_root)
+
+
+def durable_rename(spool: Path, final: Path, data_root: Path, durable: bool) -> None:
+    """Move the (already fsynced, when durable) spool file to ``final`` atomically.
+
+    With ``durable`` the directory holding ``final`` is fsynced after the rename, so the
+    new name survives a power loss; the file's content was fsynced before (see
+    :func:`fsync_file`) because a rename does not order data writes on every file system.
+    """
+    _make_parents(final, data_root, durable)
+    os.replace(spool, final)
+    if durable:
+        _fsync_dir(final.parent)
+
+
+def simulated_full_disk() -> OSError:
+    """The error a full disk gives (the ``simulate_full_disk`` option raises it)."""
+    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC) + " (simulated: simulate_full_disk)")

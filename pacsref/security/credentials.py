@@ -1,0 +1,246 @@
+"""Reading and checking the PEM files an :class:`~pacsref.addin.ISecurity` provider names.
+
+Everything that can be wrong with a certificate set-up is found here, at
+start-up, and reported as one line naming the file and the problem, instead
+of surfacing later as a peer's terse "handshake failure" alert that nobody on
+the server side ever sees. Checked: the files parse; the key decrypts with
+the passphrase and matches the leaf certificate; the leaf is valid now; its
+key is strong enough for BCP 195 (RFC 9325 4.5: RSA >= 2048 bits; ECC >= 256
+bits, as PS3.15 B.13 requires for ECDHE); its Extended Key Usage, if present,
+allows TLS server authentication (without it every verifying client refuses
+us). A missing clientAuth usage only matters for outbound TLS to peers that
+require client certificates, so it is a warning, not an error.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID
+from OpenSSL import crypto
+
+__all__ = ["Credentials", "TLSConfigurationError", "load_certificates", "load_credentials"]
+
+#: RFC 9325 4.5 (and NIST SP 800-57): RSA keys below 2048 bits are too weak.
+MIN_RSA_BITS = 2048
+#: PS3.15 B.13: ECDHE key length shall be 256 bits or more; we hold ECC keys to the same.
+MIN_EC_BITS = 256
+
+
+class TLSConfigurationError(ValueError):
+    """A certificate, key or CA file cannot be used; ``str()`` names the file and the problem.
+
+    Attributes:
+        field: the :class:`~pacsref.addin.ISecurity` attribute the file came from
+            (``certificate``, ``private_key``, ``trust_roots``, ...), so an
+            options file loader can point at its own key.
+        path: the file, when the problem is about one.
+    """
+
+    def __init__(self, field: str, path: Path | None, problem: str) -> None:
+        self.field = field
+        self.path = path
+        self.problem = problem
+        where = f"{field} {path}" if path is not None else field
+        super().__init__(f"{where}: {problem}")
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """The loaded TLS material, ready for ``CertificateOptions``.
+
+    Key and chain are ``cryptography`` objects (pyOpenSSL deprecates passing
+    its own to a context); the trusted CAs are pyOpenSSL ``X509`` because
+    Twisted adds them to an ``X509Store``, which takes nothing else.
+
+    Attributes:
+        key: our private key.
+        chain: our certificate chain, leaf first.
+        trusted: CA certificates peers' certificates must chain to.
+        warnings: problems worth a log line that do not stop the server.
+    """
+
+    key: serialization.PrivateKeyTypes
+    chain: tuple[x509.Certificate, ...]
+    trusted: tuple[crypto.X509, ...]
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def leaf(self) -> x509.Certificate:
+        """Our own certificate (the first of the chain)."""
+        return self.chain[0]
+
+
+def load_certificates(path: Path, field: str) -> list[x509.Certificate]:
+    """Every certificate of a PEM file, in file order.
+
+    Raises:
+        TLSConfigurationError: unreadable, not PEM, or no certificate in it.
+    """
+    data = _read(path, field)
+    try:
+        certificates = x509.load_pem_x509_certificates(data)
+    except ValueError as exc:
+        raise TLSConfigurationError(
+            field, path, f"is not a PEM certificate file ({_first_line(exc)})"
+        ) from None
+    return certificates
+
+
+def load_credentials(security: object, now: datetime.datetime | None = None) -> Credentials:
+    """Load and check what an :class:`~pacsref.addin.ISecurity` provider points at.
+
+    Args:
+        security: provides ``certificate``, ``private_key``, ``passphrase``,
+            ``trust_roots`` and ``require_peer_certificate``.
+        now: the time certificates must be valid at (tests pass one).
+
+    Raises:
+        TLSConfigurationError: the first problem found.
+    """
+    now = now or datetime.datetime.now(datetime.UTC)
+    chain_path = Path(security.certificate)  # type: ignore[attr-defined]
+    chain = load_certificates(chain_path, "certificate")
+    leaf = chain[0]
+    key = _load_key(
+        Path(security.private_key),  # type: ignore[attr-defined]
+        getattr(security, "passphrase", None),
+    )
+    _check_key_matches(key, leaf, chain_path)
+    warnings = _check_leaf(leaf, chain_path, now)
+    _check_key_strength(key, Path(security.private_key))  # type: ignore[attr-defined]
+    trusted: list[x509.Certificate] = []
+    for path in _paths(security.trust_roots):  # type: ignore[attr-defined]
+        trusted.extend(load_certificates(path, "trust_roots"))
+    if security.require_peer_certificate and not trusted:  # type: ignore[attr-defined]
+        raise TLSConfigurationError(
+            "require_peer_certificate",
+            None,
+            "is on but no trusted CA certificate is configured, so no peer could be verified",
+        )
+    return Credentials(
+        key=key,
+        chain=tuple(chain),
+        trusted=tuple(crypto.X509.from_cryptography(c) for c in trusted),
+        warnings=tuple(warnings),
+    )
+
+
+def _paths(value: object) -> Sequence[Path]:
+    if isinstance(value, str | Path):
+        return [Path(value)]
+    return [Path(p) for p in value]  # type: ignore[attr-defined]
+
+
+def _read(path: Path, field: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise TLSConfigurationError(field, path, "does not exist") from None
+    except IsADirectoryError:
+        raise TLSConfigurationError(field, path, "is a directory, not a PEM file") from None
+    except OSError as exc:
+        raise TLSConfigurationError(field, path, f"cannot be read: {exc.strerror}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
+
+
+def _load_key(path: Path, passphrase: bytes | str | None) -> serialization.PrivateKeyTypes:
+    data = _read(path, "private_key")
+    password = passphrase.encode() if isinstance(passphrase, str) else passphrase
+    try:
+        return serialization.load_pem_private_key(data, password=password or None)
+    except TypeError as exc:  # cryptography's wording for passphrase mismatches
+        if "not encrypted" in str(exc):
+            # A passphrase for a plain key is harmless; load it without one.
+            return serialization.load_pem_private_key(data, password=None)
+        raise TLSConfigurationError(
+            "private_key", path, "is encrypted; give its passphrase (passphrase or passphrase_file)"
+        ) from None
+    except ValueError as exc:
+        text = str(exc).lower()
+        if "password" in text or "decrypt" in text:
+            raise TLSConfigurationError(
+                "private_key", path, "cannot be decrypted: wrong passphrase"
+            ) from None
+        raise TLSConfigurationError(
+            "private_key", path, f"is not a PEM private key ({_first_line(exc)})"
+        ) from None
+    except Exception as exc:  # e.g. UnsupportedAlgorithm
+        raise TLSConfigurationError(
+            "private_key", path, f"cannot be loaded ({type(exc).__name__}: {_first_line(exc)})"
+        ) from None
+
+
+def _spki(public_key: object) -> bytes:
+    return public_key.public_bytes(  # type: ignore[attr-defined, no-any-return]
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def _check_key_matches(
+    key: serialization.PrivateKeyTypes, leaf: x509.Certificate, chain_path: Path
+) -> None:
+    if _spki(key.public_key()) != _spki(leaf.public_key()):
+        raise TLSConfigurationError(
+            "private_key",
+            None,
+            f"does not match the first certificate of {chain_path} "
+            f"({leaf.subject.rfc4514_string()}); the chain file must start with the leaf "
+            "certificate of this key",
+        )
+
+
+def _check_leaf(leaf: x509.Certificate, path: Path, now: datetime.datetime) -> list[str]:
+    if leaf.not_valid_after_utc < now:
+        raise TLSConfigurationError(
+            "certificate", path, f"expired on {leaf.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"
+        )
+    if leaf.not_valid_before_utc > now:
+        raise TLSConfigurationError(
+            "certificate",
+            path,
+            f"is not valid before {leaf.not_valid_before_utc:%Y-%m-%d %H:%M} UTC",
+        )
+    try:
+        usages = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return []
+    if ExtendedKeyUsageOID.SERVER_AUTH not in usages:
+        raise TLSConfigurationError(
+            "certificate",
+            path,
+            "has an Extended Key Usage without serverAuth (1.3.6.1.5.5.7.3.1); TLS clients "
+            "refuse it as a server certificate",
+        )
+    if ExtendedKeyUsageOID.CLIENT_AUTH not in usages:
+        return [
+            f"certificate {path} has no clientAuth Extended Key Usage: outbound TLS "
+            "(C-MOVE sub-operations, IDicomRequest) to peers that require client "
+            "certificates will be refused"
+        ]
+    return []
+
+
+def _check_key_strength(key: serialization.PrivateKeyTypes, path: Path) -> None:
+    if isinstance(key, rsa.RSAPrivateKey) and key.key_size < MIN_RSA_BITS:
+        raise TLSConfigurationError(
+            "private_key",
+            path,
+            f"is a {key.key_size}-bit RSA key; BCP 195 needs at least {MIN_RSA_BITS} bits",
+        )
+    if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.key_size < MIN_EC_BITS:
+        raise TLSConfigurationError(
+            "private_key",
+            path,
+            f"is a {key.curve.key_size}-bit EC key ({key.curve.name}); at least "
+            f"{MIN_EC_BITS} bits are needed",
+        )

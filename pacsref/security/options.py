@@ -1,0 +1,254 @@
+"""TLS connection creators for the DICOM listener and for outbound requests.
+
+Built explicitly with ``CertificateOptions`` (STYLE.md principle 13): the
+``ssl:`` endpoint string cannot require or verify client certificates
+(``twisted/internet/endpoints.py``), and the defaults of a bare context are
+not BCP 195. What we set, and why (sources in docs/security.md):
+
+* **Versions**: TLS 1.2 minimum (``raiseMinimumTo=TLSv1_2``), TLS 1.3 when the
+  peer offers it (OpenSSL picks the highest common version). SSL 3, TLS 1.0
+  and 1.1 are refused: RFC 8996 deprecates them, PS3.15 B.10 ("Non-Downgrading
+  BCP 195") and B.12/B.13 forbid negotiating them.
+* **TLS 1.2 cipher suites**: exactly the four RFC 9325 4.2 recommends, all
+  ECDHE (forward secrecy) with AES-GCM (AEAD); AES-128 first, the suite RFC
+  9325 4.2.1 asks clients to propose first. No RSA key transport and no
+  finite-field DHE (RFC 9325 4.1 discourages both; RFC 10015, which updates
+  RFC 9325, deprecates them for TLS 1.2), no CBC, no SHA-1 MAC, no NULL, no
+  RC4, no 3DES.
+* **TLS 1.3 suites**: the three of RFC 8446 9.1 (AES-128-GCM, AES-256-GCM,
+  ChaCha20-Poly1305), pinned on the server so an ``openssl.cnf`` cannot add
+  the CCM-8 suites; the client keeps OpenSSL's default, which is the same set.
+* **No renegotiation** (server), no session tickets and no session cache
+  (Twisted's defaults), single-use (EC)DH keys.
+* **Peer certificates**: verified against the configured CAs only, never the
+  system store (a DICOM site trusts its own CA, not every web CA); required
+  when ``require_peer_certificate`` is on. Outbound, the peer's identity is
+  checked with service_identity against the AE table's host (RFC 9525 rules:
+  DNS names against SAN dNSName, IP addresses against SAN iPAddress).
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+
+from OpenSSL import SSL, crypto
+from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
+from twisted.internet.ssl import (
+    AcceptableCiphers,
+    Certificate,
+    CertificateOptions,
+    TLSVersion,
+    optionsForClientTLS,
+    trustRootFromCertificates,
+)
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from pacsref.security.credentials import Credentials, TLSConfigurationError, load_credentials
+
+__all__ = [
+    "BCP195_TLS12_CIPHERS",
+    "MINIMUM_TLS_VERSION",
+    "TLS13_CIPHERSUITES",
+    "ServerTLSOptions",
+    "VerificationFailure",
+    "client_tls_options",
+    "server_tls_options",
+    "verification_failure",
+]
+
+log = Logger(namespace="pacsref.security")
+
+#: RFC 9325 4.2, in OpenSSL's names; AES-128 first (RFC 9325 4.2.1).
+BCP195_TLS12_CIPHERS: tuple[str, ...] = (
+    "ECDHE-ECDSA-AES128-GCM-SHA256",  # TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+    "ECDHE-RSA-AES128-GCM-SHA256",  # TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
+    "ECDHE-ECDSA-AES256-GCM-SHA384",  # TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
+    "ECDHE-RSA-AES256-GCM-SHA384",  # TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384
+)
+
+#: RFC 8446 9.1: the MUST and the two SHOULD suites of TLS 1.3.
+TLS13_CIPHERSUITES: tuple[str, ...] = (
+    "TLS_AES_128_GCM_SHA256",
+    "TLS_AES_256_GCM_SHA384",
+    "TLS_CHACHA20_POLY1305_SHA256",
+)
+
+MINIMUM_TLS_VERSION = TLSVersion.TLSv1_2
+
+_ACCEPTABLE_CIPHERS = AcceptableCiphers.fromOpenSSLCipherString(":".join(BCP195_TLS12_CIPHERS))
+
+#: X509_V_ERR_* codes (openssl/x509_vfy.h) a peer certificate commonly fails with.
+_VERIFY_ERRORS = {
+    2: "unable to get issuer certificate",
+    4: "unable to decrypt certificate signature",
+    7: "certificate signature failure",
+    9: "certificate is not yet valid",
+    10: "certificate has expired",
+    13: "invalid notBefore field",
+    14: "invalid notAfter field",
+    18: "self-signed certificate",
+    19: "self-signed certificate in certificate chain",
+    20: "unable to get local issuer certificate (not signed by a trusted CA)",
+    21: "unable to verify the first certificate",
+    23: "certificate revoked",
+    24: "invalid CA certificate",
+    25: "path length constraint exceeded",
+    26: "unsupported certificate purpose (no clientAuth/serverAuth Extended Key Usage)",
+    27: "certificate not trusted",
+    28: "certificate rejected",
+    32: "key usage does not include certificate signing",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationFailure:
+    """Why OpenSSL refused a peer certificate, as its verify callback saw it.
+
+    Attributes:
+        code: the X509_V_ERR_* number.
+        depth: 0 for the peer's own certificate, 1 for its issuer, ...
+        subject: the failing certificate's subject (RFC 4514).
+    """
+
+    code: int
+    depth: int
+    subject: str
+
+    def describe(self) -> str:
+        """``certificate has expired (depth 0, CN=ct1)``."""
+        reason = _VERIFY_ERRORS.get(self.code, f"X509 verify error {self.code}")
+        return f"{reason} (depth {self.depth}, {self.subject or 'empty subject'})"
+
+
+#: First verification failure per TLS connection, kept only as long as the connection lives.
+_failures: weakref.WeakKeyDictionary[SSL.Connection, VerificationFailure] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def verification_failure(connection: object) -> VerificationFailure | None:
+    """The recorded reason ``connection``'s peer certificate was refused, if it was."""
+    try:
+        return _failures.get(connection)  # type: ignore[arg-type]
+    except TypeError:  # not weak-referenceable: not an SSL.Connection
+        return None
+
+
+def _record_verification(
+    connection: SSL.Connection, certificate: crypto.X509, code: int, depth: int, ok: int
+) -> bool:
+    """OpenSSL verify callback: keep OpenSSL's verdict, remember the first refusal's reason.
+
+    OpenSSL only reports "certificate verify failed" in its error queue; the
+    X509 error code (expired? untrusted? wrong purpose?) is seen here only,
+    and it is what the administrator needs in the log.
+    """
+    if not ok:
+        try:
+            if connection not in _failures:
+                subject = certificate.to_cryptography().subject.rfc4514_string()
+                _failures[connection] = VerificationFailure(code, depth, subject)
+        except Exception:  # an exception here would be swallowed by OpenSSL
+            log.failure("recording a certificate verification failure")
+    return bool(ok)
+
+
+@implementer(IOpenSSLServerConnectionCreator)
+class ServerTLSOptions:
+    """The listener's connection creator: ``CertificateOptions`` plus per-connection diagnostics.
+
+    Wraps (rather than subclasses) ``CertificateOptions`` so only its public
+    interface is used; what it adds is the verify callback that records why a
+    client certificate was refused.
+
+    Attributes:
+        options: the ``CertificateOptions`` built from the credentials.
+        credentials: what it was built from (for start-up log lines).
+        require_peer_certificate: a client certificate is demanded.
+    """
+
+    def __init__(self, options: CertificateOptions, credentials: Credentials, require: bool):
+        self.options = options
+        self.credentials = credentials
+        self.require_peer_certificate = require
+        # Build the context now: a key/certificate mismatch or an unusable cipher list
+        # fails at start-up, not at the first connection. getContext() caches it, and
+        # every connection is made from this one context.
+        context = options.getContext()
+        context.set_tls13_ciphersuites(":".join(TLS13_CIPHERSUITES).encode("ascii"))
+        context.set_options(SSL.OP_NO_RENEGOTIATION)
+
+    def serverConnectionForTLS(self, tlsProtocol: object) -> SSL.Connection:
+        """A new server-side ``SSL.Connection`` whose verify callback records failures."""
+        connection = self.options.serverConnectionForTLS(tlsProtocol)  # type: ignore[arg-type]
+        mode = connection.get_verify_mode()
+        if mode & SSL.VERIFY_PEER:
+            connection.set_verify(mode, _record_verification)
+        return connection
+
+
+def server_tls_options(security: object) -> ServerTLSOptions:
+    """The listener's TLS options from an :class:`~pacsref.addin.ISecurity` provider.
+
+    Raises:
+        TLSConfigurationError: a file is missing, unreadable or unusable.
+    """
+    credentials = load_credentials(security)
+    require = bool(security.require_peer_certificate)  # type: ignore[attr-defined]
+    verify = bool(credentials.trusted)
+    options = CertificateOptions(
+        privateKey=credentials.key,
+        certificate=credentials.chain[0],
+        extraCertChain=list(credentials.chain[1:]),
+        verify=verify,
+        caCerts=list(credentials.trusted) if verify else None,
+        requireCertificate=require,
+        raiseMinimumTo=MINIMUM_TLS_VERSION,
+        acceptableCiphers=_ACCEPTABLE_CIPHERS,
+        enableSessions=False,
+        enableSessionTickets=False,
+    )
+    return ServerTLSOptions(options, credentials, require)
+
+
+def client_tls_options(
+    security: object, hostname: str, credentials: Credentials | None = None
+) -> object:
+    """Outbound TLS options: our certificate, the configured CAs, the peer checked against
+    ``hostname`` (the AE table's host) with service_identity.
+
+    Args:
+        security: the :class:`~pacsref.addin.ISecurity` provider.
+        hostname: the host the AE table gives for the peer; a DNS name is
+            matched against the peer certificate's SAN dNSName entries, an IP
+            address against its iPAddress entries.
+        credentials: already loaded credentials (saves re-reading the files).
+
+    Returns:
+        an ``IOpenSSLClientConnectionCreator``.
+
+    Raises:
+        TLSConfigurationError: no trusted CA is configured (the peer could not
+            be verified), or a file is unusable.
+    """
+    credentials = credentials or load_credentials(security)
+    if not credentials.trusted:
+        raise TLSConfigurationError(
+            "trust_roots",
+            None,
+            "is empty: an outbound TLS peer cannot be verified without a trusted CA",
+        )
+    trust_root = trustRootFromCertificates([Certificate(c) for c in credentials.trusted])
+    return optionsForClientTLS(
+        hostname,
+        trustRoot=trust_root,
+        extraCertificateOptions={
+            "privateKey": credentials.key,
+            "certificate": credentials.chain[0],
+            "extraCertChain": list(credentials.chain[1:]),
+            "raiseMinimumTo": MINIMUM_TLS_VERSION,
+            "acceptableCiphers": _ACCEPTABLE_CIPHERS,
+        },
+    )

@@ -1,0 +1,147 @@
+"""Start-up checks of the certificate, key and CA files: one clear line per problem."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+import pytest
+import trustme
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from pacsref.security import StaticSecurity, TLSConfigurationError, load_credentials
+from pacsref.testing.tls import TestPKI
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> TestPKI:
+    return TestPKI(tmp_path)
+
+
+def _encrypt_key(path: Path, passphrase: bytes) -> Path:
+    key = serialization.load_pem_private_key(path.read_bytes(), None)
+    encrypted = path.with_suffix(".enc.key")
+    encrypted.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(passphrase),
+        )
+    )
+    return encrypted
+
+
+def test_good_files_load(pki: TestPKI) -> None:
+    """The test PKI's server certificate, key and CA load without warnings."""
+    credentials = load_credentials(pki.security())
+    assert len(credentials.chain) == 1 and len(credentials.trusted) == 1
+    assert credentials.warnings == ()
+    assert credentials.leaf.subject.rfc4514_string().startswith("CN=PACSREF")
+
+
+def test_missing_file_is_named(pki: TestPKI, tmp_path: Path) -> None:
+    """A certificate path that does not exist: the field and the path are in the message."""
+    missing = tmp_path / "nope.pem"
+    security = StaticSecurity(missing, pki.server.private_key, (pki.ca_file,))
+    with pytest.raises(TLSConfigurationError, match=r"certificate .*nope.pem: does not exist"):
+        load_credentials(security)
+
+
+def test_not_pem(pki: TestPKI, tmp_path: Path) -> None:
+    """A file that is not PEM is reported as such, not as an OpenSSL stack trace."""
+    junk = tmp_path / "junk.pem"
+    junk.write_text("hello\n")
+    with pytest.raises(TLSConfigurationError, match="is not a PEM certificate file"):
+        load_credentials(StaticSecurity(junk, pki.server.private_key, (pki.ca_file,)))
+    with pytest.raises(TLSConfigurationError, match=r"private_key .* is not a PEM private key"):
+        load_credentials(StaticSecurity(pki.server.certificate, junk, (pki.ca_file,)))
+
+
+def test_encrypted_key_needs_the_right_passphrase(pki: TestPKI) -> None:
+    """Encrypted key: no passphrase and a wrong one are told apart; the right one loads."""
+    key = _encrypt_key(pki.server.private_key, b"s3cret")
+    base = {"certificate": pki.server.certificate, "trust_roots": (pki.ca_file,)}
+    with pytest.raises(TLSConfigurationError, match="is encrypted; give its passphrase"):
+        load_credentials(StaticSecurity(private_key=key, **base))
+    with pytest.raises(TLSConfigurationError, match="wrong passphrase"):
+        load_credentials(StaticSecurity(private_key=key, passphrase=b"guess", **base))
+    assert load_credentials(StaticSecurity(private_key=key, passphrase=b"s3cret", **base))
+
+
+def test_passphrase_for_plain_key_is_harmless(pki: TestPKI) -> None:
+    """A passphrase given for an unencrypted key is ignored rather than refused."""
+    security = StaticSecurity(
+        pki.server.certificate, pki.server.private_key, (pki.ca_file,), passphrase=b"unused"
+    )
+    assert load_credentials(security)
+
+
+def test_key_must_match_certificate(pki: TestPKI) -> None:
+    """The key of another certificate is refused, naming the certificate it should match."""
+    other = pki.issue("other", common_name="OTHER")
+    security = StaticSecurity(pki.server.certificate, other.private_key, (pki.ca_file,))
+    with pytest.raises(TLSConfigurationError, match="does not match the first certificate"):
+        load_credentials(security)
+
+
+def test_expired_and_future_certificates(pki: TestPKI) -> None:
+    """Our own certificate must be valid now: expired and not-yet-valid are start-up errors."""
+    expired = pki.issue_expired("old", "OLD")
+    with pytest.raises(TLSConfigurationError, match="expired on"):
+        load_credentials(pki.security(expired))
+    later = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=2)
+    future = pki.issue(
+        "new", common_name="NEW", not_before=later, not_after=later + datetime.timedelta(days=1)
+    )
+    with pytest.raises(TLSConfigurationError, match="is not valid before"):
+        load_credentials(pki.security(future))
+
+
+def test_extended_key_usage(pki: TestPKI) -> None:
+    """No serverAuth: error (clients refuse it); no clientAuth: only a warning (outbound)."""
+    client_only = pki.issue_with_usages("c", "C", [ExtendedKeyUsageOID.CLIENT_AUTH])
+    with pytest.raises(TLSConfigurationError, match="without serverAuth"):
+        load_credentials(pki.security(client_only))
+    server_only = pki.issue_server_only("s", "S")
+    [warning] = load_credentials(pki.security(server_only)).warnings
+    assert "no clientAuth" in warning
+
+
+def test_weak_rsa_key_refused(pki: TestPKI, tmp_path: Path) -> None:
+    """A 1024-bit RSA key is below BCP 195's 2048 bits."""
+    weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    ca = trustme.CA()
+    leaf = ca.issue_cert("localhost", key_type=trustme.KeyType.RSA)
+    # Re-sign a certificate for the weak key with cryptography (trustme picks its own key sizes).
+    template = x509.load_pem_x509_certificate(leaf.cert_chain_pems[0].bytes())
+    ca_key = serialization.load_pem_private_key(ca.private_key_pem.bytes(), None)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(template.subject)
+        .issuer_name(template.issuer)
+        .public_key(weak.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(template.not_valid_before_utc)
+        .not_valid_after(template.not_valid_after_utc)
+        .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    cert_path, key_path = tmp_path / "weak.pem", tmp_path / "weak.key"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        weak.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    with pytest.raises(TLSConfigurationError, match="1024-bit RSA key"):
+        load_credentials(StaticSecurity(cert_path, key_path, (pki.ca_file,)))
+
+
+def test_required_peer_certificate_needs_trust_roots(pki: TestPKI) -> None:
+    """Requiring client certificates with no CA to verify them against is a contradiction."""
+    with pytest.raises(TLSConfigurationError, match="require_peer_certificate: is on but no"):
+        load_credentials(pki.security(trust=False))

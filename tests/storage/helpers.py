@@ -1,0 +1,133 @@
+"""An in-memory pacsref with its storage add-in, driven synchronously (no threads, no sockets).
+
+The storage add-in stores on the adbapi pool's threads; here that pool runs each job at once
+on the test's thread, and the reactor is the harness Clock, so a C-STORE-RSP is on the "wire"
+as soon as the last data PDV was fed in.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pacsref.dimse import encode_command
+from pacsref.testing.harness import Connection, ServerHarness, ThreadClock
+from pacsref.ul import codec
+from pacsref.ul.constants import PDUType
+from pacsref.ul.events import DataTransfer, PresentationContextProposal, PresentationDataValue
+from tests.server.helpers import associate_rq, responses
+
+CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
+EXPLICIT = "1.2.840.10008.1.2.1"
+IMPLICIT = "1.2.840.10008.1.2"
+
+
+class SyncReactor(ThreadClock):
+    """The harness Clock plus the few IReactorCore calls adbapi makes."""
+
+    def callWhenRunning(self, f: Callable[..., Any], *args: Any, **kw: Any) -> None:
+        """The storage add-in starts its pool itself in tests."""
+
+    def addSystemEventTrigger(self, *args: Any, **kw: Any) -> int:
+        return 1
+
+    def removeSystemEventTrigger(self, trigger: int) -> None:
+        """Nothing registered."""
+
+
+class SyncPool:
+    """A thread pool that runs each job immediately on the calling thread."""
+
+    def callInThreadWithCallback(
+        self, on_result: Callable[[bool, Any], None], f: Callable[..., Any], *args: Any, **kw: Any
+    ) -> None:
+        try:
+            result = f(*args, **kw)
+        except BaseException:
+            from twisted.python.failure import Failure
+
+            on_result(False, Failure())
+        else:
+            on_result(True, result)
+
+    def start(self) -> None:
+        """Nothing to start."""
+
+    def stop(self) -> None:
+        """Nothing to stop."""
+
+
+def storage_harness(
+    server_dir: Path,
+    options: str = "",
+    settings: dict[str, object] | None = None,
+    extra_addins: dict[str, str] | None = None,
+) -> ServerHarness:
+    """A harness whose storage add-in has ``options`` (TOML text) and is started."""
+    options_file = server_dir / "addin-options" / "storage.toml"
+    addins = dict(extra_addins or {})
+    if options:
+        # Written through the add-in folder hook, before the add-ins are imported.
+        addins["../addin-options/storage.toml"] = options
+        options_file.parent.mkdir(parents=True)
+    harness = ServerHarness(server_dir, settings=settings, extra_addins=addins)
+    reactor = SyncReactor()
+    harness.clock = reactor
+    harness.server.threadpool = harness.threadpool  # type: ignore[assignment]
+    from pacsref.server.factory import DicomServerFactory
+
+    harness.factory = DicomServerFactory(harness.server, reactor)
+    storage(harness).start(reactor=reactor, threadpool=SyncPool())
+    return harness
+
+
+def storage(harness: ServerHarness) -> Any:
+    """The harness server's storage add-in."""
+    return next(a for a in harness.server.addins if a.name == "storage")
+
+
+def dataset_bytes(path: Path) -> bytes:
+    """The data set of a Part-10 file: everything after its file meta group."""
+    data = path.read_bytes()
+    (group_length,) = struct.unpack("<I", data[140:144])
+    return data[144 + group_length :]
+
+
+def associate(
+    harness: ServerHarness, abstract_syntax: str = CT_IMAGE, ts: str = EXPLICIT
+) -> Connection:
+    """An association with one context (ID 1) for ``abstract_syntax``."""
+    conn = harness.connect()
+    proposal = PresentationContextProposal(1, abstract_syntax, (ts,))
+    conn.send(associate_rq(calling="MODALITY", contexts=(proposal,)))
+    [(pdu_type, body)] = conn.received()
+    assert pdu_type is PDUType.A_ASSOCIATE_AC, body
+    return conn
+
+
+def send_store(
+    conn: Connection,
+    sop_instance_uid: str,
+    data: bytes,
+    *,
+    sop_class_uid: str = CT_IMAGE,
+    message_id: int = 1,
+    chunk: int = 4000,
+    complete: bool = True,
+) -> list[dict[int, object]]:
+    """Send a C-STORE-RQ with ``data`` in PDVs of ``chunk`` bytes; return the responses."""
+    command = encode_command({
+        0x0002: sop_class_uid, 0x0100: 0x0001, 0x0110: message_id, 0x0700: 0,
+        0x0800: 0x0000, 0x1000: sop_instance_uid,
+    })  # fmt: skip
+    conn.send(codec.encode_p_data(DataTransfer((PresentationDataValue(1, True, True, command),))))
+    pieces = [data[i : i + chunk] for i in range(0, len(data), chunk)] or [b""]
+    if not complete:
+        pieces = pieces[: max(1, len(pieces) // 2)]
+    for n, piece in enumerate(pieces):
+        last = complete and n == len(pieces) - 1
+        pdv = PresentationDataValue(1, False, last, piece)
+        conn.send(codec.encode_p_data(DataTransfer((pdv,))))
+    return responses(conn.received())

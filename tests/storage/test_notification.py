@@ -1,0 +1,109 @@
+"""Message notification after a store, and the add-in timeout on a nonblocking Deferred."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydicom import dcmread
+from pydicom.uid import generate_uid
+
+from tests.storage.dicomgen import ROOT, make_instance
+from tests.storage.helpers import associate, dataset_bytes, send_store, storage_harness
+
+LISTENER = '''
+from zope.interface import implementer
+from pacsref.addin import IAddin, IMessageNotification
+
+SEEN = []
+
+@implementer(IAddin, IMessageNotification)
+class Listener:
+    name = "listener"
+    description = "records what it is told"
+    def presentation_contexts(self):
+        return ()
+    def notify(self, message):
+        SEEN.append(message)
+
+@implementer(IAddin, IMessageNotification)
+class Broken:
+    name = "broken-listener"
+    description = "always raises"
+    def presentation_contexts(self):
+        return ()
+    def notify(self, message):
+        raise RuntimeError("observer bug")
+
+listener = Listener()
+broken = Broken()
+'''
+
+HANGING = '''
+from twisted.internet.defer import Deferred
+from zope.interface import implementer
+from pacsref.addin import IAddin, IEchoHandler, SupportedContext, nonblocking
+
+@implementer(IAddin, IEchoHandler)
+class Hanging:
+    name = "hanging"
+    description = "returns a Deferred that never fires"
+    def presentation_contexts(self):
+        return (SupportedContext("1.2.826.0.1.3680043.9.7.9", ("1.2.840.10008.1.2",)),)
+    @nonblocking
+    def handle_echo(self, request):
+        return Deferred()
+
+hanging = Hanging()
+'''
+
+
+def _store_one(tmp_path: Path, settings: dict[str, object] | None = None) -> tuple[list, str]:  # type: ignore[type-arg]
+    harness = storage_harness(
+        tmp_path / "PACSREF", settings=settings, extra_addins={"listener.py": LISTENER}
+    )
+    path = make_instance(tmp_path / "a.dcm", study_uid=generate_uid(ROOT),
+                         series_uid=generate_uid(ROOT))  # fmt: skip
+    uid = dcmread(path).SOPInstanceUID
+    [response] = send_store(associate(harness), uid, dataset_bytes(path))
+    assert response[0x0900] == 0
+    listener = next(a for a in harness.server.addins if a.name == "listener")
+    seen = __import__(type(listener).__module__, fromlist=["SEEN"]).SEEN
+    assert seen == []  # nothing before the response has gone out
+    harness.clock.advance(0)
+    harness.threadpool.run_all()
+    return seen, uid
+
+
+def test_subscriber_gets_stored_dataset_without_pixels(tmp_path: Path) -> None:
+    """After a store, subscribers get the stored data set, Pixel Data left out by default;
+    a subscriber that raises does not stop the others."""
+    seen, uid = _store_one(tmp_path)
+    [message] = seen
+    assert message.dataset.SOPInstanceUID == uid
+    assert "PixelData" not in message.dataset
+    assert message.dataset_path.name == f"{uid}.dcm"
+
+
+def test_copy_dataset_image_includes_pixels(tmp_path: Path) -> None:
+    """With the server setting copy_dataset_image on, Pixel Data is included."""
+    seen, _ = _store_one(tmp_path, settings={"copy_dataset_image": True})
+    assert "PixelData" in seen[0].dataset
+
+
+def test_nonblocking_deferred_gets_the_addin_timeout(tmp_path: Path) -> None:
+    """A nonblocking handler whose Deferred never fires is answered 0x0110 at the timeout."""
+    from pacsref.ul.events import PresentationContextProposal
+    from tests.server.helpers import associate_rq, echo_rq, responses
+
+    harness = storage_harness(
+        tmp_path / "PACSREF", settings={"addin_timeout": 3.0},
+        extra_addins={"hanging.py": HANGING},
+    )  # fmt: skip
+    conn = harness.connect()
+    proposal = PresentationContextProposal(1, "1.2.826.0.1.3680043.9.7.9", ("1.2.840.10008.1.2",))
+    conn.send(associate_rq(contexts=(proposal,)))
+    conn.received()
+    conn.send(echo_rq(**{"x0002": "1.2.826.0.1.3680043.9.7.9"}))
+    assert responses(conn.received()) == []
+    harness.clock.advance(3.0)
+    assert responses(conn.received())[0][0x0900] == 0x0110

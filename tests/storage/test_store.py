@@ -1,0 +1,210 @@
+"""The storage add-in end to end in memory: what a peer gets back, and what is on disk after.
+
+Each test drives a real server (the harness: real factory, protocol, DIMSE layer, dispatcher and
+the shipped storage add-in) with C-STORE-RQs built by hand, so every status and every failure
+path is reachable without sockets or threads.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from pydicom import dcmread
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from pacsref.ul import codec
+from tests.storage.dicomgen import ROOT, make_instance
+from tests.storage.helpers import (
+    associate,
+    dataset_bytes,
+    send_store,
+    storage,
+    storage_harness,
+)
+
+STATUS = 0x0900
+
+
+def _instance(tmp_path: Path, name: str = "a.dcm", **kw: object) -> tuple[str, bytes]:
+    path = make_instance(
+        tmp_path / "in" / name, study_uid=str(kw.pop("study_uid", generate_uid(ROOT))),
+        series_uid=generate_uid(ROOT), transfer_syntax=ExplicitVRLittleEndian, **kw,  # type: ignore[arg-type]
+    )  # fmt: skip
+    return dcmread(path).SOPInstanceUID, dataset_bytes(path)
+
+
+def _rows(server_dir: Path, sql: str) -> list[tuple[object, ...]]:
+    with sqlite3.connect(server_dir / "data" / "index.sqlite") as db:
+        return db.execute(sql).fetchall()
+
+
+def _stored(server_dir: Path) -> list[Path]:
+    return sorted((server_dir / "data").glob("*/*.dcm"))
+
+
+def test_store_writes_part10_file_and_index_rows(tmp_path: Path) -> None:
+    """Success: one Part-10 file with our file meta and the data set byte for byte, indexed."""
+    server_dir = tmp_path / "PACSREF"
+    harness = storage_harness(server_dir)
+    uid, data = _instance(tmp_path)
+    conn = associate(harness)
+    [response] = send_store(conn, uid, data)
+    assert response[STATUS] == 0x0000
+    [path] = _stored(server_dir)
+    assert path.name == f"{uid}.dcm"
+    assert dataset_bytes(path) == data
+    meta = dcmread(path, stop_before_pixels=True).file_meta
+    assert meta.MediaStorageSOPInstanceUID == uid
+    assert meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    assert meta.SourceApplicationEntityTitle.strip() == "MODALITY"
+    assert meta.ImplementationVersionName == "PACSREF_010"
+    [(rel, size, ae, ts)] = _rows(
+        server_dir, "SELECT path, size, calling_ae, transfer_syntax_uid FROM instance"
+    )
+    assert (server_dir / "data" / str(rel)) == path and size == path.stat().st_size
+    assert (ae, ts) == ("MODALITY", ExplicitVRLittleEndian)
+    assert _rows(server_dir, "SELECT modalities_in_study, accession_number FROM study") == [
+        ("CT", "ACC1")
+    ]
+    assert _rows(server_dir, "SELECT patient_id, patient_name FROM patient") == [
+        ("PID-1", "Test^Patient")
+    ]
+    assert list(harness.server.spool_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("policy", "status", "second_kept"),
+    [("keep-first", 0x0000, False), ("overwrite", 0x0000, True), ("refuse", 0x0111, False)],
+)
+def test_duplicate_policies(tmp_path: Path, policy: str, status: int, second_kept: bool) -> None:
+    """A second object with the same SOP Instance UID: kept, replaced or refused (0x0111)."""
+    server_dir = tmp_path / "PACSREF"
+    harness = storage_harness(server_dir, options=f'duplicates = "{policy}"\n')
+    uid, first = _instance(tmp_path, "a.dcm")
+    _, second = _instance(tmp_path, "b.dcm", sop_uid=uid, rows=8, cols=8)
+    conn = associate(harness)
+    assert send_store(conn, uid, first)[0][STATUS] == 0x0000
+    assert send_store(conn, uid, second, message_id=2)[0][STATUS] == status
+    [path] = _stored(server_dir)
+    assert dataset_bytes(path) == (second if second_kept else first)
+    assert len(_rows(server_dir, "SELECT id FROM instance")) == 1
+    assert list(harness.server.spool_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("bad_uid", ["1.2.abc", "../../../etc/passwd", "1..2", "1.2.3 4"])
+def test_bad_sop_instance_uid_refused_and_nothing_written(tmp_path: Path, bad_uid: str) -> None:
+    """A SOP Instance UID that is not a UID gets 0x0117 and leaves no file anywhere."""
+    server_dir = tmp_path / "PACSREF"
+    harness = storage_harness(server_dir)
+    _, data = _instance(tmp_path)
+    [response] = send_store(associate(harness), bad_uid, data)
+    assert response[STATUS] == 0x0117
+    assert _stored(server_dir) == []
+    assert not (tmp_path / "etc").exists()
+    assert list(harness.server.spool_dir.iterdir()) == []
+
+
+def test_dataset_not_matching_command_refused(tmp_path: Path) -> None:
+    """A data set whose SOP Instance UID differs from the command's gets 0xA900."""
+    server_dir = tmp_path / "PACSREF"
+    harness = storage_harness(server_dir)
+    _, data = _instance(tmp_path)
+    [response] = send_store(associate(harness), generate_uid(ROOT), data)
+    assert response[STATUS] == 0xA900
+    assert _stored(server_dir) == []
+
+
+def test_bad_study_uid_in_dataset_refused(tmp_path: Path) -> None:
+    """A Study Instance UID that is not a UID gets 0xA900: the layout and index need it."""
+    server_dir = tmp_path / "PACSREF"
+    harness = storage_harness(server_dir)
+    uid, data = _instance(tmp_path, study_uid="1.2.x")
+    [response] = send_store(associate(harness), uid, data)
+    assert response[STATUS] == 0xA900
+    assert _stored(server_dir) == []
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_unparsable_dataset_is_refused(tmp_path: Path) -> None:
+    """Bytes that are no data set get a failure (0xC000, or 0xA900 when pydicom reads
+    something without the command's SOP Instance UID) and nothing is stored."""
+    server_dir = tmp_path / "PACSREF"
+    harness = storage_harness(server_dir)
+    [response] = send_store(associate(harness), generate_uid(ROOT), b"\xff" * 100)
+    assert response[STATUS] in (0xC000, 0xA900)
+    assert _stored(server_dir) == []
+
+
+def test_full_disk_gets_out_of_resources(tmp_path: Path) -> None:
+    """ENOSPC (simulated) gets 0xA700, nothing is stored, and the association goes on."""
+    server_dir = tmp_path / "PACSREF"
+    harness = storage_harness(server_dir, options="simulate_full_disk = true\n")
+    uid, data = _instance(tmp_path)
+    conn = associate(harness)
+    assert send_store(conn, uid, data)[0][STATUS] == 0xA700
+    assert send_store(conn, uid, data, message_id=2)[0][STATUS] == 0xA700
+    assert _stored(server_dir) == []
+    assert _rows(server_dir, "SELECT id FROM instance") == []
+    assert list(harness.server.spool_dir.iterdir()) == []
+
+
+def test_abort_mid_transfer_leaves_no_file_and_no_row(tmp_path: Path) -> None:
+    """Half a data set, then A-ABORT: no stored file, no index row, no spool file."""
+    server_dir = tmp_path / "PACSREF"
+    harness = storage_harness(server_dir)
+    uid, data = _instance(tmp_path, rows=64, cols=64)
+    conn = associate(harness)
+    assert send_store(conn, uid, data, complete=False) == []
+    assert list(harness.server.spool_dir.iterdir()) != []
+    conn.send(codec.encode_abort(0, 0))
+    assert list(harness.server.spool_dir.iterdir()) == []
+    assert _stored(server_dir) == []
+    assert _rows(server_dir, "SELECT id FROM instance") == []
+
+
+def test_unknown_storage_class_refused_by_default(tmp_path: Path) -> None:
+    """Without the option, an abstract syntax no add-in declares is refused (result 3)."""
+    from pacsref.ul.constants import PDUType
+    from pacsref.ul.events import PresentationContextProposal
+    from tests.server.helpers import associate_rq
+
+    harness = storage_harness(tmp_path / "PACSREF")
+    conn = harness.connect()
+    proposal = PresentationContextProposal(1, "1.2.826.0.1.3680043.9.9.1", ("1.2.840.10008.1.2",))
+    conn.send(associate_rq(contexts=(proposal,)))
+    [(pdu_type, _)] = conn.received()
+    assert pdu_type is PDUType.A_ASSOCIATE_RJ
+
+
+def test_unknown_storage_class_accepted_with_option(tmp_path: Path) -> None:
+    """With accept_unknown_storage_classes, any UID is storage: C-STORE 0x0000, C-ECHO 0x0211."""
+    server_dir = tmp_path / "PACSREF"
+    harness = storage_harness(server_dir, options="accept_unknown_storage_classes = true\n")
+    private_class = "1.2.826.0.1.3680043.9.9.1"
+    conn = associate(harness, abstract_syntax=private_class)
+    path = make_instance(tmp_path / "p.dcm", study_uid=generate_uid(ROOT),
+                         series_uid=generate_uid(ROOT))  # fmt: skip
+    ds = dcmread(path)
+    ds.SOPClassUID = private_class
+    ds.file_meta.MediaStorageSOPClassUID = private_class
+    ds.save_as(path)
+    [response] = send_store(conn, ds.SOPInstanceUID, dataset_bytes(path),
+                            sop_class_uid=private_class)  # fmt: skip
+    assert response[STATUS] == 0x0000
+    from tests.server.helpers import echo_rq, responses
+
+    conn.send(echo_rq(message_id=9))
+    assert responses(conn.received())[0][STATUS] == 0x0211
+
+
+def test_stale_spool_files_removed_at_start(tmp_path: Path) -> None:
+    """Spool files a killed run left behind are deleted when storage starts."""
+    server_dir = tmp_path / "PACSREF"
+    (server_dir / "tmp").mkdir(parents=True)
+    stale = server_dir / "tmp" / "pacsref-dimse-dead.dataset"
+    stale.write_bytes(b"partial")
+    harness = storage_harness(server_dir)
+    assert not stale.exists()
+    assert storage(harness).pool is not None
