@@ -1,4 +1,8 @@
-"""``python -m conformance``: run the PS3.8 Upper Layer suite against a server and report."""
+"""``python -m conformance``: run a conformance suite against a server and report.
+
+``--suite ul`` (the default) is the PS3.8 upper layer suite; ``--suite policy`` is the
+association policy suite, whose expectations come from ``--expect``.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,8 @@ import logging
 import sys
 import time
 
-from conformance.registry import CheckResult, Target, Verdict
+from conformance.expectations import EXPECTATION_HELP, parse_expectations
+from conformance.registry import SUITES, CheckResult, Target, Verdict
 from conformance.suite import run_suite, select, summary
 
 
@@ -17,17 +22,33 @@ def _ids(text: str) -> list[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line; the epilog lists every check with the clause it tests."""
-    epilog = "checks:\n" + "\n".join(f"  {c.id:<20} {c.title} [{c.clause}]" for c in select())
+    epilog = ""
+    for suite in SUITES:
+        epilog += f"checks of --suite {suite}:\n"
+        epilog += "".join(f"  {c.id:<34} {c.title} [{c.clause}]\n" for c in select(suite=suite))
+    epilog += "expectations (--expect KEY=VALUE,...; policy suite):\n"
+    epilog += "".join(f"  {key:<28} {text}\n" for key, text in EXPECTATION_HELP.items())
     parser = argparse.ArgumentParser(
         prog="python -m conformance",
         description=(
-            "Run a DICOM Upper Layer (PS3.8) conformance suite against any SCP that "
-            "supports the Verification SOP Class. Prints one line per check "
-            "'PASS|FAIL|SKIP <id> <title> [<clause>] — <detail>' and a summary line. "
-            "Exit status 0 iff no check failed."
+            "Run a DICOM conformance suite against any SCP that supports the "
+            "Verification SOP Class: the Upper Layer (PS3.8) suite, or the association "
+            "policy suite judged against the configuration given with --expect. Prints "
+            "one line per check 'PASS|FAIL|SKIP <id> <title> [<clause>] — <detail>' and "
+            "a summary line. Exit status 0 iff no check failed."
         ),
         epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--suite", choices=SUITES, default="ul", help="which suite to run (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--expect",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE,...",
+        help="the server's configuration, for the policy suite (repeatable; keys below)",
     )
     parser.add_argument("--host", required=True, help="server host name or IP address")
     parser.add_argument("--port", required=True, type=int, help="server TCP port")
@@ -77,6 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # pynetdicom (UL-STILL-SERVING) logs failures itself; our lines already say what happened.
     logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
+    try:
+        expect = parse_expectations(args.expect)
+    except ValueError as exc:
+        print(f"error: --expect: {exc}", file=sys.stderr)
+        return 2
     target = Target(
         host=args.host,
         port=args.port,
@@ -87,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         trickle_interval=args.trickle_interval,
         accepts_any_called_ae=args.accepts_any_called_ae,
         concurrent=not args.sequential,
+        expect=expect,
     )
 
     def report(result: CheckResult) -> None:
@@ -94,7 +121,9 @@ def main(argv: list[str] | None = None) -> int:
 
     start = time.monotonic()
     try:
-        results = run_suite(target, args.only, skip=args.skip, report=report)
+        if args.suite == "policy":
+            print(f"expectations: {expect.describe()}", flush=True)
+        results = run_suite(target, args.only, skip=args.skip, report=report, suite=args.suite)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -10,8 +10,13 @@ table (the AMP habit of declaring every command once).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
+
+from conformance.expectations import Expectations
+
+#: The suites: PS3.8 upper layer behaviour, and the association acceptance policy.
+SUITES = ("ul", "policy")
 
 
 class Phase(Enum):
@@ -39,6 +44,8 @@ class Target:
             AE title, so UL-CALLED-AE expects an AC rather than an RJ.
         concurrent: run the ARTIM checks alongside the others; turn it off for
             a server that serves one connection at a time.
+        expect: the server's configuration as the operator states it, for the
+            association policy suite (:mod:`conformance.expectations`).
     """
 
     host: str
@@ -50,6 +57,7 @@ class Target:
     trickle_interval: float = 1.0
     accepts_any_called_ae: bool = False
     concurrent: bool = True
+    expect: Expectations = field(default_factory=Expectations)
 
 
 class Verdict(Enum):
@@ -80,6 +88,8 @@ class Check:
     clause: str
     phase: Phase
     run: CheckFunction
+    #: Which suite the check belongs to (one of :data:`SUITES`).
+    suite: str = "ul"
 
 
 @dataclass(frozen=True)
@@ -103,14 +113,16 @@ CHECKS: list[Check] = []
 
 
 def check(
-    check_id: str, title: str, clause: str, phase: Phase = Phase.MAIN
+    check_id: str, title: str, clause: str, phase: Phase = Phase.MAIN, suite: str = "ul"
 ) -> Callable[[CheckFunction], CheckFunction]:
     """Declare a check; the decorated function is registered and returned unchanged."""
+    if suite not in SUITES:
+        raise ValueError(f"unknown suite {suite!r}")
 
     def register(function: CheckFunction) -> CheckFunction:
         if any(c.id == check_id for c in CHECKS):
             raise ValueError(f"duplicate check id {check_id}")
-        CHECKS.append(Check(check_id, title, clause, phase, function))
+        CHECKS.append(Check(check_id, title, clause, phase, function, suite))
         return function
 
     return register

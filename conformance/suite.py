@@ -13,9 +13,10 @@ import time
 from collections.abc import Callable, Iterable
 
 # Importing the check modules registers their checks, in report order.
-from conformance import checks_assoc, checks_errors, checks_timers  # noqa: F401
+from conformance import checks_assoc, checks_errors, checks_policy, checks_timers  # noqa: F401
 from conformance.registry import (
     CHECKS,
+    SUITES,
     Check,
     CheckFailed,
     CheckResult,
@@ -42,13 +43,17 @@ def run_check(item: Check, target: Target) -> CheckResult:
     return CheckResult(item.id, item.title, item.clause, verdict, detail, time.monotonic() - start)
 
 
-def select(checks: Iterable[str] | None = None, skip: Iterable[str] = ()) -> list[Check]:
-    """The declared checks named in ``checks`` (all if None) minus ``skip``, in report order.
+def select(
+    checks: Iterable[str] | None = None, skip: Iterable[str] = (), suite: str = "ul"
+) -> list[Check]:
+    """The checks of ``suite`` named in ``checks`` (all if None) minus ``skip``, in report order.
 
-    Raises ValueError naming any id that is not declared, so a typo in
-    ``--only`` cannot silently run nothing.
+    Raises ValueError naming any id that is not declared in that suite, so a
+    typo in ``--only`` cannot silently run nothing.
     """
-    known = {c.id for c in CHECKS}
+    if suite not in SUITES:
+        raise ValueError(f"unknown suite {suite!r}; known: {', '.join(SUITES)}")
+    known = {c.id for c in CHECKS if c.suite == suite}
     wanted = set(known if checks is None else checks)
     skipped = set(skip)
     unknown = sorted((wanted | skipped) - known)
@@ -64,13 +69,14 @@ def run_suite(
     *,
     skip: Iterable[str] = (),
     report: Reporter | None = None,
+    suite: str = "ul",
 ) -> list[CheckResult]:
-    """Run the selected checks against ``target`` and return their results in report order.
+    """Run the selected checks of ``suite`` against ``target``; results in report order.
 
     ``report`` is called with each result as soon as it can be printed in
     order, so a command line shows progress while the ARTIM checks still wait.
     """
-    chosen = select(checks, skip)
+    chosen = select(checks, skip, suite)
     emit = report or (lambda _: None)
     results: dict[str, CheckResult] = {}
     timers = [c for c in chosen if c.phase is Phase.TIMER]

@@ -3,9 +3,12 @@
 - :mod:`simulators.echo`: a well-behaved Verification SCU on pynetdicom's AE.
 - :mod:`simulators.misbehaving`: a raw-socket peer (``RawPeer``) with hand-built PDUs
   (:mod:`simulators.pdus`) and a hand-built C-ECHO command set (:mod:`simulators.commands`).
+- :mod:`simulators.crowd`: many raw associations at once (Max Clients, bursts, load).
 - :mod:`simulators.scenarios`: named misbehaviours for ``python -m simulators raw``.
-- :mod:`simulators.netutil`: free loopback ports and bounded waits for a listener.
-- :mod:`simulators.testservers`: pynetdicom and DCMTK reference SCPs for tests and recordings.
+- :mod:`simulators.netutil`: free loopback ports, bounded waits for a listener, and the
+  kernel's view of a TCP connection (``/proc/net/tcp``).
+- :mod:`simulators.testservers`: pynetdicom, DCMTK (storescp, dcmqrscp) and Orthanc reference
+  SCPs for tests and recordings.
 
 Nothing here imports pacsref: a server judged only by its own code proves little.
 """

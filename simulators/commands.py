@@ -46,14 +46,17 @@ def _us(value: int) -> bytes:
     return struct.pack("<H", value)
 
 
-def c_echo_rq(message_id: int = 1) -> bytes:
+def c_echo_rq(message_id: int = 1, sop_class: str = VERIFICATION) -> bytes:
     """Return the encoded C-ECHO-RQ command set (PS3.7 Table 9.3-12).
 
     CommandGroupLength counts every byte after its own element, as PS3.7 E.1
-    requires; getting it wrong is a classic interoperability bug.
+    requires; getting it wrong is a classic interoperability bug. ``sop_class``
+    is the Affected SOP Class UID: Verification, unless a check echoes on a
+    private SOP class (a server routes C-ECHO by presentation context, so a
+    private class reaches a private add-in).
     """
     body = (
-        _element(TAG_AFFECTED_SOP_CLASS, _ui(VERIFICATION))
+        _element(TAG_AFFECTED_SOP_CLASS, _ui(sop_class))
         + _element(TAG_COMMAND_FIELD, _us(C_ECHO_RQ))
         + _element(TAG_MESSAGE_ID, _us(message_id))
         + _element(TAG_DATA_SET_TYPE, _us(NO_DATA_SET))

@@ -65,6 +65,7 @@ def run_echoes(
     *,
     max_pdu: int = 16382,
     timeout: float = 30.0,
+    bind_address: str | None = None,
 ) -> EchoResult:
     """Associate, send ``count`` C-ECHO-RQs one after another, release; report each outcome.
 
@@ -72,35 +73,20 @@ def run_echoes(
         max_pdu: our Maximum Length Received (PS3.8 D.1); 0 means unlimited.
         timeout: ACSE, DIMSE and network timeout in seconds, so a silent
             server cannot hang the caller.
+        bind_address: local IP address to connect from (``127.0.0.2`` plays
+            another host on loopback); None lets the kernel choose.
     """
     result = EchoResult(count=count)
     ae = AE(ae_title=calling_ae)
     ae.add_requested_context(Verification)
     ae.maximum_pdu_size = max_pdu
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
-    rejection: list[AssociateRJ] = []
-
-    def on_acse(event: Any) -> None:
-        # pynetdicom keeps the RJ only in its logs; catch the primitive on the way in.
-        primitive = event.primitive
-        if getattr(primitive, "result", None) in (1, 2) and hasattr(primitive, "diagnostic"):
-            rejection.append(
-                AssociateRJ(primitive.result, primitive.result_source, primitive.diagnostic)
-            )
-
-    assoc = ae.associate(
-        host, port, ae_title=called_ae, evt_handlers=[(evt.EVT_ACSE_RECV, on_acse)]
-    )
+    assoc, rejection = _associate(ae, host, port, called_ae, bind_address)
     if not assoc.is_established:
-        if assoc.is_rejected and rejection:
-            result.rejection = rejection[0]
-            result.failures.append(f"association rejected: {rejection[0]}")
-            return result
-        if assoc.is_aborted:
-            result.association_error = "association aborted by the peer"
-        else:
-            result.association_error = "association failed (connection refused or timed out)"
-        result.failures.append(result.association_error)
+        result.rejection = rejection
+        if rejection is None:
+            result.association_error = _why_not_established(assoc, rejection)
+        result.failures.append(_why_not_established(assoc, rejection))
         return result
     try:
         start = time.monotonic()
@@ -111,6 +97,103 @@ def run_echoes(
         if assoc.is_established:
             assoc.release()
     return result
+
+
+def _associate(
+    ae: AE, host: str, port: int, called_ae: str, bind_address: str | None
+) -> tuple[Any, AssociateRJ | None]:
+    """``ae.associate`` that also returns the A-ASSOCIATE-RJ triple, if that was the answer.
+
+    pynetdicom keeps the RJ's numbers only in its logs; an ACSE event handler
+    catches the primitive on the way in.
+    """
+    rejection: list[AssociateRJ] = []
+
+    def on_acse(event: Any) -> None:
+        primitive = event.primitive
+        if getattr(primitive, "result", None) in (1, 2) and hasattr(primitive, "diagnostic"):
+            rejection.append(
+                AssociateRJ(primitive.result, primitive.result_source, primitive.diagnostic)
+            )
+
+    assoc = ae.associate(
+        host,
+        port,
+        ae_title=called_ae,
+        bind_address=(bind_address or "", 0),
+        evt_handlers=[(evt.EVT_ACSE_RECV, on_acse)],
+    )
+    return assoc, (rejection[0] if assoc.is_rejected and rejection else None)
+
+
+def _why_not_established(assoc: Any, rejection: AssociateRJ | None) -> str:
+    """The failure line for an association that did not come about."""
+    if rejection is not None:
+        return f"association rejected: {rejection}"
+    if assoc.is_aborted:
+        return "association aborted by the peer"
+    return "association failed (connection refused or timed out)"
+
+
+class HeldAssociation:
+    """A well-behaved modality that associates and then stays, until told to leave.
+
+    Policies are about associations that are *open* (max clients, multiple
+    connections, pause): this keeps one open across the steps of a scenario,
+    on pynetdicom's AE, and can echo on it or release it at any time. It sets
+    no network timeout, so pynetdicom never drops an idle association itself.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        called_ae: str,
+        calling_ae: str,
+        *,
+        timeout: float = 10.0,
+        bind_address: str | None = None,
+    ) -> None:
+        self.calling_ae = calling_ae
+        ae = AE(ae_title=calling_ae)
+        ae.add_requested_context(Verification)
+        ae.acse_timeout = ae.dimse_timeout = timeout
+        ae.network_timeout = None
+        started = time.monotonic()
+        self.assoc, self.rejection = _associate(ae, host, port, called_ae, bind_address)
+        #: Seconds from the request to the answer (the AC, RJ or close).
+        self.elapsed = time.monotonic() - started
+        self.error = None if self.established else _why_not_established(self.assoc, self.rejection)
+
+    @property
+    def established(self) -> bool:
+        """True while the association is open."""
+        return bool(self.assoc.is_established)
+
+    def echo(self, count: int = 1) -> EchoResult:
+        """Send ``count`` C-ECHOs on the held association."""
+        result = EchoResult(count=count, rejection=self.rejection)
+        if not self.established:
+            result.association_error = self.error or "association no longer established"
+            result.failures.append(result.association_error)
+            return result
+        start = time.monotonic()
+        with reactor_parked(self.assoc):
+            _echo_loop(self.assoc, count, result)
+        result.elapsed = time.monotonic() - start
+        return result
+
+    def release(self) -> bool:
+        """Release the association (A-RELEASE-RQ/RP); True if it was open and is now released."""
+        if not self.established:
+            return False
+        self.assoc.release()
+        return bool(self.assoc.is_released)
+
+    def abort(self) -> None:
+        """Drop the association without ceremony (A-ABORT); used to clean up."""
+        if self.established:
+            self.assoc.abort()
 
 
 def _echo_loop(assoc: Any, count: int, result: EchoResult) -> None:
@@ -152,6 +235,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="ACSE/DIMSE/network timeout in seconds (default: %(default)s)",
     )
     parser.add_argument(
+        "--bind-address",
+        default=None,
+        metavar="IP",
+        help="local IP address to connect from, e.g. 127.0.0.2 to play another host on loopback",
+    )
+    parser.add_argument(
         "-v", "--verbose", action="store_true", help="show pynetdicom's own log messages"
     )
 
@@ -175,6 +264,7 @@ def main(args: argparse.Namespace) -> int:
         args.count,
         max_pdu=args.max_pdu,
         timeout=args.timeout,
+        bind_address=args.bind_address,
     )
     if result.rejection is not None:
         print(f"association rejected: {result.rejection}")

@@ -13,6 +13,8 @@ import gives the whole toolkit.
 
 from __future__ import annotations
 
+import contextlib
+import select
 import socket
 import struct
 import time
@@ -64,12 +66,14 @@ __all__ = [
     "CONTROL_COMMAND",
     "CONTROL_LAST",
     "DICOM_APP_CONTEXT",
+    "ECHO_PDU_LENGTH",
     "IMPLICIT_VR_LE",
     "P_DATA_TF",
     "VERIFICATION",
     "Abort",
     "AssociateAC",
     "AssociateRJ",
+    "Flood",
     "PDUDecodeError",
     "RawPeer",
     "Reaction",
@@ -143,6 +147,41 @@ class Reaction:
         return f"{said}; {still}" if said else f"no reaction: {still}"
 
 
+#: Bytes of one C-ECHO-RQ in one P-DATA-TF: every message ID encodes to the same length.
+ECHO_PDU_LENGTH = len(p_data([(1, CONTROL_COMMAND | CONTROL_LAST, c_echo_rq(1))]))
+
+
+@dataclass
+class Flood:
+    """What :meth:`RawPeer.flood_echoes` managed to send before it stopped, and why."""
+
+    bytes_sent: int = 0
+    #: True if a send waited ``stall_after`` in vain: the server stopped reading from us.
+    stalled: bool = False
+    #: True if the server closed or reset the connection while we were sending.
+    closed: bool = False
+    elapsed: float = 0.0
+
+    @property
+    def messages_sent(self) -> int:
+        """Complete C-ECHO-RQs written (the last one may have gone out in part)."""
+        return self.bytes_sent // ECHO_PDU_LENGTH
+
+    def describe(self) -> str:
+        """One line: how much, how long, and why it stopped."""
+        why = (
+            "the server closed the connection"
+            if self.closed
+            else "the server stopped reading (back-pressure)"
+            if self.stalled
+            else "the byte or time budget ran out"
+        )
+        return (
+            f"{self.messages_sent} C-ECHO-RQs ({self.bytes_sent} bytes) in "
+            f"{self.elapsed:.2f} s, never reading; stopped because {why}"
+        )
+
+
 class RawPeer:
     """A blocking TCP peer that sends whatever bytes it is told and frames PDUs it receives.
 
@@ -152,26 +191,66 @@ class RawPeer:
     for example, the length of each fragment the server sent.
     """
 
-    def __init__(self, host: str, port: int, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        timeout: float = 10.0,
+        *,
+        bind_address: str | None = None,
+        receive_buffer: int | None = None,
+    ) -> None:
         self.host = host
         self.port = port
         self.timeout = timeout
+        #: Local IP address to connect from, e.g. ``127.0.0.2`` to play another host on
+        #: loopback (Linux routes all of 127/8 to ``lo``); None lets the kernel choose.
+        self.bind_address = bind_address
+        #: SO_RCVBUF to ask for before connecting; a small one makes a peer that never
+        #: reads fill the server's send buffer sooner (the window is fixed at connect).
+        self.receive_buffer = receive_buffer
         self.sock: socket.socket | None = None
         self.received: list[tuple[int, bytes]] = []
         self._buffer = b""
         self._eof = False
 
     def __enter__(self) -> RawPeer:
-        self.connect()
+        """Connect (unless already connected, e.g. by a helper that associated first)."""
+        if self.sock is None:
+            self.connect()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def connect(self) -> None:
-        """Open the TCP connection (the Transport Connect of PS3.8 9.1.1)."""
-        self.sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        """Open the TCP connection (the Transport Connect of PS3.8 9.1.1).
+
+        Built by hand rather than with ``socket.create_connection`` because the
+        receive buffer must be set before ``connect`` to shape the TCP window.
+        """
+        family, kind, proto, _, address = socket.getaddrinfo(
+            self.host, self.port, type=socket.SOCK_STREAM
+        )[0]
+        sock = socket.socket(family, kind, proto)
+        try:
+            if self.receive_buffer is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.receive_buffer)
+            if self.bind_address is not None:
+                sock.bind((self.bind_address, 0))
+            sock.settimeout(self.timeout)
+            sock.connect(address)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+
+    @property
+    def local_address(self) -> tuple[str, int]:
+        """Our ``(ip, port)``: what the server sees as the peer address."""
+        name = self._socket().getsockname()
+        return str(name[0]), int(name[1])
 
     def _socket(self) -> socket.socket:
         if self.sock is None:
@@ -314,12 +393,84 @@ class RawPeer:
                 if control & CONTROL_LAST:
                     return command
 
-    def echo(self, context_id: int, message_id: int = 1) -> int:
+    def echo(self, context_id: int, message_id: int = 1, sop_class: str = VERIFICATION) -> int:
         """Send a C-ECHO-RQ in one PDV and return the response Status (PS3.7 9.3.5)."""
-        self.send_bytes(
-            p_data([(context_id, CONTROL_COMMAND | CONTROL_LAST, c_echo_rq(message_id))])
-        )
+        command = c_echo_rq(message_id, sop_class)
+        self.send_bytes(p_data([(context_id, CONTROL_COMMAND | CONTROL_LAST, command)]))
         return echo_response_status(self.read_command(context_id), message_id)
+
+    def finish(self, timeout: float | None = None) -> bool:
+        """Release, half-close, and wait for the server to close its end; True if it did.
+
+        After the A-RELEASE-RP it is the requestor that closes (PS3.8 AR-3). Waiting
+        for the server's own close proves it has dropped the association, so a next
+        request cannot race its bookkeeping (max clients, multiple connections).
+        """
+        bound = self.timeout if timeout is None else timeout
+        try:
+            reply = self.release()
+        except (OSError, TimeoutError, PDUDecodeError):
+            return False
+        if reply is None or reply[0] != A_RELEASE_RP:
+            return False
+        with contextlib.suppress(OSError):
+            self._socket().shutdown(socket.SHUT_WR)
+        return self.react(bound).closed
+
+    def flood_echoes(
+        self,
+        context_id: int,
+        *,
+        max_bytes: int = 8 << 20,
+        stall_after: float = 1.0,
+        deadline: float = 30.0,
+    ) -> Flood:
+        """Send C-ECHO-RQs as fast as the server takes them, and never read a reply.
+
+        This is the slow reader: its replies pile up in its receive buffer, then
+        in the server's send buffer. A server that reads on regardless buffers
+        every response in memory; one that applies back-pressure stops reading
+        from us, so our sends stall. Stops after ``max_bytes``, after a send
+        waited ``stall_after`` seconds in vain, or after ``deadline`` seconds.
+        """
+        sock = self._socket()
+        message = 1
+        flood = Flood()
+        start = time.monotonic()
+        sock.setblocking(False)
+        try:
+            while flood.bytes_sent < max_bytes and time.monotonic() - start < deadline:
+                batch = b"".join(
+                    p_data([(context_id, CONTROL_COMMAND | CONTROL_LAST, c_echo_rq(m))])
+                    for m in range(message, message + 256)
+                )
+                message = (message + 256) % 0xFF00 or 1
+                if not self._send_within(sock, batch, stall_after, flood):
+                    flood.stalled = True
+                    break
+        finally:
+            sock.settimeout(self.timeout)
+        flood.elapsed = time.monotonic() - start
+        return flood
+
+    @staticmethod
+    def _send_within(sock: socket.socket, data: bytes, stall_after: float, flood: Flood) -> bool:
+        """Write all of ``data`` on a non-blocking socket; False if a write waits too long."""
+        view = memoryview(data)
+        while view:
+            _, writable, _ = select.select([], [sock], [], stall_after)
+            if not writable:
+                return False
+            try:
+                sent = sock.send(view)
+            except BlockingIOError:
+                continue
+            except OSError:
+                flood.closed = True
+                return False
+            flood.bytes_sent += sent
+            view = view[sent:]
+        return True
 
     def release(self) -> tuple[int, bytes] | None:
         """Send A-RELEASE-RQ and return the next PDU (A-RELEASE-RP when all is well)."""

@@ -9,6 +9,7 @@ passes.
 from __future__ import annotations
 
 import socket
+import sys
 import time
 
 LOOPBACK = "127.0.0.1"
@@ -45,3 +46,61 @@ def wait_for_port(host: str, port: int, deadline_s: float = 10.0, interval_s: fl
                 return True
         except OSError:
             time.sleep(min(interval_s, max(0.0, end - time.monotonic())))
+
+
+#: TCP states as /proc/net/tcp numbers them (include/net/tcp_states.h).
+TCP_STATES = {
+    1: "ESTABLISHED",
+    2: "SYN_SENT",
+    3: "SYN_RECV",
+    4: "FIN_WAIT1",
+    5: "FIN_WAIT2",
+    6: "TIME_WAIT",
+    7: "CLOSE",
+    8: "CLOSE_WAIT",
+    9: "LAST_ACK",
+    10: "LISTEN",
+    11: "CLOSING",
+}
+
+#: States in which the owner of a socket still holds the connection open. In any other state
+#: it has closed (or reset) its end, even if the kernel still drains an orphaned socket.
+HELD_STATES = frozenset({"ESTABLISHED", "SYN_RECV", "CLOSE_WAIT"})
+
+
+def proc_net_address(ip: str, port: int) -> str:
+    """``127.0.0.1:11112`` as /proc/net/tcp writes it: ``0100007F:2B68``.
+
+    The kernel prints the network-order IPv4 word as a native integer, so on a
+    little-endian machine the bytes come out reversed.
+    """
+    packed = socket.inet_aton(ip)
+    word = int.from_bytes(packed, "little" if sys.byteorder == "little" else "big")
+    return f"{word:08X}:{port:04X}"
+
+
+def tcp_entry(local: tuple[str, int], remote: tuple[str, int]) -> tuple[str, int] | None:
+    """``(state, inode)`` of the IPv4 TCP socket ``local`` -> ``remote``, or None if gone.
+
+    Linux only (``/proc/net/tcp`` of this network namespace); raises OSError elsewhere.
+    """
+    wanted = (proc_net_address(*local), proc_net_address(*remote))
+    with open("/proc/net/tcp", encoding="ascii") as table:
+        next(table)  # header line
+        for line in table:
+            fields = line.split()
+            if (fields[1], fields[2]) == wanted:
+                state = TCP_STATES.get(int(fields[3], 16), f"state 0x{fields[3]}")
+                return state, int(fields[9])
+    return None
+
+
+def tcp_state(local: tuple[str, int], remote: tuple[str, int]) -> str | None:
+    """The kernel's state of the IPv4 TCP socket ``local`` -> ``remote``, or None if gone.
+
+    This is how a black-box test tells whether a server on this machine still
+    holds a connection that the test itself cannot read from without changing
+    the outcome (a peer that never reads must not start reading to find out).
+    """
+    entry = tcp_entry(local, remote)
+    return None if entry is None else entry[0]

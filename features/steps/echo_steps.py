@@ -2,29 +2,29 @@
 
 Two independent DICOM implementations play the modality, never pacsref's own code:
 ``pynetdicom`` (through :mod:`simulators.echo`) and DCMTK's ``echoscu``. Both outcomes are reduced
-to one :class:`EchoOutcome`, so the Then steps read the same for either client.
+to one :class:`EchoOutcome` (and to the scenario's latest :class:`Answer`), so the Then steps read
+the same for either client.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from behave import then, when
+from scenario_support import (
+    Answer,
+    expected_rejection,
+    judge,
+    latest_answer,
+    parse_outcome,
+    running_server,
+)
 
 from pacsref.testing.dcmtk import run_echoscu
+from pacsref.testing.net import LOOPBACK
 from pacsref.testing.twistd import TwistdServer
-
-#: A-ASSOCIATE-RJ names an administrator reads -> (result, source, reason), PS3.8 Table 9-21.
-REJECTIONS = {
-    "no reason given": (1, 1, 1),
-    "application context name not supported": (1, 1, 2),
-    "calling AE title not recognized": (1, 1, 3),
-    "called AE title not recognized": (1, 1, 7),
-    "protocol version not supported": (1, 2, 2),
-    "temporary congestion": (2, 3, 1),
-    "local limit exceeded": (2, 3, 2),
-}
 
 CLIENTS = ("pynetdicom", "DCMTK echoscu")
 
@@ -38,28 +38,24 @@ class EchoOutcome:
     succeeded: int
     rejection: tuple[int, int, int] | None
     detail: str
-
-
-def running_server(context: Any) -> TwistdServer:
-    """The scenario's server, started now if it is not yet running."""
-    server: TwistdServer | None = getattr(context, "pacsref_server", None)
-    if server is None:
-        raise AssertionError("this scenario has no server: tag it @fixture.pacsref.server")
-    return server.start()
+    #: Seconds the whole run took (association, echoes, release or rejection).
+    elapsed: float
 
 
 def echo_with_pynetdicom(
-    server: TwistdServer, calling_ae: str, called_ae: str, count: int
+    server: TwistdServer, calling_ae: str, called_ae: str, count: int, address: str
 ) -> EchoOutcome:
     """Echo through the pynetdicom-based simulator (imported here: only these steps need it)."""
     from simulators.echo import run_echoes
 
     host, port = server.address
-    result = run_echoes(host, port, called_ae, calling_ae, count)
+    started = time.monotonic()
+    result = run_echoes(host, port, called_ae, calling_ae, count, timeout=10, bind_address=address)
+    elapsed = time.monotonic() - started
     rejection = result.rejection
     triple = None if rejection is None else (rejection.result, rejection.source, rejection.reason)
     detail = "; ".join(result.failures[:5]) or f"{result.succeeded} of {count} succeeded"
-    return EchoOutcome("pynetdicom", count, result.succeeded, triple, detail)
+    return EchoOutcome("pynetdicom", count, result.succeeded, triple, detail, elapsed)
 
 
 def echo_with_dcmtk(
@@ -69,29 +65,92 @@ def echo_with_dcmtk(
     if context.dcmtk is None:
         raise AssertionError("DCMTK is not installed: tag the scenario (or its examples) @dcmtk")
     host, port = server.address
+    started = time.monotonic()
     result = run_echoscu(
         host, port, called_ae, calling_ae, repeat=count, echoscu=context.dcmtk, timeout_s=60
     )
+    elapsed = time.monotonic() - started
     succeeded = count if result.ok else 0
     detail = f"echoscu exit code {result.returncode}\n{result.output}"
-    return EchoOutcome("DCMTK echoscu", count, succeeded, result.rejection, detail)
+    return EchoOutcome("DCMTK echoscu", count, succeeded, result.rejection, detail, elapsed)
 
 
-def send_echoes(context: Any, client: str, calling_ae: str, called_ae: str, count: int) -> None:
+def send_echoes(
+    context: Any,
+    client: str,
+    calling_ae: str,
+    called_ae: str,
+    count: int,
+    address: str = LOOPBACK,
+) -> None:
     """Run ``count`` echoes on one association with ``client``; keep the outcome for Then."""
     server = running_server(context)
     if client == "pynetdicom":
-        context.echo_outcome = echo_with_pynetdicom(server, calling_ae, called_ae, count)
+        outcome = echo_with_pynetdicom(server, calling_ae, called_ae, count, address)
     elif client == "DCMTK echoscu":
-        context.echo_outcome = echo_with_dcmtk(context, server, calling_ae, called_ae, count)
+        if address != LOOPBACK:
+            raise AssertionError(f"echoscu cannot choose its address; {address} needs pynetdicom")
+        outcome = echo_with_dcmtk(context, server, calling_ae, called_ae, count)
     else:
         raise AssertionError(f"unknown client {client!r}; known: {', '.join(CLIENTS)}")
+    context.echo_outcome = outcome
+    context.answer = Answer(
+        outcome.client,
+        outcome.rejection is None and outcome.succeeded > 0,
+        outcome.rejection,
+        outcome.elapsed,
+        outcome.detail,
+    )
 
 
 @when('the modality "{calling_ae}" sends a C-ECHO to "{called_ae}" with {client}')
 def step_send_one_echo(context: Any, calling_ae: str, called_ae: str, client: str) -> None:
     """One C-ECHO on one association: the everyday connectivity check."""
     send_echoes(context, client, calling_ae, called_ae, 1)
+
+
+@when('the modality "{calling_ae}" sends a C-ECHO to "{called_ae}" from {address} with {client}')
+def step_send_one_echo_from(
+    context: Any, calling_ae: str, called_ae: str, address: str, client: str
+) -> None:
+    """One C-ECHO from a given local address: 127.0.0.2 plays another host on loopback."""
+    send_echoes(context, client, calling_ae, called_ae, 1, address)
+
+
+@when('these modalities each send a C-ECHO to "{called_ae}" with {client}')
+def step_table_of_echoes(context: Any, called_ae: str, client: str) -> None:
+    """One C-ECHO per row (modality, from, outcome), one after another; judged by a Then."""
+    answers = []
+    for row in context.table:
+        send_echoes(context, client, row["modality"], called_ae, 1, row["from"])
+        label = f"{row['modality']} from {row['from']}"
+        answers.append((label, row["outcome"], context.answer))
+    context.table_answers = answers
+
+
+@then("each is answered as the table says")
+def step_table_answered(context: Any) -> None:
+    """Every row got the outcome in its last column."""
+    check_table_answers(context, None)
+
+
+@then("each is answered as the table says, within {seconds:g} second")
+@then("each is answered as the table says, within {seconds:g} seconds")
+def step_table_answered_within(context: Any, seconds: float) -> None:
+    """Every row got its outcome, and promptly (a refusal must never be a hang)."""
+    check_table_answers(context, seconds)
+
+
+def check_table_answers(context: Any, bound: float | None) -> None:
+    """All rows judged; one failure lists every wrong row, so one run shows the whole table."""
+    answers: list[tuple[str, str, Answer]] | None = getattr(context, "table_answers", None)
+    assert answers, "no table of requests was sent in this scenario"
+    wrong = [
+        f"{label}: {problem}"
+        for label, expected, answer in answers
+        if (problem := judge(expected, answer, bound)) is not None
+    ]
+    assert not wrong, "\n".join(wrong)
 
 
 @when(
@@ -122,15 +181,58 @@ def step_all_echoes_succeed(context: Any, count: int) -> None:
     assert outcome.succeeded == count, outcome.detail
 
 
+def assert_rejected(context: Any, expected: tuple[int, int, int]) -> Answer:
+    """The latest answer is an A-ASSOCIATE-RJ with exactly ``expected``; returns it."""
+    answer = latest_answer(context)
+    assert not answer.accepted, f"{answer.client}: the association was accepted: {answer.detail}"
+    assert answer.rejection == expected, (
+        f"{answer.client} saw rejection {answer.rejection}, expected {expected}: {answer.detail}"
+    )
+    return answer
+
+
 @then('the association is rejected as "{name}" ({result:d}, {source:d}, {reason:d})')
 def step_rejected_as(context: Any, name: str, result: int, source: int, reason: int) -> None:
     """A-ASSOCIATE-RJ with this (result, source, reason); the name must match the numbers."""
-    expected = (result, source, reason)
-    assert REJECTIONS.get(name) == expected, (
-        f"the feature says {name!r} is {expected}, PS3.8 Table 9-21 says {REJECTIONS.get(name)}"
+    assert_rejected(context, expected_rejection(name, result, source, reason))
+
+
+@then(
+    'the association is rejected as "{name}" ({result:d}, {source:d}, {reason:d})'
+    " within {seconds:g} second"
+)
+@then(
+    'the association is rejected as "{name}" ({result:d}, {source:d}, {reason:d})'
+    " within {seconds:g} seconds"
+)
+def step_rejected_as_within(
+    context: Any, name: str, result: int, source: int, reason: int, seconds: float
+) -> None:
+    """The rejection came promptly: a refused modality can retry, never waits on a hang."""
+    answer = assert_rejected(context, expected_rejection(name, result, source, reason))
+    assert answer.elapsed is not None, f"{answer.client} cannot time its answer"
+    assert answer.elapsed <= seconds, (
+        f"{answer.client} was rejected after {answer.elapsed:.2f} s, not within {seconds:g} s"
     )
-    outcome: EchoOutcome = context.echo_outcome
-    assert outcome.succeeded == 0, f"{outcome.succeeded} echoes succeeded: {outcome.detail}"
-    assert outcome.rejection == expected, (
-        f"{outcome.client} saw rejection {outcome.rejection}, expected {expected}: {outcome.detail}"
-    )
+
+
+@then("the association is accepted")
+def step_association_accepted(context: Any) -> None:
+    """The latest request got an A-ASSOCIATE-AC."""
+    answer = latest_answer(context)
+    assert answer.accepted, f"{answer.client}: not accepted: {answer.detail}"
+
+
+@then('the outcome is "{outcome}"')
+def step_outcome_is(context: Any, outcome: str) -> None:
+    """An Examples cell decides: ``success`` (the echo succeeded) or a named rejection."""
+    expected = parse_outcome(outcome)
+    if expected == "success":
+        answer = latest_answer(context)
+        assert answer.accepted and answer.rejection is None, (
+            f"{answer.client}: expected success: {answer.detail}"
+        )
+        step_echo_succeeds(context)
+    else:
+        assert isinstance(expected, tuple)
+        assert_rejected(context, expected)

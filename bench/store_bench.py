@@ -1,0 +1,197 @@
+"""C-STORE benchmark: pacsref against DCMTK storescp, pynetdicom's storescp and Orthanc.
+
+    python bench/make_data.py --out /tmp/pacsref-bench-data
+    python bench/store_bench.py --data /tmp/pacsref-bench-data [--cases a,b,c,d]
+        [--servers pacsref,pacsref-relaxed,dcmtk,pynetdicom,orthanc]
+
+Every case runs against every server in one run, each server fresh in its own temporary
+directory on a loopback port, and is reported in wall seconds of the whole client run
+(DCMTK ``storescu``, ``TCP_NODELAY=1``) and as a ratio to DCMTK's storescp. Cases (issue 6):
+(a) 400 CT images of 512 KiB over one association; (b) the same split over 8 and over 16
+parallel ``storescu`` processes; (c) 1,000 ~3 KB objects over one association; (d) one 629 MB
+multi-frame object, with the server's peak RSS (VmHWM) over its idle RSS. DCMTK's storescp
+runs single-process (its default) except in (b), where it runs with ``--fork`` (one process per
+association; its RSS is the parent's). Every process started here is stopped by its PID.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from make_data import make
+
+from pacsref.testing.dcmtk import require_dcmtk
+from pacsref.testing.net import free_loopback_port, wait_for_port
+from pacsref.testing.twistd import TwistdServer
+
+HOST = "127.0.0.1"
+
+
+def _rss_kib(pid: int, field: str) -> int:
+    """VmRSS / VmHWM of ``pid`` in KiB (0 if unreadable)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class Peer:
+    """One server under test: start(), pid, stop()."""
+
+    def __init__(self, name: str, root: Path, parallel: bool) -> None:
+        self.name, self.root, self.parallel = name, root, parallel
+        self.port = free_loopback_port(HOST)
+        self.process: subprocess.Popen[bytes] | None = None
+        self.twistd: TwistdServer | None = None
+
+    @property
+    def pid(self) -> int:
+        if self.twistd is not None:
+            return self.twistd._process.pid  # type: ignore[union-attr]
+        assert self.process is not None
+        return self.process.pid
+
+    def start(self) -> None:
+        out = self.root / "store"
+        out.mkdir(parents=True)
+        log = (self.root / "server.log").open("wb")
+        if self.name.startswith("pacsref"):
+            self.twistd = TwistdServer("PACSREF", root=self.root, port=self.port)
+            self.twistd.create()
+            if self.name == "pacsref-relaxed":
+                options = self.twistd.server_dir / "addin-options" / "storage.toml"
+                options.parent.mkdir()
+                options.write_text('durability = "relaxed"\n')
+            self.twistd.start()
+            return
+        if self.name == "dcmtk":
+            argv = [require_dcmtk("storescp"), "-aet", "PACSREF", "-od", str(out)]
+            argv += ["--fork"] if self.parallel else []
+            argv += [str(self.port)]
+        elif self.name == "pynetdicom":
+            argv = [sys.executable, "-m", "pynetdicom", "storescp", str(self.port),
+                    "-aet", "PACSREF", "-od", str(out), "-ba", HOST, "-q"]  # fmt: skip
+        elif self.name == "orthanc":
+            config = {
+                "Name": "bench", "StorageDirectory": str(out), "IndexDirectory": str(out),
+                "DicomAet": "PACSREF", "DicomPort": self.port, "DicomCheckCalledAet": False,
+                "HttpPort": free_loopback_port(HOST), "RemoteAccessAllowed": False,
+                "HttpServerEnabled": False, "DicomServerEnabled": True, "Plugins": [],
+                "DicomThreadsCount": 16, "StorageCompression": False,
+            }  # fmt: skip
+            path = self.root / "orthanc.json"
+            path.write_text(json.dumps(config))
+            argv = ["Orthanc", str(path)]
+        else:
+            raise ValueError(self.name)
+        env = {**os.environ, "TCP_NODELAY": "1"}  # DCMTK: disable Nagle on its sockets
+        self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                        cwd=self.root, start_new_session=True)  # fmt: skip
+        if not wait_for_port(HOST, self.port, 30.0):
+            raise RuntimeError(f"{self.name} did not listen on {self.port}")
+
+    def stop(self) -> None:
+        if self.twistd is not None:
+            self.twistd.stop()
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)  # its --fork children too
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=20)
+
+
+def _storescu(port: int, files: list[Path]) -> subprocess.Popen[bytes]:
+    argv = [require_dcmtk("storescu"), "-aec", "PACSREF", HOST, str(port), *map(str, files)]
+    env = {**os.environ, "TCP_NODELAY": "1"}
+    return subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _run_clients(port: int, files: list[Path], parallel: int) -> tuple[float, int]:
+    """Wall seconds for ``parallel`` storescu processes sharing ``files``; failed clients."""
+    shares = [files[i::parallel] for i in range(parallel)]
+    start = time.perf_counter()
+    clients = [_storescu(port, share) for share in shares]
+    failed = sum(1 for c in clients if c.wait(timeout=600) != 0)
+    return time.perf_counter() - start, failed
+
+
+def run_case(
+    case: str, server: str, files: list[Path], parallel: int, work: Path
+) -> dict[str, object]:
+    root = Path(tempfile.mkdtemp(prefix=f"bench-{server}-", dir=work))
+    peer = Peer(server, root, parallel > 1)
+    try:
+        peer.start()
+        idle = _rss_kib(peer.pid, "VmRSS")
+        seconds, failed = _run_clients(peer.port, files, parallel)
+        peak = _rss_kib(peer.pid, "VmHWM")
+    finally:
+        peer.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    return {"case": case, "server": server, "parallel": parallel, "seconds": round(seconds, 3),
+            "failed_clients": failed, "idle_rss_mib": round(idle / 1024, 1),
+            "peak_rss_mib": round(peak / 1024, 1)}  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=Path("/tmp/pacsref-bench-data"))
+    parser.add_argument("--cases", default="a,b,c,d")
+    parser.add_argument("--servers", default="dcmtk,pacsref,pacsref-relaxed,pynetdicom,orthanc")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    folders = make(args.data, args.cases)
+    plan: list[tuple[str, str, int]] = []
+    for case in args.cases.split(","):
+        for parallel in (8, 16) if case == "b" else (1,):
+            plan.append((case, "a" if case == "b" else case, parallel))
+    servers = args.servers.split(",")
+    results = []
+    work = Path(tempfile.mkdtemp(prefix="pacsref-bench-"))
+    try:
+        for case, data_case, parallel in plan:
+            files = sorted(folders[data_case].rglob("*.dcm"))
+            for server in servers:
+                result = run_case(case, server, files, parallel, work)
+                results.append(result)
+                print(json.dumps(result), flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    _table(results, servers)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+def _table(results: list[dict[str, object]], servers: list[str]) -> None:
+    key: Callable[[dict[str, object]], tuple[object, object]] = lambda r: (r["case"], r["parallel"])  # noqa: E731
+    print("\n| case | server | seconds | x DCMTK | failed clients | idle RSS MiB | peak RSS MiB |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for r in results:
+        base = next((b for b in results if key(b) == key(r) and b["server"] == "dcmtk"), None)
+        ratio = f"{r['seconds'] / base['seconds']:.2f}" if base else "-"  # type: ignore[operator]
+        label = f"{r['case']}" + (f" x{r['parallel']}" if r["parallel"] != 1 else "")
+        print(f"| {label} | {r['server']} | {r['seconds']} | {ratio} | {r['failed_clients']} |"
+              f" {r['idle_rss_mib']} | {r['peak_rss_mib']} |")  # fmt: skip
+    _ = servers
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,209 @@
+"""Steps of the Storage feature: storing with pynetdicom or a raw peer, then looking at disk.
+
+What is "stored and indexed" is judged from outside the server: the files under
+``<server dir>/data`` and the rows of its SQLite index, read with the standard library.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from behave import given, then, when
+from pydicom import dcmread
+from steps.server_steps import configured_server
+
+from pacsref.dimse import encode_command
+from pacsref.testing.twistd import TwistdServer
+from simulators.commands import CONTROL_COMMAND, CONTROL_LAST
+from simulators.misbehaving import RawPeer
+from simulators.pdus import abort, p_data
+from tests.storage.dicomgen import make_study
+from tests.storage.helpers import dataset_bytes
+
+CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
+EXPLICIT = "1.2.840.10008.1.2.1"
+
+
+def _server(context: Any) -> TwistdServer:
+    server: TwistdServer = context.pacsref_server
+    return server.start()
+
+
+def _files(context: Any, count: int, series: int = 1) -> list[Path]:
+    folder = Path(tempfile.mkdtemp(prefix="pacsref-storage-"))
+    context.add_cleanup(lambda: subprocess.run(["rm", "-rf", str(folder)], check=False))
+    per_series = max(1, count // series)
+    return make_study(folder, series=series, per_series=per_series).files
+
+
+def _store(context: Any, calling: str, files: list[Path]) -> list[int]:
+    from pynetdicom import AE
+
+    server = _server(context)
+    ae = AE(ae_title=calling)
+    ae.add_requested_context(CT_IMAGE, EXPLICIT)
+    assoc = ae.associate(*server.address, ae_title=server.ae_title)
+    assert assoc.is_established, "association refused"
+    try:
+        return [int(assoc.send_c_store(path).Status) for path in files]
+    finally:
+        assoc.release()
+
+
+@given('the storage option "{key}" is "{value}"')
+def step_storage_option(context: Any, key: str, value: str) -> None:
+    """Write the option into ``addin-options/storage.toml`` before the first start."""
+    _write_option(context, key, f'"{value}"')
+
+
+@given('the storage option "{key}" is true')
+def step_storage_option_true(context: Any, key: str) -> None:
+    """A boolean option, on."""
+    _write_option(context, key, "true")
+
+
+def _write_option(context: Any, key: str, toml_value: str) -> None:
+    server = configured_server(context)
+    if not server.server_dir.exists():
+        server.create()
+    options = server.server_dir / "addin-options" / "storage.toml"
+    options.parent.mkdir(exist_ok=True)
+    with options.open("a", encoding="utf-8") as out:
+        out.write(f"{key} = {toml_value}\n")
+
+
+@when(
+    'the modality "{calling}" stores a study of {series:d} series of {per:d} images with pynetdicom'
+)
+def step_store_study(context: Any, calling: str, series: int, per: int) -> None:
+    """Generate a study with pydicom and store it on one association."""
+    context.sent = _files(context, series * per, series)
+    context.statuses = _store(context, calling, context.sent)
+
+
+@then(
+    'the modality "{calling}" can store a study of {series:d} series of {per:d} images '
+    "with pynetdicom"
+)
+def step_can_store(context: Any, calling: str, series: int, per: int) -> None:
+    """Storing still works (e.g. after a restart)."""
+    assert set(_store(context, calling, _files(context, series * per, series))) == {0}
+
+
+@when('the modality "{calling}" sends the same image again')
+def step_store_again(context: Any, calling: str) -> None:
+    """The first image once more, on a new association."""
+    context.statuses = _store(context, calling, context.sent[:1])
+
+
+@when('a raw peer stores an image with SOP Instance UID "{uid}"')
+def step_raw_bad_uid(context: Any, uid: str) -> None:
+    """A C-STORE-RQ whose command names ``uid``, sent by a peer that validates nothing."""
+    data = dataset_bytes(_files(context, 1)[0])
+    with _raw_peer(context) as peer:
+        peer.send_bytes(_store_pdus(uid, data, len(data)))
+        command = peer.read_command(1)
+    from pacsref.dimse import decode_command
+
+    context.statuses = [int(decode_command(command)[0x0900])]  # type: ignore[call-overload]
+
+
+@when("a raw peer sends half of an image and then aborts the association")
+def step_raw_abort(context: Any) -> None:
+    """Command and half the data set, then A-ABORT; wait until the server closes."""
+    path = _files(context, 1)[0]
+    data = dataset_bytes(path)
+    uid = dcmread(path, stop_before_pixels=True).SOPInstanceUID
+    with _raw_peer(context) as peer:
+        peer.send_bytes(_store_pdus(uid, data, len(data) // 2))
+        peer.send_bytes(abort())
+        assert peer.wait_closed(10.0), "the server did not close after the A-ABORT"
+
+
+@contextmanager
+def _raw_peer(context: Any) -> Iterator[RawPeer]:
+    """A raw peer associated with one CT Image Storage context (ID 1), closed afterwards."""
+    server = _server(context)
+    with RawPeer(*server.address) as peer:
+        reply = peer.associate(server.ae_title, "RAWPEER", contexts=((1, CT_IMAGE, (EXPLICIT,)),))
+        assert type(reply).__name__ == "AssociateAC", reply
+        yield peer
+
+
+def _store_pdus(uid: str, data: bytes, send: int) -> bytes:
+    command = encode_command({
+        0x0002: CT_IMAGE, 0x0100: 0x0001, 0x0110: 1, 0x0700: 0, 0x0800: 0, 0x1000: uid,
+    })  # fmt: skip
+    out = p_data([(1, CONTROL_COMMAND | CONTROL_LAST, command)])
+    step = 8000
+    for start in range(0, send, step):
+        piece = data[start : min(start + step, send)]
+        last = start + step >= len(data)
+        out += p_data([(1, CONTROL_LAST if last else 0, piece)])
+    return out
+
+
+@when("the server is killed with SIGKILL and started again")
+def step_kill_restart(context: Any) -> None:
+    """kill -9 the twistd process (by its PID), then start the same server directory."""
+    server: TwistdServer = context.pacsref_server
+    server.kill()
+    server.start()
+
+
+@then("every store succeeds")
+def step_all_success(context: Any) -> None:
+    """Every C-STORE-RSP said 0x0000."""
+    assert set(context.statuses) == {0}, [hex(s) for s in context.statuses]
+
+
+@then("every store gets status {status}")
+def step_all_status(context: Any, status: str) -> None:
+    """Every C-STORE-RSP had ``status``."""
+    assert set(context.statuses) == {int(status, 16)}, [hex(s) for s in context.statuses]
+
+
+@then("the second store gets status {status}")
+@then("the store gets status {status}")
+def step_status(context: Any, status: str) -> None:
+    """The last C-STORE-RSP had ``status``."""
+    assert context.statuses[-1] == int(status, 16), hex(context.statuses[-1])
+
+
+@then('the server holds {count:d} stored and indexed images from "{calling}"')
+def step_holds(context: Any, count: int, calling: str) -> None:
+    """As many files under data/ as index rows, all from ``calling``."""
+    data = _server(context).server_dir / "data"
+    files = list(data.glob("*/*.dcm"))
+    with sqlite3.connect(data / "index.sqlite") as db:
+        rows = db.execute("SELECT calling_ae FROM instance").fetchall()
+    assert len(files) == count, files
+    assert rows == [(calling,)] * count, rows
+
+
+@then("the storage check reports that index and files agree")
+def step_check(context: Any) -> None:
+    """``pacsref server check NAME --root ROOT`` exits 0 and says so."""
+    server = _server(context)
+    done = subprocess.run(
+        [sys.executable, "-m", "pacsref.manager.cli", "server", "check", server.ae_title,
+         "--root", str(server.server_dir.parent)],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )  # fmt: skip
+    assert done.returncode == 0 and "index and files agree" in done.stdout, done
+
+
+@then("the server's temporary directory is empty")
+def step_tmp_empty(context: Any) -> None:
+    """No spool file is left of the aborted transfer."""
+    tmp = _server(context).server_dir / "tmp"
+    assert list(tmp.iterdir()) == []

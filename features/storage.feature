@@ -1,0 +1,63 @@
+Feature: Storage
+  As a PACS administrator
+  I want every image a modality sends to be kept safely and findable
+  So that nothing acknowledged is ever lost and nothing half-sent is ever kept
+
+  The storage add-in ships with every server. It answers each C-STORE only after the object is
+  on disk and in the index; what it refuses gets the status the DICOM standard names (PS3.4
+  B.2.3, PS3.7 Annex C). The modality is played by pynetdicom, or by a raw peer that sends what
+  no correct implementation would. Every scenario gets a new server.
+
+  Background:
+    Given a pacsref server with AE title "PACSREF"
+
+  @fixture.pacsref.server
+  Scenario: A modality stores a study
+    When the modality "CT_ROOM_1" stores a study of 2 series of 3 images with pynetdicom
+    Then every store succeeds
+    And the server holds 6 stored and indexed images from "CT_ROOM_1"
+    And the storage check reports that index and files agree
+
+  @fixture.pacsref.server
+  Scenario Outline: An image sent twice is handled as the duplicates option says (<policy>)
+    Given the storage option "duplicates" is "<policy>"
+    When the modality "CT_ROOM_1" stores a study of 1 series of 1 images with pynetdicom
+    And the modality "CT_ROOM_1" sends the same image again
+    Then the second store gets status <status>
+    And the server holds 1 stored and indexed images from "CT_ROOM_1"
+
+    Examples:
+      | policy     | status |
+      | keep-first | 0x0000 |
+      | overwrite  | 0x0000 |
+      | refuse     | 0x0111 |
+
+  @fixture.pacsref.server
+  Scenario: An image whose SOP Instance UID is not a UID is refused
+    When a raw peer stores an image with SOP Instance UID "../../1.2.3"
+    Then the store gets status 0x0117
+    And the server holds 0 stored and indexed images from "RAWPEER"
+
+  @fixture.pacsref.server
+  Scenario: A transfer aborted half-way leaves nothing behind
+    When a raw peer sends half of an image and then aborts the association
+    Then the server holds 0 stored and indexed images from "RAWPEER"
+    And the server's temporary directory is empty
+
+  @fixture.pacsref.server
+  Scenario: A full disk refuses the store and keeps the association usable
+    The full disk is simulated: the storage option "simulate_full_disk" makes every write fail
+    as a full file system does (ENOSPC).
+
+    Given the storage option "simulate_full_disk" is true
+    When the modality "CT_ROOM_1" stores a study of 1 series of 2 images with pynetdicom
+    Then every store gets status 0xA700
+    And the server holds 0 stored and indexed images from "CT_ROOM_1"
+
+  @fixture.pacsref.server
+  Scenario: After a kill -9 and a restart, index and files agree
+    When the modality "CT_ROOM_1" stores a study of 1 series of 3 images with pynetdicom
+    And the server is killed with SIGKILL and started again
+    Then the storage check reports that index and files agree
+    And the server holds 3 stored and indexed images from "CT_ROOM_1"
+    And the modality "CT_ROOM_1" can store a study of 1 series of 1 images with pynetdicom
