@@ -171,12 +171,7 @@ class AssociationSession:
             "association {id} accepted: {calling} -> {called} from {host}:{port}, "
             "{accepted} of {proposed} contexts accepted, peer max PDU {peer_max}",
             kind="association.accepted",
-            id=self.association_id,
-            client=self.client.id,
-            calling=rq.calling_ae_title,
-            called=rq.called_ae_title,
-            host=self.client.ip,
-            port=self.peer[1],
+            **self._who(rq),
             accepted=len(association.contexts),
             proposed=len(rq.presentation_contexts),
             peer_max=association.peer_max_pdu_length,
@@ -199,6 +194,17 @@ class AssociationSession:
         self.control.clients.associated(self.client, association, self.association_id)
         self._notify_hooks("association_established")
 
+    def _who(self, rq: AssociateRequest) -> dict[str, object]:
+        """The log fields that say which association and peer a line is about."""
+        return {
+            "id": self.association_id,
+            "client": self.client.id,
+            "calling": rq.calling_ae_title,
+            "called": rq.called_ae_title,
+            "host": self.client.ip,
+            "port": self.peer[1],
+        }
+
     def _refused(self, rq: AssociateRequest, refusal: Refusal, send: bool = True) -> None:
         """Log, answer (unless the upper layer already did) and notify one refusal."""
         self._acceptance = None
@@ -206,12 +212,7 @@ class AssociationSession:
         log.warn(
             "association {id} refused: {calling} -> {called} from {host}:{port}: {why}; {reject}",
             kind="association.refused",
-            id=self.association_id,
-            client=self.client.id,
-            calling=rq.calling_ae_title,
-            called=rq.called_ae_title,
-            host=self.client.ip,
-            port=self.peer[1],
+            **self._who(rq),
             rule=refusal.rule.value,
             why=refusal.why,
             reject=reject.describe(),
