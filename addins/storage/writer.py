@@ -122,10 +122,15 @@ def read_attributes(path: Path) -> IndexAttributes:
 
 
 def fsync_file(path: Path) -> None:
-    """Flush the file's data and metadata to stable storage."""
+    """Flush the file's data, and the metadata needed to read it back, to stable storage.
+
+    ``fdatasync`` is enough: it also flushes the size (POSIX: metadata needed to retrieve
+    the data) and skips timestamps; the directory entry is made durable separately by
+    fsyncing the directory after the rename.
+    """
     fd = os.open(path, os.O_RDONLY)
     try:
-        os.fsync(fd)
+        os.fdatasync(fd)
     finally:
         os.close(fd)
 
