@@ -14,6 +14,7 @@ from twisted.application.service import IService, MultiService, Service
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 
+from pacsref.admin.service import AdminService
 from pacsref.log import ServiceLogService
 from pacsref.server.context import ServerContext
 from pacsref.server.factory import DicomServerFactory
@@ -109,6 +110,8 @@ def server_service(server: ServerContext, reactor: Any) -> MultiService:
     listener.setName("dicom")
     listener.setServiceParent(root)
     PauseSignalService(factory.control, reactor).setServiceParent(root)
+    # The administrative socket (pacsref.admin, docs/admin-protocol.md), after the listener.
+    AdminService(factory.control, server, reactor).setServiceParent(root)
     root.factory = factory  # type: ignore[attr-defined]
     root.control = factory.control  # type: ignore[attr-defined]
     return root

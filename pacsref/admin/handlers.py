@@ -1,0 +1,179 @@
+"""What each administrative request does: :class:`AdminCommands`, one method per command.
+
+Methods take the converted ``data`` items of :data:`pacsref.admin.messages.COMMANDS`
+and return the response's ``data`` list, or a Deferred of it; raising
+:class:`~pacsref.admin.messages.MessageError` or
+:class:`~pacsref.addin.errors.AeTitleError` makes a ``success: false``
+response with that text. They run on the reactor thread; AE title changes run
+the table's blocking ``add``/``update``/``remove`` (DNS, disk) on a worker thread.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import Deferred
+
+from pacsref.addin.aetitles import AeInfo
+from pacsref.admin.messages import MessageError, ae_info_to_dict
+
+__all__ = ["AdminCommands", "Counters"]
+
+#: ``run_in_thread(function, *args) -> Deferred`` (deferToThreadPool in a server).
+ThreadRunner = Callable[..., "Deferred[Any]"]
+
+
+class Counters:
+    """Event counts since start, fed by the server's notifier."""
+
+    FIELDS = ("connections", "associations", "refused", "actions", "disconnections", "timeouts")
+    _BY_EVENT = {
+        "ClientConnect": "connections",
+        "ClientAssociated": "associations",
+        "AssociationRefused": "refused",
+        "ClientAction": "actions",
+        "ClientDisconnected": "disconnections",
+        "ClientTimedOut": "timeouts",
+    }
+
+    def __init__(self) -> None:
+        self.counts = dict.fromkeys(self.FIELDS, 0)
+
+    def __call__(self, event: Any) -> None:
+        field = self._BY_EVENT.get(getattr(event, "name", ""))
+        if field is not None:
+            self.counts[field] += 1
+
+
+class AdminCommands:
+    """The handlers of one server's administrative requests.
+
+    Args:
+        control: the server's :class:`~pacsref.server.control.ServerControl`.
+        ae_titles: its :class:`~pacsref.addin.IAeTitles` table.
+        run_in_thread: runs a blocking call off the reactor thread, returning a Deferred.
+        settings: its :class:`~pacsref.settings.ServerSettings` (``as_mapping``).
+        addins: loaded add-ins (``name``, ``description``).
+        failures: add-ins that failed to load (``name``, ``error``).
+        host_changed: called on the reactor thread with a host name an AE title
+            change added or dropped, so that an address cache can refresh it.
+        clock: seconds, for the uptime (``time.monotonic`` by default).
+    """
+
+    def __init__(
+        self,
+        control: Any,
+        ae_titles: Any,
+        run_in_thread: ThreadRunner,
+        settings: Any = None,
+        addins: list[Any] | None = None,
+        failures: list[Any] | None = None,
+        host_changed: Callable[[str], object] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.control = control
+        self.ae_titles = ae_titles
+        self.run_in_thread = run_in_thread
+        self.settings = settings
+        self.addins = addins or []
+        self.failures = failures or []
+        self.host_changed = host_changed
+        self.clock = clock
+        self.started = clock()
+        self.counters = Counters()
+        self._unsubscribe = control.notifier.subscribe(self.counters)
+
+    def close(self) -> None:
+        """Stop counting events."""
+        self._unsubscribe()
+
+    # -- AE titles ------------------------------------------------------------------------------
+
+    def get_ae_titles(self) -> list[Any]:
+        return [[ae_info_to_dict(info) for info in self.ae_titles.list()]]
+
+    def _hosts_changed(self, *hosts: str) -> None:
+        if self.host_changed is not None:
+            for host in dict.fromkeys(hosts):
+                self.host_changed(host)
+
+    def add_ae_title(self, info: AeInfo) -> Deferred[list[Any]]:
+        def added(stored: AeInfo) -> list[Any]:
+            self._hosts_changed(stored.host)
+            return [ae_info_to_dict(stored)]
+
+        return self.run_in_thread(self.ae_titles.add, info).addCallback(added)
+
+    def update_ae_title(self, old_ae_title: str, info: AeInfo) -> Deferred[list[Any]]:
+        before = self.ae_titles.get(old_ae_title)
+
+        def updated(stored: AeInfo) -> list[Any]:
+            hosts = [stored.host] + ([before.host] if before is not None else [])
+            self._hosts_changed(*hosts)
+            return [old_ae_title, ae_info_to_dict(stored)]
+
+        return self.run_in_thread(self.ae_titles.update, old_ae_title, info).addCallback(updated)
+
+    def remove_ae_title(self, ae_title: str) -> Deferred[list[Any]]:
+        def removed(gone: AeInfo) -> list[Any]:
+            self._hosts_changed(gone.host)
+            return [ae_title]
+
+        return self.run_in_thread(self.ae_titles.remove, ae_title).addCallback(removed)
+
+    # -- clients --------------------------------------------------------------------------------
+
+    def disconnect_client(self, client_id: int) -> list[Any]:
+        if not self.control.disconnect(client_id):
+            raise MessageError(f"no connected client with id {client_id}")
+        return [client_id]
+
+    def get_clients(self) -> list[Any]:
+        return [[client.to_dict() for client in self.control.list_clients()]]
+
+    def get_association(self, client_id: int) -> list[Any]:
+        client = self.control.clients.get(client_id)
+        if client is None:
+            raise MessageError(f"no connected client with id {client_id}")
+        association = client.to_dict()["association"]
+        if association is None:
+            raise MessageError(f"client {client_id} is not associated (state {client.state})")
+        return [association]
+
+    # -- server ---------------------------------------------------------------------------------
+
+    def _state(self) -> str:
+        return "paused" if self.control.paused else "running"
+
+    def pause(self) -> list[Any]:
+        self.control.pause()
+        return [self._state()]
+
+    def resume(self) -> list[Any]:
+        self.control.resume()
+        return [self._state()]
+
+    def get_status(self) -> list[Any]:
+        return [
+            {
+                "state": self._state(),
+                "uptime": round(self.clock() - self.started, 3),
+                "clients": len(self.control.clients),
+                "counters": dict(self.counters.counts),
+            }
+        ]
+
+    def get_addins(self) -> list[Any]:
+        loaded = [
+            {"name": str(a.name), "description": str(getattr(a, "description", ""))}
+            for a in self.addins
+        ]
+        failed = [{"name": f.name, "error": f.error} for f in self.failures]
+        return [loaded, failed]
+
+    def get_settings(self) -> list[Any]:
+        if self.settings is None:
+            raise MessageError("no settings available")
+        return [dict(self.settings.as_mapping())]

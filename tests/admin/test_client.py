@@ -1,0 +1,115 @@
+"""The client library: blocking over a socketpair with canned lines, Twisted over iosim."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from twisted.test.iosim import connect, makeFakeClient, makeFakeServer
+
+from pacsref.admin.client import AdminClient, AdminClientProtocol, AdminConnectionError
+from pacsref.admin.messages import ServiceMessage
+from tests.admin.helpers import Admin
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    ours, theirs = socket.socketpair()
+    try:
+        yield ours, theirs
+    finally:
+        ours.close()
+        theirs.close()
+
+
+def line(message: str, *data: Any, success: bool = True, error: str = "") -> bytes:
+    return ServiceMessage(message, "PACSREF", success, error, list(data)).to_json().encode() + b"\n"
+
+
+def test_blocking_call_returns_the_response_and_keeps_notifications(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    ours, theirs = pair
+    theirs.sendall(line("ClientConnect", {"id": 1}) + line("Pause", "paused"))
+    client = AdminClient(sock=ours, timeout=5)
+    reply = client.call("Pause")
+    assert (reply.message, reply.success, reply.data) == ("Pause", True, ["paused"])
+    sent = json.loads(theirs.recv(65536))
+    assert sent == {"message": "Pause", "service": "", "success": True, "error": "", "data": []}
+    theirs.sendall(line("ClientAction", "C-ECHO-RQ", "MODALITY", 1))
+    theirs.close()
+    notes = list(client.notifications())
+    assert [n.message for n in notes] == ["ClientConnect", "ClientAction"]
+    assert notes[1].data == ["C-ECHO-RQ", "MODALITY", 1]
+
+
+def test_blocking_call_returns_failures_as_messages(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    ours, theirs = pair
+    theirs.sendall(line("RemoveAeTitle", success=False, error="AE title 'X' does not exist"))
+    with AdminClient(sock=ours, timeout=5) as client:
+        reply = client.call("RemoveAeTitle", "X")
+    assert not reply.success and "does not exist" in reply.error
+    assert json.loads(theirs.recv(65536))["data"] == ["X"]
+
+
+def test_blocking_call_on_a_closed_connection_raises(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    ours, theirs = pair
+    theirs.close()
+    client = AdminClient(sock=ours, timeout=5)
+    with pytest.raises((AdminConnectionError, OSError)):
+        client.call("GetStatus")
+
+
+def test_blocking_client_without_a_server(tmp_path: Path) -> None:
+    with pytest.raises(AdminConnectionError, match="cannot connect"):
+        AdminClient(tmp_path / "none.sock", timeout=1)
+    with pytest.raises(ValueError, match="needs a path or a socket"):
+        AdminClient()
+
+
+def test_twisted_client_round_trip_and_notifications() -> None:
+    admin = Admin()
+    notes: list[ServiceMessage] = []
+    server = admin.factory.buildProtocol(None)
+    client = AdminClientProtocol(on_notification=notes.append)
+    other: list[ServiceMessage] = []
+    unsubscribe = client.subscribe(other.append)
+    pump = connect(server, makeFakeServer(server), client, makeFakeClient(client))
+    replies: list[ServiceMessage] = []
+    client.call("GetAeTitles").addCallback(replies.append)
+    client.call("RemoveAeTitle", "NOPE").addCallback(replies.append)
+    pump.flush()
+    assert [(r.message, r.success) for r in replies] == [
+        ("GetAeTitles", True),
+        ("RemoveAeTitle", False),
+    ]
+    assert replies[0].data[0][0]["ae_title"] == "MODALITY"
+    admin.add_client()
+    pump.flush()
+    unsubscribe()
+    admin.control.pause()
+    pump.flush()
+    assert [n.message for n in notes] == ["ClientConnect", "ServerPaused"]
+    assert [n.message for n in other] == ["ClientConnect"]
+
+
+def test_twisted_client_pending_calls_fail_when_the_connection_is_lost() -> None:
+    admin = Admin()
+    server = admin.factory.buildProtocol(None)
+    client = AdminClientProtocol()
+    connect(server, makeFakeServer(server), client, makeFakeClient(client))
+    errors: list[Any] = []
+    client.call("GetStatus").addErrback(errors.append)
+    client.connectionLost(None)
+    assert errors and errors[0].check(AdminConnectionError)
+    unconnected: list[Any] = []
+    AdminClientProtocol().call("GetStatus").addErrback(unconnected.append)
+    assert unconnected[0].check(AdminConnectionError)

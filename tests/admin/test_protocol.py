@@ -1,0 +1,228 @@
+"""Every request's success and error paths, bad input, ordering and notifications, in memory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred, fail
+
+from pacsref.admin.messages import MAX_LINE_LENGTH
+from tests.admin.helpers import Admin, association
+
+MODALITY = {
+    "ae_title": "MODALITY",
+    "host": "127.0.0.1",
+    "port": 104,
+    "description": "",
+    "move_destination": True,
+    "secure": False,
+}
+NEW = {"ae_title": "WS1", "host": "ws1.example", "port": 11112}
+
+
+def ok(reply: dict[str, Any], message: str) -> list[Any]:
+    assert (reply["message"], reply["success"], reply["error"]) == (message, True, "")
+    assert reply["service"] == "PACSREF"
+    return reply["data"]
+
+
+def refused(reply: dict[str, Any], message: str, words: str) -> None:
+    assert (reply["message"], reply["success"], reply["data"]) == (message, False, [])
+    assert words in reply["error"], reply["error"]
+
+
+def test_get_ae_titles() -> None:
+    admin = Admin()
+    assert ok(admin.connect().request("GetAeTitles"), "GetAeTitles") == [[MODALITY]]
+
+
+def test_add_ae_title_and_its_errors() -> None:
+    admin = Admin()
+    conn = admin.connect()
+    [stored] = ok(conn.request("AddAeTitle", NEW), "AddAeTitle")
+    assert stored["ae_title"] == "WS1" and stored["move_destination"] is True
+    assert admin.titles.get("WS1") is not None
+    assert admin.hosts == ["ws1.example"]
+    refused(conn.request("AddAeTitle", NEW), "AddAeTitle", "'WS1' already exists")
+    refused(conn.request("AddAeTitle", {**NEW, "ae_title": "ws1"}), "AddAeTitle", "letter case")
+    refused(conn.request("AddAeTitle", {**NEW, "ae_title": ""}), "AddAeTitle", "data[0] (info)")
+
+
+def test_update_ae_title_and_its_errors() -> None:
+    admin = Admin()
+    conn = admin.connect()
+    data = ok(conn.request("UpdateAeTitle", "MODALITY", NEW), "UpdateAeTitle")
+    assert data[0] == "MODALITY" and data[1]["ae_title"] == "WS1"
+    assert [i.ae_title for i in admin.titles.list()] == ["WS1"]
+    assert admin.hosts == ["ws1.example", "127.0.0.1"]
+    refused(conn.request("UpdateAeTitle", "GONE", NEW), "UpdateAeTitle", "'GONE' does not exist")
+    refused(conn.request("UpdateAeTitle", "WS1"), "UpdateAeTitle", "takes 2 data item(s)")
+
+
+def test_remove_ae_title_and_its_errors() -> None:
+    admin = Admin()
+    conn = admin.connect()
+    assert ok(conn.request("RemoveAeTitle", " MODALITY "), "RemoveAeTitle") == ["MODALITY"]
+    assert admin.titles.list() == ()
+    refused(conn.request("RemoveAeTitle", "MODALITY"), "RemoveAeTitle", "does not exist")
+
+
+def test_ae_title_changes_run_through_run_in_thread() -> None:
+    calls: list[Any] = []
+
+    def run_in_thread(function: Any, *args: Any) -> Deferred[Any]:
+        calls.append((function.__name__, args))
+        return Deferred()
+
+    admin = Admin(run_in_thread)
+    conn = admin.connect()
+    conn.protocol.dataReceived(b'{"message": "RemoveAeTitle", "data": ["MODALITY"]}\n')
+    assert calls == [("remove", ("MODALITY",))]
+    assert conn.read() == []  # answered when the worker thread is done
+
+
+def test_responses_keep_request_order_while_a_thread_works() -> None:
+    pending: list[Deferred[Any]] = []
+
+    def run_in_thread(function: Any, *args: Any) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred()
+        pending.append(d)
+        d.addCallback(lambda _: function(*args))
+        return d
+
+    admin = Admin(run_in_thread)
+    conn = admin.connect()
+    conn.protocol.dataReceived(
+        b'{"message": "RemoveAeTitle", "data": ["MODALITY"]}\n{"message": "GetAeTitles"}\n'
+    )
+    assert conn.read() == []
+    pending[0].callback(None)
+    first, second = conn.read()
+    assert ok(first, "RemoveAeTitle") == ["MODALITY"]
+    assert ok(second, "GetAeTitles") == [[]]
+
+
+def test_unexpected_handler_failure_is_reported_not_raised() -> None:
+    admin = Admin(lambda f, *a: fail(OSError("disk full")))
+    conn = admin.connect()
+    refused(conn.request("AddAeTitle", NEW), "AddAeTitle", "internal error: disk full")
+    assert ok(conn.request("GetAeTitles"), "GetAeTitles")  # the connection goes on
+
+
+def test_clients_disconnect_and_association() -> None:
+    admin = Admin()
+    conn = admin.connect()
+    plain, _ = admin.add_client()
+    associated, closable = admin.add_client(associate=True)
+    [listed] = ok(conn.request("GetClients"), "GetClients")
+    assert [c["id"] for c in listed] == [plain.id, associated.id]
+    [association] = ok(conn.request("GetAssociation", associated.id), "GetAssociation")
+    assert association["calling_ae_title"] == "MODALITY" and association["id"] == 7
+    refused(conn.request("GetAssociation", plain.id), "GetAssociation", "is not associated")
+    refused(conn.request("GetAssociation", 99), "GetAssociation", "no connected client with id 99")
+    dict_form = listed[1]
+    assert ok(conn.request("DisconnectClient", dict_form), "DisconnectClient") == [associated.id]
+    assert closable.reasons == ["disconnected by the administrator"]
+    assert ok(conn.request("DisconnectClient", plain.id), "DisconnectClient") == [plain.id]
+    refused(conn.request("DisconnectClient", 99), "DisconnectClient", "no connected client")
+
+
+def test_pause_resume_and_status() -> None:
+    admin = Admin()
+    conn = admin.connect()
+    admin.add_client(associate=True)
+    admin.now += 12.5
+    [status] = ok(conn.request("GetStatus"), "GetStatus")
+    assert status["state"] == "running" and status["uptime"] == 12.5 and status["clients"] == 1
+    assert status["counters"]["connections"] == 1 and status["counters"]["associations"] == 1
+    assert ok(conn.request("Pause"), "Pause") == ["paused"]
+    assert admin.control.paused
+    assert ok(conn.request("Pause"), "Pause") == ["paused"]  # idempotent
+    assert ok(conn.request("GetStatus"), "GetStatus")[0]["state"] == "paused"
+    assert ok(conn.request("Resume"), "Resume") == ["running"]
+    assert not admin.control.paused
+    refused(conn.request("Pause", 1), "Pause", "Pause takes 0 data item(s)")
+
+
+def test_addins_and_settings() -> None:
+    admin = Admin()
+    conn = admin.connect()
+    loaded, failed = ok(conn.request("GetAddIns"), "GetAddIns")
+    assert loaded == [{"name": "storage", "description": "Stores images"}]
+    assert failed == [{"name": "broken", "error": "ImportError: no module named x"}]
+    [settings] = ok(conn.request("GetSettings"), "GetSettings")
+    assert settings["ae_title"] == "PACSREF" and "port" in settings
+    admin.commands.settings = None
+    refused(conn.request("GetSettings"), "GetSettings", "no settings")
+
+
+def test_bad_input_answers_and_the_connection_goes_on() -> None:
+    admin = Admin()
+    conn = admin.connect()
+    [reply] = conn.send_line(b"{not json")
+    refused(reply, "Error", "malformed JSON")
+    [reply] = conn.send_line(b'"just a string"')
+    refused(reply, "Error", "must be a JSON object")
+    refused(conn.request("Frobnicate"), "Frobnicate", "unknown message 'Frobnicate'")
+    refused(conn.request("RemoveAeTitle", 1, 2), "RemoveAeTitle", "takes 1 data item(s)")
+    refused(conn.request("RemoveAeTitle", "bad\\title"), "RemoveAeTitle", "backslash")
+    assert conn.send_line(b"   ") == []  # blank lines are ignored
+    [reply] = conn.send_line(b'{"message": "Pause"}\r')  # CRLF is accepted
+    assert ok(reply, "Pause") == ["paused"]
+    assert not conn.transport.disconnecting
+
+
+def test_oversized_line_is_answered_then_that_connection_closes() -> None:
+    admin = Admin()
+    conn, other = admin.connect(), admin.connect()
+    conn.protocol.dataReceived(b"x" * (MAX_LINE_LENGTH + 10))
+    [reply] = conn.read()
+    refused(reply, "Error", f"line longer than {MAX_LINE_LENGTH} bytes")
+    assert conn.transport.disconnecting
+    assert ok(other.request("GetStatus"), "GetStatus")  # others unaffected
+
+
+def test_line_of_exactly_the_limit_is_not_refused_for_length() -> None:
+    admin = Admin()
+    conn = admin.connect()
+    line = b'{"message": "Pause", "service": "' + b"s" * (MAX_LINE_LENGTH - 40)
+    line += b'"}'
+    assert len(line) <= MAX_LINE_LENGTH
+    [reply] = conn.send_line(line)
+    assert ok(reply, "Pause") == ["paused"]
+
+
+def test_notifications_reach_every_admin_client() -> None:
+    admin = Admin()
+    first, second = admin.connect(), admin.connect()
+    client, _ = admin.add_client()
+    admin.clients.associated(client, association(), 3)
+    admin.clients.action(client, 0x0030)
+    admin.clients.remove(client, "released")
+    admin.control.pause()
+    for conn in (first, second):
+        notes = conn.read()
+        assert [n["message"] for n in notes] == [
+            "ClientConnect",
+            "ClientAssociated",
+            "ClientAction",
+            "ClientDisconnected",
+            "ServerPaused",
+        ]
+        assert all(n["success"] and n["service"] == "PACSREF" for n in notes)
+        assert notes[0]["data"][0]["id"] == client.id
+        assert notes[1]["data"][0]["association"]["id"] == 3
+        assert notes[2]["data"] == ["C-ECHO-RQ", "MODALITY", client.id]
+        assert notes[3]["data"][0]["state"] == "ended" and notes[3]["data"][1] == "released"
+
+
+def test_closed_admin_connection_gets_no_more_notifications() -> None:
+    admin = Admin()
+    gone, staying = admin.connect(), admin.connect()
+    gone.protocol.connectionLost(None)
+    admin.add_client()
+    assert gone.read() == []
+    assert [n["message"] for n in staying.read()] == ["ClientConnect"]
+    admin.factory.close()
+    admin.add_client()
+    assert staying.read() == []
