@@ -1,8 +1,10 @@
 """The ``pacsref`` command.
 
-This first cut offers what the core provides; the service manager (server
-add/edit/start/stop, AE titles, clients) grows here with the admin issue::
+The core commands and the service manager (see docs/manager.md)::
 
+    pacsref [--root ROOT] server add|list|start|stop|pause|resume|status|unit|start-all|stop-all
+    pacsref [--root ROOT] ae list|add|update|remove SERVER ...
+    pacsref [--root ROOT] clients list|disconnect SERVER [ID]
     pacsref create --server-dir DIR --ae-title AE [--port P] [--set key=value]
     pacsref echo --host H --port P --called-ae AE [--calling-ae X]
         [--tls --cert CERT --key KEY --ca CA [--passphrase-file F]]
@@ -16,13 +18,17 @@ add/edit/start/stop, AE titles, clients) grows here with the admin issue::
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from pacsref.manager import ae as ae_commands
+from pacsref.manager import clients as clients_commands
+from pacsref.manager import servers as server_commands_module
+from pacsref.manager.daemon import ManagerError
+from pacsref.manager.daemon import default_root as default_root
 from pacsref.server import create as create_command
 
 
@@ -93,11 +99,6 @@ def _tls_for(requestor: Any, args: argparse.Namespace) -> str | None:
     return None
 
 
-def default_root() -> Path:
-    """Where servers live: ``$PACSREF_ROOT``, else ``./pacsref-data`` (twistd's default)."""
-    return Path(os.environ.get("PACSREF_ROOT") or "pacsref-data")
-
-
 def _check_main(args: argparse.Namespace) -> int:
     """Verify (and with --repair repair) that a server's index and stored files agree.
 
@@ -107,7 +108,7 @@ def _check_main(args: argparse.Namespace) -> int:
     """
     from pacsref.addin import load_addins
 
-    server_dir = Path(args.root or default_root()) / args.name
+    server_dir = Path(getattr(args, "root", None) or default_root()) / args.name
     if not (server_dir / "settings.toml").is_file():
         print(f"pacsref server check: {server_dir} is not a server directory", file=sys.stderr)
         return 2
@@ -130,6 +131,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pacsref`` console script."""
     parser = argparse.ArgumentParser(prog="pacsref", description="pacsref service manager")
     parser.add_argument("--version", action="version", version=f"pacsref {_version()}")
+    root_help = "directory holding the servers (default: $PACSREF_ROOT or ./pacsref-data)"
+    parser.add_argument("--root", default=argparse.SUPPRESS, help=root_help)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--root", default=argparse.SUPPRESS, help=root_help)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser(
         "create",
@@ -155,18 +160,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         "check", help="verify that a server's index and stored files agree (and repair)"
     )
     check.add_argument("name", help="the server's directory name (its AE title)")
-    check.add_argument(
-        "--root", help="directory holding the servers (default: $PACSREF_ROOT or ./pacsref-data)"
-    )
+    check.add_argument("--root", default=argparse.SUPPRESS, help=root_help)
     check.add_argument(
         "--repair",
         action="store_true",
         help="drop index rows whose file is missing; re-index files that have no row",
     )
+    server_commands_module.register(server_commands, common)
+    ae_commands.register(commands, common)
+    clients_commands.register(commands, common)
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["create"]:
         return create_command.main(argv[1:])
     args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is not None:
+        try:
+            return int(handler(Path(getattr(args, "root", None) or default_root()), args))
+        except ManagerError as exc:
+            print(f"pacsref: {exc}", file=sys.stderr)
+            return 1
     if args.command == "echo":
         return _echo_main(args)
     if args.command == "server":
