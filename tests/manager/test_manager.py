@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
+import select
 import signal
 import socket
-import time
 from pathlib import Path
 
 import pytest
@@ -41,10 +41,15 @@ def kill_by_pidfile(directory: Path) -> None:
     except (OSError, ValueError):
         return
     if process_alive(pid):
-        os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while process_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        try:
+            handle = os.pidfd_open(pid)
+        except ProcessLookupError:
+            return
+        try:
+            os.kill(pid, signal.SIGKILL)
+            select.select([handle], [], [], 10)  # readable once the process has exited
+        finally:
+            os.close(handle)
 
 
 def test_add_copies_only_the_named_addins(tmp_path: Path, capsys) -> None:
