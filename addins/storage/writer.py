@@ -17,6 +17,8 @@ from pathlib import Path
 from pydicom import dcmread
 from pydicom.tag import Tag
 
+from .rawread import read_raw_attributes
+
 __all__ = [
     "INDEX_TAGS",
     "IndexAttributes",
@@ -77,6 +79,8 @@ def _text(value: object) -> str:
 #: Tag -> keyword for the index attributes (all of them are text VRs: UI DA TM SH LO PN CS IS).
 _TAG_KEYWORDS = {int(Tag(keyword)): keyword for keyword in INDEX_KEYWORDS}
 _CHARSET_TAG = 0x00080005
+#: What :func:`read_raw_attributes` looks for: the index attributes and the character set.
+_RAW_WANTED = {**_TAG_KEYWORDS, _CHARSET_TAG: "SpecificCharacterSet"}
 
 
 def _raw_text(raw: object, encoding: str) -> str:
@@ -103,14 +107,25 @@ def _encoding(dataset: object) -> str:
 def read_attributes(path: Path) -> IndexAttributes:
     """The index attributes of the Part-10 file at ``path``, never reading its pixel data.
 
-    The elements are taken raw (``Dataset.get_item``) and decoded here: pydicom's value
-    conversion and validation cost more than the rest of a small store, and every index
-    attribute is plain text.
+    The elements are taken raw and decoded here: first by :mod:`.rawread`'s walk over the
+    first kilobytes, else (deflate, anything unusual) by pydicom with ``get_item``. pydicom's
+    value conversion and validation cost more than the rest of a small store, and every
+    index attribute is plain text.
 
     Raises:
         Exception: whatever pydicom raises for a data set it cannot parse; the caller
             answers 0xC000 (Error: cannot understand).
     """
+    raw = read_raw_attributes(path, _RAW_WANTED)
+    if raw is not None:
+        found, transfer_syntax = raw
+        charset = found.get(_CHARSET_TAG, b"").decode("ascii", "replace")
+        encoding = "utf-8" if "ISO_IR 192" in charset else "latin-1"
+        values = {
+            keyword: found[tag].decode(encoding, "replace").strip("\0 ") if tag in found else ""
+            for tag, keyword in _TAG_KEYWORDS.items()
+        }
+        return IndexAttributes(values, transfer_syntax)
     dataset = dcmread(path, stop_before_pixels=True, specific_tags=INDEX_TAGS)
     encoding = _encoding(dataset)
     values = {
