@@ -4,6 +4,9 @@ Fixtures are chosen by tag, as in behave's own suite: a scenario tagged ``@fixtu
 gets a fresh pacsref server (a real ``twistd`` process on a free loopback port, in a temporary
 directory), stopped after the scenario. The server starts lazily, when a step first needs it, so
 that the Given steps can set its AE title and settings before its first start.
+``@fixture.pacsref.servers`` gives named servers in one root folder (on a Feature, shared by its
+scenarios); ``@fixture.pacsref.root`` a root folder for ``pacsref`` commands, whose daemons are
+killed afterwards.
 
 Scenarios tagged ``@wip`` specify behaviour not built yet and are skipped unless asked for.
 Scenarios tagged ``@dcmtk`` need DCMTK's command-line tools. Without them they are skipped with
@@ -22,6 +25,7 @@ from behave.fixture import use_fixture_by_tag
 from behave.model import Scenario
 
 from pacsref.testing.dcmtk import dcmtk_tool, in_ci, missing_reason
+from pacsref.testing.fleet import ManagedRoot, ServerFleet
 from pacsref.testing.twistd import TwistdServer
 
 
@@ -36,7 +40,37 @@ def pacsref_server(context: Any) -> Iterator[TwistdServer]:
         server.stop()
 
 
-FIXTURE_REGISTRY = {"fixture.pacsref.server": pacsref_server}
+@fixture(name="fixture.pacsref.servers")
+def pacsref_servers(context: Any) -> Iterator[ServerFleet]:
+    """Named servers side by side in one root folder; on a Feature, shared by its scenarios.
+
+    A Background step names them and their settings (admin_steps.py); they start then, in
+    parallel, and are all stopped when the feature (or scenario) ends, passed or failed.
+    """
+    fleet = ServerFleet(start_timeout_s=float(context.config.userdata.get("start_timeout", 30)))
+    context.pacsref_fleet = fleet
+    try:
+        yield fleet
+    finally:
+        fleet.stop()
+
+
+@fixture(name="fixture.pacsref.root")
+def pacsref_root(context: Any) -> Iterator[ManagedRoot]:
+    """A temporary ``--root`` for ``pacsref`` commands; the daemons they start are killed after."""
+    root = ManagedRoot()
+    context.pacsref_root = root
+    try:
+        yield root
+    finally:
+        root.cleanup()
+
+
+FIXTURE_REGISTRY = {
+    "fixture.pacsref.server": pacsref_server,
+    "fixture.pacsref.servers": pacsref_servers,
+    "fixture.pacsref.root": pacsref_root,
+}
 
 
 def before_all(context: Any) -> None:
@@ -78,3 +112,6 @@ def after_scenario(context: Any, scenario: Scenario) -> None:
         tail = server.log_tail()
         if tail:
             print(f"--- last lines of {server.log_path} ---\n{tail}", file=sys.stderr)
+    fleet: ServerFleet | None = getattr(context, "pacsref_fleet", None)
+    if scenario.status == "failed" and fleet is not None:
+        print(fleet.log_tails(), file=sys.stderr)

@@ -2,8 +2,8 @@
 
 A shipped add-in, copied into each new server's ``addins/`` folder, so a stock ``storescu``
 stores into a fresh pacsref with no set-up. It finds its server from its own location
-(``<server dir>/addins/storage/``) and reads its options from
-``<server dir>/addin-options/storage.toml``.
+(``<server dir>/addins/storage/``); its options (``<server dir>/addin-options/storage.toml``,
+declared in :mod:`.options`) are handed to it by the server (``IAddInOptions``).
 
 The write path of one C-STORE-RQ, all on one thread of the index's adbapi pool (the handler is
 ``nonblocking``: it only hands the job over, so the reactor never waits and there is a single
@@ -24,6 +24,7 @@ re-indexes; aborted transfers never get past the spool, which the DIMSE layer de
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import threading
 import time
@@ -41,7 +42,9 @@ from pacsref.addin import (
     DimseRequest,
     IAbstractSyntaxFallback,
     IAddin,
+    IAddInOptions,
     IStoreHandler,
+    OptionValues,
     StoreOutcome,
     SupportedContext,
     nonblocking,
@@ -50,7 +53,7 @@ from pacsref.dimse import SPOOL_PREFIX, SPOOL_SUFFIX
 
 from . import index as sql
 from .check import CheckReport, check_storage
-from .options import StorageOptions, load_options
+from .options import OPTIONS, StorageOptions
 from .sopclasses import STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES
 from .uids import BUCKETS, stored_path, uid_problem
 from .writer import (
@@ -85,7 +88,7 @@ def _server_dir_of_package() -> Path | None:
     return candidate if (candidate / "settings.toml").is_file() else None
 
 
-@implementer(IAddin, IStoreHandler, IAbstractSyntaxFallback)
+@implementer(IAddin, IAddInOptions, IStoreHandler, IAbstractSyntaxFallback)
 class StorageAddin(Service):
     """C-STORE SCP for every storage SOP class, storing to disk with an SQL index.
 
@@ -95,11 +98,13 @@ class StorageAddin(Service):
     Args:
         server_dir: the server directory; None when loaded outside one (e.g. the shipped
             add-ins folder itself), in which case every store fails with 0x0110.
-        options: validated options.
+        options: validated options; the server hands the file's values over at load
+            (:meth:`options_changed`).
     """
 
     name = "storage"
     description = "Storage SCP: stores every C-STORE durably on disk, indexed in SQL"
+    options_declaration = OPTIONS
 
     def __init__(self, server_dir: Path | None, options: StorageOptions) -> None:
         self.server_dir = server_dir
@@ -109,9 +114,30 @@ class StorageAddin(Service):
         self._locks = [threading.Lock() for _ in range(_LOCK_STRIPES)]
         if server_dir is not None:
             self.data_root = server_dir / "data"
+        self._configure_index()
+
+    def _configure_index(self) -> None:
+        if self.server_dir is not None:
             self.config = sql.IndexConfig(
-                options.index_dsn, self.data_root / sql.INDEX_FILE, options.durable
+                self.options.index_dsn, self.data_root / sql.INDEX_FILE, self.options.durable
             )
+
+    # -- IAddInOptions ----------------------------------------------------------------------
+
+    def options_changed(self, new_options: OptionValues) -> None:
+        """Take the new options; those declared ``live=False`` wait while the index is open.
+
+        Stores read ``self.options`` once per decision, so swapping the reference is safe
+        from the reactor thread while pool threads store.
+        """
+        options = StorageOptions.from_values(new_options)
+        if self.pool is None:
+            self.options = options
+            self._configure_index()
+            return
+        self.options = dataclasses.replace(
+            options, durability=self.options.durability, index_dsn=self.options.index_dsn
+        )
 
     # -- IAddin / IAbstractSyntaxFallback --------------------------------------------------
 
@@ -325,9 +351,7 @@ class StorageAddin(Service):
 
 
 def _make_addin() -> StorageAddin:
-    server_dir = _server_dir_of_package()
-    options = load_options(server_dir) if server_dir is not None else StorageOptions()
-    return StorageAddin(server_dir, options)
+    return StorageAddin(_server_dir_of_package(), StorageOptions())
 
 
 #: The instance the loader picks up.

@@ -31,6 +31,7 @@ from pacsref.addin.errors import (
 from pacsref.addin.interfaces import (
     IAbstractSyntaxFallback,
     IAddin,
+    IAddInOptions,
     IAeTitles,
     IAssociationHook,
     IDicomRequest,
@@ -45,6 +46,13 @@ from pacsref.addin.interfaces import (
     IStoreHandler,
 )
 from pacsref.addin.loader import ENTRY_POINT_GROUP, LoadResult, load_addins, package_name_for
+from pacsref.addin.options import (
+    AddInOption,
+    AddInOptionsError,
+    OptionsSchema,
+    OptionValues,
+)
+from pacsref.addin.options_file import OPTIONS_DIR_NAME, OptionsFile
 from pacsref.addin.registry import BASE_SERVICES, ServiceRegistry, default_services
 from pacsref.addin.requests import AssociationInfo, DimseRequest, StoreOutcome, SubOperation
 from pacsref.addin.runner import (
@@ -63,10 +71,13 @@ __all__ = [
     "CANCEL",
     "ENTRY_POINT_GROUP",
     "EXCEPTION_STATUSES",
+    "OPTIONS_DIR_NAME",
     "PENDING",
     "PENDING_WARNING",
     "PROCESSING_FAILURE",
     "SUCCESS",
+    "AddInOption",
+    "AddInOptionsError",
     "AddinFailure",
     "AddinLoadError",
     "AddinStatusError",
@@ -80,6 +91,7 @@ __all__ = [
     "DimseRequest",
     "FileAeTitles",
     "IAbstractSyntaxFallback",
+    "IAddInOptions",
     "IAddin",
     "IAeTitles",
     "IAssociationHook",
@@ -95,6 +107,9 @@ __all__ = [
     "IStoreHandler",
     "LoadResult",
     "MemoryAeTitles",
+    "OptionValues",
+    "OptionsFile",
+    "OptionsSchema",
     "ServiceConflict",
     "ServiceNotFound",
     "ServiceRegistry",

@@ -23,7 +23,7 @@ Methods are written without ``self``, as zope.interface expects.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from zope.interface import Attribute, Interface
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "IAbstractSyntaxFallback",
+    "IAddInOptions",
     "IAddin",
     "IAeTitles",
     "IAssociationHook",
@@ -89,6 +90,34 @@ class IAddin(Interface):
 
         Returns:
             :class:`pacsref.association.SupportedContext` values.
+        """
+
+
+class IAddInOptions(Interface):
+    """An add-in with options of its own (the seed's per-add-in settings dialog).
+
+    The server keeps the values in ``<server dir>/addin-options/<name>.toml``, validates
+    them against :attr:`options_declaration` (see :mod:`pacsref.addin.options`), and hands
+    them to the add-in: once when it is loaded, and again whenever an operator changes them
+    (admin socket SetAddInOptions, ``pacsref addins config``). A file with problems stops
+    the add-in from loading, with every problem in the load failure.
+    """
+
+    options_declaration = Attribute(
+        """
+        The options the add-in accepts: an :class:`~pacsref.addin.options.OptionsSchema`
+        or a sequence of :class:`~pacsref.addin.options.AddInOption`. Read at load time.
+        """
+    )
+
+    def options_changed(new_options: Mapping[str, object]) -> None:
+        """Take ``new_options`` (an immutable, validated ``OptionValues``) into use.
+
+        Called on the reactor thread, so it must be quick: swap a reference, no I/O.
+        Called at load with the file's values, then before a change is saved. Raising
+        refuses the change: nothing is saved and the operator gets the exception's text.
+        Options declared ``live=False`` may be kept as they were until the next start;
+        the operator is told so.
         """
 
 

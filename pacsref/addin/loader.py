@@ -25,6 +25,10 @@ Conventions for the ``addins/`` folder (documented for add-in authors):
 * Each add-in is checked with ``verifyObject`` against every interface it
   declares, must have a non-empty ``str`` name unique across the server, and
   its ``presentation_contexts()`` must return ``SupportedContext`` values.
+* An add-in providing ``IAddInOptions`` is handed its validated options from
+  ``<server dir>/addin-options/<name>.toml`` (``options_changed``) before it
+  counts as loaded; a file with problems, or an add-in refusing its options,
+  is a load failure listing every problem.
 """
 
 from __future__ import annotations
@@ -46,7 +50,9 @@ from zope.interface import providedBy
 from zope.interface.verify import verifyObject
 
 from pacsref.addin.errors import AddinFailure, AddinLoadError
-from pacsref.addin.interfaces import IAddin
+from pacsref.addin.interfaces import IAddin, IAddInOptions
+from pacsref.addin.options import as_schema
+from pacsref.addin.options_file import OPTIONS_DIR_NAME, OptionsFile
 from pacsref.association import SupportedContext
 
 __all__ = ["ENTRY_POINT_GROUP", "LoadResult", "load_addins", "package_name_for"]
@@ -84,6 +90,8 @@ def load_addins(
     addins_dir: Path,
     entry_point_group: str | None = ENTRY_POINT_GROUP,
     strict: bool = True,
+    options_dir: Path | None = None,
+    apply_options: bool = True,
 ) -> LoadResult:
     """Import every add-in of one server and verify it.
 
@@ -94,6 +102,10 @@ def load_addins(
         entry_point_group: also load installed distributions' add-ins from
             this group; None to load the folder only.
         strict: raise instead of returning failures.
+        options_dir: where add-in option files are; default the ``addin-options``
+            folder beside ``addins_dir`` (both in the server directory).
+        apply_options: hand ``IAddInOptions`` add-ins their options; False lets a tool
+            load add-ins whose option file it is about to repair.
 
     Raises:
         AddinLoadError: in strict mode, listing every failure.
@@ -103,6 +115,9 @@ def load_addins(
     if entry_point_group is not None:
         found.extend(_scan_entry_points(entry_point_group, result.failures))
     result.addins = _unique_by_name(found, result.failures)
+    if apply_options:
+        folder = options_dir if options_dir is not None else addins_dir.parent / OPTIONS_DIR_NAME
+        result.addins = _with_options(result.addins, Path(folder), result.failures)
     for failure in result.failures:
         _log.error("add-in {name} not loaded: {error}", name=failure.name, error=failure.error)
     for addin in result.addins:
@@ -221,6 +236,25 @@ def _verify(addin: object) -> str | None:
     except Exception as exc:
         return _error_text(exc)
     return None
+
+
+def _with_options(
+    addins: list[object], options_dir: Path, failures: list[AddinFailure]
+) -> list[object]:
+    """The add-ins that took their options; the others become failures."""
+    kept = []
+    for addin in addins:
+        if IAddInOptions.providedBy(addin):
+            name = addin.name  # type: ignore[attr-defined]
+            try:
+                schema = as_schema(addin.options_declaration)  # type: ignore[attr-defined]
+                values = OptionsFile.in_dir(options_dir, name, schema).load()
+                addin.options_changed(values)  # type: ignore[attr-defined]
+            except Exception as exc:
+                failures.append(AddinFailure(name, _error_text(exc)))
+                continue
+        kept.append(addin)
+    return kept
 
 
 def _scan_entry_points(group: str, failures: list[AddinFailure]) -> Iterator[tuple[str, object]]:

@@ -12,12 +12,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredLock
+from twisted.python.failure import Failure
 
 from pacsref.addin.aetitles import AeInfo
+from pacsref.admin.addin_options import AddInOptionsCommands
 from pacsref.admin.messages import MessageError, ae_info_to_dict
+from pacsref.settings import ServerSettings, SettingsError
+from pacsref.settings.edit import edit_settings_file
 
 __all__ = ["AdminCommands", "Counters"]
 
@@ -60,6 +65,12 @@ class AdminCommands:
         host_changed: called on the reactor thread with a host name an AE title
             change added or dropped, so that an address cache can refresh it.
         clock: seconds, for the uptime (``time.monotonic`` by default).
+        live_settings: applies new settings to the running server
+            (:class:`~pacsref.server.live_settings.LiveSettings`); with ``settings_file``,
+            needed for UpdateSettings.
+        settings_file: the server's ``settings.toml``.
+        addin_options_dir: ``<server dir>/addin-options``, for GetAddInOptions and
+            SetAddInOptions (without it, both are refused).
     """
 
     def __init__(
@@ -72,6 +83,9 @@ class AdminCommands:
         failures: list[Any] | None = None,
         host_changed: Callable[[str], object] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        live_settings: Any = None,
+        settings_file: Path | None = None,
+        addin_options_dir: Path | None = None,
     ) -> None:
         self.control = control
         self.ae_titles = ae_titles
@@ -84,6 +98,16 @@ class AdminCommands:
         self.started = clock()
         self.counters = Counters()
         self._unsubscribe = control.notifier.subscribe(self.counters)
+        self.live_settings = live_settings
+        self.settings_file = settings_file
+        self._settings_lock = DeferredLock()
+        if live_settings is not None:
+            live_settings.subscribe(self._settings_applied)
+        self.addin_options = (
+            AddInOptionsCommands(self.addins, self.failures, addin_options_dir, run_in_thread)
+            if addin_options_dir is not None
+            else None
+        )
 
     def close(self) -> None:
         """Stop counting events."""
@@ -177,3 +201,48 @@ class AdminCommands:
         if self.settings is None:
             raise MessageError("no settings available")
         return [dict(self.settings.as_mapping())]
+
+    # -- settings -------------------------------------------------------------------------------
+
+    def update_settings(self, changes: dict[str, Any]) -> Deferred[list[Any]]:
+        """Save ``changes`` to settings.toml and apply the live ones (docs/admin-protocol.md).
+
+        One update at a time (a lock), so two admin clients cannot interleave a read of the
+        file with the other's write. The file is edited on a worker thread (disk I/O, fsync);
+        the running settings are swapped back on the reactor thread, after the file is saved,
+        so the server never runs with a value the file does not hold.
+        """
+        if self.live_settings is None or self.settings_file is None:
+            raise MessageError("this server cannot change its settings while running")
+        return self._settings_lock.run(self._update_settings, changes)
+
+    def _update_settings(self, changes: dict[str, Any]) -> Deferred[list[Any]]:
+        d = self.run_in_thread(edit_settings_file, self.settings_file, changes, "UpdateSettings")
+
+        def saved(result: tuple[ServerSettings, tuple[str, ...]]) -> list[Any]:
+            change = self.live_settings.apply(result[0])
+            return [list(change.live), list(change.restart)]
+
+        def refused(failure: Failure) -> list[Any]:
+            failure.trap(SettingsError, OSError)
+            if isinstance(failure.value, SettingsError):
+                raise MessageError("; ".join(str(p) for p in failure.value.problems))
+            raise MessageError(f"cannot save {self.settings_file}: {failure.value}")
+
+        return d.addCallbacks(saved, refused)
+
+    def _settings_applied(self, settings: ServerSettings) -> None:
+        self.settings = settings
+
+    # -- add-in options -------------------------------------------------------------------------
+
+    def _options_commands(self) -> AddInOptionsCommands:
+        if self.addin_options is None:
+            raise MessageError("this server has no add-in options folder")
+        return self.addin_options
+
+    def get_addin_options(self, addin: str) -> Deferred[list[Any]]:
+        return self._options_commands().get(addin)
+
+    def set_addin_options(self, addin: str, changes: dict[str, Any]) -> Deferred[list[Any]]:
+        return self._options_commands().set(addin, changes)

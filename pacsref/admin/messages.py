@@ -192,12 +192,39 @@ def _client(value: object) -> int:
     raise MessageError(f"must be a ClientInfo object or a client id, not {_json_type(value)}")
 
 
+def _addin_name(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise MessageError(f"must be an add-in name (non-empty string), not {_json_type(value)}")
+    return value.strip()
+
+
+def _option_values(value: object) -> dict[str, Any]:
+    """Only the shape; each value is judged against the add-in's declaration by the handler."""
+    if not isinstance(value, dict):
+        raise MessageError(f"must be an object of option name -> value, not {_json_type(value)}")
+    if not value:
+        raise MessageError("names no option to change")
+    return dict(value)
+
+
+def _settings_object(value: object) -> dict[str, Any]:
+    """Only the shape; the values are judged with the rest of settings.toml by the handler."""
+    if not isinstance(value, dict):
+        raise MessageError(f"must be a settings object, not {_json_type(value)}")
+    if not value:
+        raise MessageError("names no setting to change")
+    return dict(value)
+
+
 #: Parameter kind -> (what it is in words, converter from JSON to the handler's argument).
 KINDS: dict[str, tuple[str, Callable[[object], Any]]] = {
     "AeInfo": ("an AeInfo object", _ae_info),
     "AeTitle": ("an AE title string", _ae_title),
     "ClientId": ("a client id (integer)", _client_id),
     "ClientInfo|ClientId": ("a ClientInfo object or a client id", _client),
+    "AddInName": ("an add-in name", _addin_name),
+    "OptionValues": ("an object of option name -> value", _option_values),
+    "SettingsObject": ("an object of settings field -> new value", _settings_object),
 }
 
 
@@ -299,7 +326,28 @@ COMMANDS: dict[str, Command] = {
             "The loaded add-ins and those that failed to load.",
         ),
         _command(
+            "GetAddInOptions",
+            (Param("addin", "AddInName"),),
+            "get_addin_options",
+            "data[0] list of option objects",
+            "An add-in's declared options with their current values.",
+        ),
+        _command(
+            "SetAddInOptions",
+            (Param("addin", "AddInName"), Param("changes", "OptionValues")),
+            "set_addin_options",
+            "data[0] every option's new value, data[1] options that apply at the next start",
+            "Validate, tell the add-in, and save an add-in's options.",
+        ),
+        _command(
             "GetSettings", (), "get_settings", "data[0] settings object", "The server's settings."
+        ),
+        _command(
+            "UpdateSettings",
+            (Param("changes", "SettingsObject"),),
+            "update_settings",
+            "data[0] fields applied live, data[1] fields saved for the next restart",
+            "Save settings changes; apply the live ones at once.",
         ),
     )
 }

@@ -30,8 +30,10 @@ from twisted.application.service import Service
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
+from pacsref.addin.options_file import OPTIONS_DIR_NAME
 from pacsref.admin.handlers import AdminCommands
 from pacsref.admin.protocol import AdminFactory
+from pacsref.settings import SETTINGS_FILE_NAME
 
 log = Logger(namespace="pacsref.admin")
 
@@ -104,9 +106,18 @@ class AdminService(Service):
         server: its :class:`~pacsref.server.context.ServerContext`.
         reactor: provides ``listenUNIX`` (and runs worker-thread results).
         path: the socket path; default :func:`admin_socket_path`.
+        live_settings: the server's :class:`~pacsref.server.live_settings.LiveSettings`,
+            for UpdateSettings (without it, UpdateSettings is refused).
     """
 
-    def __init__(self, control: Any, server: Any, reactor: Any, path: Path | None = None) -> None:
+    def __init__(
+        self,
+        control: Any,
+        server: Any,
+        reactor: Any,
+        path: Path | None = None,
+        live_settings: Any = None,
+    ) -> None:
         self.setName("admin")
         self.control = control
         self.server = server
@@ -115,6 +126,7 @@ class AdminService(Service):
         self.path = path or admin_socket_path(server.server_dir, ae_title)
         self.port: Any = None
         self.factory: AdminFactory | None = None
+        self.live_settings = live_settings
 
     def _run_in_thread(self, function: Any, *args: Any) -> Any:
         return deferToThreadPool(self.reactor, self.server.threadpool, function, *args)
@@ -139,6 +151,9 @@ class AdminService(Service):
             addins=self.server.addins,
             failures=self.server.failures,
             host_changed=self._host_changed,
+            live_settings=self.live_settings,
+            settings_file=Path(self.server.server_dir) / SETTINGS_FILE_NAME,
+            addin_options_dir=Path(self.server.server_dir) / OPTIONS_DIR_NAME,
         )
         self.factory = AdminFactory(commands, self.server.settings.ae_title)
         self.port = self.reactor.listenUNIX(os.fspath(self.path), self.factory, mode=0o600)

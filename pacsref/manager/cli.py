@@ -2,9 +2,11 @@
 
 The core commands and the service manager (see docs/manager.md)::
 
-    pacsref [--root ROOT] server add|list|start|stop|pause|resume|status|unit|start-all|stop-all
+    pacsref [--root ROOT] server add|edit|delete|list|start|stop|pause|resume|status|unit
+    pacsref [--root ROOT] server start-all|stop-all
     pacsref [--root ROOT] ae list|add|update|remove SERVER ...
-    pacsref [--root ROOT] clients list|disconnect SERVER [ID]
+    pacsref [--root ROOT] clients list|disconnect|watch SERVER [ID]
+    pacsref [--root ROOT] addins list SERVER | addins config SERVER NAME [KEY=VALUE ...]
     pacsref create --server-dir DIR --ae-title AE [--port P] [--set key=value]
     pacsref echo --host H --port P --called-ae AE [--calling-ae X]
         [--tls --cert CERT --key KEY --ca CA [--passphrase-file F]]
@@ -24,6 +26,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from pacsref.manager import addins as addins_commands
 from pacsref.manager import ae as ae_commands
 from pacsref.manager import clients as clients_commands
 from pacsref.manager import servers as server_commands_module
@@ -169,6 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     server_commands_module.register(server_commands, common)
     ae_commands.register(commands, common)
     clients_commands.register(commands, common)
+    addins_commands.register(commands, common)
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["create"]:
         return create_command.main(argv[1:])

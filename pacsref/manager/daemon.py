@@ -19,6 +19,7 @@ from typing import Any
 
 from pacsref.admin.client import AdminClient, AdminConnectionError
 from pacsref.admin.service import admin_socket_path
+from pacsref.server.graceful import ABORT_GRACE_S
 from pacsref.settings import (
     LOGS_DIR_NAME,
     SETTINGS_FILE_NAME,
@@ -206,8 +207,11 @@ def start(server: Server, timeout: float = START_TIMEOUT_S) -> int:
             f"server {server.name}: twistd did not detach in {timeout:g} s"
         ) from None
     if done.returncode != 0:
+        # twistd prints the plugin's own "pacsref: <reason>"; this command adds that prefix.
         output = " | ".join(
-            line.strip() for line in (done.stderr + done.stdout).splitlines() if line.strip()
+            line.strip().removeprefix("pacsref: ")
+            for line in (done.stderr + done.stdout).splitlines()
+            if line.strip()
         )
         reason = output[-500:] or log_tail(server) or f"twistd exited {done.returncode}"
         raise ManagerError(f"server {server.name} failed to start: {reason}")
@@ -234,8 +238,14 @@ def start(server: Server, timeout: float = START_TIMEOUT_S) -> int:
         interval = min(interval * 2, 0.1)
 
 
-def stop(server: Server, timeout: float = STOP_TIMEOUT_S) -> int:
-    """SIGTERM the server's daemon and wait for it to exit; return the pid it had."""
+def stop(server: Server, timeout: float | None = None) -> int:
+    """SIGTERM the server's daemon and wait for it to exit; return the pid it had.
+
+    The server first lets open associations finish for its ``stop_timeout``, then aborts
+    them, so the default wait is that plus :data:`STOP_TIMEOUT_S` for the rest of the stop.
+    """
+    if timeout is None:
+        timeout = server.settings.stop_timeout + ABORT_GRACE_S + STOP_TIMEOUT_S
     pid = server.pid()
     if pid is None:
         raise ManagerError(f"server {server.name} is not running")

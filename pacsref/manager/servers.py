@@ -1,40 +1,57 @@
-"""``pacsref server ...``: add, list, start, stop, pause, resume, status, start/stop-all, unit."""
+"""``pacsref server ...``: add, edit, delete, list, start, stop, pause, resume, status, unit, ...
+
+Deleting unregisters without losing anything, as in the seed: ``settings.toml`` becomes
+``settings.toml.deleted``, so the directory (data, logs, add-ins) stays where it was while the
+scan of ``<root>/*/settings.toml`` no longer finds it; renaming the file back restores it.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 from pathlib import Path
 
 from pacsref.manager import daemon
 from pacsref.manager.daemon import ManagerError, Server, find_server
-from pacsref.server.create import parse_assignment, shipped_addins
+from pacsref.manager.settings_options import add_settings_options, settings_changes
+from pacsref.server.create import shipped_addins
 from pacsref.settings import (
+    SETTINGS_FILE_NAME,
     SettingsError,
     StartMode,
     create_server_directory,
     settings_from_mapping,
 )
+from pacsref.settings.edit import edit_settings_file
+
+#: What ``server delete`` renames ``settings.toml`` to.
+DELETED_SUFFIX = ".deleted"
 
 
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     """Add the manager's ``server`` subcommands to the existing ``server`` group."""
     add = commands.add_parser("add", parents=[common], help="create a server directory")
     add.add_argument("name", help="the server's AE title (also its directory name)")
-    add.add_argument("--port", type=int, help="DICOM port (default 11112)")
-    add.add_argument("--ip-address", help="address to listen on (default 0.0.0.0)")
-    add.add_argument(
-        "--set",
-        dest="assignments",
-        action="append",
-        default=[],
-        type=parse_assignment,
-        metavar="KEY=VALUE",
-        help="any other setting, e.g. --set artim_timeout=5 (repeatable)",
-    )
     add.add_argument("--addins", help="shipped add-ins to copy, comma-separated (default: all)")
+    add_settings_options(add, skip=("ae_title",))
     add.set_defaults(handler=_add)
+    edit = commands.add_parser(
+        "edit",
+        parents=[common],
+        help="change a server's settings (a running one applies the live ones at once)",
+    )
+    edit.add_argument("name", help="the server's directory name")
+    add_settings_options(edit, skip=("ae_title",))
+    edit.set_defaults(handler=_edit)
+    delete = commands.add_parser(
+        "delete",
+        parents=[common],
+        help="unregister a stopped server (its directory and data stay)",
+    )
+    delete.add_argument("name", help="the server's directory name")
+    delete.set_defaults(handler=_delete)
     listing = commands.add_parser("list", parents=[common], help="servers, ports, states, pids")
     listing.set_defaults(handler=_list)
     for name, handler, text in (
@@ -73,19 +90,70 @@ def _add(root: Path, args: argparse.Namespace) -> int:
                 f"unknown add-in(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
             )
         chosen = [known[n] for n in names]
-    values: dict[str, object] = {"ae_title": args.name}
-    if args.port is not None:
-        values["port"] = args.port
-    if args.ip_address is not None:
-        values["ip_address"] = args.ip_address
-    values.update(dict(args.assignments))
+    values: dict[str, object] = {"ae_title": args.name, **settings_changes(args)}
     directory = root / args.name
+    deleted = directory / (SETTINGS_FILE_NAME + DELETED_SUFFIX)
+    if deleted.exists():
+        raise ManagerError(
+            f"{directory} holds the deleted server {args.name}; restore it with "
+            f"`mv {deleted} {directory / SETTINGS_FILE_NAME}`, or move the directory away first"
+        )
     try:
         settings = settings_from_mapping(values, source="command line")
         create_server_directory(directory, settings, chosen)
     except (SettingsError, OSError) as exc:
         raise ManagerError(" ".join(str(exc).split())) from None
     print(f"added server {args.name} in {directory}")
+    return 0
+
+
+def _edit(root: Path, args: argparse.Namespace) -> int:
+    server = find_server(root, args.name)
+    changes = settings_changes(args)
+    if not changes:
+        raise ManagerError(
+            "no change given; name settings with their options (pacsref server edit --help) "
+            "or --set key=value"
+        )
+    if server.pid() is None:
+        try:
+            _, changed = edit_settings_file(
+                server.directory / SETTINGS_FILE_NAME, changes, source="command line"
+            )
+        except (SettingsError, OSError) as exc:
+            raise ManagerError("; ".join(str(exc).splitlines())) from None
+        print(f"edited {server.name} (stopped): " + (", ".join(changed) or "no value changed"))
+        return 0
+    live, restart = server.call("UpdateSettings", changes)[:2]
+    print(f"edited {server.name}: applied live: {', '.join(live) or 'nothing'}")
+    if restart:
+        print(
+            f"{server.name}: saved, applies at next restart: {', '.join(restart)} "
+            f"(pacsref server stop {server.name} && pacsref server start {server.name})"
+        )
+    return 0
+
+
+def _delete(root: Path, args: argparse.Namespace) -> int:
+    server = find_server(root, args.name)
+    pid = server.pid()
+    if pid is not None:
+        raise ManagerError(
+            f"server {server.name} is running (pid {pid}); stop it first: "
+            f"pacsref server stop {server.name}"
+        )
+    settings_file = server.directory / SETTINGS_FILE_NAME
+    deleted = settings_file.with_name(SETTINGS_FILE_NAME + DELETED_SUFFIX)
+    if deleted.exists():
+        raise ManagerError(f"{deleted} is in the way (an older deleted server); move it first")
+    try:
+        settings_file.rename(deleted)
+    except OSError as exc:
+        raise ManagerError(f"cannot unregister {server.name}: {exc}") from None
+    print(
+        f"deleted server {server.name}; its directory {server.directory} remains "
+        f"(restore: mv {deleted} {settings_file})"
+    )
     return 0
 
 
@@ -186,7 +254,7 @@ def unit_text(server: Server) -> str:
     lines += [
         f"ExecStart={command}",
         "KillSignal=SIGTERM",
-        "TimeoutStopSec=30",
+        f"TimeoutStopSec={math.ceil(server.settings.stop_timeout + daemon.STOP_TIMEOUT_S)}",
         "Restart=on-failure",
         "",
         "[Install]",

@@ -78,12 +78,7 @@ class ServerContext:
     _routes: dict[tuple[str, Any], list[Any]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        self.acceptor = AcceptorConfig(
-            ae_title=self.settings.ae_title,
-            implementation_class_uid=self.settings.implementation_class_uid,
-            implementation_version_name=self.settings.implementation_version_name,
-            max_pdu_length=self.settings.max_pdu_length,
-        )
+        self.acceptor = acceptor_config(self.settings)
 
     def addins_for(self, abstract_syntax: str, interface: type[Interface]) -> list[Any]:
         """Add-ins that declared ``abstract_syntax`` and provide ``interface``.
@@ -132,6 +127,16 @@ class ServerContext:
         """A server-unique number that ties together the log lines of one association."""
         self.next_association_id += 1
         return self.next_association_id
+
+
+def acceptor_config(settings: ServerSettings) -> AcceptorConfig:
+    """What negotiation needs of the settings; rebuilt when live settings change them."""
+    return AcceptorConfig(
+        ae_title=settings.ae_title,
+        implementation_class_uid=settings.implementation_class_uid,
+        implementation_version_name=settings.implementation_version_name,
+        max_pdu_length=settings.max_pdu_length,
+    )
 
 
 def _fallback_for(addins: list[Any]) -> Callable[[str], SupportedContext | None] | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.application.service import IService, MultiService, Service
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 
@@ -18,6 +19,8 @@ from pacsref.admin.service import AdminService
 from pacsref.log import ServiceLogService
 from pacsref.server.context import ServerContext
 from pacsref.server.factory import DicomServerFactory
+from pacsref.server.graceful import drain
+from pacsref.server.live_settings import live_settings_for
 from pacsref.server.signals import PauseSignalService
 
 log = Logger(namespace="pacsref.server")
@@ -81,12 +84,45 @@ class DicomListenerService(Service):
             tls=" with TLS" if settings.server_secure and security is not None else "",
         )
 
-    def stopService(self) -> Any:
+    def stopService(self) -> Deferred[int]:
+        """Stop accepting, then let open associations finish (see :mod:`.graceful`).
+
+        Fires, with the number of clients aborted at the deadline, once none is left.
+        """
+        if not self.running:
+            return succeed(0)  # already stopped (the root stops it first, then again)
         super().stopService()
-        if self.port is not None:
-            port, self.port = self.port, None
-            return port.stopListening()
-        return None
+        port, self.port = self.port, None
+        stopped = maybeDeferred(port.stopListening) if port is not None else succeed(None)
+        control = self.factory.control
+        deadline = self.factory.server.settings.stop_timeout
+
+        def listening_stopped(_: object) -> Deferred[int]:
+            if len(control.clients):
+                control.pause()  # open connections: a new A-ASSOCIATE-RQ now gets (2, 3, 1)
+            return drain(control.clients, self.reactor, deadline)
+
+        return stopped.addCallback(listening_stopped)
+
+
+class ServerService(MultiService):
+    """The server's root service: on stop, the DICOM listener drains before anything else stops.
+
+    ``MultiService`` stops its children all at once; the add-in services and the thread pool
+    must outlive the associations that use them, so the listener (named ``dicom``) is stopped
+    first and the others, in reverse start order, once it has finished.
+    """
+
+    def stopService(self) -> Deferred[Any]:
+        try:
+            listener: IService | None = self.getServiceNamed("dicom")
+        except KeyError:
+            listener = None
+        if listener is None or not listener.running:
+            return super().stopService()  # type: ignore[no-any-return]
+        drained = maybeDeferred(listener.stopService)
+        drained.addErrback(lambda failure: log.failure("draining failed", failure))
+        return drained.addCallback(lambda _: super(ServerService, self).stopService())
 
 
 def server_service(server: ServerContext, reactor: Any) -> MultiService:
@@ -95,7 +131,7 @@ def server_service(server: ServerContext, reactor: Any) -> MultiService:
     The root carries ``factory`` and ``control`` (pause/resume, clients,
     notifications) for the twistd plugin and the admin interface.
     """
-    root = MultiService()
+    root = ServerService()
     root.setName(f"pacsref-{server.settings.ae_title}")
     if server.service_log is not None:
         ServiceLogService(server.service_log).setServiceParent(root)
@@ -111,7 +147,9 @@ def server_service(server: ServerContext, reactor: Any) -> MultiService:
     listener.setServiceParent(root)
     PauseSignalService(factory.control, reactor).setServiceParent(root)
     # The administrative socket (pacsref.admin, docs/admin-protocol.md), after the listener.
-    AdminService(factory.control, server, reactor).setServiceParent(root)
+    live = live_settings_for(factory)
+    AdminService(factory.control, server, reactor, live_settings=live).setServiceParent(root)
     root.factory = factory  # type: ignore[attr-defined]
+    root.live_settings = live  # type: ignore[attr-defined]
     root.control = factory.control  # type: ignore[attr-defined]
     return root

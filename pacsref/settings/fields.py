@@ -50,6 +50,7 @@ DEFAULT_CLIENT_TIMEOUT = 300.0
 DEFAULT_RECONNECT_TIMEOUT = 30.0
 DEFAULT_ADDIN_TIMEOUT = 60.0
 DEFAULT_ARTIM_TIMEOUT = 30.0
+DEFAULT_STOP_TIMEOUT = 10.0
 DEFAULT_NO_DELAY = True
 DEFAULT_RECEIVE_BUFFER = 29696
 DEFAULT_SEND_BUFFER = 29696
@@ -250,7 +251,10 @@ class FieldSpec:
 
     ``default`` is :data:`~pacsref.settings.errors.MISSING` for required fields; ``group`` is
     the heading it is written under in ``settings.toml``; ``comment`` explains the field to a
-    human editor; ``allowed`` completes "allowed: ..." in error messages.
+    human editor; ``allowed`` completes "allowed: ..." in error messages. ``live`` says whether
+    a running server can take a new value without a restart: false for what is fixed when the
+    server starts (its listening socket, TLS, spool directory, announced PDU size, service log),
+    so that an edit never half-applies (docs/manager.md, "Live and restart-only settings").
     """
 
     name: str
@@ -259,6 +263,7 @@ class FieldSpec:
     allowed: str
     check: Check
     default: object = MISSING
+    live: bool = False
 
 
 _SETTINGS = "Settings tab"
@@ -281,13 +286,13 @@ FIELD_SPECS: tuple[FieldSpec, ...] = (
               "Implementation Class UID announced in A-ASSOCIATE-RQ/AC.",
               f"a UID: 1-{MAX_UID_LENGTH} digits and dots, no empty component, no leading zero "
               "in a multi-digit component",
-              check_uid, DEFAULT_IMPLEMENTATION_CLASS_UID),
+              check_uid, DEFAULT_IMPLEMENTATION_CLASS_UID, live=True),
     FieldSpec("description", _SETTINGS, "Free-text description of this server.", "any text",
-              check_text, DEFAULT_DESCRIPTION),
+              check_text, DEFAULT_DESCRIPTION, live=True),
     FieldSpec("implementation_version_name", _SETTINGS,
               "Implementation Version Name announced in A-ASSOCIATE-RQ/AC.",
               f"1-{MAX_VERSION_NAME_LENGTH} {_DICOM_TEXT}, not all spaces",
-              check_version_name, DEFAULT_IMPLEMENTATION_VERSION_NAME),
+              check_version_name, DEFAULT_IMPLEMENTATION_VERSION_NAME, live=True),
     FieldSpec("ip_address", _SETTINGS, 'Address to listen on; "0.0.0.0" = all IPv4, "::" = all.',
               'an IPv4 or IPv6 address literal, e.g. "0.0.0.0" or "::1"',
               check_ip_address, DEFAULT_IP_ADDRESS),
@@ -299,56 +304,66 @@ FIELD_SPECS: tuple[FieldSpec, ...] = (
               int_range(1, 65535), DEFAULT_PORT),
     FieldSpec("max_clients", _SETTINGS, "Most associations (clients) served at the same time.",
               f"an integer 1-{MAX_MAX_CLIENTS}", int_range(1, MAX_MAX_CLIENTS),
-              DEFAULT_MAX_CLIENTS),
+              DEFAULT_MAX_CLIENTS, live=True),
     FieldSpec("server_secure", _SETTINGS, "Serve DICOM over TLS (needs a security add-in).",
               _TRUE_FALSE, check_bool, DEFAULT_SERVER_SECURE),
     FieldSpec("allow_anonymous", _SETTINGS,
               "Accept calling AE titles that are not configured; C-MOVE targets still need one.",
-              _TRUE_FALSE, check_bool, DEFAULT_ALLOW_ANONYMOUS),
+              _TRUE_FALSE, check_bool, DEFAULT_ALLOW_ANONYMOUS, live=True),
     FieldSpec("enable_service_log", _SETTINGS, "Write the service log (logs/, JSON lines).",
               _TRUE_FALSE, check_bool, DEFAULT_ENABLE_SERVICE_LOG),
     FieldSpec("multiple_connections", _SETTINGS,
               "Allow one AE title to connect several times from the same IP address.",
-              _TRUE_FALSE, check_bool, DEFAULT_MULTIPLE_CONNECTIONS),
+              _TRUE_FALSE, check_bool, DEFAULT_MULTIPLE_CONNECTIONS, live=True),
     FieldSpec("check_called_ae_title", _SETTINGS,
               "Refuse associations addressed to another AE title (A-ASSOCIATE-RJ 1, 1, 7).",
-              _TRUE_FALSE, check_bool, DEFAULT_CHECK_CALLED_AE_TITLE),
+              _TRUE_FALSE, check_bool, DEFAULT_CHECK_CALLED_AE_TITLE, live=True),
     FieldSpec("service_display_name", _ADVANCED,
               'Name shown by service managers; "" = "Dicom Server [<AE title>]".', "any text",
-              check_text, DEFAULT_SERVICE_DISPLAY_NAME),
+              check_text, DEFAULT_SERVICE_DISPLAY_NAME, live=True),
     FieldSpec("max_pdu_length", _ADVANCED,
               "Maximum PDU length we announce (receive); 0 = no limit (PS3.8).",
               f"0 (no limit) or an integer {MIN_MAX_PDU_LENGTH}-{MAX_MAX_PDU_LENGTH}",
               int_range(MIN_MAX_PDU_LENGTH, MAX_MAX_PDU_LENGTH, also=0), DEFAULT_MAX_PDU_LENGTH),
     FieldSpec("client_timeout", _TIMEOUTS,
               "Seconds without data from a client before it is disconnected; 0 = never.",
-              f"0 (disabled) or {_SECONDS}", seconds(allow_zero=True), DEFAULT_CLIENT_TIMEOUT),
+              f"0 (disabled) or {_SECONDS}", seconds(allow_zero=True), DEFAULT_CLIENT_TIMEOUT,
+              live=True),
     FieldSpec("reconnect_timeout", _TIMEOUTS,
               "Seconds allowed to connect back to a client (e.g. C-MOVE sub-operations).",
-              _SECONDS, seconds(allow_zero=False), DEFAULT_RECONNECT_TIMEOUT),
+              _SECONDS, seconds(allow_zero=False), DEFAULT_RECONNECT_TIMEOUT, live=True),
     FieldSpec("addin_timeout", _TIMEOUTS, "Seconds an add-in may take to process one request.",
-              _SECONDS, seconds(allow_zero=False), DEFAULT_ADDIN_TIMEOUT),
+              _SECONDS, seconds(allow_zero=False), DEFAULT_ADDIN_TIMEOUT, live=True),
     FieldSpec("artim_timeout", _TIMEOUTS,
               "PS3.8 ARTIM timer: seconds to wait for A-ASSOCIATE-RQ or for the peer to close.",
-              _SECONDS, seconds(allow_zero=False), DEFAULT_ARTIM_TIMEOUT),
+              _SECONDS, seconds(allow_zero=False), DEFAULT_ARTIM_TIMEOUT, live=True),
+    FieldSpec("stop_timeout", _TIMEOUTS,
+              "Seconds a stopping server lets open associations finish before it aborts them.",
+              f"0 (abort at once) or {_SECONDS}", seconds(allow_zero=True), DEFAULT_STOP_TIMEOUT,
+              live=True),
     FieldSpec("no_delay", _SOCKET, "Set TCP_NODELAY (disable Nagle's packet combining).",
-              _TRUE_FALSE, check_bool, DEFAULT_NO_DELAY),
+              _TRUE_FALSE, check_bool, DEFAULT_NO_DELAY, live=True),
     FieldSpec("receive_buffer", _SOCKET, "Socket receive buffer size (SO_RCVBUF) in bytes.",
-              _BUFFER, int_range(MIN_SOCKET_BUFFER, MAX_SOCKET_BUFFER), DEFAULT_RECEIVE_BUFFER),
+              _BUFFER, int_range(MIN_SOCKET_BUFFER, MAX_SOCKET_BUFFER), DEFAULT_RECEIVE_BUFFER,
+              live=True),
     FieldSpec("send_buffer", _SOCKET, "Socket send buffer size (SO_SNDBUF) in bytes.",
-              _BUFFER, int_range(MIN_SOCKET_BUFFER, MAX_SOCKET_BUFFER), DEFAULT_SEND_BUFFER),
+              _BUFFER, int_range(MIN_SOCKET_BUFFER, MAX_SOCKET_BUFFER), DEFAULT_SEND_BUFFER,
+              live=True),
     FieldSpec("start_mode", _START,
               "automatic = start with the host; manual = on request; disabled = never.",
               ", ".join(f'"{mode.value}"' for mode in StartMode), check_start_mode,
-              DEFAULT_START_MODE),
+              DEFAULT_START_MODE, live=True),
     FieldSpec("copy_dataset_image", _START,
               "Copy the whole dataset (with pixels) into message notifications; slower.",
-              _TRUE_FALSE, check_bool, DEFAULT_COPY_DATASET_IMAGE),
+              _TRUE_FALSE, check_bool, DEFAULT_COPY_DATASET_IMAGE, live=True),
 )
 # fmt: on
 
 FIELDS_BY_NAME: dict[str, FieldSpec] = {spec.name: spec for spec in FIELD_SPECS}
 FIELD_NAMES: tuple[str, ...] = tuple(FIELDS_BY_NAME)
+#: Fields a running server applies without a restart, and those that wait for the next start.
+LIVE_FIELDS: frozenset[str] = frozenset(spec.name for spec in FIELD_SPECS if spec.live)
+RESTART_FIELDS: frozenset[str] = frozenset(FIELD_NAMES) - LIVE_FIELDS
 
 
 def _unknown_key_problem(key: object, value: object, source: str) -> SettingsProblem:

@@ -36,6 +36,7 @@ from pacsref.settings.fields import (
     DEFAULT_SERVER_SECURE,
     DEFAULT_SERVICE_DISPLAY_NAME,
     DEFAULT_START_MODE,
+    DEFAULT_STOP_TIMEOUT,
     DEFAULT_TEMPORARY_DIRECTORY,
     StartMode,
     validate_mapping,
@@ -87,6 +88,7 @@ class ServerSettings:
     reconnect_timeout: float = DEFAULT_RECONNECT_TIMEOUT
     addin_timeout: float = DEFAULT_ADDIN_TIMEOUT
     artim_timeout: float = DEFAULT_ARTIM_TIMEOUT
+    stop_timeout: float = DEFAULT_STOP_TIMEOUT
     no_delay: bool = DEFAULT_NO_DELAY
     receive_buffer: int = DEFAULT_RECEIVE_BUFFER
     send_buffer: int = DEFAULT_SEND_BUFFER

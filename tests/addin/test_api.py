@@ -38,6 +38,7 @@ EXPORTS = {
     ],
     "pacsref.addin.interfaces": [
         "IAbstractSyntaxFallback",
+        "IAddInOptions",
         "IAddin",
         "IAeTitles",
         "IAssociationHook",
@@ -53,6 +54,8 @@ EXPORTS = {
         "IStoreHandler",
     ],
     "pacsref.addin.loader": ["ENTRY_POINT_GROUP", "LoadResult", "load_addins", "package_name_for"],
+    "pacsref.addin.options": ["AddInOption", "AddInOptionsError", "OptionValues", "OptionsSchema"],
+    "pacsref.addin.options_file": ["OPTIONS_DIR_NAME", "OptionsFile"],
     "pacsref.addin.registry": ["BASE_SERVICES", "ServiceRegistry", "default_services"],
     "pacsref.addin.requests": ["AssociationInfo", "DimseRequest", "StoreOutcome", "SubOperation"],
     "pacsref.addin.runner": [

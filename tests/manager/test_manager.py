@@ -152,7 +152,10 @@ def test_start_on_a_taken_port_fails_with_the_reason(tmp_path: Path, capsys) -> 
         finally:
             kill_by_pidfile(tmp_path / "BUSY")
     assert status == 1
-    assert "failed to start" in err and str(port) in err
+    assert err == (
+        f"pacsref: server BUSY failed to start: cannot listen on {LOOPBACK}:{port}: "
+        f"port {port} is in use\n"
+    )
     assert find_server(tmp_path, "BUSY").pid() is None
 
 

@@ -1,0 +1,161 @@
+"""GetAddInOptions / SetAddInOptions over an in-memory admin connection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from twisted.internet.defer import maybeDeferred
+from zope.interface import implementer
+
+from pacsref.addin import AddinFailure, AddInOption, IAddin, IAddInOptions, OptionsSchema
+from pacsref.addin.aetitles import MemoryAeTitles
+from pacsref.admin.handlers import AdminCommands
+from pacsref.admin.protocol import AdminFactory
+from pacsref.server.clients import ClientRegistry
+from pacsref.server.control import ServerControl
+from pacsref.server.notifications import Notifier
+from tests.admin.helpers import Connection
+
+
+@implementer(IAddin, IAddInOptions)
+class Tunable:
+    """An add-in with one live and one restart-only option; refuses ``level = 4``."""
+
+    name = "tunable"
+    description = "has options"
+    options_declaration = OptionsSchema((
+        AddInOption("level", "int", 1, "Level.", minimum=0, maximum=9),
+        AddInOption("mode", "choice", "a", "Mode.", choices=("a", "b"), live=False),
+    ))  # fmt: skip
+
+    def __init__(self) -> None:
+        self.told: list[dict[str, Any]] = []
+
+    def presentation_contexts(self) -> tuple[()]:
+        return ()
+
+    def options_changed(self, new_options: Any) -> None:
+        if new_options["level"] == 4:
+            raise ValueError("four is unlucky")
+        self.told.append(dict(new_options))
+
+
+def connect(tmp_path: Path, addin: Tunable, **kwargs: Any) -> Connection:
+    notifier = Notifier()
+    control = ServerControl(ClientRegistry(notifier), notifier, "PACSREF")
+    commands = AdminCommands(
+        control,
+        MemoryAeTitles([], resolver=lambda info: frozenset()),
+        kwargs.pop("run_in_thread", lambda f, *a: maybeDeferred(f, *a)),
+        addins=[addin, SimpleNamespace(name="plain", description="no options")],
+        failures=[AddinFailure("broken", "ImportError: no module named x")],
+        **{"addin_options_dir": tmp_path / "addin-options", **kwargs},
+    )
+    return Connection(AdminFactory(commands, "PACSREF"))
+
+
+@pytest.fixture
+def addin() -> Tunable:
+    return Tunable()
+
+
+def test_get_lists_declared_options_with_file_values(tmp_path: Path, addin: Tunable) -> None:
+    """Without a file every value is the default; the objects carry live and choices."""
+    reply = connect(tmp_path, addin).request("GetAddInOptions", "tunable")
+    assert reply["success"], reply
+    level, mode = reply["data"][0]
+    assert level["value"] == 1 and level["live"] is True and level["maximum"] == 9
+    assert mode == {"name": "mode", "kind": "choice", "default": "a", "value": "a",
+                    "description": "Mode.", "live": False, "allowed": 'one of "a", "b"',
+                    "choices": ["a", "b"]}  # fmt: skip
+
+
+def test_set_validates_tells_the_addin_saves_and_reports_restart_keys(
+    tmp_path: Path, addin: Tunable
+) -> None:
+    """A change is told to the add-in, written to its file, and restart-only keys listed."""
+    conn = connect(tmp_path, addin)
+    reply = conn.request("SetAddInOptions", "tunable", {"level": 3, "mode": "b"})
+    assert reply["success"], reply
+    assert reply["data"] == [{"level": 3, "mode": "b"}, ["mode"]]
+    assert addin.told == [{"level": 3, "mode": "b"}]
+    text = (tmp_path / "addin-options" / "tunable.toml").read_text()
+    assert "level = 3\n" in text and 'mode = "b"\n' in text
+    again = conn.request("SetAddInOptions", "tunable", {"level": 5})
+    assert again["data"] == [{"level": 5, "mode": "b"}, []]
+    assert conn.request("GetAddInOptions", "tunable")["data"][0][0]["value"] == 5
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        (["nope", {"level": 1}], "no add-in named 'nope'; loaded: tunable, plain"),
+        (["broken", {"level": 1}], "add-in 'broken' is not loaded: ImportError"),
+        (["plain", {"level": 1}], "add-in 'plain' declares no options"),
+        (["tunable", {"levle": 1}], "levle: unknown option (did you mean level?)"),
+        (["tunable", {"level": 10, "mode": "c"}], "level = 10: is out of range"),
+        (["tunable", {"level": 4}], "add-in 'tunable' refused the options: ValueError: four"),
+        (["tunable", {}], "names no option to change"),
+        (["tunable", ["level"]], "must be an object of option name -> value"),
+        (["", {"level": 1}], "must be an add-in name"),
+    ],
+)
+def test_bad_requests_fail_with_a_specific_error_and_save_nothing(
+    tmp_path: Path, addin: Tunable, data: list[Any], error: str
+) -> None:
+    reply = connect(tmp_path, addin).request("SetAddInOptions", *data)
+    assert not reply["success"] and error in reply["error"], reply
+    assert not (tmp_path / "addin-options" / "tunable.toml").exists()
+    assert addin.told == []
+
+
+def test_every_value_problem_is_in_one_line(tmp_path: Path, addin: Tunable) -> None:
+    reply = connect(tmp_path, addin).request(
+        "SetAddInOptions", "tunable", {"level": 10, "mode": "c"}
+    )
+    assert "level = 10" in reply["error"] and "mode = 'c'" in reply["error"]
+    assert "\n" not in reply["error"] and "(add-in tunable)" in reply["error"]
+
+
+def test_a_change_can_repair_a_bad_file(tmp_path: Path, addin: Tunable) -> None:
+    """GetAddInOptions reports a bad file; setting the bad key to a good value fixes it."""
+    path = tmp_path / "addin-options" / "tunable.toml"
+    path.parent.mkdir()
+    path.write_text("level = 99\n")
+    conn = connect(tmp_path, addin)
+    reply = conn.request("GetAddInOptions", "tunable")
+    assert not reply["success"] and f"{path}: level = 99" in reply["error"]
+    assert conn.request("SetAddInOptions", "tunable", {"level": 2})["success"]
+    assert "level = 2\n" in path.read_text()
+
+
+def test_failed_save_gives_the_addin_its_old_values_back(tmp_path: Path, addin: Tunable) -> None:
+    """If the file cannot be written, the add-in is not left with values the file lacks."""
+    failing = {"save": False}
+
+    def run_in_thread(function: Any, *args: Any) -> Any:
+        def full_disk(*_: Any) -> None:
+            raise OSError(28, "No space left on device")
+
+        broken = failing["save"] and getattr(function, "__name__", "") == "save"
+        return maybeDeferred(full_disk if broken else function, *args)
+
+    conn = connect(tmp_path, addin, run_in_thread=run_in_thread)
+    assert conn.request("SetAddInOptions", "tunable", {"level": 2})["success"]
+    failing["save"] = True
+    reply = conn.request("SetAddInOptions", "tunable", {"level": 7})
+    assert not reply["success"]
+    assert reply["error"].startswith("cannot save ") and "No space left" in reply["error"]
+    assert addin.told[-2:] == [{"level": 7, "mode": "a"}, {"level": 2, "mode": "a"}]
+    assert "level = 2\n" in (tmp_path / "addin-options" / "tunable.toml").read_text()
+
+
+def test_without_an_options_folder_both_requests_are_refused(
+    tmp_path: Path, addin: Tunable
+) -> None:
+    conn = connect(tmp_path, addin, addin_options_dir=None)
+    reply = conn.request("GetAddInOptions", "tunable")
+    assert not reply["success"] and "no add-in options folder" in reply["error"]
