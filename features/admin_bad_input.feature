@@ -6,7 +6,10 @@ Feature: Bad input on the administrative socket is refused with its reason, and 
   administrators, or the modalities it serves
 
   A bad line gets a response with success false, no data and the reason in "error"; the response
-  is named after the request when its name could be read, else "Error"; the admin connection
+  is named after the request whenever its name could be read (a JSON object with a string
+  "message", whatever else is wrong with it), else "Error". A request whose "service" names
+  another server than the socket's is refused, so a script cannot change the wrong server by
+  mistake ("" or no "service" at all is fine). The admin connection
   carries on (docs/admin-protocol.md, "Errors"). The only exception is a line longer than 1 MiB,
   which cannot be framed: it is answered and that one connection is closed. The bad lines are
   written on a raw Unix socket, as a broken script would write them.
@@ -23,12 +26,17 @@ Feature: Bad input on the administrative socket is refused with its reason, and 
     Then the response to "GetStatus" succeeds
 
     Examples: lines that are not ServiceMessages
-      | what                      | line                                             | answer | error                                           |
-      | malformed JSON            | {"message": "GetStatus", "data": [}              | Error  | malformed JSON: Expecting value at character 34 |
-      | a list, not an object     | ["GetStatus"]                                    | Error  | a message must be a JSON object, not a list     |
-      | a message without a name  | {"data": []}                                     | Error  | field "message" must be a non-empty string      |
-      | a field of the wrong type | {"message": "GetStatus", "data": "none"}         | Error  | field "data" must be a list, not a string       |
-      | an unknown field          | {"message": "GetStatus", "data": [], "extra": 1} | Error  | unknown field(s) 'extra'                        |
+      | what                     | line                                | answer | error                                           |
+      | malformed JSON           | {"message": "GetStatus", "data": [} | Error  | malformed JSON: Expecting value at character 34 |
+      | a list, not an object    | ["GetStatus"]                       | Error  | a message must be a JSON object, not a list     |
+      | a message without a name | {"data": []}                        | Error  | field "message" must be a non-empty string      |
+      | a name that is no string | {"message": 7, "data": []}          | Error  | field "message" must be a non-empty string      |
+
+    Examples: ServiceMessages whose name can be read, answered by that name
+      | what                          | line                                                   | answer    | error                                              |
+      | a field of the wrong type     | {"message": "GetStatus", "data": "none"}               | GetStatus | field "data" must be a list, not a string          |
+      | an unknown field              | {"message": "GetStatus", "data": [], "extra": 1}       | GetStatus | unknown field(s) 'extra'                           |
+      | a request for another server  | {"message": "Pause", "service": "OTHER", "data": []}   | Pause     | this socket serves AE title 'PACS_A', not 'OTHER'  |
 
     Examples: requests that cannot be served as sent
       | what                            | line                                                                                            | answer           | error                                                                                        |

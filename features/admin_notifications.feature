@@ -2,14 +2,16 @@
 Feature: Following what happens on a server through its notifications
   As a PACS administrator running two servers on one host
   I want to be told, as it happens, who connects to a server, what they do, how they leave, whom
-  the server refused, whom it timed out, and when it was paused or resumed
+  the server refused, whom it timed out, when it was paused or resumed, and when it stops
   So that I can see a modality's trouble while it happens, on the right server
 
   Every administrative connection is subscribed: the server pushes each notification to all of
   its admin connections (docs/admin-protocol.md, "Notifications"). The modalities are the
   repository's simulators (pynetdicom's Verification SCU, and `python -m simulators raw` for
   the peers that misbehave). An administrator watching one server must hear nothing of the
-  other. PACS_A drops an associated client that says nothing for 2 seconds.
+  other. PACS_A drops an associated client that says nothing for 2 seconds. A stop is not a
+  pause: its watchers hear ServerStopping (how long the open clients have, and how many there
+  are), then how each of those clients ended, and only then does the admin connection close.
 
   In the tables, a blank cell is not checked and "-" means the field is empty.
 
@@ -81,3 +83,19 @@ Feature: Following what happens on a server through its notifications
     Then the watcher of "PACS_A" receives "ServerResumed" with no data
     And the watcher of "PACS_B" has received no "ServerPaused"
     And the watcher of "PACS_B" has received no "ServerResumed"
+
+  @fixture.pacsref.root
+  Scenario: A stop is told as ServerStopping, and the watcher hears the last client leave before the end
+    Given I have run "pacsref server add STOPPER --port <a free port> --ip-address 127.0.0.1 --set stop_timeout=2"
+    And I have run "pacsref server start STOPPER"
+    And an administrator watches the notifications of "STOPPER"
+    And the modality "CT_HELD" holds an association with server "STOPPER"
+    When I run "pacsref server stop STOPPER"
+    Then it succeeds
+    And the held association of "CT_HELD" has been aborted by the server
+    And the watcher of "STOPPER" receives exactly these notifications, then the server closes its connection
+      | notification       | calling AE | timeout | clients | how                                  |
+      | ClientConnect      | -          |         |         |                                      |
+      | ClientAssociated   | CT_HELD    |         |         |                                      |
+      | ServerStopping     |            | 2       | 1       |                                      |
+      | ClientDisconnected | CT_HELD    |         |         | server stopping: stop_timeout passed |

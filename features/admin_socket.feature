@@ -156,3 +156,27 @@ Feature: Administering two running servers through their administrative sockets
       ["running"]
       """
     And the status of "PACS_A" says "running" with 0 connected clients
+
+  @fixture.pacsref.root
+  Scenario: A server whose admin socket or temporary directory cannot be used does not start, and says why in one line
+    Given I have run "pacsref server add BLOCKED --port <a free port> --ip-address 127.0.0.1"
+    And I have run "pacsref server add TAKEN --port <a free port> --ip-address 127.0.0.1"
+    And I have run "pacsref server add NOSPOOL --port <a free port> --ip-address 127.0.0.1"
+    And a file that is not a socket lies where the admin socket of "BLOCKED" goes
+    And another program listens on the admin socket of "TAKEN"
+    And the settings file of "NOSPOOL" says temporary_directory = "/proc/nope"
+    When I run "pacsref server start BLOCKED"
+    Then it fails, saying "admin/BLOCKED.sock exists and is not a socket; remove it"
+    And the server "BLOCKED" no longer listens on its port
+    And the file where the admin socket of "BLOCKED" goes is still there
+    When I run "pacsref server start TAKEN"
+    Then it fails, saying "another server is already listening on <root>/TAKEN/admin/TAKEN.sock"
+    And the server "TAKEN" no longer listens on its port
+    When I run "pacsref server start NOSPOOL"
+    Then it fails, saying "settings.toml: temporary_directory = "/proc/nope" cannot create the directory /proc/nope (No such file or directory)"
+    And the server "NOSPOOL" no longer listens on its port
+    And "pacsref server list" shows
+      | NAME    | STATE   | PID |
+      | BLOCKED | stopped | -   |
+      | NOSPOOL | stopped | -   |
+      | TAKEN   | stopped | -   |

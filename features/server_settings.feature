@@ -118,6 +118,11 @@ Feature: Adding, editing, deleting and stopping servers with their settings
     Then the response to "UpdateSettings" fails with error "UpdateSettings: max_clients = "two" has the wrong type (string); allowed: an integer 1-100000"
     When the administrator of "PACS_A" sends "UpdateSettings" with data
       """
+      [{"max_clients": null}]
+      """
+    Then the response to "UpdateSettings" fails with error "UpdateSettings: max_clients = null has the wrong type (null); allowed: an integer 1-100000"
+    When the administrator of "PACS_A" sends "UpdateSettings" with data
+      """
       [["max_clients", 2]]
       """
     Then the response to "UpdateSettings" fails with error "UpdateSettings data[0] (changes): must be a settings object, not a list"
@@ -131,6 +136,30 @@ Feature: Adding, editing, deleting and stopping servers with their settings
       """
       [{"ae_title": "PACS_B", "max_clients": 100, "artim_timeout": 30.0, "max_pdu_length": 16384}]
       """
+
+  @fixture.pacsref.root
+  Scenario: A temporary directory the server could not write in is refused when it is set
+    Given I have run "pacsref server add SPOOL --port <a free port> --ip-address 127.0.0.1"
+    When I run "pacsref server edit SPOOL --temporary-directory /proc/nope"
+    Then it fails, saying "cannot use temporary_directory '/proc/nope': cannot create /proc/nope: No such file or directory"
+    When I run "pacsref server edit SPOOL --temporary-directory /etc/hostname"
+    Then it fails, saying "cannot use temporary_directory '/etc/hostname': /etc/hostname is not a directory"
+    When I run "pacsref server edit SPOOL --temporary-directory spool/dicom"
+    Then it succeeds, printing "edited SPOOL (stopped): temporary_directory"
+    When I run "pacsref server start SPOOL"
+    Then it succeeds, printing "started SPOOL (pid"
+
+  @fixture.pacsref.root
+  Scenario: Nagle's algorithm is switched on and off with --nagle and --no-delay
+    Given I have run "pacsref server add QUICK --port <a free port> --ip-address 127.0.0.1 --nagle"
+    Then the settings file of "QUICK" has
+      | setting  | value |
+      | no_delay | false |
+    When I run "pacsref server edit QUICK --no-delay"
+    Then it succeeds, printing "edited QUICK (stopped): no_delay"
+    And the settings file of "QUICK" has
+      | setting  | value |
+      | no_delay | true  |
 
   @fixture.pacsref.root
   Scenario: A server is deleted only once stopped; its directory and images remain

@@ -7,7 +7,7 @@ Feature: Managing the servers of one root folder with the pacsref command
   `pacsref --root ROOT ...` (docs/manager.md) runs here as an administrator runs it, in a root
   folder of its own for each scenario; every server it starts is a real twistd daemon, stopped
   when the scenario ends whatever happened. A failing command prints one line "pacsref: <reason>"
-  and exits 1.
+  and exits 1; a command line it cannot understand prints one such line and exits 2.
 
   @fixture.pacsref.root
   Scenario: Two servers in one root folder are started, paused, resumed and stopped one by one
@@ -52,7 +52,7 @@ Feature: Managing the servers of one root folder with the pacsref command
       | NORTH | stopped | -       |
       | SOUTH | running | its pid |
     When I run "pacsref server status NORTH"
-    Then it fails, saying "server NORTH is not running"
+    Then it ends with exit status 3, printing "NORTH: stopped"
     When I run "pacsref server stop NORTH"
     Then it fails, saying "server NORTH is not running"
     When I run "pacsref server stop SOUTH"
@@ -66,7 +66,7 @@ Feature: Managing the servers of one root folder with the pacsref command
     When I run "pacsref server start BUSY"
     Then it fails, saying "port <port of BUSY> is in use"
     When I run "pacsref server start OFF"
-    Then it fails, saying "server OFF has Start Mode "disabled" and refuses to start; change start_mode in its settings.toml first"
+    Then it fails, saying "server OFF has Start Mode "disabled" and refuses to start; allow it first: pacsref server edit OFF --start-mode manual"
     When I run "pacsref server start NOSUCH"
     Then it fails, saying "unknown server 'NOSUCH' (no <root>/NOSUCH/settings.toml)"
     And "pacsref server list" shows
@@ -177,3 +177,91 @@ Feature: Managing the servers of one root folder with the pacsref command
     When I run "pacsref server stop NORTH"
     Then the watch ends with exit status 1, its last words on standard error being "pacsref: server NORTH closed the admin connection (stopped?)"
     And every line the watch printed is a notification ServiceMessage of "NORTH"
+
+  @fixture.pacsref.root
+  Scenario: A server name is one plain folder name inside the root folder
+    When I run "pacsref server add ../ESCAPE --port <a free port>"
+    Then it fails, saying "'../ESCAPE' cannot be used as a server name: it contains '/' (an AE title with '/' cannot name a server directory); a server name is its directory under the root: one path component, not empty, no '/', no NUL, not starting with '.'"
+    When I run "pacsref server add .. --port <a free port>"
+    Then it fails, saying "'..' cannot be used as a server name: it starts with '.'"
+    When I run "pacsref server add WARD/3 --port <a free port>"
+    Then it fails, saying "'WARD/3' cannot be used as a server name: it contains '/'"
+    When I run "pacsref server start ../ESCAPE"
+    Then it fails, saying "'../ESCAPE' cannot be used as a server name"
+    Then the root folder holds no server, and nothing named "ESCAPE" was made next to it
+
+  @fixture.pacsref.root
+  Scenario: A server cannot be added where the system does not let it be made, and says why
+    When I run "pacsref server add Q --root /proc --port <a free port>"
+    Then it fails, saying "cannot create server directory /proc/Q: No such file or directory"
+    When I run "pacsref server add NEWX --port <a free port> --temporary-directory /proc/nope"
+    Then it fails, saying "cannot use temporary_directory '/proc/nope': cannot create /proc/nope: No such file or directory"
+    When I run "pacsref server add NEWX --port <a free port> --addins ''"
+    Then it fails, saying "--addins names no add-in; give NAME,... (known: security, storage, verification), or --addins none for a server without add-ins"
+    Then the root folder holds no server, and nothing named "NEWX" was made next to it
+    When I run "pacsref server add BARE --port <a free port> --addins none"
+    Then it succeeds, printing "added server BARE"
+    When I run "pacsref addins list BARE"
+    Then it succeeds
+    And the output does not mention "loaded"
+
+  @fixture.pacsref.root
+  Scenario: A second server on a port another one already uses is added with a warning
+    Given I have run "pacsref server add ONE --port <a free port>"
+    When I run "pacsref server add THREE --port <port of ONE> --ip-address 127.0.0.1"
+    Then it succeeds, warning "server ONE also uses port <port of ONE> on 0.0.0.0; the two cannot run at the same time"
+
+  @fixture.pacsref.root
+  Scenario: A server whose settings file is broken is shown as broken, and start-all fails for it
+    Given I have run "pacsref server add GOOD --port <a free port> --ip-address 127.0.0.1"
+    And I have run "pacsref server add BAD --port <a free port> --ip-address 127.0.0.1 --start-mode automatic"
+    And someone adds the line "port = = 3" to the settings file of "BAD"
+    When I run "pacsref server list"
+    Then it succeeds, warning "<root>/BAD/settings.toml: invalid TOML syntax"
+    And the output has a line matching "^BAD +\? +\?  broken +-$"
+    And the output has a line matching "^GOOD +GOOD +\d+  stopped +-$"
+    When I run "pacsref server start-all"
+    Then the errors are "pacsref: server BAD cannot be started: <root>/BAD/settings.toml: invalid TOML syntax" then "pacsref: 1 server(s) failed to start"
+    When I run "pacsref server start BAD"
+    Then it fails, saying "<root>/BAD/settings.toml: invalid TOML syntax"
+
+  @fixture.pacsref.root
+  Scenario: A command line the manager cannot understand is one line and exit status 2
+    Given I have run "pacsref server add ONE --port <a free port> --ip-address 127.0.0.1"
+    When I run "pacsref clients disconnect ONE abc"
+    Then it is refused as bad usage, saying "pacsref: clients disconnect: argument id: expected an integer, not 'abc' (see: pacsref clients disconnect --help)"
+    When I run "pacsref ae add ONE WS2 --host 127.0.0.1 --port abc"
+    Then it is refused as bad usage, saying "pacsref: ae add: argument --port: expected an integer, not 'abc'"
+    When I run "pacsref server frobnicate ONE"
+    Then it is refused as bad usage, saying "argument COMMAND: invalid choice: 'frobnicate'"
+
+  @fixture.pacsref.root
+  Scenario: An add-in that does not load is one line, never a traceback
+    Given I have run "pacsref server add ADX --port <a free port> --ip-address 127.0.0.1 --addins verification"
+    And the server "ADX" has an add-in "broken.py" that does not import
+    When I run "pacsref addins list ADX"
+    Then it succeeds, warning "add-in broken not loaded: ModuleNotFoundError: No module named 'a_module_nobody_installed'"
+    And the output has a line matching "^broken +failed +ModuleNotFoundError"
+    And the output has a line matching "^verification +loaded"
+    And nothing was printed about a traceback
+
+  @fixture.pacsref.root
+  Scenario: AE titles of a stopped server are kept in its aetitles.toml and apply when it starts
+    Given I have run "pacsref server add STRICT --port <a free port> --ip-address 127.0.0.1 --no-allow-anonymous"
+    When I run "pacsref ae add STRICT CR_NEW --host 127.0.0.1 --port 104 --description 'CR room'"
+    Then it succeeds
+    And the output has a line matching "^CR_NEW +127\.0\.0\.1:104  move_destination  CR room$"
+    When I run "pacsref ae update STRICT CR_NEW"
+    Then it fails, saying "no change given; name what changes: --new-ae-title, --host, --port, --description, --[no-]move-destination, --[no-]secure"
+    When I run "pacsref ae update STRICT CR_NEW --new-ae-title CR_ROOM --no-move-destination"
+    Then it succeeds
+    When I run "pacsref ae add STRICT CR_ROOM --host 127.0.0.1 --port 104"
+    Then it fails, saying "server STRICT: AE title 'CR_ROOM' already exists"
+    When I run "pacsref ae list STRICT"
+    Then the output has a line matching "^CR_ROOM +127\.0\.0\.1:104  -  CR room$"
+    And the output does not mention "CR_NEW"
+    Given I have run "pacsref server start STRICT"
+    When the modality "CR_ROOM" asks server "STRICT" for an association
+    Then the association is accepted
+    When the modality "CR_NEW" asks server "STRICT" for an association
+    Then the association is rejected as "calling AE title not recognized" (1, 1, 3)

@@ -349,6 +349,26 @@ def step_receives_about(context: Any, server: str, calling: str) -> None:
     names = [f["notification"] for f in got]
     expected = [is_notification(row["notification"]) for row in rows]
     assert names == expected, f"{server} told about {calling}: {names}, expected {expected}"
+    _check_rows(context, server, rows, got)
+
+
+@then(
+    'the watcher of "{server}" receives exactly these notifications, '
+    "then the server closes its connection"
+)
+def step_receives_until_closed(context: Any, server: str) -> None:
+    """All the notifications up to the close, exactly the table's, in order (cells as above)."""
+    watcher = watcher_of(context, server)
+    got = [note_fields(note) for note in watcher.until_closed()]
+    rows = list(context.table)
+    names = [f["notification"] for f in got]
+    expected = [is_notification(row["notification"]) for row in rows]
+    assert names == expected, f"{server} told: {names}, expected {expected}"
+    _check_rows(context, server, rows, got)
+
+
+def _check_rows(context: Any, server: str, rows: list[Any], got: list[dict[str, str]]) -> None:
+    """Each table row against its notification: blank cells unchecked, ``-`` means empty."""
     ae_title = server_endpoint(context, server).ae_title
     for row, fields in zip(rows, got, strict=True):
         assert fields["server"] == ae_title, f"{fields} comes from another server"
@@ -466,3 +486,45 @@ def step_raw_closed(context: Any, server: str) -> None:
             return
         rest += chunk
     raise AssertionError(f"{server} kept the connection open for {WAIT_S:g} s")
+
+
+# -- start-up refusals -----------------------------------------------------------------------------
+
+
+@given('a file that is not a socket lies where the admin socket of "{server}" goes')
+def step_file_in_socket_place(context: Any, server: str) -> None:
+    """A stray regular file at ``admin/<AE>.sock``: the server must refuse, never remove it."""
+    path = server_endpoint(context, server).socket_path
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.write_text("not a socket\n")
+
+
+@then('the file where the admin socket of "{server}" goes is still there')
+def step_file_still_there(context: Any, server: str) -> None:
+    path = server_endpoint(context, server).socket_path
+    assert path.read_text() == "not a socket\n", f"{path} was changed"
+
+
+@given('another program listens on the admin socket of "{server}"')
+def step_admin_socket_taken(context: Any, server: str) -> None:
+    """A live Unix socket at ``admin/<AE>.sock``, as another server would hold it."""
+    path = server_endpoint(context, server).socket_path
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    holder = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    on_cleanup(context, holder.close)
+    holder.bind(str(path))
+    holder.listen(1)
+
+
+@given('the settings file of "{server}" says temporary_directory = "{value}"')
+def step_temporary_directory(context: Any, server: str, value: str) -> None:
+    """Edit the one line by hand, as an administrator would (the manager refuses such a value)."""
+    root = context.pacsref_root.path
+    path = root / server / "settings.toml"
+    lines = path.read_text().splitlines(keepends=True)
+    edited = [
+        f'temporary_directory = "{value}"\n' if line.startswith("temporary_directory =") else line
+        for line in lines
+    ]
+    assert edited != lines, f"{path} has no temporary_directory line"
+    path.write_text("".join(edited))

@@ -123,8 +123,9 @@ def note_fields(note: ServiceMessage) -> dict[str, str]:
     """A notification as the words a feature's table uses (columns; values as text).
 
     ``client`` (id), ``address``, ``calling AE``, ``called AE``, ``state``, ``action``, ``how``
-    (ClientDisconnected), ``timeout`` (ClientTimedOut), ``rejection`` and ``rule``
-    (AssociationRefused), ``server`` (the ``service`` field).
+    (ClientDisconnected), ``timeout`` (ClientTimedOut, ServerStopping), ``clients``
+    (ServerStopping), ``rejection`` and ``rule`` (AssociationRefused), ``server`` (the
+    ``service`` field).
     """
     fields = {"notification": note.message, "server": note.service}
     data = note.data
@@ -143,6 +144,9 @@ def note_fields(note: ServiceMessage) -> dict[str, str]:
     elif note.message == "ClientAction":
         fields.update(action=str(data[0]), client=str(data[2]))
         fields["calling AE"] = str(data[1])
+    elif note.message == "ServerStopping":
+        fields["timeout"] = f"{data[0]:g}"
+        fields["clients"] = str(data[1])
     elif note.message == "AssociationRefused":
         refusal = data[0]
         client = refusal["client"]
@@ -199,6 +203,26 @@ class Watcher:
                     f"(received: {names})"
                 )
             self._read(deadline)
+
+    def until_closed(self, seconds: float = WAIT_S) -> list[ServiceMessage]:
+        """Every notification up to the server's close of this connection (bounded)."""
+        deadline = time.monotonic() + seconds
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                names = [n.message for n in self.seen]
+                raise AssertionError(
+                    f"{self.endpoint.name} kept the watcher's connection open for {seconds:g} s "
+                    f"(received: {names})"
+                )
+            self._sock.settimeout(min(remaining, self.POLL_S * 20))
+            try:
+                note = next(self.admin.notifications())
+            except TimeoutError:
+                continue
+            except StopIteration:
+                return self.seen
+            self.seen.append(note)
 
     def sync(self) -> list[ServiceMessage]:
         """Everything the server pushed before it answers a GetStatus sent now.

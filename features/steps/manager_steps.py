@@ -117,6 +117,69 @@ def step_it_fails(context: Any, text: str) -> None:
     assert expand(context, text) in lines[0], _shown(context)
 
 
+@then('it succeeds, warning "{text}"')
+def step_it_succeeds_warning(context: Any, text: str) -> None:
+    """Exit status 0, and ``text`` in a ``pacsref: warning: ...`` line on standard error."""
+    done = context.done
+    assert done.returncode == 0, _shown(context)
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("pacsref: warning: ")]
+    assert warnings and len(warnings) == len(done.stderr.splitlines()), _shown(context)
+    assert any(expand(context, text) in line for line in warnings), _shown(context)
+
+
+@then('it is refused as bad usage, saying "{text}"')
+def step_bad_usage(context: Any, text: str) -> None:
+    """Exit status 2 and one line ``pacsref: <reason>`` on standard error, holding ``text``."""
+    done = context.done
+    assert done.returncode == 2 and done.stdout == "", _shown(context)
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("pacsref: "), _shown(context)
+    assert expand(context, text) in lines[0], _shown(context)
+
+
+@then('it ends with exit status {code:d}, printing "{text}"')
+def step_exit_status_printing(context: Any, code: int, text: str) -> None:
+    done = context.done
+    assert done.returncode == code and done.stderr == "", _shown(context)
+    assert expand(context, text) in done.stdout, _shown(context)
+
+
+@then("nothing was printed about a traceback")
+def step_no_traceback(context: Any) -> None:
+    assert "Traceback" not in context.done.stdout + context.done.stderr, _shown(context)
+
+
+@then('the errors are "{first}" then "{last}"')
+def step_errors_are(context: Any, first: str, last: str) -> None:
+    """Exit status 1; standard error starts with ``first`` and ends with ``last``."""
+    done = context.done
+    lines = done.stderr.splitlines()
+    assert done.returncode == 1 and len(lines) >= 2, _shown(context)
+    assert expand(context, first) in lines[0] and lines[-1] == expand(context, last), _shown(
+        context
+    )
+
+
+@then('the root folder holds no server, and nothing named "{name}" was made next to it')
+def step_nothing_escaped(context: Any, name: str) -> None:
+    root = _root(context).path
+    assert [p for p in root.iterdir() if p.is_dir()] == [], list(root.iterdir())
+    assert not (root.parent / name).exists() and not (root / name).exists()
+
+
+@given('the server "{name}" has an add-in "{file_name}" that does not import')
+def step_broken_addin(context: Any, name: str, file_name: str) -> None:
+    (server_directory(context, name) / "addins" / file_name).write_text(
+        "import a_module_nobody_installed\n"
+    )
+
+
+@given('someone adds the line "{line}" to the settings file of "{name}"')
+def step_break_settings(context: Any, line: str, name: str) -> None:
+    path = server_directory(context, name) / SETTINGS_FILE_NAME
+    path.write_text(path.read_text() + line + "\n")
+
+
 @then('the output has a line matching "{pattern}"')
 def step_output_matches(context: Any, pattern: str) -> None:
     lines = context.done.stdout.splitlines()

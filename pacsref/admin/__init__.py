@@ -6,7 +6,12 @@ message once; :mod:`~pacsref.admin.handlers` answers them;
 listens; :mod:`~pacsref.admin.client` is the client library.
 """
 
-from pacsref.admin.client import AdminClient, AdminClientProtocol, AdminConnectionError
+from pacsref.admin.client import (
+    AdminClient,
+    AdminClientProtocol,
+    AdminConnectionError,
+    AdminTimeoutError,
+)
 from pacsref.admin.messages import COMMANDS, NOTIFICATIONS, MessageError, ServiceMessage
 from pacsref.admin.service import AdminService, AdminSocketError, admin_socket_path
 
@@ -18,6 +23,7 @@ __all__ = [
     "AdminConnectionError",
     "AdminService",
     "AdminSocketError",
+    "AdminTimeoutError",
     "MessageError",
     "ServiceMessage",
     "admin_socket_path",

@@ -32,11 +32,19 @@ from twisted.python.failure import Failure
 
 from pacsref.admin.messages import MAX_LINE_LENGTH, NOTIFICATIONS, ServiceMessage
 
-__all__ = ["AdminClient", "AdminClientProtocol", "AdminConnectionError"]
+__all__ = ["AdminClient", "AdminClientProtocol", "AdminConnectionError", "AdminTimeoutError"]
 
 
 class AdminConnectionError(ConnectionError):
     """The administrative connection closed or failed before the answer came."""
+
+
+class AdminTimeoutError(AdminConnectionError, TimeoutError):
+    """No answer within the client's timeout.
+
+    Also a :class:`TimeoutError`, so that a caller polling for notifications with a short
+    timeout can tell "nothing yet" from "the connection is gone".
+    """
 
 
 def _request(message: str, data: tuple[Any, ...]) -> bytes:
@@ -70,6 +78,7 @@ class AdminClient:
                 raise AdminConnectionError(f"cannot connect to {path}: {exc}") from None
         else:
             sock.settimeout(timeout)
+        self._path = None if path is None else os.fspath(path)
         self._sock = sock
         self._buffer = b""
         self._pending: deque[ServiceMessage] = deque()
@@ -83,13 +92,38 @@ class AdminClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _read_message(self) -> ServiceMessage:
+    def _where(self) -> str:
+        """The server socket, for error messages (looked up late: ``sock=`` may connect after)."""
+        if self._path is not None:
+            return f"admin socket {self._path}"
+        try:
+            peer = self._sock.getpeername()
+        except OSError:
+            peer = ""
+        return f"admin socket {peer}" if peer else "the admin socket"
+
+    def _failed(self, doing: str, exc: OSError) -> AdminConnectionError:
+        if isinstance(exc, AdminConnectionError):
+            return exc
+        if isinstance(exc, TimeoutError):
+            timeout = self._sock.gettimeout()
+            within = f" within {timeout:g} s" if timeout is not None else ""
+            return AdminTimeoutError(f"{self._where()}: no answer{within} while {doing}")
+        why = exc.strerror or str(exc) or type(exc).__name__
+        return AdminConnectionError(f"{self._where()}: {doing} failed: {why}")
+
+    def _read_message(self, doing: str = "reading") -> ServiceMessage:
         while b"\n" not in self._buffer:
             if len(self._buffer) > MAX_LINE_LENGTH:
-                raise AdminConnectionError("server sent a line longer than 1 MiB")
-            chunk = self._sock.recv(65536)
+                raise AdminConnectionError(f"{self._where()}: server sent a line longer than 1 MiB")
+            try:
+                chunk = self._sock.recv(65536)
+            except OSError as exc:
+                raise self._failed(doing, exc) from exc
             if not chunk:
-                raise AdminConnectionError("the server closed the admin connection")
+                raise AdminConnectionError(
+                    f"{self._where()}: the server closed the admin connection"
+                )
             self._buffer += chunk
         line, self._buffer = self._buffer.split(b"\n", 1)
         return ServiceMessage.from_json(line)
@@ -97,23 +131,34 @@ class AdminClient:
     def call(self, message: str, *data: Any) -> ServiceMessage:
         """Send request ``message`` with ``data`` and return its response.
 
-        Notifications that arrive first are kept for :meth:`notifications`.
+        Notifications that arrive first are kept for :meth:`notifications`. Any socket
+        failure, timeouts included, is an :class:`AdminConnectionError` naming the socket
+        and what went wrong (:class:`AdminTimeoutError` for a timeout).
         """
-        self._sock.sendall(_request(message, data))
+        try:
+            self._sock.sendall(_request(message, data))
+        except OSError as exc:
+            raise self._failed(f"sending {message}", exc) from exc
         while True:
-            reply = self._read_message()
+            reply = self._read_message(f"waiting for the response to {message}")
             if reply.message in NOTIFICATIONS and message not in NOTIFICATIONS:
                 self._pending.append(reply)
                 continue
             return reply
 
     def notifications(self) -> Iterator[ServiceMessage]:
-        """Every notification, kept ones first, then as they arrive; ends when the server closes."""
+        """Every notification, kept ones first, then as they arrive; ends when the server closes.
+
+        A timeout raises :class:`AdminTimeoutError` (a ``TimeoutError``) rather than ending
+        the iteration, so a caller polling with a short timeout can go on.
+        """
         while True:
             while self._pending:
                 yield self._pending.popleft()
             try:
-                note = self._read_message()
+                note = self._read_message("waiting for notifications")
+            except AdminTimeoutError:
+                raise  # nothing came within the timeout: the connection is still there
             except AdminConnectionError:
                 return
             if note.message in NOTIFICATIONS:

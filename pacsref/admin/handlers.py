@@ -169,6 +169,9 @@ class AdminCommands:
     # -- server ---------------------------------------------------------------------------------
 
     def _state(self) -> str:
+        state = getattr(self.control, "state", None)  # ServerControl: running/paused/stopping
+        if isinstance(state, str):
+            return state
         return "paused" if self.control.paused else "running"
 
     def pause(self) -> list[Any]:

@@ -42,7 +42,17 @@ MAX_LINE_LENGTH = 1024 * 1024
 
 
 class MessageError(ValueError):
-    """A request that cannot be served as sent; its text goes into the response's ``error``."""
+    """A request that cannot be served as sent; its text goes into the response's ``error``.
+
+    ``name`` is the request's message name when it could be read (a JSON object with a string
+    ``message``) although something else is wrong, so that the response still answers it by
+    name: a client matching responses to requests by name should not have to guess that an
+    ``"Error"`` was meant for its ``GetStatus``.
+    """
+
+    def __init__(self, text: str, name: str = "") -> None:
+        super().__init__(text)
+        self.name = name
 
 
 @dataclass
@@ -95,10 +105,11 @@ class ServiceMessage:
         """Build from a decoded JSON value; raise :class:`MessageError` for a wrong shape."""
         if not isinstance(value, dict):
             raise MessageError(f"a message must be a JSON object, not {_json_type(value)}")
+        name = value.get("message")
+        readable = name if isinstance(name, str) else ""
         unknown = sorted(set(value) - {"message", "service", "success", "error", "data"})
         if unknown:
-            raise MessageError(f"unknown field(s) {', '.join(map(repr, unknown))}")
-        name = value.get("message")
+            raise MessageError(f"unknown field(s) {', '.join(map(repr, unknown))}", readable)
         if not isinstance(name, str) or not name:
             raise MessageError('field "message" must be a non-empty string')
         checks: tuple[tuple[str, type, object], ...] = (
@@ -110,7 +121,8 @@ class ServiceMessage:
         for key, kind, _default in checks:
             if key in value and not isinstance(value[key], kind):
                 raise MessageError(
-                    f'field "{key}" must be {_TYPE_WORDS[kind]}, not {_json_type(value[key])}'
+                    f'field "{key}" must be {_TYPE_WORDS[kind]}, not {_json_type(value[key])}',
+                    name,
                 )
         return cls(
             message=name,
@@ -378,6 +390,11 @@ NOTIFICATIONS: dict[str, Notification] = {
         ),
         Notification("ServerPaused", "(none)", "The server was paused."),
         Notification("ServerResumed", "(none)", "The server was resumed."),
+        Notification(
+            "ServerStopping",
+            "data[0] stop_timeout (seconds), data[1] open clients",
+            "A graceful stop began: new associations are refused, open ones may finish.",
+        ),
     )
 }
 
@@ -417,6 +434,8 @@ def notification_for(event: Any, service: str = "") -> ServiceMessage | None:
         data = [event.action, event.ae_title, event.client_id]
     elif name == "ClientTimedOut":
         data = [event.client.to_dict(), event.timeout]
+    elif name == "ServerStopping":
+        data = [event.deadline, event.clients]
     elif name == "AssociationRefused":
         snapshot = event.to_dict()
         snapshot.pop("event", None)

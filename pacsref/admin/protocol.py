@@ -8,17 +8,30 @@ Bad input never ends the connection or touches the DICOM service: it gets
 ``success: false`` and an ``error`` saying what was wrong, except a line over
 :data:`~pacsref.admin.messages.MAX_LINE_LENGTH`, which is answered and then
 closes that one admin connection (the rest of the line cannot be framed).
+
+A request whose ``service`` names another AE title than this server's is
+refused: a script pointed at the wrong socket must not change the wrong server.
+
+Output is bounded: an admin client that stops reading while notifications keep
+coming would otherwise grow the server's memory without limit. Each connection
+registers a streaming producer on its transport; once the transport says its
+buffer is full, what is written is counted, and past
+:data:`MAX_PENDING_OUTPUT` bytes that one connection is aborted (log
+``kind=admin.slow_client``). The transport's resume (its buffer drained)
+resets the count.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
+from twisted.internet.interfaces import IPushProducer, IReactorTime
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from pacsref.addin.errors import AeTitleError
 from pacsref.admin.handlers import AdminCommands
@@ -32,7 +45,38 @@ from pacsref.admin.messages import (
 
 log = Logger(namespace="pacsref.admin")
 
-__all__ = ["AdminFactory", "AdminProtocol"]
+__all__ = ["CLOSE_GRACE_S", "MAX_PENDING_OUTPUT", "AdminFactory", "AdminProtocol"]
+
+#: Bytes an admin connection may have waiting beyond the transport's own buffer before it is
+#: closed as too slow (notifications keep coming whether or not the client reads them).
+MAX_PENDING_OUTPUT = 8 * 1024 * 1024
+#: When the server stops, how long admin connections get to receive what is still buffered
+#: (the stop's last notifications) before they are cut.
+CLOSE_GRACE_S = 2.0
+
+
+@implementer(IPushProducer)
+class _OutputMeter:
+    """Counts what an admin connection writes while its transport's buffer is full.
+
+    A separate object, not the protocol: ``LineReceiver`` has pause/resume methods of its own
+    that stop reading, which is not what the transport's back-pressure should do here.
+    """
+
+    def __init__(self) -> None:
+        self.paused = False
+        self.pending = 0
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        self.pending = 0
+
+    def stopProducing(self) -> None:
+        self.paused = False
+        self.pending = 0
 
 
 class AdminProtocol(LineReceiver):
@@ -44,15 +88,42 @@ class AdminProtocol(LineReceiver):
 
     def connectionMade(self) -> None:
         self._tail: Deferred[Any] = succeed(None)
+        self._meter = _OutputMeter()
+        self._closing = False
+        self.lost: Deferred[None] = Deferred()
+        self.transport.registerProducer(self._meter, True)
         self.factory.connections.add(self)
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         self.factory.connections.discard(self)
+        if not self.lost.called:
+            self.lost.callback(None)
 
     def send(self, message: ServiceMessage) -> None:
-        """Write one message line."""
-        if self.transport is not None:
-            self.transport.write(message.to_json().encode("utf-8") + self.delimiter)
+        """Write one message line; abort the connection if its client has stopped reading."""
+        if self.transport is None or self._closing:
+            return
+        data = message.to_json().encode("utf-8") + self.delimiter
+        self.transport.write(data)
+        if self._meter.paused:
+            self._meter.pending += len(data)
+            if self._meter.pending > MAX_PENDING_OUTPUT:
+                self._too_slow()
+
+    def _too_slow(self) -> None:
+        self._closing = True
+        log.warn(
+            "admin client is not reading: more than {limit} bytes waiting; closing it",
+            limit=MAX_PENDING_OUTPUT,
+            pending=self._meter.pending,
+            kind="admin.slow_client",
+        )
+        self.transport.abortConnection()  # loseConnection would wait for the client to read
+
+    def close(self) -> None:
+        """Close once what is buffered has been written (the server is stopping)."""
+        self._closing = True
+        self.transport.loseConnection()
 
     def lineReceived(self, line: bytes) -> None:
         line = line.rstrip(b"\r")
@@ -65,9 +136,10 @@ class AdminProtocol(LineReceiver):
         try:
             request = ServiceMessage.from_json(line)
             name = request.message
+            self.factory.check_service(request)
             command, args = decode_request(request)
         except MessageError as exc:
-            self.send(self.factory.failure(name or "Error", str(exc)))
+            self.send(self.factory.failure(name or exc.name or "Error", str(exc)))
             return succeed(None)
         handler = getattr(self.factory.commands, command.handler)
         d = maybeDeferred(handler, *args)
@@ -114,6 +186,43 @@ class AdminFactory(Factory):
     def close(self) -> None:
         """Stop pushing notifications (the server is stopping)."""
         self._unsubscribe()
+
+    def close_connections(self, clock: IReactorTime, grace: float = CLOSE_GRACE_S) -> Deferred[Any]:
+        """Close every admin connection after its buffered output; fires once all are gone.
+
+        Called after the server's last notifications (the stop's ClientDisconnected) were
+        written: ``loseConnection`` sends what is buffered first, where the reactor's
+        shutdown would drop it. A client that does not read is cut after ``grace`` seconds.
+        """
+        connections = list(self.connections)
+        if not connections:
+            return succeed(None)
+        for connection in connections:
+            connection.close()
+        done: Deferred[Any] = DeferredList([c.lost for c in connections])
+
+        def cut() -> None:
+            for connection in list(self.connections):
+                if connection.transport is not None:
+                    connection.transport.abortConnection()
+
+        timer = clock.callLater(grace, cut)
+
+        def finished(result: object) -> object:
+            if timer.active():
+                timer.cancel()
+            return result
+
+        return done.addBoth(finished)
+
+    def check_service(self, request: ServiceMessage) -> None:
+        """Refuse a request addressed to another server (``service`` "" or omitted is fine)."""
+        wanted = request.service.strip()
+        if wanted and wanted != self.service.strip():
+            raise MessageError(
+                f"this socket serves AE title {self.service!r}, not {request.service!r}",
+                request.message,
+            )
 
     def response(self, name: str, data: list[Any]) -> ServiceMessage:
         return ServiceMessage(name, self.service, True, "", list(data))

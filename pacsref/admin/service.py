@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import quote
 
 from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
@@ -72,15 +73,22 @@ def prepare_socket_path(path: Path) -> None:
             f"({MAX_SOCKET_PATH}): {path}; use a shorter server root folder"
         )
     directory = path.parent
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    info = directory.stat()
-    if info.st_uid != os.geteuid():
-        raise AdminSocketError(f"admin directory {directory} belongs to another user")
-    os.chmod(directory, 0o700)  # mkdir obeys the umask, and an old directory may be wider
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = directory.stat()
+        if info.st_uid != os.geteuid():
+            raise AdminSocketError(f"admin directory {directory} belongs to another user")
+        os.chmod(directory, 0o700)  # mkdir obeys the umask, and an old directory may be wider
+    except OSError as exc:
+        raise AdminSocketError(
+            f"cannot prepare admin directory {directory}: {exc.strerror or exc}"
+        ) from None
     try:
         mode = path.lstat().st_mode
     except FileNotFoundError:
         return
+    except OSError as exc:
+        raise AdminSocketError(f"cannot check admin socket {path}: {exc.strerror or exc}") from None
     if not stat.S_ISSOCK(mode):
         raise AdminSocketError(f"{path} exists and is not a socket; remove it")
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -161,12 +169,21 @@ class AdminService(Service):
         log.info("admin socket listening at {path}", path=str(self.path))
 
     def stopService(self) -> Any:
+        """Stop listening, then close the admin connections once their output is written.
+
+        The server's root stops this service after the DICOM listener's drain, so the
+        stop's last notifications (ServerStopping, the aborts' ClientDisconnected) are
+        already in the connections' buffers; the returned Deferred holds the reactor's
+        shutdown until they have been sent (bounded), which would otherwise drop them.
+        """
         super().stopService()
-        if self.factory is not None:
-            self.factory.close()
-            self.factory.commands.close()
-            self.factory = None
+        waits: list[Deferred[Any]] = []
         if self.port is not None:
             port, self.port = self.port, None
-            return port.stopListening()
-        return None
+            waits.append(maybeDeferred(port.stopListening))
+        if self.factory is not None:
+            factory, self.factory = self.factory, None
+            factory.close()
+            factory.commands.close()
+            waits.append(factory.close_connections(self.reactor))
+        return DeferredList(waits) if waits else None

@@ -12,7 +12,6 @@ the server reads it when it starts.
 from __future__ import annotations
 
 import argparse
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from pacsref.addin import (
 )
 from pacsref.addin.options import as_schema, parse_assignment, parse_cli_value
 from pacsref.admin.client import AdminConnectionError
-from pacsref.manager.daemon import ManagerError, Server, find_server
+from pacsref.manager.daemon import ManagerError, Server, call_running, find_server, running
 from pacsref.settings import ADDINS_DIR_NAME
 from pacsref.settings.tomltext import toml_scalar
 
@@ -34,7 +33,7 @@ __all__ = ["register"]
 
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     group = commands.add_parser("addins", help="a server's add-ins and their options")
-    sub = group.add_subparsers(dest="addins_command", required=True)
+    sub = group.add_subparsers(dest="addins_command", required=True, metavar="COMMAND")
     listing = sub.add_parser(
         "list", parents=[common], help="each add-in: loaded or failed, and its options"
     )
@@ -54,34 +53,8 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
 # -- where the answers come from ------------------------------------------------------------
 
 
-def _socket_answers(path: Path) -> bool:
-    if not path.exists():
-        return False
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    probe.settimeout(2.0)
-    try:
-        probe.connect(str(path))
-    except OSError:
-        return False
-    finally:
-        probe.close()
-    return True
-
-
-def _running(server: Server) -> bool:
-    return server.pid() is not None or _socket_answers(server.socket_path)
-
-
-def _call(server: Server, message: str, *data: Any) -> list[Any]:
-    """Like ``Server.call``, without requiring a pidfile (servers run by systemd have none)."""
-    try:
-        with server.admin() as admin:
-            reply = admin.call(message, *data)
-    except (AdminConnectionError, OSError) as exc:
-        raise ManagerError(f"server {server.name}: {exc}") from None
-    if not reply.success:
-        raise ManagerError(f"server {server.name}: {message} failed: {reply.error}")
-    return list(reply.data)
+_running = running
+_call = call_running
 
 
 def _name(addin: object) -> str:

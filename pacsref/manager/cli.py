@@ -15,24 +15,84 @@ The core commands and the service manager (see docs/manager.md)::
 
 ``pacsref echo`` issues the C-ECHO through the server framework's own
 ``IDicomRequest`` requestor, so it also checks that code against any peer.
+
+Exit status: 0 done, 1 failed (one line ``pacsref: <reason>`` on standard error), 2 bad usage
+(one line too), 3 ``server status`` of a server that is not running.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from pacsref.manager import addins as addins_commands
 from pacsref.manager import ae as ae_commands
 from pacsref.manager import clients as clients_commands
 from pacsref.manager import servers as server_commands_module
-from pacsref.manager.daemon import ManagerError
+from pacsref.manager.daemon import ManagerError, check_server_name, os_reason
 from pacsref.manager.daemon import default_root as default_root
 from pacsref.server import create as create_command
+
+#: Exit status of a command line that could not be understood (argparse's, and the convention).
+USAGE_EXIT = 2
+
+_ARGPARSE_TYPES = {"int": "an integer", "float": "a number"}
+
+
+class ManagerArgumentParser(argparse.ArgumentParser):
+    """argparse with its errors as one line ``pacsref: <reason>``, exit status 2.
+
+    argparse's own two-line usage dump breaks the promise that every failure is one line a
+    script can log; the usage is one ``--help`` away, which the line points to.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        message = re.sub(
+            r"invalid (int|float) value: (.*)",
+            lambda m: f"expected {_ARGPARSE_TYPES[m.group(1)]}, not {m.group(2)}",
+            message,
+        )
+        where = self.prog.removeprefix("pacsref").strip()
+        prefix = f"{where}: " if where else ""
+        self.exit(USAGE_EXIT, f"pacsref: {prefix}{message} (see: {self.prog} --help)\n")
+
+
+class _OneLineLog:
+    """Twisted log events (the add-in loader's, the AE table's) as one line each on stderr.
+
+    Before logging begins, Twisted prints critical events, tracebacks included, to standard
+    error; a command's user wants the one line saying which add-in failed and why. Events that
+    only carry a traceback are dropped: the loader logs a one-line error for each of them.
+    """
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        from twisted.logger import LogLevel, formatEvent
+
+        level = event.get("log_level")
+        if level is None or level < LogLevel.warn or "log_failure" in event:
+            return
+        text = " ".join(formatEvent(event).split())
+        if event.get("log_namespace", "").startswith("twisted.logger"):
+            return  # e.g. "logging begun twice" when main() runs more than once in one process
+        print(f"pacsref: warning: {text}", file=sys.stderr, flush=True)
+
+
+_logging_begun = False
+
+
+def _begin_logging() -> None:
+    global _logging_begun
+    if _logging_begun:
+        return
+    from twisted.logger import globalLogBeginner
+
+    globalLogBeginner.beginLoggingTo([_OneLineLog()], discardBuffer=True, redirectStandardIO=False)
+    _logging_begun = True
 
 
 def _version() -> str:
@@ -111,6 +171,11 @@ def _check_main(args: argparse.Namespace) -> int:
     """
     from pacsref.addin import load_addins
 
+    try:
+        check_server_name(args.name)
+    except ManagerError as exc:
+        print(f"pacsref server check: {exc}", file=sys.stderr)
+        return 2
     server_dir = Path(getattr(args, "root", None) or default_root()) / args.name
     if not (server_dir / "settings.toml").is_file():
         print(f"pacsref server check: {server_dir} is not a server directory", file=sys.stderr)
@@ -132,13 +197,17 @@ def _check_main(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pacsref`` console script."""
-    parser = argparse.ArgumentParser(prog="pacsref", description="pacsref service manager")
+    parser = ManagerArgumentParser(
+        prog="pacsref",
+        description="pacsref service manager",
+        epilog="exit status: 0 done, 1 failed, 2 bad usage, 3 (server status) not running",
+    )
     parser.add_argument("--version", action="version", version=f"pacsref {_version()}")
     root_help = "directory holding the servers (default: $PACSREF_ROOT or ./pacsref-data)"
     parser.add_argument("--root", default=argparse.SUPPRESS, help=root_help)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--root", default=argparse.SUPPRESS, help=root_help)
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser(
         "create",
         help="create a server directory (see: pacsref create --help)",
@@ -158,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     echo.add_argument("--passphrase-file", help="file holding the key's passphrase")
     echo.add_argument("--ca", help="PEM CA certificate(s) the peer's certificate must chain to")
     server = commands.add_parser("server", help="act on a server directory")
-    server_commands = server.add_subparsers(dest="server_command", required=True)
+    server_commands = server.add_subparsers(dest="server_command", required=True, metavar="COMMAND")
     check = server_commands.add_parser(
         "check", help="verify that a server's index and stored files agree (and repair)"
     )
@@ -179,10 +248,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)
     if handler is not None:
+        _begin_logging()
         try:
             return int(handler(Path(getattr(args, "root", None) or default_root()), args))
         except ManagerError as exc:
             print(f"pacsref: {exc}", file=sys.stderr)
+            return 1
+        except OSError as exc:
+            # Each command words its own expected failures; this is the net for the rest,
+            # still one line naming what the system refused and on which file.
+            where = f" ({exc.filename})" if exc.filename else ""
+            print(f"pacsref: {os_reason(exc)}{where}", file=sys.stderr)
             return 1
     if args.command == "echo":
         return _echo_main(args)

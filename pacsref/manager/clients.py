@@ -18,7 +18,7 @@ from pacsref.manager.daemon import ManagerError, find_server
 
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     group = commands.add_parser("clients", help="clients connected to a running server")
-    sub = group.add_subparsers(dest="clients_command", required=True)
+    sub = group.add_subparsers(dest="clients_command", required=True, metavar="COMMAND")
     listing = sub.add_parser("list", parents=[common], help="list connected clients")
     listing.add_argument("name", help="the server")
     listing.set_defaults(handler=_list)

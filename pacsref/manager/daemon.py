@@ -7,11 +7,14 @@ process. Paused or running is then asked over the admin socket (GetStatus).
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import site
+import socket
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +31,7 @@ from pacsref.settings import (
     StartMode,
     load_settings,
 )
+from pacsref.settings.fields import DEFAULT_START_MODE, Invalid, check_start_mode
 
 #: twistd run with this interpreter (its module has no ``__main__`` guard, hence ``-c``).
 TWISTD_CODE = "from twisted.scripts.twistd import run; run()"
@@ -39,6 +43,49 @@ STOP_TIMEOUT_S = 20.0
 
 class ManagerError(Exception):
     """A manager command failed; the message is the one line printed to the user."""
+
+
+#: What a server name may be, completing "... cannot be used as a server name: <why>; ...".
+SERVER_NAME_ALLOWED = (
+    "a server name is its directory under the root: one path component, "
+    "not empty, no '/', no NUL, not starting with '.'"
+)
+
+
+def check_server_name(name: str) -> str:
+    """Refuse a name that is not one plain directory entry of the root; return it unchanged.
+
+    The name is joined to the root as a path, so ``..``, ``a/b`` or ``/tmp/x`` would put (or
+    look for) a server outside the root, or in a subdirectory the scan of ``<root>/*`` never
+    finds. AE titles may legally contain ``/`` (PS3.5, AE VR), but such a server cannot be
+    given a directory named after it; a leading ``.`` is refused too, since ``.`` and ``..``
+    are the root itself and its parent, and hidden entries are where editors and tools keep
+    their own files.
+    """
+    why = None
+    if not name:
+        why = "it is empty"
+    elif "/" in name:
+        why = "it contains '/' (an AE title with '/' cannot name a server directory)"
+    elif "\0" in name:
+        why = "it contains a NUL character"
+    elif name.startswith("."):
+        why = "it starts with '.'"
+    if why is not None:
+        raise ManagerError(
+            f"{name!r} cannot be used as a server name: {why}; {SERVER_NAME_ALLOWED}"
+        )
+    return name
+
+
+def os_reason(exc: OSError) -> str:
+    """The operating system's words for ``exc`` without Python's ``[Errno N]`` decoration."""
+    return exc.strerror or str(exc)
+
+
+def command_hint(*words: str) -> str:
+    """A ``pacsref ...`` command line the user can paste, each word quoted for a POSIX shell."""
+    return " ".join(["pacsref", *(shlex.quote(str(word)) for word in words)])
 
 
 def default_root() -> Path:
@@ -104,6 +151,42 @@ class Server:
         return "running"
 
 
+def socket_answers(path: Path) -> bool:
+    """Whether something accepts connections on the Unix socket ``path``."""
+    if not path.exists():
+        return False
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(2.0)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
+
+
+def running(server: Server) -> bool:
+    """Running by its pidfile, or by its admin socket (systemd runs servers without one).
+
+    For the commands that work on a stopped server too (``ae``, ``addins``): a server that
+    runs must be told over its socket, never have its files changed behind its back.
+    """
+    return server.pid() is not None or socket_answers(server.socket_path)
+
+
+def call_running(server: Server, message: str, *data: Any) -> list[Any]:
+    """Like ``Server.call``, without requiring a pidfile (servers run by systemd have none)."""
+    try:
+        with server.admin() as admin:
+            reply = admin.call(message, *data)
+    except (AdminConnectionError, OSError) as exc:
+        raise ManagerError(f"server {server.name}: {exc}") from None
+    if not reply.success:
+        raise ManagerError(f"server {server.name}: {message} failed: {reply.error}")
+    return list(reply.data)
+
+
 def process_alive(pid: int) -> bool:
     """Whether ``pid`` is a live (not zombie) process."""
     try:
@@ -121,7 +204,7 @@ def process_alive(pid: int) -> bool:
 
 def find_server(root: Path, name: str) -> Server:
     """The server ``name`` under ``root``; ManagerError when unknown or unreadable."""
-    directory = root / name
+    directory = root / check_server_name(name)
     if not (directory / SETTINGS_FILE_NAME).is_file():
         raise ManagerError(f"unknown server {name!r} (no {directory / SETTINGS_FILE_NAME})")
     try:
@@ -131,16 +214,70 @@ def find_server(root: Path, name: str) -> Server:
     return Server(name, directory, settings)
 
 
-def all_servers(root: Path) -> Iterator[Server]:
-    """Every readable server under ``root``, by name."""
-    if not root.is_dir():
-        return
-    for directory in sorted(root.iterdir()):
+@dataclass
+class BrokenServer:
+    """A registered server (it has ``settings.toml``) whose settings cannot be read.
+
+    Kept apart from :class:`Server` rather than skipped: a server that vanishes from ``list``
+    and is passed over by ``start-all`` with exit status 0 hides exactly the problem the
+    administrator needs to see.
+    """
+
+    name: str
+    directory: Path
+    reason: str
+
+    @property
+    def pidfile(self) -> Path:
+        return self.directory / PIDFILE_NAME
+
+    def pid(self) -> int | None:
+        """The pid in the pidfile when that process is alive (started before the file broke)."""
+        try:
+            pid = int(self.pidfile.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if process_alive(pid) else None
+
+    def start_mode(self) -> StartMode | None:
+        """The start mode the file still states, or None when it cannot be told.
+
+        A file broken elsewhere may still say ``start_mode = "manual"``: such a server is not
+        one ``start-all`` must start, so it need not fail because of it.
+        """
+        try:
+            document = tomllib.loads(
+                (self.directory / SETTINGS_FILE_NAME).read_bytes().decode("utf-8-sig")
+            )
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            return None
+        if "start_mode" not in document:
+            return DEFAULT_START_MODE
+        try:
+            return check_start_mode(document["start_mode"])
+        except Invalid:
+            return None
+
+
+def scan(root: Path) -> Iterator[Server | BrokenServer]:
+    """Every registered server under ``root``, by name: readable ones and broken ones."""
+    try:
+        entries = sorted(root.iterdir()) if root.is_dir() else []
+    except OSError as exc:
+        raise ManagerError(f"cannot read the root folder {root}: {os_reason(exc)}") from None
+    for directory in entries:
         if (directory / SETTINGS_FILE_NAME).is_file():
             try:
                 yield find_server(root, directory.name)
-            except ManagerError:
-                continue
+            except ManagerError as exc:
+                yield BrokenServer(directory.name, directory, str(exc))
+
+
+def all_servers(root: Path) -> Iterator[Server]:
+    """Every readable server under ``root``, by name."""
+    for server in scan(root):
+        if isinstance(server, Server):
+            yield server
 
 
 def _pythonpath() -> str | None:
@@ -187,11 +324,18 @@ def start(server: Server, timeout: float = START_TIMEOUT_S) -> int:
     if server.settings.start_mode is StartMode.DISABLED:
         raise ManagerError(
             f'server {server.name} has Start Mode "disabled" and refuses to start; '
-            "change start_mode in its settings.toml first"
+            "allow it first: "
+            + command_hint("server", "edit", server.name, "--start-mode", "manual")
         )
     if server.pid() is not None:
         raise ManagerError(f"server {server.name} is already running (pid {server.pid()})")
-    server.logfile.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        server.logfile.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ManagerError(
+            f"server {server.name}: cannot create its log folder {server.logfile.parent}: "
+            f"{os_reason(exc)}"
+        ) from None
     try:
         done = subprocess.run(
             twistd_command(server, daemon=True),
@@ -206,6 +350,8 @@ def start(server: Server, timeout: float = START_TIMEOUT_S) -> int:
         raise ManagerError(
             f"server {server.name}: twistd did not detach in {timeout:g} s"
         ) from None
+    except OSError as exc:
+        raise ManagerError(f"server {server.name}: cannot run twistd: {os_reason(exc)}") from None
     if done.returncode != 0:
         # twistd prints the plugin's own "pacsref: <reason>"; this command adds that prefix.
         output = " | ".join(
@@ -249,17 +395,22 @@ def stop(server: Server, timeout: float | None = None) -> int:
     pid = server.pid()
     if pid is None:
         raise ManagerError(f"server {server.name} is not running")
+    return stop_pid(server.name, pid, timeout)
+
+
+def stop_pid(name: str, pid: int, timeout: float) -> int:
+    """SIGTERM ``pid`` (the daemon of server ``name``) and wait up to ``timeout`` s for its end."""
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         return pid
+    except PermissionError as exc:
+        raise ManagerError(f"server {name} (pid {pid}): cannot stop it: {os_reason(exc)}") from None
     deadline = time.monotonic() + timeout
     interval = 0.01
     while process_alive(pid):
         if time.monotonic() > deadline:
-            raise ManagerError(
-                f"server {server.name} (pid {pid}) did not exit within {timeout:g} s"
-            )
+            raise ManagerError(f"server {name} (pid {pid}) did not exit within {timeout:g} s")
         time.sleep(interval)
         interval = min(interval * 2, 0.1)
     return pid

@@ -8,33 +8,58 @@ scan of ``<root>/*/settings.toml`` no longer finds it; renaming the file back re
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ipaddress
 import json
 import math
 import shlex
+import sys
+import tempfile
 from pathlib import Path
 
 from pacsref.manager import daemon
-from pacsref.manager.daemon import ManagerError, Server, find_server
+from pacsref.manager.daemon import (
+    BrokenServer,
+    ManagerError,
+    Server,
+    check_server_name,
+    command_hint,
+    find_server,
+    os_reason,
+)
 from pacsref.manager.settings_options import add_settings_options, settings_changes
 from pacsref.server.create import shipped_addins
+from pacsref.server.graceful import ABORT_GRACE_S
 from pacsref.settings import (
+    DEFAULT_STOP_TIMEOUT,
     SETTINGS_FILE_NAME,
+    ServerSettings,
     SettingsError,
     StartMode,
     create_server_directory,
     settings_from_mapping,
 )
-from pacsref.settings.edit import edit_settings_file
+from pacsref.settings.edit import edit_settings_file, edited_settings
 
 #: What ``server delete`` renames ``settings.toml`` to.
 DELETED_SUFFIX = ".deleted"
+
+#: ``--addins none``: a server with no add-in at all (an empty ``--addins ''`` is refused).
+NO_ADDINS = "none"
+
+#: Exit status of ``server status`` for a server that is not running (systemctl's and LSB's).
+NOT_RUNNING_EXIT = 3
 
 
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     """Add the manager's ``server`` subcommands to the existing ``server`` group."""
     add = commands.add_parser("add", parents=[common], help="create a server directory")
     add.add_argument("name", help="the server's AE title (also its directory name)")
-    add.add_argument("--addins", help="shipped add-ins to copy, comma-separated (default: all)")
+    add.add_argument(
+        "--addins",
+        metavar="NAME,...",
+        help="shipped add-ins to copy, comma-separated (default: all; 'none' for no add-in)",
+    )
     add_settings_options(add, skip=("ae_title",))
     add.set_defaults(handler=_add)
     edit = commands.add_parser(
@@ -59,7 +84,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         ("stop", _stop, "stop a running server (SIGTERM, graceful)"),
         ("pause", _pause, "stop accepting new associations"),
         ("resume", _resume, "accept associations again"),
-        ("status", _status, "print the server's GetStatus"),
+        ("status", _status, "print the server's state and GetStatus (exit 3: not running)"),
         ("unit", _unit, "print a systemd unit for the server"),
     ):
         sub = commands.add_parser(name, parents=[common], help=text)
@@ -78,32 +103,129 @@ def addin_names() -> dict[str, Path]:
     return {path.stem: path for path in shipped_addins()}
 
 
-def _add(root: Path, args: argparse.Namespace) -> int:
+def _chosen_addins(text: str | None) -> list[Path]:
+    """The shipped add-ins ``--addins`` names; all of them when it is not given."""
     known = addin_names()
-    if args.addins is None:
-        chosen = list(known.values())
-    else:
-        names = [n.strip() for n in args.addins.split(",") if n.strip()]
-        unknown = [n for n in names if n not in known]
-        if unknown:
+    if text is None:
+        return list(known.values())
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if names == [NO_ADDINS]:
+        return []
+    if not names:
+        # An empty list is more likely an unset shell variable than a wish for a server that
+        # answers nothing; the explicit word makes that wish visible.
+        raise ManagerError(
+            f"--addins names no add-in; give NAME,... (known: {', '.join(sorted(known))}), "
+            f"or --addins {NO_ADDINS} for a server without add-ins"
+        )
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ManagerError(
+            f"unknown add-in(s) {', '.join(unknown)}; known: {', '.join(sorted(known))} "
+            f"(or {NO_ADDINS})"
+        )
+    return [known[n] for n in names]
+
+
+def check_temporary_directory(settings: ServerSettings, server_dir: Path) -> None:
+    """Refuse a ``temporary_directory`` the server could not spool into, before it is saved.
+
+    Judged here, on the machine the server runs on, and not by the settings model: a
+    ``settings.toml`` may be read (validated, edited) anywhere, where the path means nothing.
+    The directory must be a writable directory or be creatable; what this check creates to
+    find out is removed again, so a refused or mistyped path leaves nothing behind (the
+    server makes the directory when it starts).
+    """
+    if not settings.temporary_directory:
+        return
+    target = settings.effective_temporary_directory(server_dir)
+    what = f"temporary_directory {settings.temporary_directory!r}"
+    if target.exists() and not target.is_dir():
+        raise ManagerError(f"cannot use {what}: {target} is not a directory")
+    created: list[Path] = []
+    probe = target
+    while not probe.exists() and probe != probe.parent:
+        created.append(probe)
+        probe = probe.parent
+    try:
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
             raise ManagerError(
-                f"unknown add-in(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+                f"cannot use {what}: cannot create {target}: {os_reason(exc)}"
+            ) from None
+        try:
+            with tempfile.TemporaryFile(dir=target):
+                pass
+        except OSError as exc:
+            raise ManagerError(
+                f"cannot use {what}: cannot write in {target}: {os_reason(exc)}"
+            ) from None
+    finally:
+        for directory in created:  # deepest first
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+
+
+def _wildcard(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    return address.is_unspecified
+
+
+def _addresses_overlap(first: str, second: str) -> bool:
+    """Whether two listening addresses can collide on one port (equal, or one is a wildcard)."""
+    try:
+        a, b = ipaddress.ip_address(first), ipaddress.ip_address(second)
+    except ValueError:
+        return first == second
+    return a == b or _wildcard(a) or _wildcard(b)
+
+
+def warn_port_conflicts(root: Path, name: str, settings: ServerSettings) -> None:
+    """Warn (stderr) about registered servers of ``root`` listening where ``settings`` would.
+
+    A warning, not a refusal: servers that share a port are legitimate when they never run
+    together (a spare, a test copy), but usually the port was copied by mistake and the second
+    start fails long after the add.
+    """
+    for other in daemon.all_servers(root):
+        if other.name == name or other.settings.port != settings.port:
+            continue
+        if _addresses_overlap(other.settings.ip_address, settings.ip_address):
+            print(
+                f"pacsref: warning: server {other.name} also uses port {settings.port} on "
+                f"{other.settings.ip_address}; the two cannot run at the same time",
+                file=sys.stderr,
             )
-        chosen = [known[n] for n in names]
+
+
+def _add(root: Path, args: argparse.Namespace) -> int:
+    check_server_name(args.name)
+    chosen = _chosen_addins(args.addins)
     values: dict[str, object] = {"ae_title": args.name, **settings_changes(args)}
     directory = root / args.name
     deleted = directory / (SETTINGS_FILE_NAME + DELETED_SUFFIX)
     if deleted.exists():
+        restore = shlex.join(["mv", str(deleted), str(directory / SETTINGS_FILE_NAME)])
         raise ManagerError(
             f"{directory} holds the deleted server {args.name}; restore it with "
-            f"`mv {deleted} {directory / SETTINGS_FILE_NAME}`, or move the directory away first"
+            f"`{restore}`, or move the directory away first"
         )
     try:
         settings = settings_from_mapping(values, source="command line")
-        create_server_directory(directory, settings, chosen)
-    except (SettingsError, OSError) as exc:
+    except SettingsError as exc:
         raise ManagerError(" ".join(str(exc).split())) from None
+    check_temporary_directory(settings, directory)
+    try:
+        create_server_directory(directory, settings, chosen)
+    except SettingsError as exc:
+        raise ManagerError(" ".join(str(exc).split())) from None
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename and Path(exc.filename) != directory else ""
+        raise ManagerError(
+            f"cannot create server directory {directory}: {os_reason(exc)}{where}"
+        ) from None
     print(f"added server {args.name} in {directory}")
+    warn_port_conflicts(root, args.name, settings)
     return 0
 
 
@@ -115,21 +237,37 @@ def _edit(root: Path, args: argparse.Namespace) -> int:
             "no change given; name settings with their options (pacsref server edit --help) "
             "or --set key=value"
         )
-    if server.pid() is None:
-        try:
-            _, changed = edit_settings_file(
-                server.directory / SETTINGS_FILE_NAME, changes, source="command line"
-            )
-        except (SettingsError, OSError) as exc:
+    settings_file = server.directory / SETTINGS_FILE_NAME
+    stopped = server.pid() is None
+    try:
+        settings: ServerSettings | None = edited_settings(
+            settings_file, changes, source="command line"
+        )[0]
+    except SettingsError as exc:
+        if stopped:
             raise ManagerError("; ".join(str(exc).splitlines())) from None
+        settings = None  # a running server judges the changes itself and says why (below)
+    if settings is not None and "temporary_directory" in changes:
+        check_temporary_directory(settings, server.directory)
+    if settings is not None and ("port" in changes or "ip_address" in changes):
+        warn_port_conflicts(root, server.name, settings)
+    if stopped:
+        try:
+            _, changed = edit_settings_file(settings_file, changes, source="command line")
+        except SettingsError as exc:
+            raise ManagerError("; ".join(str(exc).splitlines())) from None
+        except OSError as exc:
+            raise ManagerError(f"cannot save {settings_file}: {os_reason(exc)}") from None
         print(f"edited {server.name} (stopped): " + (", ".join(changed) or "no value changed"))
         return 0
     live, restart = server.call("UpdateSettings", changes)[:2]
     print(f"edited {server.name}: applied live: {', '.join(live) or 'nothing'}")
     if restart:
+        stop = command_hint("server", "stop", server.name)
+        start = command_hint("server", "start", server.name)
         print(
             f"{server.name}: saved, applies at next restart: {', '.join(restart)} "
-            f"(pacsref server stop {server.name} && pacsref server start {server.name})"
+            f"({stop} && {start})"
         )
     return 0
 
@@ -140,7 +278,7 @@ def _delete(root: Path, args: argparse.Namespace) -> int:
     if pid is not None:
         raise ManagerError(
             f"server {server.name} is running (pid {pid}); stop it first: "
-            f"pacsref server stop {server.name}"
+            f"{command_hint('server', 'stop', server.name)}"
         )
     settings_file = server.directory / SETTINGS_FILE_NAME
     deleted = settings_file.with_name(SETTINGS_FILE_NAME + DELETED_SUFFIX)
@@ -149,21 +287,27 @@ def _delete(root: Path, args: argparse.Namespace) -> int:
     try:
         settings_file.rename(deleted)
     except OSError as exc:
-        raise ManagerError(f"cannot unregister {server.name}: {exc}") from None
+        raise ManagerError(f"cannot unregister {server.name}: {os_reason(exc)}") from None
     print(
         f"deleted server {server.name}; its directory {server.directory} remains "
-        f"(restore: mv {deleted} {settings_file})"
+        f"(restore: {shlex.join(['mv', str(deleted), str(settings_file)])})"
     )
     return 0
 
 
 def _list(root: Path, args: argparse.Namespace) -> int:
+    """The table on stdout; for each broken server a ``broken`` row and its reason on stderr."""
     print(f"{'NAME':<17} {'AE':<17} {'PORT':>5}  {'STATE':<8} PID")
-    for server in daemon.all_servers(root):
+    for server in daemon.scan(root):
         pid = server.pid()
+        shown = pid if pid is not None else "-"
+        if isinstance(server, BrokenServer):
+            print(f"{server.name:<17} {'?':<17} {'?':>5}  {'broken':<8} {shown}")
+            print(f"pacsref: warning: {server.reason}", file=sys.stderr)
+            continue
         print(
             f"{server.name:<17} {server.settings.ae_title:<17} {server.settings.port:>5}  "
-            f"{server.state():<8} {pid if pid is not None else '-'}"
+            f"{server.state():<8} {shown}"
         )
     return 0
 
@@ -196,39 +340,71 @@ def _resume(root: Path, args: argparse.Namespace) -> int:
 
 
 def _status(root: Path, args: argparse.Namespace) -> int:
+    """``NAME: pid PID {GetStatus JSON}``, or ``NAME: stopped`` and exit status 3.
+
+    "Not running" is an answer, not a failure (the command worked), but a script must tell it
+    from "running" without parsing: hence its own exit status, the one systemctl uses.
+    """
     server = find_server(root, args.name)
+    pid = server.pid()
+    if pid is None:
+        print(f"{server.name}: stopped")
+        return NOT_RUNNING_EXIT
     data = server.call("GetStatus")
     status = data[0] if data else {}
-    print(f"{server.name}: pid {server.pid()} " + json.dumps(status, sort_keys=True))
+    print(f"{server.name}: pid {pid} " + json.dumps(status, sort_keys=True))
     return 0
 
 
-def _each(root: Path, servers: list[Server], action: str) -> int:
+_PAST = {"start": "started", "stop": "stopped"}
+
+
+def _each(servers: list[Server | BrokenServer], action: str) -> int:
+    """Start or stop each server, going on after a failure; ManagerError if any failed.
+
+    A broken server is only reached here when it must be acted on: stopping one that runs
+    needs just its pid (with the default grace), starting one is a failure to report.
+    """
     failed = 0
     for server in servers:
         try:
-            pid = daemon.start(server) if action == "start" else daemon.stop(server)
+            if isinstance(server, BrokenServer):
+                pid = server.pid()
+                if action == "start" or pid is None:
+                    raise ManagerError(
+                        f"server {server.name} cannot be {_PAST[action]}: {server.reason}"
+                    )
+                timeout = DEFAULT_STOP_TIMEOUT + ABORT_GRACE_S + daemon.STOP_TIMEOUT_S
+                pid = daemon.stop_pid(server.name, pid, timeout)
+            else:
+                pid = daemon.start(server) if action == "start" else daemon.stop(server)
         except ManagerError as exc:
-            print(f"pacsref: {exc}")
+            print(f"pacsref: {exc}", file=sys.stderr)
             failed += 1
         else:
-            print(f"{action}ed {server.name} (pid {pid})".replace("stoped", "stopped"))
+            print(f"{_PAST[action]} {server.name} (pid {pid})")
     if failed:
         raise ManagerError(f"{failed} server(s) failed to {action}")
     return 0
 
 
 def _start_all(root: Path, args: argparse.Namespace) -> int:
-    chosen = [
-        s
-        for s in daemon.all_servers(root)
-        if s.settings.start_mode is StartMode.AUTOMATIC and s.pid() is None
-    ]
-    return _each(root, chosen, "start")
+    """Every stopped automatic server; a broken one counts as failed unless its file still
+    says it is not automatic (then start-all would not have started it anyway)."""
+    chosen: list[Server | BrokenServer] = []
+    for server in daemon.scan(root):
+        if server.pid() is not None:
+            continue
+        if isinstance(server, BrokenServer):
+            if server.start_mode() in (None, StartMode.AUTOMATIC):
+                chosen.append(server)
+        elif server.settings.start_mode is StartMode.AUTOMATIC:
+            chosen.append(server)
+    return _each(chosen, "start")
 
 
 def _stop_all(root: Path, args: argparse.Namespace) -> int:
-    return _each(root, [s for s in daemon.all_servers(root) if s.pid() is not None], "stop")
+    return _each([s for s in daemon.scan(root) if s.pid() is not None], "stop")
 
 
 def unit_text(server: Server) -> str:

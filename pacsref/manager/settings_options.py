@@ -1,11 +1,11 @@
 """Command-line options for settings fields, generated from ``FIELD_SPECS``.
 
 ``server add`` and ``server edit`` take one option per settings field (``--max-clients 20``,
-``--no-allow-anonymous``, ``--start-mode manual``), generated from the one declaration of the
-fields so that a new field gets its option, its help and its checks without touching the
-manager. argparse only converts the text to the field's type; the range and the rest are
-judged by the settings model, whose errors name the field and what is allowed. ``--set
-key=value`` stays for scripts that already use it.
+``--no-allow-anonymous``, ``--start-mode manual``, ``--no-delay``/``--nagle``), generated from
+the one declaration of the fields so that a new field gets its option, its help and its checks
+without touching the manager. argparse only converts the text to the field's type; the range
+and the rest are judged by the settings model, whose errors name the field and what is
+allowed. ``--set key=value`` stays for scripts that already use it, and for every field.
 """
 
 from __future__ import annotations
@@ -27,6 +27,12 @@ def option_name(field: str) -> str:
     return "--" + field.replace("_", "-")
 
 
+#: Boolean fields whose generated ``--no-<field>`` reads badly: the name of their false option.
+#: ``no_delay = false`` means Nagle's algorithm is on, so ``--nagle`` says it; the generated
+#: ``--no-no-delay`` is still accepted (hidden) for scripts written before.
+FALSE_OPTION_NAMES = {"no_delay": "--nagle"}
+
+
 def _help(spec: FieldSpec) -> str:
     words = f"{spec.comment} Allowed: {spec.allowed}."
     if not spec.live:
@@ -38,7 +44,27 @@ def _add_option(group: Any, spec: FieldSpec) -> None:
     dest = _DEST_PREFIX + spec.name
     help_text = _help(spec)
     kind = type(spec.default)
-    if kind is bool:
+    if kind is bool and spec.name in FALSE_OPTION_NAMES:
+        negative = FALSE_OPTION_NAMES[spec.name]
+        group.add_argument(
+            option_name(spec.name), dest=dest, action="store_const", const=True, help=help_text
+        )
+        group.add_argument(
+            negative,
+            dest=dest,
+            action="store_const",
+            const=False,
+            help=f"{spec.name} = false: leave Nagle's algorithm on (the opposite of "
+            f"{option_name(spec.name)})",
+        )
+        group.add_argument(
+            "--no-" + option_name(spec.name)[2:],
+            dest=dest,
+            action="store_const",
+            const=False,
+            help=argparse.SUPPRESS,
+        )
+    elif kind is bool:
         group.add_argument(
             option_name(spec.name), dest=dest, action=argparse.BooleanOptionalAction, help=help_text
         )

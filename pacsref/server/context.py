@@ -11,6 +11,7 @@ run-time state that changes (clients, pause) is the factory's
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +37,7 @@ from pacsref.association import AcceptorConfig, ContextTable, SupportedContext
 from pacsref.log import ServiceLog
 from pacsref.security import SecureTransport, configure_security
 from pacsref.server.addresses import HostAddresses
-from pacsref.settings import ServerLayout, ServerSettings, load_settings
+from pacsref.settings import ServerLayout, ServerSettings, SettingsError, load_settings
 
 log = Logger(namespace="pacsref.server")
 
@@ -155,11 +156,46 @@ def _fallback_for(addins: list[Any]) -> Callable[[str], SupportedContext | None]
     return fallback
 
 
+def prepare_spool_dir(settings: ServerSettings, server_dir: Path, source: Path) -> Path:
+    """The Temporary Directory, created if needed and proven writable by writing a file.
+
+    Checked at start-up, not at the first C-STORE: a spool that cannot be created or written
+    would otherwise fail every data set with a traceback while the server looks healthy. The
+    probe writes a real file because ``os.access`` answers yes to root on a read-only mount.
+
+    Raises:
+        SettingsError: one line naming ``source``, the ``temporary_directory`` setting, its
+            value and the directory.
+    """
+    spool_dir = settings.effective_temporary_directory(server_dir)
+
+    def refuse(what: str, exc: OSError) -> SettingsError:
+        return SettingsError.single(
+            str(source),
+            f"{what} {spool_dir} ({exc.strerror or exc})",
+            'a directory the server can create and write to, or "" for <server dir>/tmp',
+            field="temporary_directory",
+            value=settings.temporary_directory,
+        )
+
+    try:
+        spool_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise refuse("cannot create the directory", exc) from None
+    try:
+        with tempfile.TemporaryFile(dir=spool_dir):
+            pass
+    except OSError as exc:
+        raise refuse("cannot write in the directory", exc) from None
+    return spool_dir
+
+
 def build_server_context(server_dir: Path, reactor: Any | None = None) -> ServerContext:
     """Load settings and add-ins of ``server_dir`` into a :class:`ServerContext`.
 
     Raises:
-        SettingsError: the settings file is missing or invalid.
+        SettingsError: the settings file is missing or invalid, or its Temporary Directory
+            cannot be created or written.
     """
     layout = ServerLayout(server_dir)
     settings = load_settings(layout.settings_file)
@@ -186,8 +222,7 @@ def build_server_context(server_dir: Path, reactor: Any | None = None) -> Server
         (context for addin in result.addins for context in IAddin(addin).presentation_contexts()),
         fallback=_fallback_for(result.addins),
     )
-    spool_dir = settings.effective_temporary_directory(server_dir)
-    spool_dir.mkdir(parents=True, exist_ok=True)
+    spool_dir = prepare_spool_dir(settings, server_dir, layout.settings_file)
     threadpool = ThreadPool(minthreads=1, maxthreads=20, name=f"pacsref-{settings.ae_title}")
     addresses = HostAddresses()
     titles = registry.get(IAeTitles)

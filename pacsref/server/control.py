@@ -14,7 +14,7 @@ from __future__ import annotations
 from twisted.logger import Logger
 
 from pacsref.server.clients import ClientInfo, ClientRegistry
-from pacsref.server.notifications import Notifier, ServerPaused, ServerResumed
+from pacsref.server.notifications import Notifier, ServerPaused, ServerResumed, ServerStopping
 
 log = Logger(namespace="pacsref.server")
 
@@ -35,16 +35,53 @@ class ServerControl:
         self.notifier = notifier
         self.ae_title = ae_title
         self._paused = False
+        self._stopping = False
 
     @property
     def paused(self) -> bool:
-        """True while new associations are refused with (2, 3, 1) temporary-congestion."""
-        return self._paused
+        """True while new associations are refused with (2, 3, 1) temporary-congestion.
+
+        Also true once a stop began: the acceptance policy refuses the same way, and a
+        Resume cannot undo a stop.
+        """
+        return self._paused or self._stopping
+
+    @property
+    def stopping(self) -> bool:
+        """True once :meth:`begin_stop` was called."""
+        return self._stopping
+
+    @property
+    def state(self) -> str:
+        """``stopping``, ``paused`` or ``running`` (GetStatus)."""
+        if self._stopping:
+            return "stopping"
+        return "paused" if self._paused else "running"
+
+    def begin_stop(self, deadline: float) -> None:
+        """Refuse new associations for good and tell watchers: ServerStopping, not ServerPaused.
+
+        A stop is not a pause (no Resume follows), and watchers want to know how long the
+        open clients have (``deadline``) and how many there are. Idempotent.
+        """
+        if self._stopping:
+            return
+        self._stopping = True
+        open_clients = len(self.clients)
+        log.info(
+            "server {ae} stopping: new associations get A-ASSOCIATE-RJ (2, 3, 1); "
+            "{open} open connection(s) have {deadline:g} s to finish",
+            ae=self.ae_title,
+            open=open_clients,
+            deadline=deadline,
+            kind="server.stopping",
+        )
+        self.notifier.publish(ServerStopping(deadline, open_clients))
 
     def pause(self) -> None:
         """Refuse new associations; the ones already open carry on. Idempotent."""
-        if self._paused:
-            return
+        if self._paused or self._stopping:
+            return  # a stopping server already refuses; a ServerPaused now would mislead
         self._paused = True
         log.info(
             "server {ae} paused: new associations get A-ASSOCIATE-RJ (2, 3, 1); "
@@ -57,8 +94,8 @@ class ServerControl:
 
     def resume(self) -> None:
         """Accept new associations again. Idempotent."""
-        if not self._paused:
-            return
+        if not self._paused or self._stopping:
+            return  # resuming cannot undo a stop
         self._paused = False
         log.info("server {ae} resumed", ae=self.ae_title, kind="server.resumed")
         self.notifier.publish(ServerResumed())

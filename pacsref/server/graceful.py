@@ -3,7 +3,9 @@
 A C-STORE cut in the middle makes the modality send the image again (or lose it, if the
 operator gave up), so a stop first lets what is running finish: the listener has already
 stopped accepting, new A-ASSOCIATE-RQs on connections that are already open are refused with
-(2, 3, 1) like a paused server's, and the stop waits until no client is left. Whatever is still
+(2, 3, 1) like a paused server's (announced as ServerStopping, not ServerPaused: see
+:meth:`pacsref.server.control.ServerControl.begin_stop`), and the stop waits until no client
+is left. Whatever is still
 connected at the deadline (``stop_timeout``; an idle association would otherwise hold the stop
 for ever, since only the requestor may release) gets an A-ABORT, and the stop goes on once
 those connections are gone or :data:`ABORT_GRACE_S` has passed, whichever is first.

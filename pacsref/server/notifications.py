@@ -2,8 +2,8 @@
 
 The administrative interface (a later issue) pushes these to its subscribers
 as the seed's messages: ClientConnect, ClientAssociated, ClientDisconnected,
-ClientAction; pacsref adds AssociationRefused, ClientTimedOut, ServerPaused and
-ServerResumed. Until then tests and add-in services subscribe in Python.
+ClientAction; pacsref adds AssociationRefused, ClientTimedOut, ServerPaused,
+ServerResumed and ServerStopping. Until then tests and add-in services subscribe in Python.
 
 Publishing happens on the reactor thread and calls subscribers synchronously,
 in subscription order, so a subscriber sees events in the order they
@@ -39,6 +39,7 @@ __all__ = [
     "Notifier",
     "ServerPaused",
     "ServerResumed",
+    "ServerStopping",
 ]
 
 
@@ -167,6 +168,23 @@ class ServerResumed:
         return {"event": self.name}
 
 
+@dataclass(frozen=True, slots=True)
+class ServerStopping:
+    """A graceful stop began: ``clients`` open connections have ``deadline`` seconds to finish.
+
+    Its own event rather than a ServerPaused: a paused server comes back with a Resume, a
+    stopping one does not, and a watcher should know how long the stop may take.
+    """
+
+    name: ClassVar[str] = "ServerStopping"
+    deadline: float
+    clients: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``{"event": "ServerStopping", "deadline": ..., "clients": ...}``."""
+        return {"event": self.name, "deadline": self.deadline, "clients": self.clients}
+
+
 Event = (
     ClientConnect
     | ClientAssociated
@@ -176,6 +194,7 @@ Event = (
     | ClientTimedOut
     | ServerPaused
     | ServerResumed
+    | ServerStopping
 )
 
 Subscriber = Callable[[Any], object]

@@ -58,7 +58,9 @@ def apply_socket_options(transport: Any, settings: ServerSettings) -> None:
     Set per accepted socket rather than on the listening one: Linux does
     copy SO_RCVBUF/SO_SNDBUF from a listener, but not every platform does,
     and TCP_NODELAY is per connection anyway. Linux reports back twice the
-    buffer sizes asked for (its bookkeeping overhead, ``man 7 socket``).
+    buffer sizes asked for (its bookkeeping overhead, ``man 7 socket``). A size
+    of 0 leaves that buffer to the kernel, whose autotuning a setsockopt would
+    switch off (``man 7 tcp``, tcp_rmem).
     """
     # Under TLS the transport is Twisted's TLS wrapper, whose handle is the OpenSSL
     # connection; the socket is found below it.
@@ -66,8 +68,10 @@ def apply_socket_options(transport: Any, settings: ServerSettings) -> None:
     if handle is None:  # in-memory transports have no socket
         return
     handle.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, int(settings.no_delay))
-    handle.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, settings.receive_buffer)
-    handle.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, settings.send_buffer)
+    if settings.receive_buffer:
+        handle.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, settings.receive_buffer)
+    if settings.send_buffer:
+        handle.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, settings.send_buffer)
 
 
 @implementer(IPushProducer)

@@ -8,6 +8,7 @@ association already has somewhere to run add-ins, then the listener.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from twisted.application.service import IService, MultiService, Service
@@ -92,17 +93,41 @@ class DicomListenerService(Service):
         if not self.running:
             return succeed(0)  # already stopped (the root stops it first, then again)
         super().stopService()
-        port, self.port = self.port, None
-        stopped = maybeDeferred(port.stopListening) if port is not None else succeed(None)
         control = self.factory.control
         deadline = self.factory.server.settings.stop_timeout
+        # Before the port closes, so that no A-ASSOCIATE-RQ slips in between: from now on a
+        # new one gets (2, 3, 1), and watchers hear ServerStopping (not ServerPaused).
+        control.begin_stop(deadline)
+        port, self.port = self.port, None
+        stopped = maybeDeferred(port.stopListening) if port is not None else succeed(None)
 
         def listening_stopped(_: object) -> Deferred[int]:
-            if len(control.clients):
-                control.pause()  # open connections: a new A-ASSOCIATE-RQ now gets (2, 3, 1)
             return drain(control.clients, self.reactor, deadline)
 
         return stopped.addCallback(listening_stopped)
+
+
+class StartFailed(SystemExit, Exception):
+    """A service of the tree failed to start; ``str()`` is one line for the operator.
+
+    Both exits at once, on purpose. twistd's runner catches ``Exception`` from
+    ``startService`` to remove the pidfile and pass ``str()`` to a daemon's parent through
+    its status pipe; and an uncaught ``SystemExit`` whose code is 1 ends the interpreter with
+    status 1 and no traceback. The line itself is written to the real standard error by
+    :class:`ServerService` first, since twistd has by then pointed ``sys.stderr`` at its log.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(1)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
 
 
 class ServerService(MultiService):
@@ -110,8 +135,55 @@ class ServerService(MultiService):
 
     ``MultiService`` stops its children all at once; the add-in services and the thread pool
     must outlive the associations that use them, so the listener (named ``dicom``) is stopped
-    first and the others, in reverse start order, once it has finished.
+    first and the others, in reverse start order, once it has finished. The admin service is
+    the last child, so it stops first of those, after the drain: watchers hear every
+    ClientDisconnected of the stop before their connection closes.
+
+    A child that fails to start stops those already started (the DICOM port is closed, the
+    thread pool's threads end) and the failure is raised as :class:`StartFailed`; without
+    that, twistd would leave the port open and the process hung on the pool's threads. When
+    the reactor is already running (a service started late), it is stopped instead.
     """
+
+    def __init__(self, reactor: Any = None) -> None:
+        super().__init__()
+        self.reactor = reactor
+
+    def startService(self) -> None:
+        Service.startService(self)
+        started: list[IService] = []
+        try:
+            for child in self:
+                child.startService()
+                started.append(child)
+        except Exception as exc:
+            self._start_failed(exc, started)
+
+    def _start_failed(self, exc: Exception, started: list[IService]) -> None:
+        self.running = 0
+        ae_title = self.name.removeprefix("pacsref-")
+        message = f"cannot start server {ae_title}: {_one_line(exc)}"
+        log.critical("{message}", message=message, kind="server.start_failed")
+        listener = self.namedServices.get("dicom")
+        port = getattr(listener, "port", None)
+        for child in reversed(started):
+            stopped = maybeDeferred(child.stopService)
+            stopped.addErrback(lambda failure: None)  # already failing; the start error counts
+        reactor = self.reactor
+        if reactor is not None and getattr(reactor, "running", False):
+            reactor.stop()  # the port closes as the reactor shuts down
+            return
+        sock = getattr(port, "socket", None)
+        if sock is not None:
+            sock.close()  # stopListening's own close waits for a reactor that will not run
+        stderr = sys.__stderr__  # /dev/null in a daemon, whose parent prints str(StartFailed)
+        if stderr is not None:
+            try:
+                stderr.write(f"pacsref: {message}\n")
+                stderr.flush()
+            except (OSError, ValueError):
+                pass
+        raise StartFailed(message) from exc
 
     def stopService(self) -> Deferred[Any]:
         try:
@@ -131,7 +203,7 @@ def server_service(server: ServerContext, reactor: Any) -> MultiService:
     The root carries ``factory`` and ``control`` (pause/resume, clients,
     notifications) for the twistd plugin and the admin interface.
     """
-    root = ServerService()
+    root = ServerService(reactor)
     root.setName(f"pacsref-{server.settings.ae_title}")
     if server.service_log is not None:
         ServiceLogService(server.service_log).setServiceParent(root)

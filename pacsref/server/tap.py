@@ -7,9 +7,14 @@
   ``./pacsref-data/PACSREF`` is created if needed and run; it does not check
   the called AE title, so stock tools work against it with no set-up.
 
-Start-up problems (bad settings, port taken, an IP that is not ours, Server
-Secure on without a usable security add-in) end twistd with one line naming
-the problem and exit status 1.
+Start-up problems (bad settings, a temporary directory that cannot be created
+or written, port taken, an IP that is not ours, Server Secure on without a
+usable security add-in, an admin socket path that is too long, taken by a live
+server or blocked by a file that is not a socket) end twistd with one line
+naming the problem and exit status 1. They are all checked here, before twistd
+daemonizes and the reactor starts: a failure in ``startService`` reaches a
+daemon's parent only as twistd's 100-byte status-pipe message, and used to
+leave the DICOM port open in a process that never exited.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from twisted.application.service import IService
 from twisted.python import usage
 
 from pacsref.addin import AeTableFileError
+from pacsref.admin.service import AdminSocketError, admin_socket_path, prepare_socket_path
 from pacsref.security import secure_startup_problem
 from pacsref.server.context import build_server_context
 from pacsref.server.create import DEFAULT_AE_TITLE, DEFAULT_SERVER_DIR, create_server
@@ -110,4 +116,8 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     if problem is not None:
         raise _fail(problem)
     check_can_listen(server.settings.ip_address, server.settings.port)
+    try:
+        prepare_socket_path(admin_socket_path(server.server_dir, server.settings.ae_title))
+    except AdminSocketError as exc:
+        raise _fail(str(exc)) from None
     return server_service(server, reactor)

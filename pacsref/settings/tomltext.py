@@ -9,6 +9,7 @@ same spelling, so a bad value is quoted the way the user typed it in the file.
 
 from __future__ import annotations
 
+import json
 import math
 
 # Control characters must be escaped in a TOML basic string; these have a short form.
@@ -77,9 +78,16 @@ def describe_value(value: object, limit: int = 80) -> str:
     """Spell ``value`` for an error message: as TOML when it is a TOML scalar, else with ``repr``.
 
     Long values are shortened to ``limit`` characters so that one bad line cannot flood the
-    report of every error in the file.
+    report of every error in the file. Other values arrive as JSON (the admin socket), so they
+    are spelled as JSON: ``null``, ``[1, 2]``, ``{"a": 1}`` rather than Python's ``None``.
     """
-    text = toml_scalar(value) if isinstance(value, str | bool | int | float) else repr(value)
+    if isinstance(value, str | bool | int | float):
+        text = toml_scalar(value)
+    else:
+        try:
+            text = json.dumps(value, ensure_ascii=False)
+        except (TypeError, ValueError):
+            text = repr(value)
     if len(text) > limit:
         text = text[: limit - 3] + "..."
     return text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,9 +12,21 @@ from typing import Any
 import pytest
 from twisted.test.iosim import connect, makeFakeClient, makeFakeServer
 
-from pacsref.admin.client import AdminClient, AdminClientProtocol, AdminConnectionError
+from pacsref.admin.client import (
+    AdminClient,
+    AdminClientProtocol,
+    AdminConnectionError,
+    AdminTimeoutError,
+)
 from pacsref.admin.messages import ServiceMessage
 from tests.admin.helpers import Admin
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    """A directory with a short path (pytest's tmp_path may be too long for a socket)."""
+    with tempfile.TemporaryDirectory(prefix="adm", dir="/tmp") as name:
+        yield Path(name)
 
 
 @pytest.fixture
@@ -64,8 +77,46 @@ def test_blocking_call_on_a_closed_connection_raises(
     ours, theirs = pair
     theirs.close()
     client = AdminClient(sock=ours, timeout=5)
-    with pytest.raises((AdminConnectionError, OSError)):
+    with pytest.raises(AdminConnectionError) as caught:
         client.call("GetStatus")
+    assert not isinstance(caught.value, BrokenPipeError)
+    assert "the admin socket: sending GetStatus failed: Broken pipe" in str(caught.value)
+
+
+def test_blocking_call_timeout_is_an_admin_connection_error(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    """A server that does not answer: AdminTimeoutError, both an AdminConnectionError and a
+    TimeoutError, saying what it waited for."""
+    ours, _theirs = pair
+    client = AdminClient(sock=ours, timeout=0.05)
+    with pytest.raises(AdminConnectionError) as caught:
+        client.call("GetStatus")
+    assert isinstance(caught.value, AdminTimeoutError) and isinstance(caught.value, TimeoutError)
+    assert str(caught.value) == (
+        "the admin socket: no answer within 0.05 s while waiting for the response to GetStatus"
+    )
+    with pytest.raises(AdminTimeoutError):
+        next(client.notifications())  # a timeout does not end the notifications, it is raised
+
+
+def test_blocking_call_errors_name_the_server_socket(short_dir: Path) -> None:
+    """With a path, every failure names that socket: a reset, a close, a timeout."""
+    path = short_dir / "S.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen()
+    try:
+        client = AdminClient(path, timeout=0.05)
+        with pytest.raises(AdminTimeoutError, match=f"^admin socket {path}: no answer within"):
+            client.call("GetStatus")
+        accepted, _ = server.accept()
+        accepted.close()
+        with pytest.raises(AdminConnectionError, match=f"^admin socket {path}: "):
+            client.call("GetStatus")
+        client.close()
+    finally:
+        server.close()
 
 
 def test_blocking_client_without_a_server(tmp_path: Path) -> None:

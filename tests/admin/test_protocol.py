@@ -185,7 +185,7 @@ def test_oversized_line_is_answered_then_that_connection_closes() -> None:
 def test_line_of_exactly_the_limit_is_not_refused_for_length() -> None:
     admin = Admin()
     conn = admin.connect()
-    line = b'{"message": "Pause", "service": "' + b"s" * (MAX_LINE_LENGTH - 40)
+    line = b'{"message": "Pause", "error": "' + b"s" * (MAX_LINE_LENGTH - 40)
     line += b'"}'
     assert len(line) <= MAX_LINE_LENGTH
     [reply] = conn.send_line(line)
@@ -226,3 +226,97 @@ def test_closed_admin_connection_gets_no_more_notifications() -> None:
     admin.factory.close()
     admin.add_client()
     assert staying.read() == []
+
+
+def test_a_readable_name_answers_even_when_other_fields_are_wrong() -> None:
+    """The response is "Error" only when no name could be read; else it carries the name."""
+    admin = Admin()
+    conn = admin.connect()
+    [reply] = conn.send_line(b'{"message": "GetStatus", "data": "x"}')
+    refused(reply, "GetStatus", 'field "data" must be a list, not a string')
+    [reply] = conn.send_line(b'{"message": "GetStatus", "data": [], "extra": 1}')
+    refused(reply, "GetStatus", "unknown field(s) 'extra'")
+    [reply] = conn.send_line(b'{"message": "GetStatus", "service": 3}')
+    refused(reply, "GetStatus", 'field "service" must be a string')
+    [reply] = conn.send_line(b'{"message": 3, "data": []}')
+    refused(reply, "Error", 'field "message" must be a non-empty string')
+    [reply] = conn.send_line(b'{"message": "", "extra": 1}')
+    refused(reply, "Error", "unknown field(s) 'extra'")
+
+
+def test_a_request_for_another_server_is_refused() -> None:
+    """A script pointed at the wrong socket must not change the wrong server."""
+    admin = Admin()
+    conn = admin.connect()
+    [reply] = conn.send_line(b'{"message": "Pause", "service": "OTHER", "data": []}')
+    refused(reply, "Pause", "this socket serves AE title 'PACSREF', not 'OTHER'")
+    assert not admin.control.paused
+    for service in (b'""', b'"PACSREF"', b'" PACSREF "'):
+        [reply] = conn.send_line(b'{"message": "GetStatus", "service": ' + service + b"}")
+        assert ok(reply, "GetStatus")
+    [reply] = conn.send_line(b'{"message": "GetStatus"}')
+    assert ok(reply, "GetStatus")
+
+
+def test_an_admin_client_that_stops_reading_is_cut_off() -> None:
+    """Past MAX_PENDING_OUTPUT bytes written while the transport is full, the connection ends."""
+    from twisted.logger import globalLogPublisher
+
+    from pacsref.admin.messages import ServiceMessage
+    from pacsref.admin.protocol import MAX_PENDING_OUTPUT
+
+    admin = Admin()
+    slow, other = admin.connect(), admin.connect()
+    producer = slow.transport.producer
+    assert producer is not None and slow.transport.streaming
+    big = ServiceMessage("ServerPaused", "PACSREF", True, "", ["x" * (1024 * 1024)])
+    for _ in range(10):  # a client that reads: the transport never pauses us
+        slow.protocol.send(big)
+    assert not slow.transport.disconnecting
+    events: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        producer.pauseProducing()  # its buffer is full: the client stopped reading
+        for _ in range(MAX_PENDING_OUTPUT // len(big.to_json()) - 1):
+            slow.protocol.send(big)
+        assert not slow.transport.disconnecting
+        producer.resumeProducing()  # it caught up: the count starts again
+        producer.pauseProducing()
+        for _ in range(MAX_PENDING_OUTPUT // len(big.to_json())):
+            slow.protocol.send(big)
+        assert not slow.transport.disconnecting
+        slow.protocol.send(big)
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    assert slow.transport.disconnecting and slow.transport.disconnected  # aborted, not lost
+    assert [e["kind"] for e in events if e.get("kind") == "admin.slow_client"] == [
+        "admin.slow_client"
+    ]
+    slow.transport.clear()
+    admin.control.pause()
+    assert slow.transport.value() == b""  # nothing more is queued for it
+    assert [n["message"] for n in other.read() if n["message"] == "ServerPaused"][-1:] == [
+        "ServerPaused"
+    ]
+    assert ok(other.request("GetStatus"), "GetStatus")
+
+
+def test_closing_connections_waits_for_their_output_then_cuts_the_slow() -> None:
+    """On stop, admin connections are closed after their buffer (loseConnection), bounded."""
+    from twisted.internet.task import Clock
+
+    from pacsref.admin.protocol import CLOSE_GRACE_S
+
+    admin = Admin()
+    reading, stuck = admin.connect(), admin.connect()
+    clock = Clock()
+    done: list[Any] = []
+    admin.factory.close_connections(clock).addCallback(done.append)
+    assert reading.transport.disconnecting and not reading.transport.disconnected
+    reading.protocol.connectionLost(None)
+    assert done == []
+    clock.advance(CLOSE_GRACE_S)
+    assert stuck.transport.disconnected  # aborted
+    stuck.protocol.connectionLost(None)
+    assert len(done) == 1
+    assert not clock.getDelayedCalls()

@@ -48,7 +48,7 @@ def line(message: ServiceMessage) -> bytes:
 @pytest.fixture
 def server_dir(tmp_path: Path) -> Path:
     """A server directory whose pidfile names this live process (so it counts as running)."""
-    assert main(["--root", str(tmp_path), "server", "add", "WATCHED", "--addins", ""]) == 0
+    assert main(["--root", str(tmp_path), "server", "add", "WATCHED", "--addins", "none"]) == 0
     directory = tmp_path / "WATCHED"
     (directory / "twistd.pid").write_text(str(os.getpid()))
     return directory
@@ -137,7 +137,7 @@ def test_watch_of_a_stopped_server_fails_at_once(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """No live pid: exit 1 saying so, without touching the socket."""
-    main(["--root", str(tmp_path), "server", "add", "IDLE", "--addins", ""])
+    main(["--root", str(tmp_path), "server", "add", "IDLE", "--addins", "none"])
     capsys.readouterr()
     assert main(["--root", str(tmp_path), "clients", "watch", "IDLE"]) == 1
     assert capsys.readouterr().err == "pacsref: server IDLE is not running\n"

@@ -116,10 +116,8 @@ def test_unknown_server_is_an_error(tmp_path: Path, capsys, command: str) -> Non
 @pytest.mark.parametrize(
     "argv",
     [
-        ["server", "status", "IDLE"],
         ["server", "stop", "IDLE"],
         ["server", "pause", "IDLE"],
-        ["ae", "list", "IDLE"],
         ["clients", "list", "IDLE"],
     ],
 )
@@ -128,6 +126,13 @@ def test_commands_on_a_stopped_server_say_not_running(tmp_path: Path, capsys, ar
     add(capsys, tmp_path, "IDLE")
     status, _, err = run(capsys, tmp_path, *argv)
     assert status == 1 and "not running" in err
+
+
+def test_status_of_a_stopped_server_says_so_with_exit_3(tmp_path: Path, capsys) -> None:
+    """'Not running' is an answer a script tells apart by exit status 3 (as systemctl)."""
+    add(capsys, tmp_path, "IDLE")
+    status, out, err = run(capsys, tmp_path, "server", "status", "IDLE")
+    assert (status, out, err) == (3, "IDLE: stopped\n", "")
 
 
 def test_disabled_server_refuses_to_start(tmp_path: Path, capsys) -> None:

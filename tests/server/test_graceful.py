@@ -113,3 +113,67 @@ def test_server_stops_listening_then_drains_before_the_rest(harness: ServerHarne
     assert [t for t, _ in conn.received()] == [PDUType.A_ABORT]
     conn.lose()
     assert log == ["other stopped"] and len(got) == 1
+
+
+def test_a_stop_is_told_as_server_stopping_not_as_a_pause(harness: ServerHarness) -> None:
+    """ServerStopping(stop_timeout, open clients) when the stop begins; never ServerPaused."""
+    _associated(harness)
+    listener = DicomListenerService(harness.factory, harness.clock)
+    listener.running = 1
+    listener.port = FakePort()  # type: ignore[assignment]
+    listener.stopService()
+    [stopping] = [e for e in harness.events if e.name == "ServerStopping"]
+    assert (stopping.deadline, stopping.clients) == (5.0, 1)
+    control = harness.control
+    assert control.paused and control.stopping and control.state == "stopping"
+    control.pause()
+    control.resume()  # a stop cannot be resumed
+    assert control.paused and "ServerPaused" not in harness.event_names()
+    assert "ServerResumed" not in harness.event_names()
+
+
+def test_watchers_get_the_stop_s_last_disconnection_before_their_connection_closes(
+    harness: ServerHarness,
+) -> None:
+    """The admin service stops after the drain, and closes its connections after their output."""
+    import json
+    import tempfile
+
+    from twisted.internet.testing import MemoryReactorClock, StringTransport
+
+    from pacsref.admin.service import AdminService
+
+    conn = _associated(harness)
+    with tempfile.TemporaryDirectory(prefix="grc", dir="/tmp") as short:
+        admin_reactor = MemoryReactorClock()
+        admin = AdminService(
+            harness.control, harness.server, admin_reactor, path=Path(short) / "P.sock"
+        )
+        root = ServerService(harness.clock)
+        listener = DicomListenerService(harness.factory, harness.clock)
+        listener.setName("dicom")
+        listener.setServiceParent(root)
+        admin.setServiceParent(root)
+        root.running = listener.running = 1
+        listener.port = FakePort()  # type: ignore[assignment]
+        admin.startService()
+        assert admin.factory is not None
+        watcher = admin.factory.buildProtocol(None)
+        transport = StringTransport()
+        watcher.makeConnection(transport)
+
+        def names() -> list[str]:
+            return [json.loads(line)["message"] for line in transport.value().splitlines()]
+
+        stopped = _result(root.stopService())
+        assert names() == ["ServerStopping"]
+        harness.clock.advance(5)  # stop_timeout: the held client is aborted
+        assert not transport.disconnecting
+        conn.lose()
+        assert names() == ["ServerStopping", "ClientDisconnected"]
+        last = json.loads(transport.value().splitlines()[-1])
+        assert last["data"][1] == "server stopping: stop_timeout passed"
+        assert transport.disconnecting and not transport.disconnected  # after its buffer
+        assert stopped == []  # the reactor's shutdown waits for the admin connection
+        watcher.connectionLost(None)
+        assert len(stopped) == 1

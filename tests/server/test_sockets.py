@@ -70,6 +70,17 @@ def test_apply_socket_options_sets_them(
     assert rcvbuf <= 2 * buffer + 4096  # set, not just the system default
 
 
+def test_zero_buffers_are_left_to_the_kernel(accepted: socket.socket) -> None:
+    """0 (the default) sets neither buffer, so Linux keeps tuning them (tcp(7), tcp_rmem)."""
+    before = _options(accepted)
+    settings = ServerSettings(ae_title="PACSREF", receive_buffer=0, send_buffer=0)
+    assert (settings.receive_buffer, settings.send_buffer) == (0, 0)
+    apply_socket_options(SocketTransport(accepted, IPv4Address("TCP", "127.0.0.1", 1)), settings)
+    after = _options(accepted)
+    assert after[1:] == before[1:]
+    assert ServerSettings(ae_title="PACSREF").receive_buffer == 0  # the default
+
+
 def test_every_accepted_connection_gets_the_options(
     tmp_path: Path, accepted: socket.socket
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -131,3 +132,67 @@ def test_embedded_default_answers_any_called_ae(
     settings = load_settings(tmp_path / "pacsref-data" / "PACSREF" / "settings.toml")
     assert (settings.ae_title, settings.port) == ("PACSREF", 11112)
     assert settings.check_called_ae_title is False and settings.allow_anonymous is True
+
+
+def _server(tmp_path: Path, name: str = "S", **settings: str) -> Path:
+    server_dir = tmp_path / name
+    argv = ["--server-dir", str(server_dir), "--ae-title", name, "--ip-address", "127.0.0.1"]
+    argv += ["--port", str(free_loopback_port())]
+    for key, value in settings.items():
+        argv += ["--set", f"{key}={value}"]
+    assert create_main(argv) == 0
+    return server_dir
+
+
+def _refusal(server_dir: Path) -> str:
+    with pytest.raises(SystemExit) as info:
+        makeService(_options("--server-dir", str(server_dir)), reactor=Clock())
+    message = str(info.value.code)
+    assert "\n" not in message and message.startswith("pacsref: "), message
+    return message
+
+
+def test_too_long_admin_socket_path_is_refused_before_the_reactor_starts(tmp_path: Path) -> None:
+    """The admin socket path is checked in makeService, not when the DICOM port is open."""
+    server_dir = _server(tmp_path / ("d" * 100))
+    message = _refusal(server_dir)
+    assert "admin socket path is" in message and "more than a Unix socket allows (107)" in message
+
+
+def test_a_file_in_the_admin_socket_s_place_is_refused(tmp_path: Path) -> None:
+    server_dir = _server(tmp_path)
+    (server_dir / "admin").mkdir(mode=0o700, exist_ok=True)
+    (server_dir / "admin" / "S.sock").write_text("not a socket")
+    message = _refusal(server_dir)
+    assert message.endswith("S.sock exists and is not a socket; remove it")
+    assert (server_dir / "admin" / "S.sock").read_text() == "not a socket"
+
+
+def test_a_live_admin_socket_of_another_server_is_refused() -> None:
+    with tempfile.TemporaryDirectory(prefix="tap", dir="/tmp") as short:
+        server_dir = _server(Path(short))
+        path = server_dir / "admin" / "S.sock"
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        live = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        live.bind(str(path))
+        live.listen()
+        try:
+            assert _refusal(server_dir) == f"pacsref: another server is already listening on {path}"
+        finally:
+            live.close()
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ("/proc/nope", "cannot create the directory /proc/nope (No such file or directory)"),
+        ("/proc", "cannot write in the directory /proc ("),
+    ],
+)
+def test_an_unusable_temporary_directory_is_one_line(
+    tmp_path: Path, value: str, words: str
+) -> None:
+    """The Temporary Directory is created and written once at start, never a traceback."""
+    server_dir = _server(tmp_path, temporary_directory=f'"{value}"')
+    message = _refusal(server_dir)
+    assert f'settings.toml: temporary_directory = "{value}" {words}' in message

@@ -55,7 +55,7 @@ def test_defaults_match_the_documented_values() -> None:
     assert (settings.client_timeout, settings.reconnect_timeout) == (300.0, 30.0)
     assert (settings.addin_timeout, settings.artim_timeout) == (60.0, 30.0)
     assert settings.no_delay is True
-    assert (settings.receive_buffer, settings.send_buffer) == (29696, 29696)
+    assert (settings.receive_buffer, settings.send_buffer) == (0, 0)  # the OS decides
     assert settings.start_mode is StartMode.MANUAL
     assert settings.copy_dataset_image is False
 
@@ -292,7 +292,8 @@ INVALID = [
     ("receive_buffer", "1023", "is out of range"),
     ("receive_buffer", "16777217", "is out of range"),
     ("receive_buffer", "29696.0", "has the wrong type (float)"),
-    ("send_buffer", "0", "is out of range"),
+    ("send_buffer", "1", "is out of range"),
+    ("send_buffer", "-1", "is out of range"),
     ("send_buffer", "true", "has the wrong type (boolean)"),
     ("start_mode", '"Manual"', "is not a start mode (write it in lower case)"),
     ("start_mode", '"auto"', "is not a start mode"),
@@ -346,7 +347,7 @@ def test_non_toml_values_from_mappings_are_rejected() -> None:
     with pytest.raises(SettingsError) as info:
         settings_from_mapping({"ae_title": "X", "port": None, "max_clients": "5"}, source="cli")
     assert str(info.value).splitlines() == [
-        "cli: port = None has the wrong type (NoneType); allowed: an integer 1-65535",
+        "cli: port = null has the wrong type (null); allowed: an integer 1-65535",
         'cli: max_clients = "5" has the wrong type (string); allowed: an integer 1-100000',
     ]
 
@@ -420,3 +421,22 @@ def test_array_value_is_a_wrong_type(tmp_path: Path) -> None:
     path = write_settings(tmp_path, 'ae_title = "STORE"\nport = [104]\n')
     with pytest.raises(SettingsError, match=r"port = \[104\] has the wrong type \(array\)"):
         load_settings(path)
+
+
+@pytest.mark.parametrize(
+    ("value", "spelled", "kind"),
+    [
+        (None, "null", "null"),
+        ([1, "a"], '[1, "a"]', "array"),
+        ({"a": 1}, '{"a": 1}', "table (object)"),
+        (b"x", "b'x'", "unsupported value"),
+    ],
+)
+def test_wrong_types_are_named_in_toml_and_json_words(value, spelled, kind) -> None:
+    """UpdateSettings sends JSON: its values are named as JSON/TOML name them, not Python."""
+    with pytest.raises(SettingsError) as info:
+        settings_from_mapping({"ae_title": "X", "max_clients": value}, source="UpdateSettings")
+    assert str(info.value) == (
+        f"UpdateSettings: max_clients = {spelled} has the wrong type ({kind}); "
+        "allowed: an integer 1-100000"
+    )
