@@ -166,7 +166,7 @@ class MessageAssembler:
             )
         if not pdv.is_last:
             self._context_id = pdv.context_id
-            self._fragments.append(data)
+            self._fragments.append(bytes(data))  # a copy: a view would pin its whole read
             return None
         if self._fragments:
             self._fragments.append(data)

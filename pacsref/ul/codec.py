@@ -280,8 +280,12 @@ def decode_abort(body: bytes) -> Abort:
     return Abort(source=src, reason=why)
 
 
-def decode_p_data(body: bytes) -> DataTransfer:
-    """Split a P-DATA-TF body into its PDV items (PS3.8 Table 9-22, Annex E)."""
+def decode_p_data(body: bytes | memoryview) -> DataTransfer:
+    """Split a P-DATA-TF body into its PDV items (PS3.8 Table 9-22, Annex E).
+
+    Each PDV's data is a ``memoryview`` of ``body``, not a copy: a data set
+    fragment goes from the received bytes straight to its spool file.
+    """
     values: list[PresentationDataValue] = []
     offset = 0
     end = len(body)
@@ -296,7 +300,7 @@ def decode_p_data(body: bytes) -> DataTransfer:
             )
         if context_id % 2 == 0:
             raise MalformedPDU(f"P-DATA-TF: PDV presentation context ID {context_id} is not odd")
-        data = bytes(view[offset + 6 : offset + 4 + length])
+        data = view[offset + 6 : offset + 4 + length]  # no copy: see PresentationDataValue
         values.append(PresentationDataValue(context_id, bool(control & 1), bool(control & 2), data))
         offset += 4 + length
     if not values:

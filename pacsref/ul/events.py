@@ -215,13 +215,16 @@ REJECT_CONGESTION = AssociateReject(
 class PresentationDataValue:
     """One PDV item of a P-DATA-TF PDU (PS3.8 9.3.5.1, Annex E.2).
 
-    ``data`` is the message fragment without the control header.
+    ``data`` is the message fragment without the control header. Received
+    PDVs carry a read-only ``memoryview`` of the received bytes (no copy);
+    whoever keeps one beyond the current read must copy it with ``bytes()``,
+    or it pins the whole read buffer.
     """
 
     context_id: int
     is_command: bool
     is_last: bool
-    data: bytes
+    data: bytes | memoryview
 
 
 @dataclass(frozen=True, slots=True)
