@@ -23,6 +23,7 @@ from pacsref.admin.addin_options import AddInOptionsCommands
 from pacsref.admin.messages import MessageError, ae_info_to_dict
 from pacsref.settings import ServerSettings, SettingsError
 from pacsref.settings.edit import edit_settings_file
+from pacsref.settings.spool import TemporaryDirectoryError
 
 __all__ = ["AdminCommands", "Counters"]
 
@@ -217,20 +218,31 @@ class AdminCommands:
         """
         if self.live_settings is None or self.settings_file is None:
             raise MessageError("this server cannot change its settings while running")
-        return self._settings_lock.run(self._update_settings, changes)
+        return self._settings_lock.run(self._update_settings, changes, self.settings_file)
 
-    def _update_settings(self, changes: dict[str, Any]) -> Deferred[list[Any]]:
-        d = self.run_in_thread(edit_settings_file, self.settings_file, changes, "UpdateSettings")
+    def _update_settings(self, changes: dict[str, Any], settings_file: Path) -> Deferred[list[Any]]:
+        # The server directory lets the edit check a new temporary_directory on this machine
+        # (and on the worker thread: it creates and removes a file): the manager checks it too,
+        # but a direct admin client does not go through the manager.
+        d = self.run_in_thread(
+            edit_settings_file,
+            settings_file,
+            changes,
+            "UpdateSettings",
+            settings_file.parent,
+        )
 
         def saved(result: tuple[ServerSettings, tuple[str, ...]]) -> list[Any]:
             change = self.live_settings.apply(result[0])
             return [list(change.live), list(change.restart)]
 
         def refused(failure: Failure) -> list[Any]:
-            failure.trap(SettingsError, OSError)
+            failure.trap(SettingsError, TemporaryDirectoryError, OSError)
             if isinstance(failure.value, SettingsError):
                 raise MessageError("; ".join(str(p) for p in failure.value.problems))
-            raise MessageError(f"cannot save {self.settings_file}: {failure.value}")
+            if isinstance(failure.value, TemporaryDirectoryError):
+                raise MessageError(str(failure.value))
+            raise MessageError(f"cannot save {settings_file}: {failure.value}")
 
         return d.addCallbacks(saved, refused)
 

@@ -14,7 +14,7 @@ Rules, in the order they are applied (the first that matches answers):
    reaches :func:`decide`; listed here so the order reads whole.
 2. application context not the DICOM one -> (1, 1, 2).
 3. called AE title not ours, when ``check_called_ae_title`` -> (1, 1, 7).
-4. server paused -> (2, 3, 1) temporary-congestion.
+4. server paused, or stopping gracefully -> (2, 3, 1) temporary-congestion.
 5. Max Clients reached -> (2, 3, 2) local-limit-exceeded.
 6. calling AE title unknown while Allow Anonymous is off, or known but
    registered with another host than the peer's address -> (1, 1, 3).
@@ -81,6 +81,8 @@ class Rule(enum.StrEnum):
     PROTOCOL_VERSION = "protocol-version"
     APPLICATION_CONTEXT = "application-context"
     CALLED_AE = "called-ae-title"
+    #: Also a graceful stop's refusals: the same rule and A-ASSOCIATE-RJ as a pause (a peer
+    #: should retry either way, perhaps against the restarted server); only ``why`` differs.
     PAUSED = "paused"
     MAX_CLIENTS = "max-clients"
     CALLING_AE = "calling-ae-title"
@@ -138,6 +140,9 @@ class PolicyView:
     Attributes:
         settings: the server's settings.
         paused: the server is paused (no new associations).
+        stopping: a graceful stop began; refused like ``paused``, but the log and the
+            AssociationRefused notification must not tell the administrator "paused"
+            when nobody paused it (a Resume would not help).
         associated_count: connections holding one of the Max Clients places,
             not counting the requester. A place is taken at TCP accept (while
             places are left) and given back when the association ends or the
@@ -156,6 +161,7 @@ class PolicyView:
 
     settings: PolicySettings
     paused: bool = False
+    stopping: bool = False
     associated_count: int = 0
     ae_lookup: Callable[[str], AeEntry | None] = lambda title: None
     associated_from: Callable[[str, str], bool] = lambda title, ip: False
@@ -222,6 +228,8 @@ def decide(request: AssociateRequest, peer_ip: str, view: PolicyView) -> Refusal
             Rule.CALLED_AE,
             f"called AE title {called!r} is not this server's ({settings.ae_title!r})",
         )
+    if view.stopping:
+        return Refusal(REJECT_CONGESTION, Rule.PAUSED, "the server is stopping")
     if view.paused:
         return Refusal(REJECT_CONGESTION, Rule.PAUSED, "the server is paused")
     if view.associated_count >= settings.max_clients:

@@ -244,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     addins_commands.register(commands, common)
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["create"]:
-        return create_command.main(argv[1:])
+        return create_command.main(argv[1:], prog="pacsref create")
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)
     if handler is not None:

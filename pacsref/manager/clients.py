@@ -8,6 +8,7 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -62,44 +63,90 @@ def _calling(client: dict[str, Any], fallback: str = "") -> str:
     return str(client.get("ae_title") or fallback or "-")
 
 
+def _connected(data: list[Any]) -> str:
+    return _peer(data[0])
+
+
+def _associated(data: list[Any]) -> str:
+    client = data[0]
+    return f"{_peer(client)} {_calling(client)} -> {client.get('called_ae_title', '')}"
+
+
+def _disconnected(data: list[Any]) -> str:
+    client, reason = data[0], data[1]
+    return f"{_peer(client)} {_calling(client)} ({reason or 'closed'})"
+
+
+def _action(data: list[Any]) -> str:
+    action, calling, client_id = data[0], data[1], data[2]
+    return f"#{client_id} {calling or '-'} {action}"
+
+
+def _timed_out(data: list[Any]) -> str:
+    client, timeout = data[0], data[1]
+    return f"{_peer(client)} {_calling(client)} idle for {timeout:g} s, aborted"
+
+
+def _refused(data: list[Any]) -> str:
+    refusal = data[0]
+    client = refusal.get("client") or {}
+    calling = _calling(client, refusal.get("calling_ae_title", ""))
+    return (
+        f"{_peer(client)} {calling} -> {refusal.get('called_ae_title', '')}: "
+        f"{refusal.get('reject_text', refusal.get('reject'))} ({refusal.get('why', '')})"
+    )
+
+
+def _no_data(text: str) -> Callable[[list[Any]], str]:
+    """A formatter for a data-less notification; data where none is expected is a new shape."""
+
+    def describe(data: list[Any]) -> str:
+        if data:
+            raise ValueError("unexpected data")
+        return text
+
+    return describe
+
+
+def _stopping(data: list[Any]) -> str:
+    timeout, clients = data[0], data[1]
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise TypeError("stop_timeout is not a number")
+    return (
+        f"new associations are refused (2, 3, 1); {clients} client(s) have {timeout:g} s to finish"
+    )
+
+
+#: One formatter per notification name. Kept as a table (rather than a chain of ifs) so that a
+#: test can check it covers every entry of :data:`~pacsref.admin.messages.NOTIFICATIONS`: a
+#: notification added to the protocol without a line here would otherwise only show up as raw
+#: JSON in front of an administrator.
+FORMATTERS: dict[str, Callable[[list[Any]], str]] = {
+    "ClientConnect": _connected,
+    "ClientAssociated": _associated,
+    "ClientDisconnected": _disconnected,
+    "ClientAction": _action,
+    "ClientTimedOut": _timed_out,
+    "AssociationRefused": _refused,
+    "ServerPaused": _no_data("new associations are refused (2, 3, 1)"),
+    "ServerResumed": _no_data("new associations are accepted again"),
+    "ServerStopping": _stopping,
+}
+
+
 def describe(note: ServiceMessage) -> str:
     """The key fields of a notification in words, for an administrator following the server.
 
     Unknown or oddly shaped notifications fall back to their raw data rather than failing:
     a watcher that dies on a server newer than itself would hide exactly what it is for.
     """
-    data = note.data
-    try:
-        if note.message in ("ClientConnect", "ClientAssociated"):
-            client = data[0]
-            text = f"{_peer(client)}"
-            if note.message == "ClientAssociated":
-                text += f" {_calling(client)} -> {client.get('called_ae_title', '')}"
-            return text
-        if note.message == "ClientDisconnected":
-            client, reason = data[0], data[1]
-            return f"{_peer(client)} {_calling(client)} ({reason or 'closed'})"
-        if note.message == "ClientAction":
-            action, calling, client_id = data[0], data[1], data[2]
-            return f"#{client_id} {calling or '-'} {action}"
-        if note.message == "ClientTimedOut":
-            client, timeout = data[0], data[1]
-            return f"{_peer(client)} {_calling(client)} idle for {timeout:g} s, aborted"
-        if note.message == "AssociationRefused":
-            refusal = data[0]
-            client = refusal.get("client") or {}
-            calling = _calling(client, refusal.get("calling_ae_title", ""))
-            return (
-                f"{_peer(client)} {calling} -> {refusal.get('called_ae_title', '')}: "
-                f"{refusal.get('reject_text', refusal.get('reject'))} ({refusal.get('why', '')})"
-            )
-        if note.message == "ServerPaused" and not data:
-            return "new associations are refused (2, 3, 1)"
-        if note.message == "ServerResumed" and not data:
-            return "new associations are accepted again"
-    except (IndexError, KeyError, TypeError, AttributeError, ValueError):
-        pass
-    return json.dumps(data, separators=(",", ":"))
+    formatter = FORMATTERS.get(note.message)
+    if formatter is not None:
+        try:
+            return formatter(note.data)
+        except (IndexError, KeyError, TypeError, AttributeError, ValueError):
+            pass
+    return json.dumps(note.data, separators=(",", ":"))
 
 
 def format_notification(note: ServiceMessage, at: float | None = None) -> str:

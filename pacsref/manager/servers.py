@@ -8,13 +8,11 @@ scan of ``<root>/*/settings.toml`` no longer finds it; renaming the file back re
 from __future__ import annotations
 
 import argparse
-import contextlib
 import ipaddress
 import json
 import math
 import shlex
 import sys
-import tempfile
 from pathlib import Path
 
 from pacsref.manager import daemon
@@ -38,6 +36,7 @@ from pacsref.settings import (
     StartMode,
     create_server_directory,
     settings_from_mapping,
+    spool,
 )
 from pacsref.settings.edit import edit_settings_file, edited_settings
 
@@ -130,41 +129,14 @@ def _chosen_addins(text: str | None) -> list[Path]:
 def check_temporary_directory(settings: ServerSettings, server_dir: Path) -> None:
     """Refuse a ``temporary_directory`` the server could not spool into, before it is saved.
 
-    Judged here, on the machine the server runs on, and not by the settings model: a
-    ``settings.toml`` may be read (validated, edited) anywhere, where the path means nothing.
-    The directory must be a writable directory or be creatable; what this check creates to
-    find out is removed again, so a refused or mistyped path leaves nothing behind (the
-    server makes the directory when it starts).
+    The rule is :func:`pacsref.settings.spool.check_temporary_directory`, shared with the
+    server's UpdateSettings so that a direct admin client is held to it too; here its refusal
+    becomes the manager's one ``pacsref:`` line.
     """
-    if not settings.temporary_directory:
-        return
-    target = settings.effective_temporary_directory(server_dir)
-    what = f"temporary_directory {settings.temporary_directory!r}"
-    if target.exists() and not target.is_dir():
-        raise ManagerError(f"cannot use {what}: {target} is not a directory")
-    created: list[Path] = []
-    probe = target
-    while not probe.exists() and probe != probe.parent:
-        created.append(probe)
-        probe = probe.parent
     try:
-        try:
-            target.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ManagerError(
-                f"cannot use {what}: cannot create {target}: {os_reason(exc)}"
-            ) from None
-        try:
-            with tempfile.TemporaryFile(dir=target):
-                pass
-        except OSError as exc:
-            raise ManagerError(
-                f"cannot use {what}: cannot write in {target}: {os_reason(exc)}"
-            ) from None
-    finally:
-        for directory in created:  # deepest first
-            with contextlib.suppress(OSError):
-                directory.rmdir()
+        spool.check_temporary_directory(settings, server_dir)
+    except spool.TemporaryDirectoryError as exc:
+        raise ManagerError(str(exc)) from None
 
 
 def _wildcard(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:

@@ -60,6 +60,7 @@ def policy_view(
     return PolicyView(
         settings=server.settings,
         paused=control.paused,
+        stopping=control.stopping,
         associated_count=control.clients.admitted_except(client),
         ae_lookup=titles.get,
         associated_from=control.clients.associated_from,

@@ -73,10 +73,14 @@ def parse_assignment(text: str) -> tuple[str, object]:
     return key.strip().replace("-", "_"), value
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m pacsref.server.create``."""
+def main(argv: Sequence[str] | None = None, prog: str = "python -m pacsref.server.create") -> int:
+    """Entry point of ``python -m pacsref.server.create``, and of ``pacsref create``.
+
+    ``prog`` lets ``pacsref create --help`` and its usage errors name the command the user
+    typed rather than the module behind it.
+    """
     parser = argparse.ArgumentParser(
-        prog="python -m pacsref.server.create",
+        prog=prog,
         description="Create a pacsref server directory with default settings and every "
         "shipped add-in in its addins/ folder.",
     )

@@ -18,6 +18,7 @@ from pathlib import Path
 from pacsref.settings.errors import MISSING, SettingsError, SettingsProblem
 from pacsref.settings.fields import FIELD_SPECS, validate_mapping
 from pacsref.settings.model import ServerSettings, settings_from_mapping
+from pacsref.settings.spool import check_temporary_directory
 from pacsref.settings.toml_io import StrPath, load_settings, save_settings
 
 __all__ = ["AE_TITLE_FIXED", "edit_settings_file", "edited_settings"]
@@ -91,14 +92,25 @@ def _plain(value: object) -> object:
 
 
 def edit_settings_file(
-    path: StrPath, changes: Mapping[str, object], source: str = "changes"
+    path: StrPath,
+    changes: Mapping[str, object],
+    source: str = "changes",
+    server_dir: Path | None = None,
 ) -> tuple[ServerSettings, tuple[str, ...]]:
     """Apply ``changes`` to the file at ``path`` (see :func:`edited_settings`) and save it.
 
     The file is rewritten atomically, commented as ``dumps_settings`` writes it, even when
     no value changes, so a hand-edited file comes back in the canonical layout. Blocking:
     servers call it on a worker thread.
+
+    With ``server_dir`` (the caller runs on the server's machine), a ``temporary_directory``
+    whose value changes must be usable there
+    (:func:`~pacsref.settings.spool.check_temporary_directory`, which raises
+    :class:`~pacsref.settings.spool.TemporaryDirectoryError`) before anything is saved: a
+    path that only fails at the next start would be found long after whoever set it left.
     """
     settings, changed = edited_settings(path, changes, source)
+    if server_dir is not None and "temporary_directory" in changed:
+        check_temporary_directory(settings, server_dir)
     save_settings(settings, path)
     return settings, changed

@@ -1,9 +1,11 @@
-"""docs/admin-protocol.md documents exactly the messages of the table, with valid examples."""
+"""docs/admin-protocol.md documents exactly the messages of the table; the overviews name them."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+
+import pytest
 
 from pacsref.admin.messages import COMMANDS, NOTIFICATIONS, ServiceMessage
 
@@ -58,3 +60,11 @@ def test_request_examples_are_valid_requests() -> None:
         command, _ = decode_request(ServiceMessage.from_json(lines[0]))
         assert command.name == name
     assert re.search(r"0700", DOC.read_text()) and "0600" in DOC.read_text()
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/architecture.md"])
+def test_the_overviews_name_every_message(doc: str) -> None:
+    """README and architecture list the messages in passing; a new one must reach them too."""
+    text = (DOC.parents[1] / doc).read_text(encoding="utf-8")
+    missing = [name for name in (*COMMANDS, *NOTIFICATIONS) if not re.search(rf"\b{name}\b", text)]
+    assert missing == [], f"{doc} does not mention {', '.join(missing)}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,7 @@ from pacsref.addin.aetitles import MemoryAeTitles
 from pacsref.admin.handlers import AdminCommands
 from pacsref.admin.protocol import AdminFactory
 from pacsref.server.live_settings import live_settings_for
-from pacsref.settings import load_settings
+from pacsref.settings import edit, load_settings, spool
 from pacsref.testing.harness import ServerHarness
 
 from .helpers import Connection
@@ -99,3 +101,98 @@ def test_without_live_settings_it_is_refused(tmp_path: Path) -> None:
     commands = AdminCommands(harness.control, None, lambda f, *a: maybeDeferred(f, *a))
     reply = Connection(AdminFactory(commands, "X")).request("UpdateSettings", {"port": 1})
     assert not reply["success"] and "cannot change its settings" in reply["error"]
+
+
+# -- temporary_directory: checked on the server's machine, not only by the manager -----------
+
+
+def test_a_temporary_directory_under_a_file_is_refused_and_nothing_saved(
+    server: Server, tmp_path: Path
+) -> None:
+    """A direct admin client gets the manager's words, and the file keeps the old value."""
+    (tmp_path / "plain").write_text("")
+    before = server.file.read_text()
+    bad = str(tmp_path / "plain" / "spool")
+    reply = server.update({"temporary_directory": bad, "max_clients": 20})
+    assert not reply["success"]
+    assert reply["error"].startswith(f"cannot use temporary_directory {bad!r}: cannot create ")
+    assert server.file.read_text() == before
+    assert server.harness.server.settings.max_clients == 100  # nothing applied either
+
+
+def test_a_temporary_directory_that_is_a_file_is_refused(server: Server, tmp_path: Path) -> None:
+    (tmp_path / "plain").write_text("")
+    reply = server.update({"temporary_directory": str(tmp_path / "plain")})
+    assert not reply["success"] and reply["error"].endswith("plain is not a directory")
+
+
+def test_writing_is_tried_not_assumed(
+    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A directory the server may not write in is refused even where ``os.access`` says yes
+    (root, a read-only mount): the check creates a file; what it created is removed again."""
+
+    def read_only(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(os, "access", lambda *args, **kwargs: True)
+    monkeypatch.setattr(spool.tempfile, "TemporaryFile", read_only)
+    target = tmp_path / "new" / "spool"
+    reply = server.update({"temporary_directory": str(target)})
+    assert not reply["success"]
+    assert f"cannot write in {target}: {os.strerror(errno.EROFS)}" in reply["error"]
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_usable_temporary_directory_is_saved_and_left_for_the_start(
+    server: Server, tmp_path: Path
+) -> None:
+    """Creatable: saved for the next start; the probe leaves no directory behind."""
+    target = tmp_path / "spool" / "deep"
+    reply = server.update({"temporary_directory": str(target)})
+    assert reply["success"], reply["error"]
+    assert load_settings(server.file).temporary_directory == str(target)
+    assert not (tmp_path / "spool").exists()
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    assert server.update({"temporary_directory": str(existing)})["success"]
+    assert list(existing.iterdir()) == []  # the probe file is gone
+
+
+def test_the_check_runs_on_the_worker_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It creates and removes files (maybe on a slow mount): never on the reactor thread."""
+    server = Server(tmp_path / "PACSREF")
+    inside: list[bool] = []
+    in_runner = False
+
+    def runner(function: Any, *args: Any) -> Any:
+        nonlocal in_runner
+        in_runner = True
+        try:
+            return maybeDeferred(function, *args)
+        finally:
+            in_runner = False
+
+    real = edit.check_temporary_directory
+
+    def recorded(*args: Any) -> None:
+        inside.append(in_runner)
+        real(*args)
+
+    monkeypatch.setattr(edit, "check_temporary_directory", recorded)
+    server.commands.run_in_thread = runner
+    reply = server.update({"temporary_directory": str(tmp_path / "spool")})
+    assert reply["success"], reply["error"]
+    assert inside == [True]
+
+
+def test_an_unchanged_or_default_temporary_directory_is_not_probed(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a new value needs judging; "" is the server directory's own tmp/."""
+    probed: list[object] = []
+    monkeypatch.setattr(edit, "check_temporary_directory", lambda *a: probed.append(a))
+    assert server.update({"temporary_directory": ""})["success"]
+    assert probed == []

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from pacsref.admin.messages import ServiceMessage
+from pacsref.admin.messages import NOTIFICATIONS, ServiceMessage
 from pacsref.manager.cli import main
-from pacsref.manager.clients import format_notification
+from pacsref.manager.clients import FORMATTERS, format_notification
 from pacsref.manager.daemon import find_server
 
 CLIENT = {
@@ -98,10 +98,33 @@ def test_lines_name_time_notification_and_key_fields() -> None:
     assert paused.endswith("ServerPaused       new associations are refused (2, 3, 1)")
 
 
+def test_server_stopping_says_what_the_stop_means() -> None:
+    """data[0] stop_timeout and data[1] open clients in words, not ``[2.0,1]``."""
+    stopping = ServiceMessage("ServerStopping", "WATCHED", data=[2.0, 1])
+    assert format_notification(stopping, at=0).endswith(
+        "ServerStopping     new associations are refused (2, 3, 1); 1 client(s) have 2 s to finish"
+    )
+
+
+@pytest.mark.parametrize("name", sorted(NOTIFICATIONS))
+def test_every_notification_of_the_protocol_has_a_formatter(name: str) -> None:
+    """A notification added to NOTIFICATIONS without a formatter would print as raw JSON."""
+    assert name in FORMATTERS, f"pacsref.manager.clients.FORMATTERS lacks {name!r}"
+
+
+def test_formatters_name_only_known_notifications() -> None:
+    """A formatter for a name the protocol does not have is a typo or a leftover."""
+    assert set(FORMATTERS) <= set(NOTIFICATIONS)
+
+
 def test_a_strange_notification_shows_its_raw_data() -> None:
     """A shape this watcher does not know (a newer server) is printed, not a crash."""
     odd = ServiceMessage("ClientAction", "WATCHED", data=["only one"])
     assert format_notification(odd).endswith('ClientAction       ["only one"]')
+    stopping = ServiceMessage("ServerStopping", "WATCHED", data=["soon", 1])
+    assert format_notification(stopping).endswith('ServerStopping     ["soon",1]')
+    paused = ServiceMessage("ServerPaused", "WATCHED", data=[1])
+    assert format_notification(paused).endswith("ServerPaused       [1]")
 
 
 def test_watch_prints_each_notification_and_fails_when_the_server_goes(

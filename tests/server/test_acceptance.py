@@ -121,6 +121,16 @@ def test_each_refusal_on_the_wire(
     assert conn.closed
 
 
+def test_a_graceful_stop_refuses_saying_the_server_is_stopping(tmp_path: Path) -> None:
+    """The stop passes its own state to the policy: (2, 3, 1), reason "stopping"."""
+    harness = _harness(tmp_path)
+    harness.control.begin_stop(30.0)
+    conn = harness.connect()
+    assert _rejected(conn, associate_rq()) == (2, 3, 1)
+    [refused] = _refusals(harness)
+    assert refused.rule == "paused" and refused.why == "the server is stopping"
+
+
 def test_refused_association_frees_its_place(tmp_path: Path) -> None:
     """A refused request gives back its Max Clients place at once, before the peer closes."""
     harness = _harness(tmp_path, max_clients=1)

@@ -118,6 +118,18 @@ def test_each_rule_gives_its_reject(
     assert refusal is not None and refusal.rule is rule and refusal.why
 
 
+def test_a_stopping_server_says_stopping_not_paused() -> None:
+    """A graceful stop refuses like a pause, but the reason must not send the administrator
+    looking for who paused the server (and a Resume would not help)."""
+    for view in (_view(stopping=True), _view(stopping=True, paused=True)):
+        refusal = decide(_rq(), "10.0.0.1", view)
+        assert _triple(refusal) == (2, 3, 1)
+        assert refusal is not None and refusal.rule is Rule.PAUSED
+        assert refusal.why == "the server is stopping"
+    paused = decide(_rq(), "10.0.0.1", _view(paused=True))
+    assert paused is not None and paused.why == "the server is paused"
+
+
 def test_called_ae_not_checked_when_setting_off() -> None:
     """check_called_ae_title off: any called AE title passes."""
     assert decide(_rq(called="ANY-SCP"), "10.0.0.1", _view(check_called_ae_title=False)) is None
