@@ -55,6 +55,20 @@ Feature: Storage
     And the server holds 0 stored and indexed images from "CT_ROOM_1"
 
   @fixture.pacsref.server
+  Scenario: A spool file that cannot be written refuses that store only
+    The DIMSE layer spools each data set to the temporary directory before the add-in sees it.
+    If that fails (a full disk: ENOSPC; here the directory is moved away, which fails the same
+    way without needing root), the store gets 0xA700, the partial file is deleted and the
+    association goes on.
+
+    When the modality "CT_ROOM_1" stores 3 images on one association with pynetdicom, the server's temporary directory gone during the second
+    Then the stores get statuses 0x0000, 0xA700, 0x0000
+    And the refused store's error comment says "spool write failed: No such file or directory"
+    And the association was still open after the last store
+    And the server holds 2 stored and indexed images from "CT_ROOM_1"
+    And the server's temporary directory is empty
+
+  @fixture.pacsref.server
   Scenario: After a kill -9 and a restart, index and files agree
     When the modality "CT_ROOM_1" stores a study of 1 series of 3 images with pynetdicom
     And the server is killed with SIGKILL and started again

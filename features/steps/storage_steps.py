@@ -98,6 +98,64 @@ def step_can_store(context: Any, calling: str, series: int, per: int) -> None:
     assert set(_store(context, calling, _files(context, series * per, series))) == {0}
 
 
+@when(
+    'the modality "{calling}" stores {count:d} images on one association with pynetdicom, '
+    "the server's temporary directory gone during the second"
+)
+def step_store_tmp_gone(context: Any, calling: str, count: int) -> None:
+    """Move the server's spool directory away for the second store only, then back.
+
+    A disk that fails writes cannot be made without root; a missing directory fails the
+    spool file's creation the same way (an OSError in the DIMSE layer), so the same path runs.
+    """
+    from pynetdicom import AE
+
+    server = _server(context)
+    tmp = server.server_dir / "tmp"
+    away = server.server_dir / "tmp-moved-away"
+    files = _files(context, count)
+    ae = AE(ae_title=calling)
+    ae.add_requested_context(CT_IMAGE, EXPLICIT)
+    assoc = ae.associate(*server.address, ae_title=server.ae_title)
+    assert assoc.is_established, "association refused"
+    context.statuses, context.comments = [], []
+    try:
+        for n, path in enumerate(files):
+            if n == 1:
+                tmp.rename(away)
+            try:
+                reply = assoc.send_c_store(path)
+            finally:
+                if n == 1:
+                    away.rename(tmp)
+            assert "Status" in reply, f"no C-STORE-RSP for image {n + 1}: association lost"
+            context.statuses.append(int(reply.Status))
+            context.comments.append(str(reply.get("ErrorComment", "")))
+        context.still_associated = assoc.is_established
+    finally:
+        assoc.release()
+
+
+@then("the stores get statuses {statuses}")
+def step_statuses(context: Any, statuses: str) -> None:
+    """The C-STORE-RSPs had these statuses, in order."""
+    expected = [int(s.strip(), 16) for s in statuses.split(",")]
+    assert context.statuses == expected, [hex(s) for s in context.statuses]
+
+
+@then('the refused store\'s error comment says "{text}"')
+def step_error_comment(context: Any, text: str) -> None:
+    """The Error Comment of the one non-success response."""
+    [comment] = [c for c, s in zip(context.comments, context.statuses, strict=True) if s]
+    assert comment == text, comment
+
+
+@then("the association was still open after the last store")
+def step_still_open(context: Any) -> None:
+    """The server answered every store on the same association (no A-ABORT)."""
+    assert context.still_associated
+
+
 @when('the modality "{calling}" sends the same image again')
 def step_store_again(context: Any, calling: str) -> None:
     """The first image once more, on a new association."""

@@ -10,6 +10,13 @@ The command set is small and collected in memory (capped, so a hostile peer
 cannot grow it without bound). The data set may be gigabytes: it is streamed
 fragment by fragment into one spool file and never held in memory.
 
+A spool file that cannot be created or written (full disk, quota, I/O error) is
+not the peer's fault and does not end the association: the assembler closes
+and deletes the partial file, reads and drops the rest of that data set, and
+delivers the message with :attr:`DimseMessage.spool_failure` set, so the
+request is answered with a failure status (0xA700 Out of Resources for a
+C-STORE) and the next message is spooled afresh.
+
 Anything that breaks the fragment rules is a :class:`DimseProtocolError`;
 the association cannot continue after one (there is no DIMSE-level way to
 resynchronise), so the caller aborts it. Before raising, the assembler
@@ -38,7 +45,7 @@ from pacsref.dimse.command import (
     CommandSetError,
 )
 from pacsref.dimse.command import decode_command as _decode_command
-from pacsref.dimse.messages import CommandField, DimseMessage, command_name
+from pacsref.dimse.messages import CommandField, DimseMessage, SpoolFailure, command_name
 from pacsref.dimse.part10 import FileMetaIdentity, part10_header
 from pacsref.ul.events import PresentationDataValue
 
@@ -92,6 +99,7 @@ class MessageAssembler:
         "_part10",
         "_spool",
         "_spool_dir",
+        "_spool_failure",
         "_spool_path",
     )
 
@@ -115,6 +123,8 @@ class MessageAssembler:
         self._command: dict[int, object] | None = None
         self._spool: BinaryIO | None = None
         self._spool_path: Path | None = None
+        #: why the data set in progress could not be spooled (its PDVs are then dropped)
+        self._spool_failure: SpoolFailure | None = None
 
     @property
     def in_progress(self) -> bool:
@@ -187,8 +197,8 @@ class MessageAssembler:
             return DimseMessage(context_id, command, None, self._accepted[context_id])
         self._context_id = context_id
         self._command = command
-        self._open_spool()
-        self._write_part10_header(command, self._accepted[context_id])
+        if self._open_spool():
+            self._write_part10_header(command, self._accepted[context_id])
         return None
 
     def _write_part10_header(self, command: dict[int, object], transfer_syntax: str) -> None:
@@ -204,22 +214,26 @@ class MessageAssembler:
         try:
             self._spool.write(header)  # type: ignore[union-attr]  # opened just before
         except OSError as exc:
-            self._fail(f"cannot write to spool file {self._spool_path}: {exc}")
+            self._spool_failed(exc)
+            return
         self._dataset_offset = len(header)
 
     def _feed_dataset(self, pdv: PresentationDataValue) -> DimseMessage | None:
         spool = self._spool
         command = self._command
-        if spool is None or command is None:
-            if self._fragments:
+        if spool is None:
+            if command is None:
+                if self._fragments:
+                    self._fail(
+                        f"data set PDV on presentation context {pdv.context_id} before the "
+                        "last command fragment (PS3.8 E.2: the command set comes first)"
+                    )
                 self._fail(
-                    f"data set PDV on presentation context {pdv.context_id} before the last "
-                    "command fragment (PS3.8 E.2: the command set comes first)"
+                    f"data set PDV on presentation context {pdv.context_id} but no command "
+                    "announced a data set (CommandDataSetType 0x0101 or no command)"
                 )
-            self._fail(
-                f"data set PDV on presentation context {pdv.context_id} but no command "
-                "announced a data set (CommandDataSetType 0x0101 or no command)"
-            )
+            # The spool file failed (see _spool_failed): drop the data up to the last PDV.
+            return self._complete(pdv.context_id, command) if pdv.is_last else None
         try:
             spool.write(pdv.data)
             if not pdv.is_last:
@@ -227,35 +241,63 @@ class MessageAssembler:
             spool.flush()
             spool.close()
         except OSError as exc:
-            self._fail(f"cannot write data set to spool file {self._spool_path}: {exc}")
-        context_id = pdv.context_id
+            self._spool_failed(exc)
+            return self._complete(pdv.context_id, command) if pdv.is_last else None
+        return self._complete(pdv.context_id, command)
+
+    def _complete(self, context_id: int, command: dict[int, object]) -> DimseMessage:
+        """The message whose last data set PDV just arrived; the assembler is idle again."""
         message = DimseMessage(
             context_id,
             command,
             self._spool_path,
             self._accepted[context_id],
-            dataset_offset=self._dataset_offset,
+            self._dataset_offset,
+            self._spool_failure,
         )
         self._dataset_offset = 0
         self._spool = None
         self._spool_path = None
+        self._spool_failure = None
         self._command = None
         self._context_id = None
         return message
 
-    def _open_spool(self) -> None:
+    def _open_spool(self) -> bool:
+        """Create the data set's spool file; False (spool failure recorded) if that fails."""
         try:
             fd, name = tempfile.mkstemp(
                 prefix=SPOOL_PREFIX, suffix=SPOOL_SUFFIX, dir=self._spool_dir
             )
         except OSError as exc:
-            self._fail(f"cannot create spool file in {self._spool_dir}: {exc}")
+            self._spool_failure = SpoolFailure.from_error(self._spool_dir, exc)
+            return False
         self._spool_path = Path(name)
         try:
             self._spool = os.fdopen(fd, "wb")
         except OSError as exc:  # pragma: no cover - fdopen on a fresh fd
             os.close(fd)
-            self._fail(f"cannot open spool file {name}: {exc}")
+            self._spool_failed(exc)
+            return False
+        return True
+
+    def _spool_failed(self, exc: OSError) -> None:
+        """Give up spooling this data set: record why, close and delete the partial file.
+
+        The rest of the data set's PDVs are then dropped and the message delivered with
+        its ``spool_failure`` (deleting at once frees the space for other associations).
+        """
+        spool, path = self._spool, self._spool_path
+        self._spool_failure = SpoolFailure.from_error(path or self._spool_dir, exc)
+        self._spool = None
+        self._spool_path = None
+        self._dataset_offset = 0
+        if spool is not None:
+            with contextlib.suppress(OSError):  # closing flushes, which fails again
+                spool.close()
+        if path is not None:
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
 
     def _fail(self, detail: str) -> NoReturn:
         self.abort()
@@ -270,6 +312,7 @@ class MessageAssembler:
         spool, path = self._spool, self._spool_path
         self._spool = None
         self._spool_path = None
+        self._spool_failure = None
         self._command = None
         self._context_id = None
         self._fragments = []

@@ -10,6 +10,8 @@ it decides whether to parse, store verbatim, or discard it.
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import IntEnum
@@ -37,9 +39,11 @@ __all__ = [
     "REQUIRED_ELEMENTS",
     "CommandField",
     "DimseMessage",
+    "SpoolFailure",
     "command_name",
     "dataset_expected",
     "missing_required",
+    "spool_failure_status",
 ]
 
 
@@ -190,6 +194,65 @@ def missing_required(command: Mapping[int, object]) -> list[str]:
     return [KEYWORDS[tag] for tag in required if command.get(tag) is None]
 
 
+#: The status answering a request whose data set could not be spooled (see SpoolFailure):
+#: Refused: Out of Resources where the service defines it (PS3.4 B.2.3 C-STORE, C.4.1.1.4
+#: C-FIND; C-GET and C-MOVE only have the "unable to calculate number of matches" variant,
+#: C.4.2.1.5 / C.4.3.1.4), else Resource limitation (PS3.7 C.5.21, in every DIMSE-N list).
+_SPOOL_FAILURE_STATUS = {
+    CommandField.C_STORE_RQ: 0xA700,
+    CommandField.C_FIND_RQ: 0xA700,
+    CommandField.C_GET_RQ: 0xA701,
+    CommandField.C_MOVE_RQ: 0xA701,
+}
+_RESOURCE_LIMITATION = 0x0213
+
+
+def spool_failure_status(command_field: int | None) -> int:
+    """The failure status for a request of ``command_field`` whose data set was not spooled."""
+    return _SPOOL_FAILURE_STATUS.get(command_field, _RESOURCE_LIMITATION)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolFailure:
+    """Why a message's data set could not be spooled (the disk, not the peer, failed).
+
+    The assembler deletes the partial spool file, discards the rest of the data set and still
+    delivers the message, carrying this, so the request is answered with a failure status
+    (``0xA700`` Out of Resources for a C-STORE) and the association goes on.
+
+    Attributes:
+        path: the spool file (or, when it could not be created, the spool directory).
+        errno: the ``OSError``'s errno, None if it had none.
+        strerror: its text, e.g. ``No space left on device``.
+    """
+
+    path: str
+    errno: int | None
+    strerror: str
+
+    @classmethod
+    def from_error(cls, path: object, exc: OSError) -> SpoolFailure:
+        """From the ``OSError`` raised while creating or writing ``path``."""
+        text = exc.strerror or (os.strerror(exc.errno) if exc.errno else str(exc)) or repr(exc)
+        return cls(str(path), exc.errno, text)
+
+    @property
+    def disk_full(self) -> bool:
+        """True for a full file system or an exhausted quota (ENOSPC, EDQUOT)."""
+        return self.errno in (errno.ENOSPC, errno.EDQUOT)
+
+    @property
+    def error_comment(self) -> str:
+        """For the response's Error Comment (LO: the caller cuts it to 64 characters)."""
+        if self.disk_full:
+            return f"spool disk full: {self.strerror}"
+        return f"spool write failed: {self.strerror}"
+
+    def __str__(self) -> str:
+        code = errno.errorcode.get(self.errno, str(self.errno)) if self.errno else "no errno"
+        return f"cannot spool data set to {self.path}: {self.strerror} ({code})"
+
+
 @dataclass(slots=True)
 class DimseMessage:
     """One complete received DIMSE message (PS3.7 6.3).
@@ -200,6 +263,10 @@ class DimseMessage:
     move it into storage, or call :meth:`discard`. ``dataset_offset`` is where the
     data set starts in that file: 0, or the length of the Part-10 header the
     assembler wrote first for a C-STORE-RQ (:mod:`pacsref.dimse.part10`).
+
+    ``spool_failure`` is set when a data set was announced but could not be spooled (full
+    disk, I/O error): then ``dataset_path`` is None, the data set's bytes were read and
+    dropped, and the request must be answered with a failure status without serving it.
     """
 
     context_id: int
@@ -207,6 +274,7 @@ class DimseMessage:
     dataset_path: Path | None
     transfer_syntax: str
     dataset_offset: int = 0
+    spool_failure: SpoolFailure | None = None
 
     @property
     def command_field(self) -> int | None:

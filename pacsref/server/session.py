@@ -33,7 +33,9 @@ from pacsref.dimse import (
     encode_command,
     fragment_message,
     invalid_request_response,
+    response_command,
 )
+from pacsref.dimse.messages import spool_failure_status
 from pacsref.security import CertificateIdentity
 from pacsref.server.acceptance import Acceptance
 from pacsref.server.clients import ClientInfo
@@ -280,6 +282,8 @@ class AssociationSession:
             self._abort(f"{message.name} without a usable Message ID or Command Field")
             return
         refusal = invalid_request_response(message)
+        if refusal is None and message.spool_failure is not None:
+            refusal = self._spool_failed(message)
         if refusal is not None:
             self._respond(message, [(refusal, None)])
             return
@@ -294,6 +298,37 @@ class AssociationSession:
             return
         self._in_flight = d
         d.addCallback(self._respond_later, message)
+
+    def _spool_failed(self, message: DimseMessage) -> dict[int, object]:
+        """Log why a request's data set could not be spooled; answer it without serving it.
+
+        The disk failed, not the peer, so the association goes on. C-STORE and C-FIND:
+        0xA700 Refused: Out of Resources (PS3.4 B.2.3, C.4.1.1.4); C-GET and C-MOVE:
+        0xA701, their out-of-resources status when the identifier cannot be read (PS3.4
+        C.4.2.1.5, C.4.3.1.4); DIMSE-N requests: 0x0213 Resource limitation (PS3.7 C.5.21,
+        in the status list of each of them).
+        """
+        failure = message.spool_failure
+        assert failure is not None
+        log.error(
+            "{command} (message {message_id}) from {calling}: {failure}; answered {status_hex}",
+            kind="spool.failed",
+            command=message.name,
+            message_id=message.message_id,
+            calling=self.client.ae_title,
+            id=self.association_id,
+            client=self.client.id,
+            file=failure.path,
+            errno=failure.errno,
+            error=failure.strerror,
+            failure=str(failure),
+            status_hex=f"0x{spool_failure_status(message.command_field):04X}",
+        )
+        return response_command(
+            message,
+            spool_failure_status(message.command_field),
+            ErrorComment=failure.error_comment,
+        )
 
     def _respond_later(self, responses: list[Response], message: DimseMessage) -> None:
         self._in_flight = None

@@ -259,39 +259,140 @@ def test_abort_during_command_fragments_discards_them(assembler: MessageAssemble
     assert assembler.feed(PDV(1, True, True, ECHO_RQ)) is not None
 
 
-def test_vanished_spool_directory_is_reported_with_the_os_error(
+class FailingWrites:
+    """Stands in for the spool file object on a file system that fails writes."""
+
+    def __init__(self, real: object, error: int = errno.ENOSPC) -> None:
+        self.real = real
+        self.error = error
+        self.writes = 0
+
+    def write(self, data: bytes) -> int:
+        self.writes += 1
+        raise OSError(self.error, os.strerror(self.error))
+
+    def flush(self) -> None:
+        raise OSError(self.error, os.strerror(self.error))
+
+    def close(self) -> None:
+        self.real.close()  # type: ignore[attr-defined]
+
+
+def test_vanished_spool_directory_delivers_the_message_as_spool_failed(
     assembler: MessageAssembler, spool: Path
 ) -> None:
-    """If the spool directory is gone the error carries the OSError text."""
+    """No spool file can be created: the data set is dropped, the message carries the error."""
     shutil.rmtree(spool)
 
-    with pytest.raises(DimseProtocolError, match=r"cannot create spool file in .*No such file"):
-        assembler.feed(PDV(1, True, True, STORE_RQ))
-    assert not assembler.in_progress
+    assert assembler.feed(PDV(1, True, True, STORE_RQ)) is None
+    assert assembler.feed(PDV(1, False, False, b"a" * 100)) is None
+    message = assembler.feed(PDV(1, False, True, b"b" * 10))
+
+    assert message is not None and not assembler.in_progress
+    assert message.dataset_path is None
+    failure = message.spool_failure
+    assert failure is not None
+    assert failure.path == str(spool)
+    assert failure.errno == errno.ENOENT
+    assert not failure.disk_full
+    assert "No such file" in str(failure)
 
 
-def test_disk_full_while_writing_cleans_up(
+@pytest.mark.parametrize("error", [errno.ENOSPC, errno.EDQUOT, errno.EIO])
+def test_write_error_deletes_the_spool_file_and_discards_the_rest(
+    assembler: MessageAssembler, spool: Path, monkeypatch: pytest.MonkeyPatch, error: int
+) -> None:
+    """A write error mid data set: the partial file goes at once, later PDVs are dropped."""
+    assembler.feed(PDV(1, True, True, STORE_RQ))
+    assert assembler.feed(PDV(1, False, False, b"first")) is None
+    path = assembler.spool_path
+    assert path is not None and path.exists()
+    failing = FailingWrites(assembler._spool, error)
+    monkeypatch.setattr(assembler, "_spool", failing)
+
+    assert assembler.feed(PDV(1, False, False, b"second")) is None
+    assert list(spool.iterdir()) == []  # deleted at the failure, not at the end
+    assert assembler.feed(PDV(1, False, False, b"third")) is None
+    message = assembler.feed(PDV(1, False, True, b"last"))
+
+    assert failing.writes == 1  # nothing written after the failure
+    assert message is not None and message.command_field == CommandField.C_STORE_RQ
+    assert message.message_id == 5 and message.dataset_path is None
+    failure = message.spool_failure
+    assert failure is not None and failure.path == str(path) and failure.errno == error
+    assert failure.disk_full == (error != errno.EIO)
+    assert failure.error_comment.startswith(
+        "spool disk full: " if error != errno.EIO else "spool write failed: "
+    )
+    assert list(spool.iterdir()) == []
+
+
+def test_error_on_the_last_pdv_delivers_at_once(
     assembler: MessageAssembler, spool: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An ENOSPC during a fragment write raises with its text and removes the spool file."""
+    """A failure on the last PDV (or its flush) completes the message there."""
     assembler.feed(PDV(1, True, True, STORE_RQ))
-    spool_file = assembler._spool
-    assert spool_file is not None
+    monkeypatch.setattr(assembler, "_spool", FailingWrites(assembler._spool))
 
-    class FullDisk:
-        """Stands in for the spool file object on a full file system."""
+    message = assembler.feed(PDV(1, False, True, b"only"))
 
-        def write(self, data: bytes) -> int:
-            raise OSError(errno.ENOSPC, "No space left on device")
-
-        def close(self) -> None:
-            spool_file.close()
-
-    monkeypatch.setattr(assembler, "_spool", FullDisk())
-
-    with pytest.raises(DimseProtocolError, match=r"No space left on device"):
-        assembler.feed(PDV(1, False, False, b"data"))
+    assert message is not None and message.spool_failure is not None
+    assert not assembler.in_progress
     assert list(spool.iterdir()) == []
+
+
+def test_next_message_after_a_spool_failure_is_spooled_normally(
+    assembler: MessageAssembler, spool: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once space returns the next data set is spooled into a fresh file."""
+    assembler.feed(PDV(1, True, True, STORE_RQ))
+    monkeypatch.setattr(assembler, "_spool", FailingWrites(assembler._spool))
+    failed = assembler.feed(PDV(1, False, True, b"lost"))
+    assert failed is not None and failed.spool_failure is not None
+
+    assembler.feed(PDV(1, True, True, STORE_RQ))
+    message = assembler.feed(PDV(1, False, True, b"kept"))
+
+    assert message is not None and message.spool_failure is None
+    assert message.dataset_path is not None
+    assert message.dataset_path.read_bytes() == b"kept"
+    message.discard()
+
+
+def test_part10_header_write_error_is_a_spool_failure(
+    spool: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ENOSPC on the Part-10 header (written with the command) is handled the same way."""
+    from pacsref.dimse import FileMetaIdentity
+
+    assembler = MessageAssembler(
+        spool, {1: EXPLICIT_LE}, part10=FileMetaIdentity("1.2.3", "PACSREF", "MODALITY")
+    )
+
+    def full_disk_fdopen(fd: int, mode: str) -> FailingWrites:
+        return FailingWrites(open(fd, mode))
+
+    monkeypatch.setattr("pacsref.dimse.assembler.os.fdopen", full_disk_fdopen)
+    assert assembler.feed(PDV(1, True, True, STORE_RQ)) is None
+    assert list(spool.iterdir()) == []
+    message = assembler.feed(PDV(1, False, True, b"data"))
+
+    assert message is not None and message.spool_failure is not None
+    assert message.dataset_offset == 0
+    assert message.spool_failure.errno == errno.ENOSPC
+
+
+def test_command_pdv_after_a_spool_failure_is_still_a_protocol_error(
+    assembler: MessageAssembler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dropping a failed data set does not relax the fragment rules."""
+    assembler.feed(PDV(1, True, True, STORE_RQ))
+    monkeypatch.setattr(assembler, "_spool", FailingWrites(assembler._spool))
+    assembler.feed(PDV(1, False, False, b"lost"))
+
+    with pytest.raises(DimseProtocolError, match=r"command PDV .* while the data set"):
+        assembler.feed(PDV(1, True, True, ECHO_RQ))
+    assert not assembler.in_progress
 
 
 def test_pynetdicom_store_message_assembles(assembler: MessageAssembler) -> None:

@@ -1,39 +1,114 @@
 """The storage index on PostgreSQL: runs only when a server is given in PACSREF_TEST_POSTGRES_DSN.
 
-CI does not start PostgreSQL (docs/storage.md); set e.g.
-``PACSREF_TEST_POSTGRES_DSN=postgresql://user:pw@127.0.0.1:5432/db`` and install the
-``postgres`` extra to run it. The database must be empty or hold a pacsref index.
+``.ci/run`` starts a throwaway PostgreSQL and sets the variable; tox passes it through and
+installs the ``postgres`` extra (psycopg). Locally, set e.g.
+``PACSREF_TEST_POSTGRES_DSN=postgresql://user:pw@127.0.0.1:5432/db`` and ``pip install
+.[postgres]``. Without either the tests skip, saying so; under ``CI=true`` they fail instead
+(like the DCMTK rule, :func:`pacsref.testing.dcmtk.in_ci`), so a CI run never passes with the
+PostgreSQL path untested. The database must be empty or hold a pacsref index; the user must be
+allowed to create databases for the tests that need an index of their own.
 """
 
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from pydicom import dcmread
 from pydicom.uid import generate_uid
 
+from pacsref.testing.dcmtk import in_ci
 from tests.storage.dicomgen import ROOT, make_instance
 from tests.storage.helpers import associate, dataset_bytes, send_store, storage_harness
+from tests.storage.test_parts import _module
 
 DSN = os.environ.get("PACSREF_TEST_POSTGRES_DSN", "")
-
-pytestmark = pytest.mark.skipif(
-    not DSN, reason="PostgreSQL index not tested: set PACSREF_TEST_POSTGRES_DSN to run it"
-)
+STATUS = 0x0900
 
 
-def test_store_indexes_into_postgresql(tmp_path: Path) -> None:
-    """With index_dsn set, a store is indexed in PostgreSQL and check agrees."""
-    pytest.importorskip("psycopg", reason="install the postgres extra: pip install .[postgres]")
+@pytest.fixture(autouse=True)
+def _postgres() -> Any:
+    """psycopg, when a server is configured; else skip (fail under CI=true)."""
+    if not DSN:
+        reason = "PostgreSQL index not tested: set PACSREF_TEST_POSTGRES_DSN to run it"
+        if in_ci():
+            pytest.fail(reason + " (.ci/run starts one)")
+        pytest.skip(reason)
+    try:
+        import psycopg
+    except ImportError:
+        reason = "psycopg missing: install the postgres extra (pip install .[postgres])"
+        if in_ci():
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return psycopg
+
+
+@pytest.fixture
+def fresh_dsn(_postgres: Any) -> Iterator[str]:
+    """A DSN naming a new, empty database, dropped afterwards (a check sees only our rows)."""
+    name = f"pacsref_test_{uuid.uuid4().hex[:12]}"
+    with _postgres.connect(DSN, autocommit=True) as db:
+        db.execute(f'CREATE DATABASE "{name}"')
+    parts = urlsplit(DSN)
+    yield urlunsplit(parts._replace(path=f"/{name}"))
+    with _postgres.connect(DSN, autocommit=True) as db:
+        db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _instance(tmp_path: Path, name: str, study_uid: str) -> tuple[str, bytes]:
+    path = make_instance(tmp_path / name, study_uid=study_uid, series_uid=generate_uid(ROOT))
+    return dcmread(path).SOPInstanceUID, dataset_bytes(path)
+
+
+def test_store_indexes_into_postgresql(tmp_path: Path, _postgres: Any) -> None:
+    """With index_dsn set, a store is indexed in PostgreSQL."""
     harness = storage_harness(tmp_path / "PACSREF", options=f'index_dsn = "{DSN}"\n')
-    path = make_instance(tmp_path / "a.dcm", study_uid=generate_uid(ROOT),
-                         series_uid=generate_uid(ROOT))  # fmt: skip
-    uid = dcmread(path).SOPInstanceUID
-    assert send_store(associate(harness), uid, dataset_bytes(path))[0][0x0900] == 0
-    import psycopg
+    uid, data = _instance(tmp_path, "a.dcm", generate_uid(ROOT))
+    assert send_store(associate(harness), uid, data)[0][STATUS] == 0
 
-    with psycopg.connect(DSN) as db:
+    with _postgres.connect(DSN) as db:
         rows = db.execute("SELECT calling_ae FROM instance WHERE sop_instance_uid = %s", (uid,))
         assert rows.fetchall() == [("MODALITY",)]
+
+
+def test_postgresql_index_duplicates_and_check(
+    tmp_path: Path, fresh_dsn: str, _postgres: Any
+) -> None:
+    """Two series of one study, a refused duplicate, then check and repair on PostgreSQL."""
+    server_dir = tmp_path / "PACSREF"
+    harness = storage_harness(
+        server_dir, options=f'index_dsn = "{fresh_dsn}"\nduplicates = "refuse"\n'
+    )
+    study = generate_uid(ROOT)
+    first, first_data = _instance(tmp_path, "a.dcm", study)
+    second, second_data = _instance(tmp_path, "b.dcm", study)
+    conn = associate(harness)
+    assert send_store(conn, first, first_data)[0][STATUS] == 0x0000
+    assert send_store(conn, second, second_data, message_id=2)[0][STATUS] == 0x0000
+    assert send_store(conn, first, first_data, message_id=3)[0][STATUS] == 0x0111
+
+    with _postgres.connect(fresh_dsn) as db:
+        counts = db.execute(
+            "SELECT (SELECT count(*) FROM patient), (SELECT count(*) FROM study),"
+            " (SELECT count(*) FROM series), (SELECT count(*) FROM instance)"
+        ).fetchone()
+    assert counts == (1, 1, 2, 2)
+
+    check, index = _module("check"), _module("index")
+    config = index.IndexConfig(fresh_dsn, server_dir / "data" / "index.sqlite", False)
+    report = check.check_storage(server_dir / "data", config)
+    assert report.clean and report.indexed == 2 and report.files == 2, report.lines()
+
+    [lost] = (server_dir / "data").glob(f"*/{second}.dcm")
+    lost.unlink()
+    report = check.check_storage(server_dir / "data", config)
+    assert report.rows_without_file == [second], report.lines()
+    report = check.check_storage(server_dir / "data", config, repair=True)
+    assert report.clean and [r for r in report.repaired if second in r], report.lines()
+    assert check.check_storage(server_dir / "data", config).clean
