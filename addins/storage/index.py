@@ -151,14 +151,19 @@ def find_path(cursor: Any, config: IndexConfig, sop_instance_uid: str) -> str | 
     return None if row is None else str(row[0])
 
 
-def _upsert(cursor: Any, config: IndexConfig, table: str, key: str, row: dict[str, Any]) -> int:
+def _upsert(
+    cursor: Any, config: IndexConfig, table: str, key: str | tuple[str, ...], row: dict[str, Any]
+) -> int:
+    """Insert ``row`` or update the row with the same ``key`` (a column, or the columns of a
+    composite unique constraint); returns the row's id."""
+    keys = (key,) if isinstance(key, str) else key
     columns = list(row)
     marks = ", ".join("?" for _ in columns)
-    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c != key)
+    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in keys)
     cursor.execute(
         config.sql(
             f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) "
-            f"ON CONFLICT ({key}) DO UPDATE SET {updates} RETURNING id"
+            f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates} RETURNING id"
         ),
         tuple(row.values()),
     )
@@ -177,8 +182,10 @@ def record(
 ) -> None:
     """Insert or update the patient, study, series and instance rows of one stored object."""
     a = attributes
-    patient = _upsert(cursor, config, "patient", "patient_id", {
+    # A patient is Patient ID *and* Issuer of Patient ID (PS3.3 C.7.1.1; schema migration 2).
+    patient = _upsert(cursor, config, "patient", ("patient_id", "issuer_of_patient_id"), {
         "patient_id": a["PatientID"],
+        "issuer_of_patient_id": a["IssuerOfPatientID"],
         "patient_name": a["PatientName"],
         "patient_birth_date": a["PatientBirthDate"],
         "patient_sex": a["PatientSex"],

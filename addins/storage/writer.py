@@ -32,6 +32,7 @@ __all__ = [
 #: Keyword -> column, for every attribute the index keeps (PS3.4 C.6.1.1 keys and more).
 INDEX_KEYWORDS = (
     "PatientID",
+    "IssuerOfPatientID",
     "PatientName",
     "PatientBirthDate",
     "PatientSex",

@@ -39,7 +39,7 @@ class Study:
 def _dataset(
     sop_uid: str, study_uid: str, series_uid: str, number: int, rows: int, cols: int,
     frames: int = 1, patient: str = "Test^Patient", patient_id: str = "PID-1",
-    modality: str = "CT", series_number: int = 1,
+    modality: str = "CT", series_number: int = 1, issuer: str | None = None,
 ) -> Dataset:  # fmt: skip
     ds = Dataset()
     ds.SOPClassUID = CTImageStorage
@@ -53,6 +53,8 @@ def _dataset(
     ds.SeriesDescription = f"Series {series_number}"
     ds.PatientName = patient
     ds.PatientID = patient_id
+    if issuer is not None:
+        ds.IssuerOfPatientID = issuer
     ds.PatientBirthDate = "19700101"
     ds.PatientSex = "O"
     ds.StudyInstanceUID = study_uid
@@ -84,11 +86,12 @@ def _file_meta(ds: Dataset, transfer_syntax: str) -> FileMetaDataset:
 def make_instance(
     path: Path, *, study_uid: str, series_uid: str, number: int = 1, rows: int = 16,
     cols: int = 16, transfer_syntax: str = ExplicitVRLittleEndian, sop_uid: str | None = None,
-    series_number: int = 1,
+    series_number: int = 1, patient_id: str = "PID-1", issuer: str | None = None,
 ) -> Path:  # fmt: skip
-    """Write one single-frame CT image (16-bit pixels) to ``path``."""
+    """Write one single-frame CT image (16-bit pixels) to ``path``; ``issuer``: the Issuer of
+    Patient ID (0010,0021), absent when None."""
     ds = _dataset(sop_uid or generate_uid(ROOT), study_uid, series_uid, number, rows, cols,
-                  series_number=series_number)  # fmt: skip
+                  series_number=series_number, patient_id=patient_id, issuer=issuer)  # fmt: skip
     ds.PixelData = os.urandom(rows * cols * 2)
     ds.file_meta = _file_meta(ds, transfer_syntax)
     path.parent.mkdir(parents=True, exist_ok=True)

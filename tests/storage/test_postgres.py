@@ -112,3 +112,88 @@ def test_postgresql_index_duplicates_and_check(
     report = check.check_storage(server_dir / "data", config, repair=True)
     assert report.clean and [r for r in report.repaired if second in r], report.lines()
     assert check.check_storage(server_dir / "data", config).clean
+
+
+def _patient_instance(tmp_path: Path, name: str, issuer: str | None) -> tuple[str, bytes]:
+    path = make_instance(
+        tmp_path / name, study_uid=generate_uid(ROOT), series_uid=generate_uid(ROOT),
+        patient_id="PID-7", issuer=issuer,
+    )  # fmt: skip
+    return dcmread(path).SOPInstanceUID, dataset_bytes(path)
+
+
+def test_postgresql_patient_is_id_and_issuer(
+    tmp_path: Path, fresh_dsn: str, _postgres: Any
+) -> None:
+    """Same Patient ID from two issuers: two patients; the same ID and issuer again: no third."""
+    harness = storage_harness(tmp_path / "PACSREF", options=f'index_dsn = "{fresh_dsn}"\n')
+    conn = associate(harness)
+    for n, issuer in enumerate(("HOSP-A", "HOSP-B", "HOSP-A"), start=1):
+        uid, data = _patient_instance(tmp_path, f"{n}.dcm", issuer)
+        assert send_store(conn, uid, data, message_id=n)[0][STATUS] == 0x0000
+    with _postgres.connect(fresh_dsn) as db:
+        rows = db.execute(
+            "SELECT p.patient_id, p.issuer_of_patient_id, count(s.id) FROM patient p"
+            " JOIN study s ON s.patient_fk = p.id GROUP BY p.id ORDER BY 2"
+        ).fetchall()
+    assert rows == [("PID-7", "HOSP-A", 2), ("PID-7", "HOSP-B", 1)]
+
+
+def test_postgresql_previous_schema_version_is_migrated(
+    tmp_path: Path, fresh_dsn: str, _postgres: Any
+) -> None:
+    """A version-1 PostgreSQL index: rows and ids kept, issuer "", uniqueness on (ID, issuer)."""
+    schema = _module("schema")
+    with _postgres.connect(fresh_dsn) as db:
+        db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        db.execute("INSERT INTO schema_version (version) VALUES (1)")
+        for statement in schema.MIGRATIONS[0]("postgresql"):
+            db.execute(statement)
+        db.execute(
+            "INSERT INTO patient (id, patient_id, patient_name) VALUES"
+            " (10, 'PID-7', 'Old^Seven'), (20, 'PID-8', 'Old^Eight')"
+        )
+        db.execute(
+            "INSERT INTO study (id, patient_fk, study_instance_uid) VALUES"
+            " (1, 10, '1.2.3.1'), (2, 20, '1.2.3.2')"
+        )
+        # As if the rows had been numbered by their sequences.
+        db.execute("SELECT setval(pg_get_serial_sequence('patient', 'id'), 20)")
+        db.execute("SELECT setval(pg_get_serial_sequence('study', 'id'), 2)")
+
+    harness = storage_harness(tmp_path / "PACSREF", options=f'index_dsn = "{fresh_dsn}"\n')
+    with _postgres.connect(fresh_dsn) as db:
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [
+            (schema.SCHEMA_VERSION,)
+        ]
+        assert db.execute(
+            "SELECT id, patient_id, issuer_of_patient_id, patient_name FROM patient ORDER BY id"
+        ).fetchall() == [(10, "PID-7", "", "Old^Seven"), (20, "PID-8", "", "Old^Eight")]
+        assert db.execute("SELECT id, patient_fk FROM study ORDER BY id").fetchall() == [
+            (1, 10), (2, 20)
+        ]  # fmt: skip
+        constraints = db.execute(
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint"
+            " WHERE conrelid = 'patient'::regclass AND contype = 'u'"
+        ).fetchall()
+        assert constraints == [
+            ("patient_id_issuer_key", "UNIQUE (patient_id, issuer_of_patient_id)")
+        ]
+        db.execute("INSERT INTO patient (patient_id, issuer_of_patient_id) VALUES ('PID-7', 'X')")
+        with pytest.raises(_postgres.errors.UniqueViolation):
+            db.execute("INSERT INTO patient (patient_id) VALUES ('PID-8')")
+        db.rollback()
+
+    # Storing through the migrated index: no issuer finds the old row, an issuer a new one.
+    conn = associate(harness)
+    for n, issuer in enumerate((None, "HOSP-A"), start=1):
+        uid, data = _patient_instance(tmp_path, f"{n}.dcm", issuer)
+        assert send_store(conn, uid, data, message_id=n)[0][STATUS] == 0x0000
+    with _postgres.connect(fresh_dsn) as db:
+        rows = db.execute(
+            "SELECT issuer_of_patient_id, patient_name FROM patient"
+            " WHERE patient_id = 'PID-7' ORDER BY issuer_of_patient_id"
+        ).fetchall()
+        assert rows == [("", "Test^Patient"), ("HOSP-A", "Test^Patient")]
+        assert db.execute("SELECT id FROM patient WHERE issuer_of_patient_id = ''"
+                          " AND patient_id = 'PID-7'").fetchall() == [(10,)]  # fmt: skip
