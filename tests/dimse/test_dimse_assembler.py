@@ -441,3 +441,65 @@ def test_fragmenter_stream_output_reassembles(assembler: MessageAssembler, tmp_p
 
     assert result.dataset_path is not None
     assert result.dataset_path.read_bytes() == source.read_bytes()
+
+
+# -- the spare spool file (MessageAssembler.prepare_spool) ------------------------------------
+
+
+def _store(data: bytes) -> list[PDV]:
+    return [PDV(1, True, True, STORE_RQ), PDV(1, False, True, data)]
+
+
+def test_prepared_spool_file_receives_the_next_data_set(
+    assembler: MessageAssembler, spool: Path
+) -> None:
+    assembler.prepare_spool()
+    assembler.prepare_spool()  # at most one spare
+    (spare,) = list(spool.iterdir())
+    (message,) = feed_all(assembler, _store(b"\x01\x02"))
+    assert message.dataset_path == spare
+    assert spare.read_bytes() == b"\x01\x02"
+    message.discard()
+    assert list(spool.iterdir()) == []
+
+
+def test_abort_deletes_the_spare(assembler: MessageAssembler, spool: Path) -> None:
+    assembler.prepare_spool()
+    assert len(list(spool.iterdir())) == 1
+    assembler.abort()
+    assert list(spool.iterdir()) == []
+
+
+def test_a_spare_moved_away_is_not_written(
+    assembler: MessageAssembler, spool: Path, tmp_path: Path
+) -> None:
+    """Its name must still lead to it: otherwise the data set goes to a fresh file."""
+    assembler.prepare_spool()
+    (spare,) = list(spool.iterdir())
+    spare.rename(tmp_path / "elsewhere")
+    (message,) = feed_all(assembler, _store(b"\x05"))
+    assert message.spool_failure is None
+    assert message.dataset_path is not None and message.dataset_path != spare
+    assert message.dataset_path.read_bytes() == b"\x05"
+    assert (tmp_path / "elsewhere").read_bytes() == b""
+
+
+def test_a_spare_whose_directory_is_gone_gives_a_spool_failure(
+    assembler: MessageAssembler, spool: Path, tmp_path: Path
+) -> None:
+    assembler.prepare_spool()
+    spool.rename(tmp_path / "away")
+    (message,) = feed_all(assembler, _store(b"\x05"))
+    assert message.spool_failure is not None and message.spool_failure.errno == errno.ENOENT
+    (tmp_path / "away").rename(spool)
+    assembler.abort()
+    assert list(spool.iterdir()) == [], "the lost spare is deleted once its directory is back"
+
+
+def test_prepare_spool_failure_is_left_to_the_data_set(
+    assembler: MessageAssembler, spool: Path
+) -> None:
+    shutil.rmtree(spool)
+    assembler.prepare_spool()  # no error here
+    (message,) = feed_all(assembler, _store(b"\x05"))
+    assert message.spool_failure is not None
