@@ -75,19 +75,6 @@ class DimseProtocolError(Exception):
         self.detail = detail
 
 
-def _still_there(handle: BinaryIO, path: Path) -> bool:
-    """True if ``path`` still names the open spare file (nobody moved or deleted it).
-
-    A spare written after its name is gone would be a data set nobody can find: the
-    store would fail later and less clearly than the spool failure a fresh create gives.
-    """
-    try:
-        named, opened = os.stat(path), os.fstat(handle.fileno())
-    except OSError:
-        return False
-    return (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino)
-
-
 class MessageAssembler:
     """Turn a stream of PDVs into :class:`DimseMessage` objects (sans-IO).
 
@@ -109,9 +96,7 @@ class MessageAssembler:
         "_context_id",
         "_dataset_offset",
         "_fragments",
-        "_lost_spare",
         "_part10",
-        "_spare",
         "_spool",
         "_spool_dir",
         "_spool_failure",
@@ -140,10 +125,6 @@ class MessageAssembler:
         self._spool_path: Path | None = None
         #: why the data set in progress could not be spooled (its PDVs are then dropped)
         self._spool_failure: SpoolFailure | None = None
-        #: a spool file created ahead of need (see :meth:`prepare_spool`)
-        self._spare: tuple[BinaryIO, Path] | None = None
-        #: the name of a spare found moved away; deleted by :meth:`abort` should it return
-        self._lost_spare: Path | None = None
 
     @property
     def in_progress(self) -> bool:
@@ -282,43 +263,8 @@ class MessageAssembler:
         self._context_id = None
         return message
 
-    def prepare_spool(self) -> None:
-        """Create the next data set's spool file now, while the peer is not waiting for us.
-
-        Creating a file costs 40-600 us on ext4 (more while other processes fsync: the
-        create waits for the journal), and when a C-STORE arrives that time is on the
-        peer's critical path: it waits for our response before it sends the next object.
-        The session calls this after answering a C-STORE, between the response leaving and
-        the next request arriving, so :meth:`_open_spool` usually finds the file ready.
-        At most one spare exists; :meth:`abort` deletes it. A failure here is ignored: the
-        data set's own attempt reports it.
-        """
-        if self._spare is not None:
-            return
-        try:
-            fd, name = tempfile.mkstemp(
-                prefix=SPOOL_PREFIX, suffix=SPOOL_SUFFIX, dir=self._spool_dir
-            )
-        except OSError:
-            return
-        try:
-            self._spare = (os.fdopen(fd, "wb"), Path(name))
-        except OSError:  # pragma: no cover - fdopen on a fresh fd
-            os.close(fd)
-            with contextlib.suppress(OSError):
-                os.unlink(name)
-
     def _open_spool(self) -> bool:
         """Create the data set's spool file; False (spool failure recorded) if that fails."""
-        spare, self._spare = self._spare, None
-        if spare is not None:
-            if _still_there(*spare):
-                self._spool, self._spool_path = spare
-                return True
-            with contextlib.suppress(OSError):
-                spare[0].close()
-                spare[1].unlink()  # moved back already? Else abort() tries again
-            self._lost_spare = spare[1]
         try:
             fd, name = tempfile.mkstemp(
                 prefix=SPOOL_PREFIX, suffix=SPOOL_SUFFIX, dir=self._spool_dir
@@ -364,11 +310,6 @@ class MessageAssembler:
         call at any time, any number of times.
         """
         spool, path = self._spool, self._spool_path
-        spare, self._spare = self._spare, None
-        if self._lost_spare is not None:
-            with contextlib.suppress(OSError):
-                self._lost_spare.unlink(missing_ok=True)
-            self._lost_spare = None
         self._spool = None
         self._spool_path = None
         self._spool_failure = None
@@ -376,10 +317,9 @@ class MessageAssembler:
         self._context_id = None
         self._fragments = []
         self._command_length = 0
-        for handle, name in ((spool, path), spare or (None, None)):
-            if handle is not None:
-                with contextlib.suppress(OSError):  # a write error is already being reported
-                    handle.close()
-            if name is not None:
-                with contextlib.suppress(OSError):  # e.g. the spool directory vanished
-                    name.unlink(missing_ok=True)
+        if spool is not None:
+            with contextlib.suppress(OSError):  # a write error is already being reported
+                spool.close()
+        if path is not None:
+            with contextlib.suppress(OSError):  # e.g. the spool directory vanished
+                path.unlink(missing_ok=True)

@@ -35,7 +35,7 @@ from pacsref.dimse import (
     invalid_request_response,
     response_command,
 )
-from pacsref.dimse.messages import CommandField, spool_failure_status
+from pacsref.dimse.messages import spool_failure_status
 from pacsref.security import CertificateIdentity
 from pacsref.server.acceptance import Acceptance
 from pacsref.server.clients import ClientInfo
@@ -268,8 +268,6 @@ class AssociationSession:
                 client=self.client.id,
                 calling=self.client.ae_title,
             )
-            if self._assembler is not None:
-                self._assembler.abort()  # nothing is in progress; drops the spare spool file
             self._send(ReleaseResponse())
             self.end_reason = "released"
             self.control.clients.ended(self.client)
@@ -349,15 +347,6 @@ class AssociationSession:
         self.control.clients.action(self.client, message.command_field or 0)
         if self._started:
             self._log_action(message, responses)
-        if message.command_field == CommandField.C_STORE_RQ:
-            # A peer sending one object usually sends another: create its spool file in
-            # the next reactor iteration, after this response has gone out, and before the
-            # peer's next request arrives (MessageAssembler.prepare_spool says why).
-            self.dispatcher.reactor.callLater(0, self._prepare_spool)
-
-    def _prepare_spool(self) -> None:
-        if not self.ended and not self.end_reason and self._assembler is not None:
-            self._assembler.prepare_spool()
 
     def _log_action(self, message: DimseMessage, responses: list[Response]) -> None:
         """One service-log line per request (only while the service log runs)."""
