@@ -37,7 +37,7 @@ from admin_support import (
 from behave import given, then, when
 from scenario_support import Answer, on_cleanup
 
-from pacsref.admin.messages import MAX_LINE_LENGTH, ServiceMessage
+from pacsref.admin.messages import MAX_LINE_LENGTH, NOTIFICATIONS, ServiceMessage
 from simulators.crowd import request_one
 from simulators.echo import HeldAssociation, run_echoes
 
@@ -432,18 +432,29 @@ def raw_admin(context: Any, server: str) -> socket.socket:
 
 
 def send_raw(context: Any, server: str, payload: bytes) -> None:
-    """Send ``payload`` and read the one response line it must get."""
+    """Send ``payload`` and read the one response line it must get.
+
+    Notifications pushed meanwhile (this connection is an admin client like any other, and
+    the servers are shared by the feature's scenarios) are skipped: a notification has a
+    notification's name and ``success: true``; the one response that can carry such a name
+    is the refusal of a notification sent as a request, which has ``success: false``.
+    """
     sock = raw_admin(context, server)
     sock.sendall(payload)
     buffer = context.raw_buffers.get(server, b"")
     deadline = time.monotonic() + WAIT_S
-    while b"\n" not in buffer:
-        assert time.monotonic() < deadline, f"no response line within {WAIT_S:g} s"
-        chunk = sock.recv(65536)
-        assert chunk, f"{server} closed the admin connection without a response"
-        buffer += chunk
-    line, context.raw_buffers[server] = buffer.split(b"\n", 1)
-    _keep(context, server, ServiceMessage.from_json(line))
+    while True:
+        while b"\n" not in buffer:
+            assert time.monotonic() < deadline, f"no response line within {WAIT_S:g} s"
+            chunk = sock.recv(65536)
+            assert chunk, f"{server} closed the admin connection without a response"
+            buffer += chunk
+        line, buffer = buffer.split(b"\n", 1)
+        message = ServiceMessage.from_json(line)
+        if message.message not in NOTIFICATIONS or not message.success:
+            break
+    context.raw_buffers[server] = buffer
+    _keep(context, server, message)
 
 
 @when('a raw admin connection to "{server}" sends the line')

@@ -30,7 +30,12 @@ from twisted.internet.defer import Deferred
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 
-from pacsref.admin.messages import MAX_LINE_LENGTH, NOTIFICATIONS, ServiceMessage
+from pacsref.admin.messages import (
+    MAX_LINE_LENGTH,
+    NOTIFICATIONS,
+    ServiceMessage,
+    is_notification,
+)
 
 __all__ = ["AdminClient", "AdminClientProtocol", "AdminConnectionError", "AdminTimeoutError"]
 
@@ -141,7 +146,7 @@ class AdminClient:
             raise self._failed(f"sending {message}", exc) from exc
         while True:
             reply = self._read_message(f"waiting for the response to {message}")
-            if reply.message in NOTIFICATIONS and message not in NOTIFICATIONS:
+            if is_notification(reply):
                 self._pending.append(reply)
                 continue
             return reply
@@ -199,7 +204,7 @@ class AdminClientProtocol(LineReceiver):
 
     def lineReceived(self, line: bytes) -> None:
         message = ServiceMessage.from_json(line)
-        if message.message in NOTIFICATIONS:
+        if is_notification(message):
             for callback in list(self._subscribers):
                 callback(message)
         elif self._waiting:

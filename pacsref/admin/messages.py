@@ -34,6 +34,7 @@ __all__ = [
     "ServiceMessage",
     "ae_info_to_dict",
     "decode_request",
+    "is_notification",
     "notification_for",
 ]
 
@@ -397,6 +398,15 @@ NOTIFICATIONS: dict[str, Notification] = {
         ),
     )
 }
+
+
+def is_notification(message: ServiceMessage) -> bool:
+    """True for a pushed notification, False for a response.
+
+    By name, with one exception: a request that names a notification is refused with a
+    response under that same name, and ``success: false``, which no notification has.
+    """
+    return message.message in NOTIFICATIONS and message.success
 
 
 def decode_request(request: ServiceMessage) -> tuple[Command, list[Any]]:

@@ -164,3 +164,33 @@ def test_twisted_client_pending_calls_fail_when_the_connection_is_lost() -> None
     unconnected: list[Any] = []
     AdminClientProtocol().call("GetStatus").addErrback(unconnected.append)
     assert unconnected[0].check(AdminConnectionError)
+
+
+def test_blocking_call_of_a_notification_name_gets_its_refusal_not_a_notification(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    """The refusal carries the notification's name but success false; notifications are kept."""
+    ours, theirs = pair
+    refusal = "'ClientConnect' is a notification, not a request"
+    theirs.sendall(
+        line("ClientConnect", {"id": 1}) + line("ClientConnect", success=False, error=refusal)
+    )
+    client = AdminClient(sock=ours, timeout=5)
+    reply = client.call("ClientConnect")
+    assert (reply.message, reply.success, reply.error) == ("ClientConnect", False, refusal)
+    theirs.close()
+    assert [(n.message, n.data) for n in client.notifications()] == [("ClientConnect", [{"id": 1}])]
+
+
+def test_twisted_call_of_a_notification_name_fires_with_the_refusal() -> None:
+    admin = Admin()
+    notes: list[ServiceMessage] = []
+    server = admin.factory.buildProtocol(None)
+    client = AdminClientProtocol(on_notification=notes.append)
+    pump = connect(server, makeFakeServer(server), client, makeFakeClient(client))
+    replies: list[ServiceMessage] = []
+    client.call("ClientConnect").addCallback(replies.append)
+    pump.flush()
+    assert [(r.message, r.success) for r in replies] == [("ClientConnect", False)]
+    assert "is a notification, not a request" in replies[0].error
+    assert notes == []
