@@ -108,22 +108,30 @@ def _associate(
     catches the primitive on the way in.
     """
     rejection: list[AssociateRJ] = []
+    aborts: list[Any] = []
 
-    def on_acse(event: Any) -> None:
-        primitive = event.primitive
-        if getattr(primitive, "result", None) in (1, 2) and hasattr(primitive, "diagnostic"):
-            rejection.append(
-                AssociateRJ(primitive.result, primitive.result_source, primitive.diagnostic)
-            )
+    def on_pdu(event: Any) -> None:
+        pdu = event.pdu
+        if type(pdu).__name__ == "A_ASSOCIATE_RJ":
+            rejection.append(AssociateRJ(pdu.result, pdu.source, pdu.reason_diagnostic))
+        elif type(pdu).__name__ == "A_ABORT_RQ":
+            aborts.append(pdu)
 
     assoc = ae.associate(
         host,
         port,
         ae_title=called_ae,
         bind_address=(bind_address or "", 0),
-        evt_handlers=[(evt.EVT_ACSE_RECV, on_acse)],
+        evt_handlers=[(evt.EVT_PDU_RECV, on_pdu)],
     )
-    return assoc, (rejection[0] if assoc.is_rejected and rejection else None)
+    # The A-ASSOCIATE-RJ PDU as it arrived, taken where pynetdicom decodes PDUs: its
+    # requestor, when the RJ and the transport close come close together on a loaded machine,
+    # sometimes ends as "aborted" although it received the RJ (seen in 2 of 3 CI runs); what
+    # is judged here is the server's answer on the wire. An A-ABORT PDU from the server still
+    # makes the answer no rejection.
+    if rejection and not aborts and not assoc.is_established:
+        return assoc, rejection[0]
+    return assoc, None
 
 
 def _why_not_established(assoc: Any, rejection: AssociateRJ | None) -> str:
