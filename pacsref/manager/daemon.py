@@ -128,14 +128,7 @@ class Server:
         """Send ``message`` to the running server; its response data, or ManagerError."""
         if self.pid() is None:
             raise ManagerError(f"server {self.name} is not running")
-        try:
-            with self.admin() as admin:
-                reply = admin.call(message, *data)
-        except (AdminConnectionError, OSError) as exc:
-            raise ManagerError(f"server {self.name}: {exc}") from None
-        if not reply.success:
-            raise ManagerError(f"server {self.name}: {message} failed: {reply.error}")
-        return list(reply.data)
+        return call_running(self, message, *data)
 
     def state(self) -> str:
         """``stopped``, or the admin socket's state (``running``/``paused``)."""
