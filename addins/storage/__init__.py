@@ -15,7 +15,9 @@ thread hop each way):
 3. fsync the spool file (durability "fsync");
 4. under a per-instance lock: look the SOP Instance UID up (duplicates policy), rename the
    spool file into ``<server dir>/data/<hh>/<uid>.dcm``, fsync that directory;
-5. insert/update the patient, study, series and instance rows and commit.
+5. insert/update the patient, study, series and instance rows and commit (patient, study and
+   series rows this process last committed with the same values are not written again:
+   ``index.ParentRows``).
 
 Success is answered only after 5, so an acknowledged object is both durable and indexed. A
 crash between 4 and 5 leaves a file without a row, which ``pacsref server check --repair``
@@ -112,6 +114,7 @@ class StorageAddin(Service):
         self.pool: Any = None
         self.config: sql.IndexConfig | None = None
         self._locks = [threading.Lock() for _ in range(_LOCK_STRIPES)]
+        self._parents: sql.ParentRows | None = None
         if server_dir is not None:
             self.data_root = server_dir / "data"
         self._configure_index()
@@ -181,6 +184,8 @@ class StorageAddin(Service):
         if applied:
             log.info("index {where}: {n} migration(s) applied", where=self._where(), n=applied)
         self._remove_stale_spool_files()
+        # The embedded index has this process as its only writer (see ParentRows).
+        self._parents = None if self.config.dsn else sql.ParentRows()
         pool = sql.make_pool(self.config, reactor, MAX_STORE_THREADS)
         if threadpool is not None:
             pool.threadpool = threadpool
@@ -288,7 +293,7 @@ class StorageAddin(Service):
                 return self._io_failure(request, exc)
             try:
                 sql.begin_write(cursor, config)
-                sql.record(
+                written = sql.record(
                     cursor,
                     config,
                     attributes,
@@ -296,9 +301,15 @@ class StorageAddin(Service):
                     size=size,
                     received_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
                     calling_ae=request.calling_ae,
+                    cache=self._parents,
                 )
-                connection.commit()
+                if self._parents is None:
+                    connection.commit()
+                else:
+                    self._parents.commit(connection, written)
             except Exception:
+                if self._parents is not None:
+                    self._parents.clear()
                 if existing is None:
                     final.unlink(missing_ok=True)  # keep index and files in agreement
                 raise

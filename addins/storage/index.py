@@ -14,6 +14,7 @@ SQLite >= 3.35 and PostgreSQL >= 9.5; only the parameter marker differs (``?`` /
 from __future__ import annotations
 
 import sqlite3
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,14 @@ from twisted.enterprise import adbapi
 from .schema import migrate
 from .writer import IndexAttributes
 
-__all__ = ["INDEX_FILE", "IndexConfig", "InstanceRow", "make_pool", "open_connection"]
+__all__ = [
+    "INDEX_FILE",
+    "IndexConfig",
+    "InstanceRow",
+    "ParentRows",
+    "make_pool",
+    "open_connection",
+]
 
 #: The SQLite index file, relative to the data root.
 INDEX_FILE = "index.sqlite"
@@ -170,6 +178,85 @@ def _upsert(
     return int(cursor.fetchone()[0])
 
 
+#: A pending :class:`ParentRows` entry: ((table, key), (values, row id)).
+ParentEntry = tuple[tuple[str, tuple[Any, ...]], tuple[tuple[Any, ...], int]]
+
+
+class ParentRows:
+    """The patient, study and series rows this process last wrote, with their values and ids.
+
+    A modality sends a study's instances one after another, each carrying the same patient,
+    study and series attributes; upserting three unchanged rows and recomputing Modalities in
+    Study for every instance is most of the index's work for small objects. When a row's key
+    *and* every value match what this process last committed for it, :func:`record` uses the
+    id and skips the statements.
+
+    Only valid while this process is the index's one writer (the embedded SQLite index: the
+    ``check`` command only deletes instance rows); a shared PostgreSQL index is written by
+    other servers too, so it gets no cache. Entries are added only after the commit that
+    wrote them (:meth:`commit`), so a rolled-back transaction never leaves an id behind, and the
+    whole cache is dropped when a store fails (:meth:`clear`).
+    """
+
+    def __init__(self, limit: int = 4096) -> None:
+        self._limit = limit
+        self._rows: dict[tuple[str, tuple[Any, ...]], tuple[tuple[Any, ...], int]] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def lookup(self, table: str, key: tuple[Any, ...], values: tuple[Any, ...]) -> int | None:
+        """The id of the row ``table``/``key`` if it was last committed with ``values``."""
+        with self._lock:
+            hit = self._rows.get((table, key))
+        return hit[1] if hit is not None and hit[0] == values else None
+
+    def commit(self, connection: Any, entries: list[ParentEntry]) -> None:
+        """Commit ``connection`` and remember the rows it wrote, as one step.
+
+        One step, so that the cache learns concurrent writers' rows in their commit order
+        (SQLite serialises the writers; without the lock a slower thread could record an
+        older value after a newer one).
+        """
+        with self._lock:
+            connection.commit()
+            self._add(entries)
+
+    def _add(self, entries: list[ParentEntry]) -> None:
+        """Remember rows just committed; the oldest entries go beyond ``limit``."""
+        for where, row in entries:
+            self._rows.pop(where, None)  # re-insert: dict order is age order
+            self._rows[where] = row
+        while len(self._rows) > self._limit:
+            del self._rows[next(iter(self._rows))]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rows.clear()
+
+
+def _parent(
+    cursor: Any,
+    config: IndexConfig,
+    cache: ParentRows | None,
+    pending: list[ParentEntry],
+    table: str,
+    key: tuple[str, ...],
+    row: dict[str, Any],
+) -> tuple[int, bool]:
+    """The id of the patient/study/series ``row``; True when it was written (not cached)."""
+    key_values = tuple(row[column] for column in key)
+    values = tuple(row.values())
+    if cache is not None:
+        cached = cache.lookup(table, key_values, values)
+        if cached is not None:
+            return cached, False
+    row_id = _upsert(cursor, config, table, key, row)
+    pending.append(((table, key_values), (values, row_id)))
+    return row_id, True
+
+
 def record(
     cursor: Any,
     config: IndexConfig,
@@ -179,18 +266,24 @@ def record(
     size: int,
     received_at: str,
     calling_ae: str,
-) -> None:
-    """Insert or update the patient, study, series and instance rows of one stored object."""
+    cache: ParentRows | None = None,
+) -> list[ParentEntry]:
+    """Insert or update the patient, study, series and instance rows of one stored object.
+
+    Returns the parent rows written, for ``cache.commit``.
+    """
     a = attributes
+    pending: list[ParentEntry] = []
     # A patient is Patient ID *and* Issuer of Patient ID (PS3.3 C.7.1.1; schema migration 2).
-    patient = _upsert(cursor, config, "patient", ("patient_id", "issuer_of_patient_id"), {
+    patient, _ = _parent(cursor, config, cache, pending, "patient",
+                         ("patient_id", "issuer_of_patient_id"), {
         "patient_id": a["PatientID"],
         "issuer_of_patient_id": a["IssuerOfPatientID"],
         "patient_name": a["PatientName"],
         "patient_birth_date": a["PatientBirthDate"],
         "patient_sex": a["PatientSex"],
     })  # fmt: skip
-    study = _upsert(cursor, config, "study", "study_instance_uid", {
+    study, _ = _parent(cursor, config, cache, pending, "study", ("study_instance_uid",), {
         "patient_fk": patient,
         "study_instance_uid": a["StudyInstanceUID"],
         "study_date": a["StudyDate"],
@@ -200,7 +293,8 @@ def record(
         "study_description": a["StudyDescription"],
         "referring_physician_name": a["ReferringPhysicianName"],
     })  # fmt: skip
-    series = _upsert(cursor, config, "series", "series_instance_uid", {
+    series, series_written = _parent(
+        cursor, config, cache, pending, "series", ("series_instance_uid",), {
         "study_fk": study,
         "series_instance_uid": a["SeriesInstanceUID"],
         "modality": a["Modality"],
@@ -218,15 +312,19 @@ def record(
         "received_at": received_at,
         "calling_ae": calling_ae,
     })  # fmt: skip
-    # Modalities in Study (0008,0061) is derived from the study's series.
-    cursor.execute(
-        config.sql("SELECT DISTINCT modality FROM series WHERE study_fk = ? ORDER BY modality"),
-        (study,),
-    )
-    modalities = "\\".join(str(m) for (m,) in cursor.fetchall() if m)
-    cursor.execute(
-        config.sql("UPDATE study SET modalities_in_study = ? WHERE id = ?"), (modalities, study)
-    )
+    if series_written:
+        # Modalities in Study (0008,0061) is derived from the study's series; an unchanged
+        # (cached) series row cannot change it.
+        cursor.execute(
+            config.sql("SELECT DISTINCT modality FROM series WHERE study_fk = ? ORDER BY modality"),
+            (study,),
+        )
+        modalities = "\\".join(str(m) for (m,) in cursor.fetchall() if m)
+        cursor.execute(
+            config.sql("UPDATE study SET modalities_in_study = ? WHERE id = ?"),
+            (modalities, study),
+        )
+    return pending
 
 
 def all_instances(cursor: Any) -> list[InstanceRow]:
