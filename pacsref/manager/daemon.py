@@ -115,11 +115,7 @@ class Server:
 
     def pid(self) -> int | None:
         """The pid in the pidfile when that process is alive, else None."""
-        try:
-            pid = int(self.pidfile.read_text().strip())
-        except (OSError, ValueError):
-            return None
-        return pid if process_alive(pid) else None
+        return live_pid(self.pidfile)
 
     def admin(self, timeout: float = 10.0) -> AdminClient:
         return AdminClient(self.socket_path, timeout=timeout)
@@ -180,6 +176,16 @@ def call_running(server: Server, message: str, *data: Any) -> list[Any]:
     return list(reply.data)
 
 
+def live_pid(pidfile: Path) -> int | None:
+    """The pid ``pidfile`` names when that process is alive; None for no file, junk or a
+    dead process (a killed daemon leaves its pidfile behind)."""
+    try:
+        pid = int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if process_alive(pid) else None
+
+
 def process_alive(pid: int) -> bool:
     """Whether ``pid`` is a live (not zombie) process."""
     try:
@@ -226,11 +232,7 @@ class BrokenServer:
 
     def pid(self) -> int | None:
         """The pid in the pidfile when that process is alive (started before the file broke)."""
-        try:
-            pid = int(self.pidfile.read_text().strip())
-        except (OSError, ValueError):
-            return None
-        return pid if process_alive(pid) else None
+        return live_pid(self.pidfile)
 
     def start_mode(self) -> StartMode | None:
         """The start mode the file still states, or None when it cannot be told.

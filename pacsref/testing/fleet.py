@@ -112,17 +112,10 @@ class ManagedRoot:
 
     def live_pids(self) -> list[int]:
         """The pids named by pidfiles under the root whose processes are alive."""
-        from pacsref.manager.daemon import PIDFILE_NAME, process_alive
+        from pacsref.manager.daemon import PIDFILE_NAME, live_pid
 
-        pids = []
-        for pidfile in self.path.glob(f"*/{PIDFILE_NAME}"):
-            try:
-                pid = int(pidfile.read_text().strip())
-            except (OSError, ValueError):
-                continue
-            if process_alive(pid):
-                pids.append(pid)
-        return pids
+        pids = (live_pid(pidfile) for pidfile in self.path.glob(f"*/{PIDFILE_NAME}"))
+        return [pid for pid in pids if pid is not None]
 
     def cleanup(self, grace_s: float = 10.0) -> None:
         """SIGTERM every live daemon, SIGKILL those still alive after ``grace_s``; remove all."""
