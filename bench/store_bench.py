@@ -2,16 +2,25 @@
 
     python bench/make_data.py --out /tmp/pacsref-bench-data
     python bench/store_bench.py --data /tmp/pacsref-bench-data [--cases a,b,c,d]
-        [--servers pacsref,pacsref-relaxed,dcmtk,pynetdicom,orthanc]
+        [--servers pacsref,pacsref-relaxed,dcmtk,pynetdicom,orthanc] [--rounds 3]
 
 Every case runs against every server in one run, each server fresh in its own temporary
 directory on a loopback port, and is reported in wall seconds of the whole client run
-(DCMTK ``storescu``, ``TCP_NODELAY=1``) and as a ratio to DCMTK's storescp. Cases (issue 6):
-(a) 400 CT images of 512 KiB over one association; (b) the same split over 8 and over 16
-parallel ``storescu`` processes; (c) 1,000 ~3 KB objects over one association; (d) one 629 MB
-multi-frame object, with the server's peak RSS (VmHWM) over its idle RSS. DCMTK's storescp
-runs single-process (its default) except in (b), where it runs with ``--fork`` (one process per
-association; its RSS is the parent's). Every process started here is stopped by its PID.
+(DCMTK ``storescu``, ``TCP_NODELAY=1``) and as a ratio to DCMTK's storescp.
+
+A shared machine's speed drifts by 30-50 % within minutes, more than the differences being
+measured, so each case is run in ``--rounds`` rounds, every server once per round, the order
+rotated from round to round (no server always runs right after another's clean-up); the table
+gives each server's median and the range of its ratio to DCMTK *within* a round. Before every
+run the file systems are synced (``os.sync``), so that data another server left in the page
+cache, and the discards of the previous run's deleted files, are not written out during it.
+
+Cases (issue 6): (a) 400 CT images of 512 KiB over one association; (b) the same split over 8
+and over 16 parallel ``storescu`` processes; (c) 1,000 ~3 KB objects over one association; (d)
+one 629 MB multi-frame object, with the server's peak RSS (VmHWM) over its idle RSS. DCMTK's
+storescp runs single-process (its default) except in (b), where it runs with ``--fork`` (one
+process per association; its RSS is the parent's). Every process started here is stopped by its
+PID.
 """
 
 from __future__ import annotations
@@ -21,12 +30,13 @@ import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -137,6 +147,7 @@ def run_case(
 ) -> dict[str, object]:
     root = Path(tempfile.mkdtemp(prefix=f"bench-{server}-", dir=work))
     peer = Peer(server, root, parallel > 1)
+    os.sync()  # the previous run's dirty pages and deletions are not this run's I/O
     try:
         peer.start()
         idle = _rss_kib(peer.pid, "VmRSS")
@@ -155,8 +166,12 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=Path("/tmp/pacsref-bench-data"))
     parser.add_argument("--cases", default="a,b,c,d")
     parser.add_argument("--servers", default="dcmtk,pacsref,pacsref-relaxed,pynetdicom,orthanc")
-    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="runs of each case per server, interleaved (default 3)")  # fmt: skip
+    parser.add_argument("--json", type=Path, help="also write every run here")
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     folders = make(args.data, args.cases)
     plan: list[tuple[str, str, int]] = []
     for case in args.cases.split(","):
@@ -168,29 +183,59 @@ def main() -> int:
     try:
         for case, data_case, parallel in plan:
             files = sorted(folders[data_case].rglob("*.dcm"))
-            for server in servers:
-                result = run_case(case, server, files, parallel, work)
-                results.append(result)
-                print(json.dumps(result), flush=True)
+            for round_ in range(args.rounds):
+                shift = round_ % len(servers)
+                for server in servers[shift:] + servers[:shift]:
+                    result = run_case(case, server, files, parallel, work)
+                    result["round"] = round_ + 1
+                    results.append(result)
+                    print(json.dumps(result), flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    _table(results, servers)
+    print(summary_table(results, servers))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return 0
 
 
-def _table(results: list[dict[str, object]], servers: list[str]) -> None:
-    key: Callable[[dict[str, object]], tuple[object, object]] = lambda r: (r["case"], r["parallel"])  # noqa: E731
-    print("\n| case | server | seconds | x DCMTK | failed clients | idle RSS MiB | peak RSS MiB |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+def summary_table(results: list[dict[str, Any]], servers: list[str]) -> str:
+    """Markdown: per case and server, the median, every run, and the in-round ratio to DCMTK.
+
+    The ratio range comes from pairing each run with DCMTK's run *of the same round*, which
+    is what cancels the machine's drift; the median ratio is median over median.
+    """
+    lines = [
+        "| case | server | median s | x DCMTK (median) | x DCMTK within a round | runs s "
+        "| failed clients | idle RSS MiB | peak RSS MiB |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    groups: dict[tuple[str, int], dict[str, list[dict[str, Any]]]] = {}
     for r in results:
-        base = next((b for b in results if key(b) == key(r) and b["server"] == "dcmtk"), None)
-        ratio = f"{r['seconds'] / base['seconds']:.2f}" if base else "-"  # type: ignore[operator]
-        label = f"{r['case']}" + (f" x{r['parallel']}" if r["parallel"] != 1 else "")
-        print(f"| {label} | {r['server']} | {r['seconds']} | {ratio} | {r['failed_clients']} |"
-              f" {r['idle_rss_mib']} | {r['peak_rss_mib']} |")  # fmt: skip
-    _ = servers
+        groups.setdefault((r["case"], r["parallel"]), {}).setdefault(r["server"], []).append(r)
+    for (case, parallel), by_server in groups.items():
+        base = by_server.get("dcmtk", [])
+        base_median = statistics.median(b["seconds"] for b in base) if base else None
+        base_by_round = {b.get("round"): b["seconds"] for b in base}
+        label = case + (f" x{parallel}" if parallel != 1 else "")
+        for server in [s for s in servers if s in by_server]:
+            runs = by_server[server]
+            seconds = [r["seconds"] for r in runs]
+            median = statistics.median(seconds)
+            ratio = f"{median / base_median:.2f}" if base_median else "-"
+            paired = [
+                r["seconds"] / base_by_round[r.get("round")]
+                for r in runs
+                if base_by_round.get(r.get("round"))
+            ]
+            spread = f"{min(paired):.2f}-{max(paired):.2f}" if paired else "-"
+            lines.append(
+                f"| {label} | {server} | {median:.3f} | {ratio} | {spread} "
+                f"| {' '.join(f'{s:.3f}' for s in seconds)} "
+                f"| {sum(r['failed_clients'] for r in runs)} "
+                f"| {max(r['idle_rss_mib'] for r in runs)} "
+                f"| {max(r['peak_rss_mib'] for r in runs)} |"
+            )
+    return "\n" + "\n".join(lines)
 
 
 if __name__ == "__main__":

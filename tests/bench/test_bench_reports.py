@@ -1,0 +1,83 @@
+"""The benchmark scripts' arithmetic: what they report is what the runs measured.
+
+The benchmarks themselves run on demand (bench/README.md); these pin the parts that turn raw
+runs into the figures quoted in closing notes, where a slip would go unnoticed.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+@pytest.fixture(scope="module")
+def bench_modules() -> Any:
+    sys.path.insert(0, str(BENCH))
+    try:
+        import store_bench
+        import store_timeline
+    finally:
+        sys.path.remove(str(BENCH))
+    return store_bench, store_timeline
+
+
+def _run(server: str, seconds: float, round_: int, case: str = "a") -> dict[str, Any]:
+    return {
+        "case": case,
+        "server": server,
+        "parallel": 1,
+        "seconds": seconds,
+        "failed_clients": 0,
+        "idle_rss_mib": 80.0,
+        "peak_rss_mib": 81.0,
+        "round": round_,
+    }
+
+
+def test_summary_pairs_each_run_with_dcmtk_of_the_same_round(bench_modules: Any) -> None:
+    """Median over median, and the within-round ratio range, from interleaved rounds."""
+    store_bench, _ = bench_modules
+    runs = [
+        _run("dcmtk", 1.0, 1),
+        _run("pacsref", 2.0, 1),
+        _run("pacsref", 1.5, 2),
+        _run("dcmtk", 0.5, 2),  # a fast moment for everyone: the pairing cancels it
+        _run("dcmtk", 0.8, 3),
+        _run("pacsref", 1.2, 3),
+    ]
+    table = store_bench.summary_table(runs, ["pacsref", "dcmtk"])
+    [pacsref_row] = [line for line in table.splitlines() if "| pacsref |" in line]
+    cells = [cell.strip() for cell in pacsref_row.split("|")[1:-1]]
+    assert cells[:6] == ["a", "pacsref", "1.500", "1.88", "1.50-3.00", "2.000 1.500 1.200"]
+
+
+def test_timeline_splits_marks_into_objects_and_stages(bench_modules: Any) -> None:
+    """Each object's cycle starts at the first read after the previous response was written."""
+    _, store_timeline = bench_modules
+    marks: list[tuple[str, float]] = []
+    for i in range(5):
+        t = i * 10.0
+        marks += [
+            ("recv", t),
+            ("recv_end", t + 0.5),
+            ("recv", t + 0.6),  # a second read of the same object
+            ("dispatch", t + 1),
+            ("dispatch_end", t + 1.5),
+            ("store", t + 2),
+            ("store_end", t + 5),
+            ("respond", t + 6),
+            ("respond_end", t + 6.5),
+        ]
+    objects = store_timeline.cycles(marks)
+    assert len(objects) == 5 and [o["recv"] for o in objects] == [0, 10, 20, 30, 40]
+    times = store_timeline.stage_times(objects)
+    # objects 2 and 3 only: the first two and the last are left out
+    assert times["receive"] == [1.0, 1.0]
+    assert times["store"] == [3.0, 3.0]
+    assert times["client"] == [3.5, 3.5]
+    assert times["cycle"] == [10.0, 10.0]
