@@ -2,8 +2,10 @@
 
 SQLite (the standard library's ``sqlite3``) is the embedded default, at
 ``<server dir>/data/index.sqlite``, in WAL mode: readers (a future C-FIND) never block the
-writer, and a commit appends to the log instead of rewriting pages. ``synchronous=FULL`` when
-durability is "fsync" (each commit is on disk before the C-STORE-RSP), ``OFF`` when "relaxed".
+writer, and a commit appends to the log instead of rewriting pages. ``synchronous=NORMAL`` when
+durability is "fsync" (the stored file is on disk before the C-STORE-RSP, and a row lost with
+the log's tail is rebuilt from it by ``check --repair``: see ``_sqlite_setup``), ``OFF``
+when "relaxed".
 PostgreSQL (``psycopg`` 3) is chosen by a ``postgresql://`` DSN so several servers can share
 one index; relaxed durability there is ``synchronous_commit = off``.
 

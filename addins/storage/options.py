@@ -70,8 +70,10 @@ OPTIONS = OptionsSchema((
     ),
     AddInOption(
         "durability", "choice", "fsync",
-        '"fsync": success only once file, directory and index are on disk. "relaxed": no '
-        "fsync; faster, but a crash of the machine may lose objects already acknowledged.",
+        '"fsync": success only once the file and its directory entry are on disk and the '
+        "index row is committed (a row lost with a power failure is rebuilt from the file by "
+        '`pacsref server check --repair`). "relaxed": no fsync; faster, but a crash of the '
+        "machine may lose objects already acknowledged.",
         choices=DURABILITY_MODES, live=False,
     ),
     AddInOption(

@@ -17,6 +17,7 @@ are harmless in a path.
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 __all__ = ["BUCKETS", "STORED_SUFFIX", "stored_path", "uid_problem"]
@@ -25,6 +26,8 @@ __all__ = ["BUCKETS", "STORED_SUFFIX", "stored_path", "uid_problem"]
 STORED_SUFFIX = ".dcm"
 
 _DIGITS = frozenset("0123456789")
+#: A valid UID in one C call (ASCII digits only); four checks per C-STORE are on the hot path.
+_VALID_UID = re.compile(r"[0-9]+(?:\.[0-9]+)*")
 
 
 def uid_problem(value: object) -> str | None:
@@ -33,6 +36,8 @@ def uid_problem(value: object) -> str | None:
     A trailing NUL (the UI padding byte, PS3.5 6.2) is removed by the decoders before
     this is called; a value still holding one is invalid.
     """
+    if isinstance(value, str) and len(value) <= 64 and _VALID_UID.fullmatch(value):
+        return None
     if not isinstance(value, str) or not value:
         return "is empty"
     if len(value) > 64:
