@@ -99,7 +99,7 @@ class ReadThrottle:
 
 
 def flush_now(transport: Any) -> None:
-    """Send what a read (or a worker thread's answer) produced now, not on the next iteration.
+    """Send what a read produced now rather than on the reactor's next iteration.
 
     Twisted's TCP transport only buffers in ``write`` and sends when epoll next
     reports the socket writable: one more reactor iteration per request/response
@@ -137,7 +137,6 @@ class DicomServerProtocol(Protocol):
         self._closer: IDelayedCall | None = None
         self._tls_pending = False  # TLS connection whose handshake has not completed
         self._tls_timeout = ""  # set when ARTIM ends a TLS connection still in its handshake
-        self._reading = False  # inside dataReceived, which flushes once when it returns
 
     # -- Twisted callbacks ----------------------------------------------------------------
 
@@ -180,13 +179,10 @@ class DicomServerProtocol(Protocol):
 
     def dataReceived(self, data: bytes) -> None:
         self._touch()
-        self._reading = True
         try:
             self._perform(self.ul.receive_data(data))
         except Exception:
             self._internal_error(Failure())
-        finally:
-            self._reading = False
         flush_now(self.transport)
 
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
@@ -283,11 +279,6 @@ class DicomServerProtocol(Protocol):
             log.warn("dropped {primitive}: {error}", primitive=type(primitive).__name__, error=exc)
             return
         self._perform(effects)
-        if not self._reading:
-            # A response from an add-in's worker thread (a C-STORE) arrives through
-            # callFromThread, outside any read: without this it would wait for the
-            # reactor's next iteration, as flush_now explains.
-            flush_now(self.transport)
 
     def _perform(self, effects: list[Any]) -> None:
         for effect in effects:
