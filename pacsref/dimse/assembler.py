@@ -8,7 +8,8 @@ messages, so the assembler holds at most one message in progress.
 
 The command set is small and collected in memory (capped, so a hostile peer
 cannot grow it without bound). The data set may be gigabytes: it is streamed
-fragment by fragment into one spool file and never held in memory.
+fragment by fragment into one spool file and never held in memory (at most one
+64 KiB batch of fragments waits to be written: :mod:`pacsref.dimse.spool`).
 
 A spool file that cannot be created or written (full disk, quota, I/O error) is
 not the peer's fault and does not end the association: the assembler closes
@@ -30,11 +31,10 @@ status (see :mod:`pacsref.dimse.responses`).
 from __future__ import annotations
 
 import contextlib
-import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import BinaryIO, NoReturn
+from typing import NoReturn
 
 from pacsref.dimse.command import (
     AFFECTED_SOP_CLASS_UID,
@@ -47,6 +47,7 @@ from pacsref.dimse.command import (
 from pacsref.dimse.command import decode_command as _decode_command
 from pacsref.dimse.messages import CommandField, DimseMessage, SpoolFailure, command_name
 from pacsref.dimse.part10 import FileMetaIdentity, part10_header
+from pacsref.dimse.spool import SpoolWriter
 from pacsref.ul.events import PresentationDataValue
 
 __all__ = [
@@ -121,7 +122,7 @@ class MessageAssembler:
         self._command_length = 0
         #: decoded command whose data set is being received
         self._command: dict[int, object] | None = None
-        self._spool: BinaryIO | None = None
+        self._spool: SpoolWriter | None = None
         self._spool_path: Path | None = None
         #: why the data set in progress could not be spooled (its PDVs are then dropped)
         self._spool_failure: SpoolFailure | None = None
@@ -238,8 +239,7 @@ class MessageAssembler:
             spool.write(pdv.data)
             if not pdv.is_last:
                 return None
-            spool.flush()
-            spool.close()
+            spool.close()  # writes the last batch: the file is complete before delivery
         except OSError as exc:
             self._spool_failed(exc)
             return self._complete(pdv.context_id, command) if pdv.is_last else None
@@ -273,12 +273,7 @@ class MessageAssembler:
             self._spool_failure = SpoolFailure.from_error(self._spool_dir, exc)
             return False
         self._spool_path = Path(name)
-        try:
-            self._spool = os.fdopen(fd, "wb")
-        except OSError as exc:  # pragma: no cover - fdopen on a fresh fd
-            os.close(fd)
-            self._spool_failed(exc)
-            return False
+        self._spool = SpoolWriter(fd)
         return True
 
     def _spool_failed(self, exc: OSError) -> None:
@@ -293,8 +288,8 @@ class MessageAssembler:
         self._spool_path = None
         self._dataset_offset = 0
         if spool is not None:
-            with contextlib.suppress(OSError):  # closing flushes, which fails again
-                spool.close()
+            with contextlib.suppress(OSError):
+                spool.abandon()
         if path is not None:
             with contextlib.suppress(OSError):
                 path.unlink(missing_ok=True)
@@ -318,8 +313,8 @@ class MessageAssembler:
         self._fragments = []
         self._command_length = 0
         if spool is not None:
-            with contextlib.suppress(OSError):  # a write error is already being reported
-                spool.close()
+            with contextlib.suppress(OSError):
+                spool.abandon()
         if path is not None:
             with contextlib.suppress(OSError):  # e.g. the spool directory vanished
                 path.unlink(missing_ok=True)

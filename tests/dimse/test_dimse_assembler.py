@@ -23,6 +23,7 @@ from pacsref.dimse import (
     encode_command,
     fragment_message,
 )
+from pacsref.dimse.spool import SpoolWriter
 from pacsref.ul.events import PresentationDataValue as PDV
 
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
@@ -277,6 +278,9 @@ class FailingWrites:
     def close(self) -> None:
         self.real.close()  # type: ignore[attr-defined]
 
+    def abandon(self) -> None:
+        self.real.abandon()  # type: ignore[attr-defined]
+
 
 def test_vanished_spool_directory_delivers_the_message_as_spool_failed(
     assembler: MessageAssembler, spool: Path
@@ -369,10 +373,10 @@ def test_part10_header_write_error_is_a_spool_failure(
         spool, {1: EXPLICIT_LE}, part10=FileMetaIdentity("1.2.3", "PACSREF", "MODALITY")
     )
 
-    def full_disk_fdopen(fd: int, mode: str) -> FailingWrites:
-        return FailingWrites(open(fd, mode))
+    def full_disk_spool(fd: int) -> FailingWrites:
+        return FailingWrites(SpoolWriter(fd))
 
-    monkeypatch.setattr("pacsref.dimse.assembler.os.fdopen", full_disk_fdopen)
+    monkeypatch.setattr("pacsref.dimse.assembler.SpoolWriter", full_disk_spool)
     assert assembler.feed(PDV(1, True, True, STORE_RQ)) is None
     assert list(spool.iterdir()) == []
     message = assembler.feed(PDV(1, False, True, b"data"))

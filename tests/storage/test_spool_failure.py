@@ -31,41 +31,28 @@ ERROR_COMMENT = 0x0902
 
 
 class Disk:
-    """Switchable failure of every spool file opened while ``error`` is set."""
+    """Spool writes (``os.writev``, see pacsref.dimse.spool) fail while ``error`` is set."""
 
     def __init__(self) -> None:
         self.error: int | None = None
-        self.fail_after = 0  # bytes accepted before the writes start failing
+        self.fail_after = 0  # bytes accepted (per file descriptor) before the writes fail
+        self.written: dict[int, int] = {}
+        self.real_writev = os.writev
 
-    def fdopen(self, fd: int, mode: str = "r", *args: Any, **kw: Any) -> Any:
-        real = open(fd, mode, *args, **kw)  # noqa: SIM115 - closed through the wrapper
-        return real if self.error is None else _FailingFile(real, self)
-
-
-class _FailingFile:
-    def __init__(self, real: Any, disk: Disk) -> None:
-        self.real = real
-        self.disk = disk
-        self.written = 0
-
-    def write(self, data: bytes) -> int:
-        if self.disk.error is not None and self.written + len(data) > self.disk.fail_after:
-            raise OSError(self.disk.error, os.strerror(self.disk.error))
-        self.written += len(data)
-        return self.real.write(data)
-
-    def flush(self) -> None:
-        self.real.flush()
-
-    def close(self) -> None:
-        self.real.close()
+    def writev(self, fd: int, buffers: Any) -> int:
+        total = sum(len(b) for b in buffers)
+        if self.error is not None and self.written.get(fd, 0) + total > self.fail_after:
+            raise OSError(self.error, os.strerror(self.error))
+        written = self.real_writev(fd, buffers)
+        self.written[fd] = self.written.get(fd, 0) + written
+        return written
 
 
 @pytest.fixture
 def disk(monkeypatch: pytest.MonkeyPatch) -> Disk:
     """The spool files' disk, healthy until a test sets ``disk.error``."""
     disk = Disk()
-    monkeypatch.setattr("pacsref.dimse.assembler.os.fdopen", disk.fdopen)
+    monkeypatch.setattr("pacsref.dimse.spool.os.writev", disk.writev)
     return disk
 
 

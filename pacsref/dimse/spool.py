@@ -1,0 +1,101 @@
+"""The spool file of a data set in transit: fragments gathered, written with one ``writev``.
+
+A 512 KiB data set arrives as 32 PDVs of 16 KiB (the default maximum PDU), about four in each
+64 KiB read. Written one by one through a ``BufferedWriter``, each PDV is a system call plus the
+writer's own bookkeeping; gathered and written with ``os.writev`` they are one call per batch:
+about 40-60 us -> 21-23 us per 64 KiB on the development machine (bench/README.md, "Fifth
+round"). The data stay ``memoryview``s of the received bytes until written, so nothing is
+copied in Python.
+
+What a batch may hold is bounded, so that a peer cannot make the server keep more than a read
+or two of its data in memory: at most :data:`BATCH_BYTES` bytes and :data:`BATCH_VIEWS` pieces
+(also below the kernel's ``IOV_MAX``), and a piece under :data:`COPY_BELOW` bytes is copied, so
+that a tiny view never pins the whole read it came from.
+
+A write error (a full disk) surfaces when the batch is written: in :meth:`SpoolWriter.write`
+that fills it, or in :meth:`SpoolWriter.close` for the last one. Either way before the data set
+is delivered, which is all the assembler needs: a message whose spool failed is answered with a
+failure status and its partial file deleted.
+"""
+
+from __future__ import annotations
+
+import os
+
+__all__ = ["BATCH_BYTES", "BATCH_VIEWS", "COPY_BELOW", "SpoolWriter", "writev_all"]
+
+#: Bytes gathered before they are written.
+BATCH_BYTES = 64 * 1024
+#: Pieces gathered before they are written (Linux's IOV_MAX is 1024).
+BATCH_VIEWS = 64
+#: Pieces smaller than this are copied rather than kept as views of their read.
+COPY_BELOW = 4096
+
+
+def writev_all(fd: int, pieces: list[bytes | memoryview]) -> None:
+    """Write every byte of ``pieces`` to ``fd`` in order, however short each ``writev`` is."""
+    while pieces:
+        written = os.writev(fd, pieces)
+        while pieces and written >= len(pieces[0]):
+            written -= len(pieces[0])
+            pieces = pieces[1:]
+        if written:
+            pieces = [memoryview(pieces[0])[written:], *pieces[1:]]
+
+
+class SpoolWriter:
+    """Write-only spool file over a raw descriptor; :meth:`close` writes what is left."""
+
+    __slots__ = ("_fd", "_pending", "_pending_bytes")
+
+    def __init__(self, fd: int) -> None:
+        self._fd: int | None = fd
+        self._pending: list[bytes | memoryview] = []
+        self._pending_bytes = 0
+
+    def write(self, data: bytes | memoryview) -> None:
+        """Add ``data``; write the batch once it is full.
+
+        Raises:
+            OSError: writing the batch failed (nothing more is written by this object
+                unless the caller retries).
+        """
+        size = len(data)
+        if not size:
+            return
+        if size < COPY_BELOW and isinstance(data, memoryview):
+            data = bytes(data)
+        self._pending.append(data)
+        self._pending_bytes += size
+        if self._pending_bytes >= BATCH_BYTES or len(self._pending) >= BATCH_VIEWS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the gathered pieces now (a failed batch is dropped, not retried)."""
+        pending = self._pending
+        if not pending or self._fd is None:
+            return
+        self._pending = []
+        self._pending_bytes = 0
+        writev_all(self._fd, pending)
+
+    def close(self) -> None:
+        """Write what is gathered, then close the descriptor (even when the write fails)."""
+        fd = self._fd
+        if fd is None:
+            return
+        try:
+            self.flush()
+        finally:
+            self._fd = None
+            self._pending = []
+            os.close(fd)
+
+    def abandon(self) -> None:
+        """Close without writing what is gathered: the partial file is about to be deleted."""
+        fd = self._fd
+        self._fd = None
+        self._pending = []
+        self._pending_bytes = 0
+        if fd is not None:
+            os.close(fd)

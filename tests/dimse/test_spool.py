@@ -1,0 +1,135 @@
+"""SpoolWriter: fragments gathered into bounded batches, every byte written, errors surfaced."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+from pacsref.dimse import MessageAssembler
+from pacsref.dimse.spool import BATCH_BYTES, BATCH_VIEWS, COPY_BELOW, SpoolWriter, writev_all
+from pacsref.ul.events import PresentationDataValue as PDV
+
+DEV_FULL = Path("/dev/full")
+
+
+def _writer(path: Path) -> SpoolWriter:
+    return SpoolWriter(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
+def test_pieces_wait_until_a_batch_is_full_then_all_arrive_in_order(tmp_path: Path) -> None:
+    """Three 16 KiB views stay gathered; the fourth fills the batch; close writes the rest."""
+    path = tmp_path / "spool"
+    writer = _writer(path)
+    received = bytes(range(256)) * 64 * 5  # 80 KiB, as if from one read
+    pieces = [memoryview(received)[i : i + 16384] for i in range(0, len(received), 16384)]
+    for piece in pieces[:3]:
+        writer.write(piece)
+    assert path.stat().st_size == 0
+    writer.write(pieces[3])
+    assert path.stat().st_size == BATCH_BYTES
+    writer.write(pieces[4])
+    writer.close()
+    assert path.read_bytes() == received
+
+
+def test_many_small_pieces_are_written_at_the_piece_limit(tmp_path: Path) -> None:
+    """A peer sending tiny PDVs cannot make a batch longer than BATCH_VIEWS pieces."""
+    path = tmp_path / "spool"
+    writer = _writer(path)
+    for i in range(BATCH_VIEWS + 3):
+        writer.write(bytes([i]) * 10)
+    assert path.stat().st_size == BATCH_VIEWS * 10
+    writer.close()
+    assert path.read_bytes() == b"".join(bytes([i]) * 10 for i in range(BATCH_VIEWS + 3))
+
+
+def test_small_views_are_copied_so_they_pin_nothing(tmp_path: Path) -> None:
+    """A view under COPY_BELOW bytes is copied; changing its source later changes nothing."""
+    path = tmp_path / "spool"
+    writer = _writer(path)
+    source = bytearray(b"a" * (COPY_BELOW - 1))
+    writer.write(memoryview(source))
+    source[:] = b"b" * len(source)
+    writer.close()
+    assert path.read_bytes() == b"a" * (COPY_BELOW - 1)
+
+
+def test_empty_pieces_are_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "spool"
+    writer = _writer(path)
+    for _ in range(BATCH_VIEWS * 2):
+        writer.write(b"")
+    writer.write(b"x")
+    writer.close()
+    assert path.read_bytes() == b"x"
+
+
+def test_short_writes_are_continued_until_every_byte_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """writev may write less than asked (signals, some file systems): the rest follows."""
+    real_writev = os.writev
+    calls = []
+
+    def five_bytes_at_most(fd: int, buffers: list[bytes | memoryview]) -> int:
+        calls.append(len(buffers))
+        return real_writev(fd, [bytes(b"".join(bytes(b) for b in buffers)[:5])])
+
+    monkeypatch.setattr(os, "writev", five_bytes_at_most)
+    path = tmp_path / "spool"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    pieces: list[bytes | memoryview] = [b"abc", memoryview(b"defghij"), b"", b"klmnopqrstu"]
+    writev_all(fd, pieces)
+    os.close(fd)
+    assert path.read_bytes() == b"abcdefghijklmnopqrstu"
+    assert len(calls) == 5  # 21 bytes, 5 at a time
+
+
+@pytest.mark.skipif(not DEV_FULL.exists(), reason="needs /dev/full (Linux) to fail writes")
+def test_a_full_disk_raises_when_the_batch_is_written_and_close_still_closes() -> None:
+    writer = SpoolWriter(os.open(DEV_FULL, os.O_WRONLY))
+    writer.write(b"x" * 100)  # gathered: nothing written yet
+    with pytest.raises(OSError) as raised:
+        writer.write(b"y" * BATCH_BYTES)
+    assert raised.value.errno == errno.ENOSPC
+    writer.close()  # the failed batch is not retried; the descriptor is closed
+    writer.close()
+
+
+def test_abandon_closes_without_writing(tmp_path: Path) -> None:
+    path = tmp_path / "spool"
+    writer = _writer(path)
+    writer.write(b"partial")
+    writer.abandon()
+    assert path.read_bytes() == b""
+    writer.abandon()
+    writer.close()
+
+
+@pytest.mark.skipif(not DEV_FULL.exists(), reason="needs /dev/full (Linux) to fail writes")
+def test_assembler_reports_a_full_disk_found_at_a_batch_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The error comes a batch late, yet the message is still delivered as spool-failed,
+    its partial file deleted and the rest of the data set dropped."""
+
+    def spool_on_a_full_disk(fd: int) -> SpoolWriter:
+        os.close(fd)
+        return SpoolWriter(os.open(DEV_FULL, os.O_WRONLY))
+
+    monkeypatch.setattr("pacsref.dimse.assembler.SpoolWriter", spool_on_a_full_disk)
+    from tests.dimse.test_dimse_assembler import STORE_RQ
+
+    assembler = MessageAssembler(tmp_path, {1: "1.2.840.10008.1.2.1"})
+    assert assembler.feed(PDV(1, True, True, STORE_RQ)) is None
+    assert assembler.feed(PDV(1, False, False, b"a" * 16384)) is None  # gathered
+    assert list(tmp_path.iterdir()) != []
+    for _ in range(3):  # the batch fills and fails on the fourth
+        assert assembler.feed(PDV(1, False, False, b"b" * 16384)) is None
+    assert list(tmp_path.iterdir()) == []
+    message = assembler.feed(PDV(1, False, True, b"last"))
+    assert message is not None and message.dataset_path is None
+    assert message.spool_failure is not None and message.spool_failure.errno == errno.ENOSPC
