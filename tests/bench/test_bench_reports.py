@@ -26,6 +26,17 @@ def bench_modules() -> Any:
     return store_bench, store_timeline
 
 
+@pytest.fixture(scope="module")
+def tools() -> Any:
+    sys.path.insert(0, str(BENCH))
+    try:
+        import fsync_floor
+        import receive_path
+    finally:
+        sys.path.remove(str(BENCH))
+    return fsync_floor, receive_path
+
+
 def _run(server: str, seconds: float, round_: int, case: str = "a") -> dict[str, Any]:
     return {
         "case": case,
@@ -81,3 +92,25 @@ def test_timeline_splits_marks_into_objects_and_stages(bench_modules: Any) -> No
     assert times["store"] == [3.0, 3.0]
     assert times["client"] == [3.5, 3.5]
     assert times["cycle"] == [10.0, 10.0]
+
+
+def test_receive_path_completes_every_message(tools: Any, tmp_path: Path) -> None:
+    """The generated stream is valid P-DATA: every object completes, in any read size."""
+    _, receive_path = tools
+    data, pdus = receive_path.stream(3, 40_000)
+    assert pdus == 3 * (1 + 3)  # a command PDU and three data PDUs of at most 16,372 bytes
+    for read in (1000, 65536):
+        reads = [data[i : i + read] for i in range(0, len(data), read)]
+        _, messages = receive_path.run_once(reads, tmp_path)
+        assert messages == 3
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("durable", [False, True])
+def test_fsync_floor_publishes_like_the_store(tools: Any, tmp_path: Path, durable: bool) -> None:
+    """Each object ends in its bucket under its final name; no spool file is left."""
+    fsync_floor, _ = tools
+    times = fsync_floor.measure(tmp_path, 5, 100, durable)
+    assert len(times) == 5
+    stored = sorted(p.name for p in (tmp_path / "data").glob("*/*.dcm"))
+    assert len(stored) == 5 and list((tmp_path / "tmp").iterdir()) == []
