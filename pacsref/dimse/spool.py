@@ -20,6 +20,7 @@ failure status and its partial file deleted.
 
 from __future__ import annotations
 
+import errno
 import os
 
 __all__ = ["BATCH_BYTES", "BATCH_VIEWS", "COPY_BELOW", "SpoolWriter", "writev_all"]
@@ -36,6 +37,8 @@ def writev_all(fd: int, pieces: list[bytes | memoryview]) -> None:
     """Write every byte of ``pieces`` to ``fd`` in order, however short each ``writev`` is."""
     while pieces:
         written = os.writev(fd, pieces)
+        if written == 0:  # never for a regular file with room; do not loop for ever on one
+            raise OSError(errno.EIO, "writev wrote nothing to the spool file")
         while pieces and written >= len(pieces[0]):
             written -= len(pieces[0])
             pieces = pieces[1:]

@@ -88,6 +88,16 @@ def test_short_writes_are_continued_until_every_byte_is_written(
     assert len(calls) == 5  # 21 bytes, 5 at a time
 
 
+def test_a_writev_that_writes_nothing_is_an_error_not_a_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(os, "writev", lambda fd, buffers: 0)
+    fd = os.open(tmp_path / "spool", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with pytest.raises(OSError, match="wrote nothing"):
+        writev_all(fd, [b"data"])
+    os.close(fd)
+
+
 @pytest.mark.skipif(not DEV_FULL.exists(), reason="needs /dev/full (Linux) to fail writes")
 def test_a_full_disk_raises_when_the_batch_is_written_and_close_still_closes() -> None:
     writer = SpoolWriter(os.open(DEV_FULL, os.O_WRONLY))
