@@ -2,14 +2,15 @@
 
     python bench/fsync_floor.py [--dir DIR] [--count 500] [--size 3000]
 
-A durable pacsref store publishes each object with the sequence below (docs/storage.md):
-create a spool file, write it, ``fdatasync`` it, rename it into its bucket directory and
-``fsync`` that directory. This script times exactly that on plain files in ``--dir`` (default:
-a temporary directory under the current one, which should be on the disk the server's
-``data/`` is on), once with the two syncs and once without, and prints the median and mean
-per object. The difference is what durability alone adds to every object; DCMTK's storescp
-does not sync at all, so for small objects it is a floor that no durable server can go under
-on that disk, whatever its code does.
+A durable pacsref store publishes each object with the sequence below (docs/storage.md): create
+a spool file, write it, ``fdatasync`` it, rename it into its bucket directory and ``fsync`` that
+directory. This script times exactly that, with the storage add-in's own ``fsync_file`` and
+``durable_rename`` (``addins/storage/writer.py``), on plain files in ``--dir`` (default: a
+temporary directory under the current one, which should be on the disk the server's ``data/`` is
+on), once with the two syncs and once without, and prints the median and mean per object. The
+difference is what durability alone adds to every object; DCMTK's storescp does not sync at all,
+so for small objects it is a floor that no durable server can go under on that disk, whatever
+its code does.
 """
 
 from __future__ import annotations
@@ -23,40 +24,41 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from addins.storage.uids import BUCKETS
+from addins.storage.writer import durable_rename, fsync_file, prepare_buckets
+
 DURABLE = "create, write, fdatasync, rename, fsync dir"
 RELAXED = "create, write, rename"
 
 
-def publish(spool_dir: Path, bucket: Path, name: str, data: bytes, durable: bool) -> None:
-    """One object, as the storage add-in publishes it."""
+def publish(spool_dir: Path, data_root: Path, bucket: str, name: str, data: bytes,
+            durable: bool) -> None:  # fmt: skip
+    """One object, as the storage add-in publishes it (``StorageAddin._store``)."""
     spool = spool_dir / f"{name}.spool"
     fd = os.open(spool, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         os.write(fd, data)
-        if durable:
-            os.fdatasync(fd)
     finally:
         os.close(fd)
-    os.replace(spool, bucket / f"{name}.dcm")
     if durable:
-        directory = os.open(bucket, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        fsync_file(spool)
+    durable_rename(spool, data_root / bucket / f"{name}.dcm", data_root, durable)
 
 
 def measure(root: Path, count: int, size: int, durable: bool) -> list[float]:
     """Seconds per object for ``count`` objects of ``size`` bytes over 256 buckets."""
     spool_dir = root / "tmp"
-    buckets = [root / "data" / f"{i:02x}" for i in range(256)]
-    for directory in [spool_dir, *buckets]:
-        directory.mkdir(parents=True, exist_ok=True)
+    spool_dir.mkdir(parents=True, exist_ok=True)
+    data_root = root / "data"
+    prepare_buckets(data_root, BUCKETS, durable)
     data = os.urandom(size)
     times = []
     for i in range(count):
         started = time.perf_counter()
-        publish(spool_dir, buckets[i % 256], f"{'d' if durable else 'r'}{i}", data, durable)
+        name = f"{'d' if durable else 'r'}{i}"
+        publish(spool_dir, data_root, BUCKETS[i % len(BUCKETS)], name, data, durable)
         times.append(time.perf_counter() - started)
     return times
 

@@ -6,6 +6,7 @@ runs into the figures quoted in closing notes, where a slip would go unnoticed.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,26 +16,23 @@ import pytest
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
-@pytest.fixture(scope="module")
-def bench_modules() -> Any:
+def _import_bench(*names: str) -> tuple[Any, ...]:
+    """The named scripts of bench/ as modules (they import each other by plain name)."""
     sys.path.insert(0, str(BENCH))
     try:
-        import store_bench
-        import store_timeline
+        return tuple(importlib.import_module(name) for name in names)
     finally:
         sys.path.remove(str(BENCH))
-    return store_bench, store_timeline
+
+
+@pytest.fixture(scope="module")
+def bench_modules() -> Any:
+    return _import_bench("store_bench", "store_timeline")
 
 
 @pytest.fixture(scope="module")
 def tools() -> Any:
-    sys.path.insert(0, str(BENCH))
-    try:
-        import fsync_floor
-        import receive_path
-    finally:
-        sys.path.remove(str(BENCH))
-    return fsync_floor, receive_path
+    return _import_bench("fsync_floor", "receive_path")
 
 
 def _run(server: str, seconds: float, round_: int, case: str = "a") -> dict[str, Any]:
