@@ -186,3 +186,53 @@ def test_framer_splits_coalesced_and_fragmented_pdus() -> None:
         while (pdu := framer.next_pdu()) is not None:
             seen.append(pdu[0])
     assert seen == [PDUType.A_RELEASE_RQ, PDUType.A_RELEASE_RP]
+
+
+def _p_data_tf(body_length: int) -> bytes:
+    """A P-DATA-TF PDU with one PDV of ``body_length - 6`` data bytes (context 1, last fragment)."""
+    data = bytes(range(256)) * (body_length // 256 + 1)
+    item = (body_length - 4).to_bytes(4, "big") + b"\x01\x02" + data[: body_length - 6]
+    return b"\x04\x00" + body_length.to_bytes(4, "big") + item
+
+
+@pytest.mark.parametrize("read_size", [1, 7, 4096, 16384, 65536, 131078, 300000])
+def test_framer_reassembles_a_large_pdu_from_reads_of_any_size(read_size: int) -> None:
+    """A 128 KiB P-DATA-TF between two release PDUs comes out whole and byte-exact however the
+    stream is cut, including the reads that end one parked PDU and start the next."""
+    big = _p_data_tf(131072)
+    stream = codec.RELEASE_RQ + big + codec.RELEASE_RP + big
+    framer = PDUFramer(131072)
+    seen: list[tuple[PDUType, bytes]] = []
+    fed = 0
+    for start in range(0, len(stream), read_size):
+        chunk = stream[start : start + read_size]
+        framer.feed(chunk)
+        fed += len(chunk)
+        while (pdu := framer.next_pdu()) is not None:
+            seen.append((pdu[0], bytes(pdu[1])))
+        assert framer.buffered == fed - sum(len(body) + 6 for _, body in seen)
+    assert seen == [
+        (PDUType.A_RELEASE_RQ, codec.RELEASE_RQ[6:]),
+        (PDUType.P_DATA_TF, big[6:]),
+        (PDUType.A_RELEASE_RP, codec.RELEASE_RP[6:]),
+        (PDUType.P_DATA_TF, big[6:]),
+    ]
+    assert framer.buffered == 0
+
+
+def test_framer_parks_a_partial_pdu_without_joining_each_read() -> None:
+    """While a PDU's body is incomplete its reads are only listed: next_pdu answers None
+    without looking at them, and the whole PDU is joined once, on the read that completes it."""
+    big = _p_data_tf(131072)
+    framer = PDUFramer(131072)
+    framer.feed(big[:100])
+    assert framer.next_pdu() is None
+    for start in range(100, 130100, 1000):
+        framer.feed(big[start : start + 1000])
+        assert framer.next_pdu() is None
+    assert framer._data == b""  # nothing concatenated yet
+    assert framer.buffered == 130100
+    framer.feed(big[130100:] + codec.RELEASE_RQ)
+    assert framer.next_pdu() == (PDUType.P_DATA_TF, memoryview(big)[6:])
+    assert framer.next_pdu() == (PDUType.A_RELEASE_RQ, codec.RELEASE_RQ[6:])
+    assert framer.next_pdu() is None
