@@ -2,6 +2,7 @@
 
     python bench/store_timeline.py --data /tmp/pacsref-bench-data --case c
     python bench/store_timeline.py --case a --durability relaxed [--json out.json]
+                                   [--set max_pdu_length=16384 ...]
 
 ``store_bench.py`` says how long a whole client run takes; this says where the time of each
 object goes, which is what to look at before optimising. The server runs in this process (the
@@ -41,7 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from make_data import make
 
+from pacsref.server.create import parse_assignment
 from pacsref.testing.dcmtk import require_dcmtk
 from pacsref.testing.net import free_loopback_port
 
@@ -123,8 +125,13 @@ def stage_times(objects: list[dict[str, float]]) -> dict[str, list[float]]:
     return times
 
 
-def run(files: list[Path], durability: str) -> tuple[float, dict[str, list[float]]]:
-    """Serve ``files`` from one ``storescu`` run; (client wall seconds, stage times)."""
+def run(
+    files: list[Path], durability: str, settings: Mapping[str, object] | None = None
+) -> tuple[float, dict[str, list[float]]]:
+    """Serve ``files`` from one ``storescu`` run; (client wall seconds, stage times).
+
+    ``settings`` are server settings on top of the bench's AE title, port and address.
+    """
     from twisted.internet import reactor, threads
 
     from pacsref.server import dispatch, protocol, session
@@ -134,7 +141,9 @@ def run(files: list[Path], durability: str) -> tuple[float, dict[str, list[float
     work = Path(tempfile.mkdtemp(prefix="pacsref-timeline-"))
     server_dir = work / "PACSREF"
     port = free_loopback_port(HOST)
-    create_server(server_dir, {"ae_title": "PACSREF", "port": port, "ip_address": HOST})
+    create_server(
+        server_dir, {**(settings or {}), "ae_title": "PACSREF", "port": port, "ip_address": HOST}
+    )
     options_file = server_dir / "addin-options" / "storage.toml"
     options_file.parent.mkdir(exist_ok=True)
     options_file.write_text(f'durability = "{durability}"\n')
@@ -177,10 +186,14 @@ def main() -> int:
                         help="a: 400 x 512 KiB; c: 1,000 x ~3 KB (default)")  # fmt: skip
     parser.add_argument("--durability", choices=("fsync", "relaxed"), default="fsync")
     parser.add_argument("--json", type=Path, help="also write every stage time here")
+    parser.add_argument("--set", dest="settings", metavar="KEY=VALUE", action="append",
+                        type=parse_assignment, default=[],
+                        help="a server setting, as for pacsref create "
+                        "(e.g. max_pdu_length=16384)")  # fmt: skip
     args = parser.parse_args()
     folders = make(args.data, args.case)
     files = sorted(folders[args.case].rglob("*.dcm"))
-    wall, times = run(files, args.durability)
+    wall, times = run(files, args.durability, dict(args.settings))
     print(f"case {args.case}, durability {args.durability}: {len(files)} objects, "
           f"storescu wall {wall:.3f} s\n")  # fmt: skip
     print("| stage | median us | mean us | total s |")
