@@ -129,12 +129,12 @@ Feature: Adding, editing, deleting and stopping servers with their settings
     When the administrator of "PACS_A" sends "GetSettings"
     Then the response to "GetSettings" succeeds with data
       """
-      [{"ae_title": "PACS_A", "max_clients": 1, "artim_timeout": 7.0, "max_pdu_length": 16384}]
+      [{"ae_title": "PACS_A", "max_clients": 1, "artim_timeout": 7.0, "max_pdu_length": 131072}]
       """
     When the administrator of "PACS_B" sends "GetSettings"
     Then the response to "GetSettings" succeeds with data
       """
-      [{"ae_title": "PACS_B", "max_clients": 100, "artim_timeout": 30.0, "max_pdu_length": 16384}]
+      [{"ae_title": "PACS_B", "max_clients": 100, "artim_timeout": 30.0, "max_pdu_length": 131072}]
       """
 
   @fixture.pacsref.root

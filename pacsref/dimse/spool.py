@@ -1,6 +1,7 @@
 """The spool file of a data set in transit: fragments gathered, written with one ``writev``.
 
-A 512 KiB data set arrives as 32 PDVs of 16 KiB (the default maximum PDU), about four in each
+A 512 KiB data set arrives as 32 PDVs of 16 KiB from a peer that sends 16 KiB PDUs (pynetdicom,
+or any peer when the server announces DCMTK's default maximum of 16384), about four in each
 64 KiB read. Written one by one through a ``BufferedWriter``, each PDV is a system call plus the
 writer's own bookkeeping; gathered and written with ``os.writev`` they are one call per batch:
 about 40-60 us -> 21-23 us per 64 KiB on the development machine (bench/README.md, "Fifth

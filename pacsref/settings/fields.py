@@ -16,6 +16,10 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+# The announced Max PDU Length default lives with negotiation (AcceptorConfig uses it too); see
+# the reasoning for 131072 there. settings depends on association, never the reverse. The
+# "as" form re-exports it explicitly (pacsref.settings.model and pacsref.settings import it here).
+from pacsref.association.negotiation import DEFAULT_MAX_PDU_LENGTH as DEFAULT_MAX_PDU_LENGTH
 from pacsref.settings.errors import MISSING, SettingsProblem
 
 
@@ -45,7 +49,6 @@ DEFAULT_ENABLE_SERVICE_LOG = False
 DEFAULT_MULTIPLE_CONNECTIONS = True
 DEFAULT_CHECK_CALLED_AE_TITLE = True
 DEFAULT_SERVICE_DISPLAY_NAME = ""  # "" means "Dicom Server [<AE>]"
-DEFAULT_MAX_PDU_LENGTH = 16384
 DEFAULT_CLIENT_TIMEOUT = 300.0
 DEFAULT_RECONNECT_TIMEOUT = 30.0
 DEFAULT_ADDIN_TIMEOUT = 60.0
@@ -335,7 +338,8 @@ FIELD_SPECS: tuple[FieldSpec, ...] = (
               'Name shown by service managers; "" = "Dicom Server [<AE title>]".', "any text",
               check_text, DEFAULT_SERVICE_DISPLAY_NAME, live=True),
     FieldSpec("max_pdu_length", _ADVANCED,
-              "Maximum PDU length we announce (receive); 0 = no limit (PS3.8).",
+              "Maximum PDU length we announce (receive); 0 = no limit (PS3.8). 131072 lets "
+              "DCMTK peers send 128 KiB PDUs (4 per 512 KiB image, not 32 as with 16384).",
               f"0 (no limit) or an integer {MIN_MAX_PDU_LENGTH}-{MAX_MAX_PDU_LENGTH}",
               int_range(MIN_MAX_PDU_LENGTH, MAX_MAX_PDU_LENGTH, also=0), DEFAULT_MAX_PDU_LENGTH),
     FieldSpec("client_timeout", _TIMEOUTS,

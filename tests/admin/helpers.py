@@ -36,7 +36,7 @@ def association() -> Any:
         calling_ae_title="MODALITY",
         called_ae_title="PACSREF",
         peer_max_pdu_length=16384,
-        our_max_pdu_length=16384,
+        our_max_pdu_length=131072,
         peer_implementation_class_uid="1.2.3",
         peer_implementation_version_name="TEST",
         contexts={},

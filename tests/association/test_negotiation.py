@@ -340,11 +340,11 @@ def test_async_operations_window_answered_synchronously(
 
 
 def test_acceptor_config_defaults_follow_the_contracts() -> None:
-    """Defaults are pacsref's identity (docs/CONTRACTS.md) and a 16 KiB max PDU."""
+    """Defaults are pacsref's identity (docs/CONTRACTS.md) and a 128 KiB max PDU."""
     config = AcceptorConfig("PACSREF")
     assert config.implementation_class_uid == "2.25.301404248454960653866452990530993571449"
     assert config.implementation_version_name == "PACSREF_010"
-    assert config.max_pdu_length == 16384
+    assert config.max_pdu_length == 131072
 
 
 @pytest.mark.parametrize(

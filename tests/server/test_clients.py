@@ -74,7 +74,7 @@ def test_client_info_from_accept_to_close(tmp_path: Path) -> None:
     assert info["last_action"] == "C-ECHO-RQ"
     association = info["association"]
     assert association["peer_max_pdu_length"] == 32768
-    assert association["our_max_pdu_length"] == 16384
+    assert association["our_max_pdu_length"] == 131072
     assert association["peer_implementation_class_uid"] == "1.2.826.0.1.3680043.9.1"
     [context] = association["contexts"]
     assert context["abstract_syntax"] == VERIFICATION

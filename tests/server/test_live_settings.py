@@ -67,7 +67,7 @@ def test_max_clients_and_identity_apply_to_new_associations(harness: ServerHarne
     change = live.apply(new)
     assert change.live == ("implementation_version_name", "max_clients")
     assert change.restart == ("max_pdu_length",)
-    assert harness.server.settings.max_pdu_length == 16384  # restart-only: old value runs
+    assert harness.server.settings.max_pdu_length == 131072  # restart-only: old value runs
     _, pdu_type, body = _associate(harness, port=40001)
     assert pdu_type is PDUType.A_ASSOCIATE_RJ and body == bytes([0, 2, 3, 2])
     first.send(echo_rq(message_id=3))
@@ -79,7 +79,7 @@ def test_max_clients_and_identity_apply_to_new_associations(harness: ServerHarne
     assert pdu_type is PDUType.A_ASSOCIATE_AC
     ac = codec.decode_associate_ac(body)
     assert ac.user_information.implementation_version_name == "NEWNAME"
-    assert ac.user_information.max_pdu_length == 16384
+    assert ac.user_information.max_pdu_length == 131072
 
 
 def test_artim_change_applies_to_the_next_timer(harness: ServerHarness) -> None:

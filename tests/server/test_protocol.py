@@ -81,7 +81,7 @@ def _associate(harness: ServerHarness, **kwargs: object):  # type: ignore[no-unt
 def test_echo_then_release(harness: ServerHarness) -> None:
     """A C-ECHO on an accepted context is answered 0x0000; release gets A-RELEASE-RP."""
     conn, ac = _associate(harness)
-    assert ac.user_information.max_pdu_length == 16384
+    assert ac.user_information.max_pdu_length == 131072
     assert ac.user_information.implementation_version_name == "PACSREF_010"
     conn.send(echo_rq(message_id=7))
     [rsp] = responses(conn.received())
@@ -244,8 +244,10 @@ def test_unexpected_pdu_after_association_aborts_2_2(harness: ServerHarness) -> 
 
 def test_pdata_longer_than_announced_max_aborts(harness: ServerHarness) -> None:
     """A P-DATA-TF longer than our Max PDU Length is a protocol error -> A-ABORT."""
-    conn, _ = _associate(harness)
-    pdv = PresentationDataValue(1, False, True, b"\x00" * 20000)
+    conn, ac = _associate(harness)
+    announced = ac.user_information.max_pdu_length
+    assert announced  # the default is a limit, not 0 (unlimited)
+    pdv = PresentationDataValue(1, False, True, b"\x00" * announced)  # PDU length announced + 6
     conn.send(codec.encode_p_data(DataTransfer((pdv,)))[:100])
     [(pdu_type, body)] = conn.received()
     assert pdu_type is PDUType.A_ABORT and body[2:] == bytes([2, 6])

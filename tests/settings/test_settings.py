@@ -51,7 +51,7 @@ def test_defaults_match_the_documented_values() -> None:
     assert settings.enable_service_log is False
     assert settings.multiple_connections is True
     assert settings.service_display_name == ""
-    assert settings.max_pdu_length == 16384
+    assert settings.max_pdu_length == 131072
     assert (settings.client_timeout, settings.reconnect_timeout) == (300.0, 30.0)
     assert (settings.addin_timeout, settings.artim_timeout) == (60.0, 30.0)
     assert settings.no_delay is True
@@ -184,7 +184,7 @@ def test_zero_means_disabled_or_unlimited() -> None:
     assert settings.effective_max_pdu_length is None
     default = ServerSettings(ae_title="A")
     assert default.effective_client_timeout == 300.0
-    assert default.effective_max_pdu_length == 16384
+    assert default.effective_max_pdu_length == 131072
 
 
 # --------------------------------------------------------------------------- replace
