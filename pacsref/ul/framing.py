@@ -56,14 +56,21 @@ class PDUFramer:
             a P-DATA-TF whose length field exceeds it is refused.
     """
 
-    __slots__ = ("_data", "_missing", "_parked", "_parked_size", "_position", "max_pdata_length")
+    __slots__ = (
+        "_data",
+        "_parked",
+        "_parked_need",
+        "_parked_size",
+        "_position",
+        "max_pdata_length",
+    )
 
     def __init__(self, max_pdata_length: int) -> None:
         self._data = b""
         self._position = 0
         self._parked: list[bytes] = []  # the reads of a parked PDU, oldest first
-        self._parked_size = 0
-        self._missing = 0  # bytes the parked PDU still lacks
+        self._parked_size = 0  # bytes in _parked
+        self._parked_need = 0  # the parked PDU's whole size, header included
         self.max_pdata_length = max_pdata_length
 
     @property
@@ -79,8 +86,7 @@ class PDUFramer:
             chunk = bytes(data)
             self._parked.append(chunk)
             self._parked_size += len(chunk)
-            self._missing -= len(chunk)
-            if self._missing <= 0:  # the parked PDU is complete: one copy for all its reads
+            if self._parked_size >= self._parked_need:  # complete: one copy for all its reads
                 self._data = b"".join(self._parked)
                 self._position = 0
                 self._parked = []
@@ -138,7 +144,7 @@ class PDUFramer:
         PDU have arrived; the PDUs already consumed from the last read are released."""
         self._parked = [data]
         self._parked_size = len(data)
-        self._missing = pdu_size - len(data)
+        self._parked_need = pdu_size
         self._data = b""
         self._position = 0
 
