@@ -4,7 +4,7 @@
 
 A durable pacsref store publishes each object with the sequence below (docs/storage.md): create
 a spool file, write it, ``fdatasync`` it, rename it into its bucket directory and ``fsync`` that
-directory. This script times exactly that, with the storage add-in's own ``fsync_file`` and
+directory. This script times exactly that, with the storage add-in's own ``HeldSpool`` and
 ``durable_rename`` (``addins/storage/writer.py``), on plain files in ``--dir`` (default: a
 temporary directory under the current one, which should be on the disk the server's ``data/`` is
 on), once with the two syncs and once without, and prints the median and mean per object. The
@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from addins.storage.uids import BUCKETS
-from addins.storage.writer import durable_rename, fsync_file, prepare_buckets
+from addins.storage.writer import HeldSpool, durable_rename, prepare_buckets
 
 DURABLE = "create, write, fdatasync, rename, fsync dir"
 RELAXED = "create, write, rename"
@@ -42,8 +42,8 @@ def publish(spool_dir: Path, data_root: Path, bucket: str, name: str, data: byte
         os.write(fd, data)
     finally:
         os.close(fd)
-    if durable:
-        fsync_file(spool)
+    with HeldSpool(spool, durable) as held:
+        held.make_durable()
     durable_rename(spool, data_root / bucket / f"{name}.dcm", data_root, durable)
 
 

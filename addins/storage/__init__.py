@@ -12,7 +12,8 @@ thread hop each way):
 1. check the command's UIDs (a bad one: failure, nothing written);
 2. read the index attributes from the spool file, which the DIMSE layer already wrote as a
    Part-10 file (preamble and file meta first), never reading pixel data;
-3. fsync the spool file (durability "fsync");
+3. fsync the spool file (durability "fsync"; held open from step 2 on, with the write of a
+   large file's pages started before step 2: ``writer.HeldSpool``);
 4. under a per-instance lock: look the SOP Instance UID up (duplicates policy), rename the
    spool file into ``<server dir>/data/<hh>/<uid>.dcm``, fsync that directory;
 5. insert/update the patient, study, series and instance rows and commit (patient, study and
@@ -59,8 +60,8 @@ from .options import OPTIONS, StorageOptions
 from .sopclasses import STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES
 from .uids import BUCKETS, stored_path, uid_problem
 from .writer import (
+    HeldSpool,
     durable_rename,
-    fsync_file,
     prepare_buckets,
     read_attributes,
     simulated_full_disk,
@@ -266,22 +267,26 @@ class StorageAddin(Service):
         spool = request.dataset_path
         uid = request.affected_sop_instance_uid
         try:
-            attributes = read_attributes(spool)
-        except Exception as exc:
-            return self._refuse(request, CANNOT_UNDERSTAND, f"data set not readable: {exc}")
-        why = self._dataset_problem(request, attributes.values)
-        if why is not None:
-            return self._refuse(request, DATASET_MISMATCH, why)
-        final = stored_path(self.data_root, uid)
-        relative = final.relative_to(self.data_root).as_posix()
-        try:
-            if self.options.simulate_full_disk:
-                raise simulated_full_disk()
-            size = spool.stat().st_size
-            if config.durable:
-                fsync_file(spool)
+            held = HeldSpool(spool, config.durable)
         except OSError as exc:
             return self._io_failure(request, exc)
+        with held:
+            try:
+                attributes = read_attributes(spool)
+            except Exception as exc:
+                return self._refuse(request, CANNOT_UNDERSTAND, f"data set not readable: {exc}")
+            why = self._dataset_problem(request, attributes.values)
+            if why is not None:
+                return self._refuse(request, DATASET_MISMATCH, why)
+            final = stored_path(self.data_root, uid)
+            relative = final.relative_to(self.data_root).as_posix()
+            try:
+                if self.options.simulate_full_disk:
+                    raise simulated_full_disk()
+                held.make_durable()
+            except OSError as exc:
+                return self._io_failure(request, exc)
+        size = held.size
         cursor = connection.cursor()
         with self._locks[hash(uid) % _LOCK_STRIPES]:
             existing = sql.find_path(cursor, config, uid)
