@@ -14,6 +14,10 @@ rotated from round to round (no server always runs right after another's clean-u
 gives each server's median and the range of its ratio to DCMTK *within* a round. Before every
 run the file systems are synced (``os.sync``), so that data another server left in the page
 cache, and the discards of the previous run's deleted files, are not written out during it.
+A run of many files leaves its directory until the whole bench ends (``DEFER_DELETE_FILES``):
+on ext4 without a journal, creating a file scans the inodes its block group freed in the last
+minute, so deleting one run's thousand files made every create of the next run cost 0.3-0.7 ms,
+whichever server it was (bench/README.md, "Seventh round").
 
 Cases (issue 6): (a) 400 CT images of 512 KiB over one association; (b) the same split over 8
 and over 16 parallel ``storescu`` processes; (c) 1,000 ~3 KB objects over one association; (d)
@@ -142,6 +146,19 @@ def _run_clients(port: int, files: list[Path], parallel: int) -> tuple[float, in
     return time.perf_counter() - start, failed
 
 
+#: A run stores this many files or more: its directory is deleted with ``work`` at the end, not
+#: right after the run (module docstring).
+DEFER_DELETE_FILES = 100
+#: Free space left over when every kept run is on the disk (logs, the servers' indexes).
+SPACE_MARGIN = 2**30
+
+
+def space_needed(runs: list[list[Path]], servers: int, rounds: int) -> int:
+    """Bytes taken by the runs kept until the end: each such run stores its inputs once."""
+    kept = [files for files in runs if len(files) >= DEFER_DELETE_FILES]
+    return sum(path.stat().st_size for files in kept for path in files) * servers * rounds
+
+
 def run_case(
     case: str, server: str, files: list[Path], parallel: int, work: Path
 ) -> dict[str, object]:
@@ -155,7 +172,8 @@ def run_case(
         peak = _rss_kib(peer.pid, "VmHWM")
     finally:
         peer.stop()
-        shutil.rmtree(root, ignore_errors=True)
+        if len(files) < DEFER_DELETE_FILES:
+            shutil.rmtree(root, ignore_errors=True)
     return {"case": case, "server": server, "parallel": parallel, "seconds": round(seconds, 3),
             "failed_clients": failed, "idle_rss_mib": round(idle / 1024, 1),
             "peak_rss_mib": round(peak / 1024, 1)}  # fmt: skip
@@ -178,11 +196,22 @@ def main() -> int:
         for parallel in (8, 16) if case == "b" else (1,):
             plan.append((case, "a" if case == "b" else case, parallel))
     servers = args.servers.split(",")
+    inputs = {name: sorted(folders[name].rglob("*.dcm")) for _, name, _ in plan}
     results = []
     work = Path(tempfile.mkdtemp(prefix="pacsref-bench-"))
+    needed = space_needed([inputs[name] for _, name, _ in plan], len(servers), args.rounds)
+    free = shutil.disk_usage(work).free
+    if needed + SPACE_MARGIN > free:
+        shutil.rmtree(work, ignore_errors=True)
+        raise SystemExit(
+            f"store_bench: the runs kept until the end need about {needed / 2**30:.1f} GiB "
+            f"(+{SPACE_MARGIN / 2**30:.0f} GiB margin) in {work.parent}, which has "
+            f"{free / 2**30:.1f} GiB free: use fewer --cases, --servers or --rounds, or set "
+            "TMPDIR to a larger disk"
+        )
     try:
         for case, data_case, parallel in plan:
-            files = sorted(folders[data_case].rglob("*.dcm"))
+            files = inputs[data_case]
             for round_ in range(args.rounds):
                 shift = round_ % len(servers)
                 for server in servers[shift:] + servers[:shift]:

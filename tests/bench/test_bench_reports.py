@@ -65,6 +65,23 @@ def test_summary_pairs_each_run_with_dcmtk_of_the_same_round(bench_modules: Any)
     assert cells[:6] == ["a", "pacsref", "1.500", "1.88", "1.50-3.00", "2.000 1.500 1.200"]
 
 
+def test_space_needed_counts_only_the_runs_kept_until_the_end(
+    bench_modules: Any, tmp_path: Path
+) -> None:
+    """Many-file runs stay on disk until the bench ends; a one-file run is deleted at once."""
+    store_bench, _ = bench_modules
+    many = []
+    for i in range(store_bench.DEFER_DELETE_FILES):
+        path = tmp_path / f"small{i}.dcm"
+        path.write_bytes(b"x" * 10)
+        many.append(path)
+    big = tmp_path / "big.dcm"
+    big.write_bytes(b"x" * 5000)
+    per_run = 10 * store_bench.DEFER_DELETE_FILES
+    assert store_bench.space_needed([many, [big], many], servers=3, rounds=2) == 2 * per_run * 6
+    assert store_bench.space_needed([many[:-1], [big]], servers=3, rounds=2) == 0
+
+
 def test_timeline_splits_marks_into_objects_and_stages(bench_modules: Any) -> None:
     """Each object's cycle starts at the first read after the previous response was written."""
     _, store_timeline = bench_modules
