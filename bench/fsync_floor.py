@@ -26,6 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from fsinfo import describe
+
 from addins.storage.uids import BUCKETS
 from addins.storage.writer import HeldSpool, durable_rename, prepare_buckets
 
@@ -78,7 +80,8 @@ def main() -> int:
             rows.append((durable, times))
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    print(f"{args.count} objects of {args.size} bytes in {args.dir}\n")
+    print(f"{args.count} objects of {args.size} bytes in {args.dir}")
+    print(f"{describe(args.dir)}\n")
     print("| sequence | median us | mean us |")
     print("| --- | --- | --- |")
     for durable, times in rows:

@@ -44,6 +44,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from fsinfo import describe
 from make_data import make
 
 from pacsref.testing.dcmtk import require_dcmtk
@@ -199,6 +200,7 @@ def main() -> int:
     inputs = {name: sorted(folders[name].rglob("*.dcm")) for _, name, _ in plan}
     results = []
     work = Path(tempfile.mkdtemp(prefix="pacsref-bench-"))
+    disk = describe(work)
     needed = space_needed([inputs[name] for _, name, _ in plan], len(servers), args.rounds)
     free = shutil.disk_usage(work).free
     if needed + SPACE_MARGIN > free:
@@ -221,6 +223,7 @@ def main() -> int:
                     print(json.dumps(result), flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    print(f"\n{disk}")
     print(summary_table(results, servers))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))

@@ -48,6 +48,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from fsinfo import describe
 from make_data import make
 
 from pacsref.server.create import parse_assignment
@@ -196,6 +197,7 @@ def main() -> int:
     wall, times = run(files, args.durability, dict(args.settings))
     print(f"case {args.case}, durability {args.durability}: {len(files)} objects, "
           f"storescu wall {wall:.3f} s\n")  # fmt: skip
+    print(f"{describe(Path(tempfile.gettempdir()))}\n")
     print("| stage | median us | mean us | total s |")
     print("| --- | --- | --- | --- |")
     for stage, values in times.items():
