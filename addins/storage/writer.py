@@ -172,14 +172,12 @@ class HeldSpool:
     ``fdatasync`` is on every object's critical path. Opening the file first and, for a data
     set of more than a few pages, starting the device's write of its pages at once lets that
     write run while the attributes are read, checked and the file's place found, leaving
-    ``fdatasync`` to wait only for the rest (the first step of :meth:`__init__` is on the
-    store's thread, never the reactor's: starting a write can wait for a free request slot
-    of the device). The hint is best-effort: an error from it is ignored, ``fdatasync``
-    reports what matters.
+    ``fdatasync`` to wait only for the rest. It is made on the store's thread, never the
+    reactor's: starting a write can wait for a free request slot of the device. The start is
+    a hint, its error ignored; ``fdatasync`` reports what matters.
     """
 
     def __init__(self, path: Path, durable: bool) -> None:
-        self.path = path
         self.durable = durable
         self._fd = os.open(path, os.O_RDONLY)
         try:
