@@ -23,14 +23,25 @@ thread hop each way):
 Success is answered only after 5, so an acknowledged object is both durable and indexed. A
 crash between 4 and 5 leaves a file without a row, which ``pacsref server check --repair``
 re-indexes; aborted transfers never get past the spool, which the DIMSE layer deletes.
+
+Inline: with durability "relaxed", the SQLite index and a data set of at most
+``INLINE_MAX_BYTES``, steps 2-5 run on the reactor thread instead (``_store_inline``). Nothing
+there waits: the data set's attributes are taken only by the raw walk, the instance's lock and
+the index's write lock (``BEGIN IMMEDIATE`` on a connection that waits 0 s) are only tried, the
+write lock before the rename, and if any of them is not to be had at once the whole store goes
+to the pool as above, with nothing on disk changed. A relaxed store does no fsync, so what is
+left is about as long as receiving the data set was, and shorter than the two thread hand-offs
+it saves (case c relaxed, 1,000 x 3 KB: 0.87 -> 0.72 s, bench/README.md "Seventh round").
 """
 
 from __future__ import annotations
 
 import dataclasses
 import errno
+import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -61,9 +72,11 @@ from .sopclasses import STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES
 from .uids import BUCKETS, stored_path, uid_problem
 from .writer import (
     HeldSpool,
+    IndexAttributes,
     durable_rename,
     prepare_buckets,
     read_attributes,
+    read_raw_index_attributes,
     simulated_full_disk,
 )
 
@@ -83,6 +96,12 @@ CANNOT_UNDERSTAND = 0xC000  # PS3.4 B.2.3 Error: Cannot understand
 MAX_STORE_THREADS = 8
 
 _LOCK_STRIPES = 64
+
+#: A relaxed store (SQLite index) of a data set up to this many bytes runs on the reactor
+#: thread (module docstring, "Inline"): reading its attributes, renaming it and writing its
+#: rows without fsync take about as long as receiving it did, less than the two thread
+#: hand-offs they save. Larger data sets go to the pool, so a store on the reactor stays short.
+INLINE_MAX_BYTES = 64 * 1024
 
 
 def _server_dir_of_package() -> Path | None:
@@ -116,6 +135,7 @@ class StorageAddin(Service):
         self.config: sql.IndexConfig | None = None
         self._locks = [threading.Lock() for _ in range(_LOCK_STRIPES)]
         self._parents: sql.ParentRows | None = None
+        self._inline_connection: Any = None
         if server_dir is not None:
             self.data_root = server_dir / "data"
         self._configure_index()
@@ -169,6 +189,9 @@ class StorageAddin(Service):
 
     def stopService(self) -> None:
         super().stopService()
+        if self._inline_connection is not None:
+            connection, self._inline_connection = self._inline_connection, None
+            connection.close()
         if self.pool is not None:
             pool, self.pool = self.pool, None
             if pool.running:  # the reactor's shutdown may have closed it already
@@ -248,6 +271,10 @@ class StorageAddin(Service):
             return self._refuse(request, CANNOT_UNDERSTAND, "no data set was received")
         if self.pool is None:
             self.start()
+        if self._inline_allowed(request):
+            outcome = self._store_inline(request)
+            if outcome is not None:
+                return outcome
         return self.pool.runWithConnection(self._store, request)
 
     def _refuse(self, request: DimseRequest, status: int, why: str) -> StoreOutcome:
@@ -262,62 +289,134 @@ class StorageAddin(Service):
 
     def _store(self, connection: Any, request: DimseRequest) -> StoreOutcome:
         """Steps 2-5 of the module docstring; runs on an index pool thread."""
+        prepared = self._prepare(request, read_attributes)
+        if not isinstance(prepared, _Prepared):
+            return prepared
+        with self._locks[hash(request.affected_sop_instance_uid) % _LOCK_STRIPES]:
+            return self._publish(connection, request, prepared, began=False)
+
+    def _inline_allowed(self, request: DimseRequest) -> bool:
+        """Whether this store may run on the reactor thread (module docstring, "Inline")."""
+        config = self.config
+        if config is None or config.durable or config.dsn or request.dataset_path is None:
+            return False
+        try:
+            size = request.dataset_path.stat().st_size
+        except OSError:
+            return False  # the pool's store reports it
+        return size <= INLINE_MAX_BYTES
+
+    def _store_inline(self, request: DimseRequest) -> StoreOutcome | None:
+        """Steps 2-5 on the reactor thread, or None if any of them would wait there.
+
+        It waits for nothing: the instance's lock and the index's write lock are only tried
+        (the write lock before anything is renamed, so that giving up changes nothing), and
+        a data set the raw attribute walk cannot read goes to the pool, where pydicom may
+        take its time. None hands the store to the pool.
+        """
+        config = self.config
+        assert config is not None
+        lock = self._locks[hash(request.affected_sop_instance_uid) % _LOCK_STRIPES]
+        if not lock.acquire(blocking=False):
+            return None
+        try:
+            if self._inline_connection is None:
+                self._inline_connection = sql.open_connection(config, wait=0.0)
+            connection = self._inline_connection
+            try:
+                prepared = self._prepare(request, read_raw_index_attributes)
+                if prepared is None:
+                    return None
+                if not isinstance(prepared, _Prepared):
+                    return prepared
+                try:
+                    sql.begin_write(connection.cursor(), config)
+                except sqlite3.OperationalError:  # another writer holds the index
+                    return None
+                return self._publish(connection, request, prepared, began=True)
+            finally:
+                if connection.in_transaction:
+                    connection.rollback()
+        finally:
+            lock.release()
+
+    def _prepare(
+        self, request: DimseRequest, read: Callable[[Path], IndexAttributes | None]
+    ) -> _Prepared | StoreOutcome | None:
+        """Steps 2-3: the attributes, the checks, the place, the fsync; a refusal; or None.
+
+        None: ``read`` found nothing it can read (the inline store's raw-only reader).
+        """
         config = self.config
         assert config is not None and request.dataset_path is not None
         spool = request.dataset_path
-        uid = request.affected_sop_instance_uid
         try:
             held = HeldSpool(spool, config.durable)
         except OSError as exc:
             return self._io_failure(request, exc)
         with held:
             try:
-                attributes = read_attributes(spool)
+                attributes = read(spool)
             except Exception as exc:
                 return self._refuse(request, CANNOT_UNDERSTAND, f"data set not readable: {exc}")
+            if attributes is None:
+                return None
             why = self._dataset_problem(request, attributes.values)
             if why is not None:
                 return self._refuse(request, DATASET_MISMATCH, why)
-            final = stored_path(self.data_root, uid)
-            relative = final.relative_to(self.data_root).as_posix()
+            final = stored_path(self.data_root, request.affected_sop_instance_uid)
             try:
                 if self.options.simulate_full_disk:
                     raise simulated_full_disk()
                 held.make_durable()
             except OSError as exc:
                 return self._io_failure(request, exc)
-        size = held.size
+        return _Prepared(attributes, final, held.size)
+
+    def _publish(
+        self, connection: Any, request: DimseRequest, prepared: _Prepared, began: bool
+    ) -> StoreOutcome:
+        """Step 4-5, under the instance's lock: duplicates, rename, index rows, commit.
+
+        ``began``: the index's write transaction is already open (the inline store takes it
+        first); otherwise it is begun after the rename, so the rename and the directory's
+        fsync do not hold the index's one write lock.
+        """
+        config = self.config
+        assert config is not None and request.dataset_path is not None
+        uid = request.affected_sop_instance_uid
+        final = prepared.final
         cursor = connection.cursor()
-        with self._locks[hash(uid) % _LOCK_STRIPES]:
-            existing = sql.find_path(cursor, config, uid)
-            if existing is not None and self.options.duplicates != "overwrite":
-                return self._duplicate(request, existing)
-            try:
-                durable_rename(spool, final, self.data_root, config.durable)
-            except OSError as exc:
-                return self._io_failure(request, exc)
-            try:
+        existing = sql.find_path(cursor, config, uid)
+        if existing is not None and self.options.duplicates != "overwrite":
+            return self._duplicate(request, existing)
+        try:
+            durable_rename(request.dataset_path, final, self.data_root, config.durable)
+        except OSError as exc:
+            return self._io_failure(request, exc)
+        try:
+            if not began:
                 sql.begin_write(cursor, config)
-                written = sql.record(
-                    cursor,
-                    config,
-                    attributes,
-                    path=relative,
-                    size=size,
-                    received_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
-                    calling_ae=request.calling_ae,
-                    cache=self._parents,
-                )
-                if self._parents is None:
-                    connection.commit()
-                else:
-                    self._parents.commit(connection, written)
-            except Exception:
-                if self._parents is not None:
-                    self._parents.clear()
-                if existing is None:
-                    final.unlink(missing_ok=True)  # keep index and files in agreement
-                raise
+            written = sql.record(
+                cursor,
+                config,
+                prepared.attributes,
+                path=final.relative_to(self.data_root).as_posix(),
+                size=prepared.size,
+                received_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
+                calling_ae=request.calling_ae,
+                cache=self._parents,
+            )
+            if self._parents is None:
+                connection.commit()
+            else:
+                self._parents.commit(connection, written)
+        except Exception:
+            if self._parents is not None:
+                self._parents.clear()
+            if existing is None:
+                final.unlink(missing_ok=True)  # keep index and files in agreement
+            raise
         if existing is not None:
             request.log.warn(
                 "duplicate SOP Instance UID {uid} from {ae}: overwritten (duplicates=overwrite)",
@@ -364,6 +463,15 @@ class StorageAddin(Service):
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             return self._refuse(request, OUT_OF_RESOURCES, f"storage full: {exc}")
         raise AddinStatusError(0x0110, f"cannot store: {exc}") from exc
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Prepared:
+    """What steps 2-3 found: the index attributes, the stored file's place, its size."""
+
+    attributes: IndexAttributes
+    final: Path
+    size: int
 
 
 def _make_addin() -> StorageAddin:

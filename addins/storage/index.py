@@ -82,20 +82,24 @@ def _sqlite_setup(connection: sqlite3.Connection, durable: bool) -> None:
     connection.execute("PRAGMA foreign_keys=ON")
 
 
-def _sqlite_kwargs(config: IndexConfig) -> dict[str, Any]:
+def _sqlite_kwargs(config: IndexConfig, wait: float = 30.0) -> dict[str, Any]:
     # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a writer takes the
     # write lock before reading what it will update (no SQLITE_BUSY upgrade failures);
     # timeout: wait up to 30 s for another writer (another association) to commit.
     return {
         "database": str(config.sqlite_path),
-        "timeout": 30.0,
+        "timeout": wait,
         "isolation_level": None,
         "check_same_thread": False,
     }
 
 
-def open_connection(config: IndexConfig) -> Any:
-    """A plain DB-API connection (start-up migration, ``pacsref server check``)."""
+def open_connection(config: IndexConfig, wait: float = 30.0) -> Any:
+    """A plain DB-API connection (start-up migration, ``pacsref server check``, inline store).
+
+    ``wait``: seconds SQLite waits for another writer before ``BEGIN IMMEDIATE`` fails with
+    "database is locked" (0 for the inline store, which must not wait on the reactor).
+    """
     if config.dsn:
         import psycopg
 
@@ -104,7 +108,7 @@ def open_connection(config: IndexConfig) -> Any:
             connection.execute("SET synchronous_commit = off")
         return connection
     config.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
-    connection = sqlite3.connect(**_sqlite_kwargs(config))
+    connection = sqlite3.connect(**_sqlite_kwargs(config, wait))
     _sqlite_setup(connection, config.durable)
     return connection
 

@@ -29,6 +29,7 @@ __all__ = [
     "durable_rename",
     "prepare_buckets",
     "read_attributes",
+    "read_raw_index_attributes",
     "simulated_full_disk",
 ]
 
@@ -108,6 +109,25 @@ def _encoding(dataset: object) -> str:
     return "utf-8" if "ISO_IR 192" in charset else "latin-1"
 
 
+def read_raw_index_attributes(path: Path) -> IndexAttributes | None:
+    """The index attributes by :mod:`.rawread`'s walk alone; None when it needs pydicom.
+
+    Quick and bounded (the first kilobytes of the file), so the inline store may call it on
+    the reactor thread; :func:`read_attributes` adds pydicom's way for the rest.
+    """
+    raw = read_raw_attributes(path, _RAW_WANTED)
+    if raw is None:
+        return None
+    found, transfer_syntax = raw
+    charset = found.get(_CHARSET_TAG, b"").decode("ascii", "replace")
+    encoding = "utf-8" if "ISO_IR 192" in charset else "latin-1"
+    values = {
+        keyword: found[tag].decode(encoding, "replace").strip("\0 ") if tag in found else ""
+        for tag, keyword in _TAG_KEYWORDS.items()
+    }
+    return IndexAttributes(values, transfer_syntax)
+
+
 def read_attributes(path: Path) -> IndexAttributes:
     """The index attributes of the Part-10 file at ``path``, never reading its pixel data.
 
@@ -120,16 +140,9 @@ def read_attributes(path: Path) -> IndexAttributes:
         Exception: whatever pydicom raises for a data set it cannot parse; the caller
             answers 0xC000 (Error: cannot understand).
     """
-    raw = read_raw_attributes(path, _RAW_WANTED)
-    if raw is not None:
-        found, transfer_syntax = raw
-        charset = found.get(_CHARSET_TAG, b"").decode("ascii", "replace")
-        encoding = "utf-8" if "ISO_IR 192" in charset else "latin-1"
-        values = {
-            keyword: found[tag].decode(encoding, "replace").strip("\0 ") if tag in found else ""
-            for tag, keyword in _TAG_KEYWORDS.items()
-        }
-        return IndexAttributes(values, transfer_syntax)
+    attributes = read_raw_index_attributes(path)
+    if attributes is not None:
+        return attributes
     dataset = dcmread(path, stop_before_pixels=True, specific_tags=INDEX_TAGS)
     encoding = _encoding(dataset)
     values = {

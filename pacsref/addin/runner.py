@@ -42,7 +42,11 @@ def nonblocking(handler: Callable[..., _T]) -> Callable[..., _T]:
     (DESIGN.md, "Add-ins"). For a handler that only computes a status from
     the request (C-ECHO), the two thread hand-offs cost more than the work;
     marking it lets the server call it inline. An exception it raises is
-    still turned into a failure status. Never mark a handler that does I/O.
+    still turned into a failure status. Never mark a handler that can wait:
+    on the network, a device flush, a lock or a database others may hold.
+    A marked handler that does short local I/O inline (the storage add-in's
+    relaxed store of a small data set) must only *try* whatever could make
+    it wait, and hand the work to a thread when that is busy.
     """
     setattr(handler, NONBLOCKING_MARK, True)
     return handler

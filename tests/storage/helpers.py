@@ -59,6 +59,11 @@ class SyncPool:
         """Nothing to stop."""
 
 
+#: TOML put before every harness's storage options; a test module sets it to run its tests
+#: with each durability (``durability = "relaxed"`` stores small data sets inline).
+DURABILITY_OPTION = ""
+
+
 def storage_harness(
     server_dir: Path,
     options: str = "",
@@ -66,6 +71,7 @@ def storage_harness(
     extra_addins: dict[str, str] | None = None,
 ) -> ServerHarness:
     """A harness whose storage add-in has ``options`` (TOML text) and is started."""
+    options = DURABILITY_OPTION + options
     options_file = server_dir / "addin-options" / "storage.toml"
     addins = dict(extra_addins or {})
     if options:

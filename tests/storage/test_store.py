@@ -15,6 +15,7 @@ from pydicom import dcmread
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from pacsref.ul import codec
+from tests.storage import helpers
 from tests.storage.dicomgen import ROOT, make_instance
 from tests.storage.helpers import (
     associate,
@@ -25,6 +26,15 @@ from tests.storage.helpers import (
 )
 
 STATUS = 0x0900
+
+
+@pytest.fixture(autouse=True, params=["fsync", "relaxed"])
+def durability(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test with each durability: a durable store runs on the index pool, a relaxed
+    store of a small data set on the reactor thread (the add-in's inline store), and both
+    must answer and leave the disk alike."""
+    monkeypatch.setattr(helpers, "DURABILITY_OPTION", f'durability = "{request.param}"\n')
+    return str(request.param)
 
 
 def _instance(tmp_path: Path, name: str = "a.dcm", **kw: object) -> tuple[str, bytes]:

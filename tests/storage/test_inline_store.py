@@ -1,0 +1,181 @@
+"""When a store runs on the reactor thread (the storage add-in's inline store), and when not.
+
+A relaxed store of a small data set into the SQLite index is done inline; it waits for nothing
+there, so whatever would make it wait (the index's write lock held by another connection, the
+instance's lock held, a data set only pydicom can read) hands the whole store to the index pool
+before anything on disk has changed. Durable stores, large data sets and a PostgreSQL index
+always go to the pool. test_store.py runs every store scenario with both durabilities.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydicom import dcmread
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from pacsref.testing.harness import ServerHarness
+from tests.storage.dicomgen import ROOT, make_instance
+from tests.storage.helpers import associate, dataset_bytes, send_store, storage, storage_harness
+
+STATUS = 0x0900
+RELAXED = 'durability = "relaxed"\n'
+
+
+class HeldPool:
+    """A thread pool that keeps its jobs until :meth:`run_all`, so a test sees who used it."""
+
+    def __init__(self) -> None:
+        self.jobs: list[tuple[Callable[[bool, Any], None], Callable[..., Any], tuple[Any, ...]]]
+        self.jobs = []
+
+    def callInThreadWithCallback(
+        self, on_result: Callable[[bool, Any], None], f: Callable[..., Any], *args: Any, **kw: Any
+    ) -> None:
+        self.jobs.append((on_result, f, args))
+
+    def start(self) -> None:
+        """Nothing to start."""
+
+    def stop(self) -> None:
+        """Nothing to stop."""
+
+    def run_all(self) -> None:
+        jobs, self.jobs = self.jobs, []
+        for on_result, f, args in jobs:
+            on_result(True, f(*args))
+
+
+def _harness(server_dir: Path, options: str = RELAXED) -> tuple[ServerHarness, HeldPool]:
+    harness = storage_harness(server_dir, options=options)
+    pool = HeldPool()
+    storage(harness).pool.threadpool = pool
+    return harness, pool
+
+
+def _instance(tmp_path: Path, rows: int = 16) -> tuple[str, bytes]:
+    path = make_instance(
+        tmp_path / "in" / f"{rows}.dcm", study_uid=generate_uid(ROOT),
+        series_uid=generate_uid(ROOT), rows=rows, cols=rows,
+        transfer_syntax=ExplicitVRLittleEndian,
+    )  # fmt: skip
+    return dcmread(path).SOPInstanceUID, dataset_bytes(path)
+
+
+def _index_rows(server_dir: Path) -> list[tuple[object, ...]]:
+    with sqlite3.connect(server_dir / "data" / "index.sqlite") as db:
+        return db.execute("SELECT path FROM instance").fetchall()
+
+
+def _stored(server_dir: Path) -> list[Path]:
+    return sorted((server_dir / "data").glob("*/*.dcm"))
+
+
+def test_a_small_relaxed_store_is_answered_without_the_pool(tmp_path: Path) -> None:
+    server_dir = tmp_path / "PACSREF"
+    harness, pool = _harness(server_dir)
+    uid, data = _instance(tmp_path)
+    [response] = send_store(associate(harness), uid, data)
+    assert response[STATUS] == 0x0000
+    assert pool.jobs == []
+    [path] = _stored(server_dir)
+    assert dataset_bytes(path) == data
+    assert _index_rows(server_dir) == [(path.relative_to(server_dir / "data").as_posix(),)]
+
+
+@pytest.mark.parametrize(
+    ("options", "rows"),
+    [
+        pytest.param("", 16, id="durable"),
+        pytest.param(RELAXED, 256, id="relaxed-but-over-INLINE_MAX_BYTES"),
+    ],
+)
+def test_durable_and_large_stores_go_to_the_pool(tmp_path: Path, options: str, rows: int) -> None:
+    server_dir = tmp_path / "PACSREF"
+    harness, pool = _harness(server_dir, options)
+    uid, data = _instance(tmp_path, rows)
+    if rows > 16:
+        addin_module = sys.modules[type(storage(harness)).__module__]
+        assert len(data) > addin_module.INLINE_MAX_BYTES
+    conn = associate(harness)
+    assert send_store(conn, uid, data) == []  # not answered until the pool runs the store
+    assert len(pool.jobs) == 1
+    pool.run_all()
+    assert [r[STATUS] for r in _responses(conn)] == [0x0000]
+    assert len(_stored(server_dir)) == 1
+
+
+def test_a_busy_index_hands_the_store_to_the_pool_before_touching_the_disk(
+    tmp_path: Path,
+) -> None:
+    """Another connection holds SQLite's write lock: the inline store does not wait for it."""
+    server_dir = tmp_path / "PACSREF"
+    harness, pool = _harness(server_dir)
+    uid, data = _instance(tmp_path)
+    other = sqlite3.connect(server_dir / "data" / "index.sqlite", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    conn = associate(harness)
+    assert send_store(conn, uid, data) == []
+    assert len(pool.jobs) == 1
+    assert _stored(server_dir) == []  # nothing renamed into place yet
+    assert len(list(harness.server.spool_dir.iterdir())) == 1  # the spool waits for the pool
+    other.rollback()
+    other.close()
+    pool.run_all()
+    assert [r[STATUS] for r in _responses(conn)] == [0x0000]
+    assert len(_stored(server_dir)) == 1 and len(_index_rows(server_dir)) == 1
+    assert list(harness.server.spool_dir.iterdir()) == []
+
+
+def test_a_held_instance_lock_hands_the_store_to_the_pool(tmp_path: Path) -> None:
+    """A pool thread storing the same SOP Instance UID holds its lock: no waiting inline."""
+    server_dir = tmp_path / "PACSREF"
+    harness, pool = _harness(server_dir)
+    addin = storage(harness)
+    uid, data = _instance(tmp_path)
+    lock = addin._locks[hash(uid) % len(addin._locks)]
+    conn = associate(harness)
+    with lock:
+        assert send_store(conn, uid, data) == []
+    assert len(pool.jobs) == 1
+    pool.run_all()
+    assert [r[STATUS] for r in _responses(conn)] == [0x0000]
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_a_data_set_only_pydicom_can_read_goes_to_the_pool(tmp_path: Path) -> None:
+    """The raw attribute walk gives up on bytes that are no data set; pydicom decides."""
+    server_dir = tmp_path / "PACSREF"
+    harness, pool = _harness(server_dir)
+    conn = associate(harness)
+    assert send_store(conn, generate_uid(ROOT), b"\xff" * 100) == []
+    assert len(pool.jobs) == 1
+    pool.run_all()
+    [response] = _responses(conn)
+    assert response[STATUS] in (0xC000, 0xA900)
+    assert _stored(server_dir) == [] and _index_rows(server_dir) == []
+
+
+def test_the_inline_connection_is_closed_when_the_add_in_stops(tmp_path: Path) -> None:
+    server_dir = tmp_path / "PACSREF"
+    harness, _ = _harness(server_dir)
+    uid, data = _instance(tmp_path)
+    send_store(associate(harness), uid, data)
+    addin = storage(harness)
+    connection = addin._inline_connection
+    assert connection is not None
+    addin.stopService()
+    assert addin._inline_connection is None
+    with pytest.raises(sqlite3.ProgrammingError):
+        connection.execute("SELECT 1")
+
+
+def _responses(conn: Any) -> list[dict[int, object]]:
+    from tests.server.helpers import responses
+
+    return responses(conn.received())
