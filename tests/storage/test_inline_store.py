@@ -1,6 +1,6 @@
 """When a store runs on the reactor thread (the storage add-in's inline store), and when not.
 
-A relaxed store of a small data set into the SQLite index is done inline; it waits for nothing
+A relaxed store of a data set up to 1 MiB into the SQLite index is done inline; it waits for nothing
 there, so whatever would make it wait (the index's write lock held by another connection, the
 instance's lock held, a data set only pydicom can read) hands the whole store to the index pool
 before anything on disk has changed. Durable stores, large data sets and a PostgreSQL index
@@ -92,7 +92,7 @@ def test_a_small_relaxed_store_is_answered_without_the_pool(tmp_path: Path) -> N
     ("options", "rows"),
     [
         pytest.param("", 16, id="durable"),
-        pytest.param(RELAXED, 256, id="relaxed-but-over-INLINE_MAX_BYTES"),
+        pytest.param(RELAXED, 1024, id="relaxed-but-over-INLINE_MAX_BYTES"),
     ],
 )
 def test_durable_and_large_stores_go_to_the_pool(tmp_path: Path, options: str, rows: int) -> None:
