@@ -11,7 +11,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["describe", "mount_of"]
+__all__ = ["JBD2_DIR", "describe", "has_journal", "mount_of"]
+
+#: Where Linux lists every jbd2 journal (one entry per journaled ext4 file system).
+JBD2_DIR = Path("/proc/fs/jbd2")
 
 NO_JOURNAL_NOTE = (
     "no journal: creating a file is slow for a minute after many files were deleted "
@@ -41,7 +44,7 @@ def mount_of(path: Path, mounts: str) -> tuple[str, str, str] | None:
     return best
 
 
-def has_journal(device: str, jbd2_dir: Path = Path("/proc/fs/jbd2")) -> bool:
+def has_journal(device: str, jbd2_dir: Path = JBD2_DIR) -> bool:
     """Whether ext4 on ``device`` has a journal: jbd2 lists each one as ``<dev>-<inode>``."""
     name = os.path.basename(os.path.realpath(device))
     try:
@@ -50,7 +53,7 @@ def has_journal(device: str, jbd2_dir: Path = Path("/proc/fs/jbd2")) -> bool:
         return False
 
 
-def describe(path: Path, mounts: str | None = None, jbd2_dir: Path = Path("/proc/fs/jbd2")) -> str:
+def describe(path: Path, mounts: str | None = None, jbd2_dir: Path = JBD2_DIR) -> str:
     """One line: the file system ``path`` is on, with a note when it distorts the figures.
 
     ``mounts`` (the text of /proc/mounts) and ``jbd2_dir`` are read from the system unless given.
