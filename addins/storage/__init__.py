@@ -69,7 +69,7 @@ from . import index as sql
 from .check import CheckReport, check_storage
 from .options import OPTIONS, StorageOptions
 from .sopclasses import STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES
-from .uids import BUCKETS, stored_path, uid_problem
+from .uids import BUCKETS, stored_name, uid_problem
 from .writer import (
     HeldSpool,
     IndexAttributes,
@@ -343,7 +343,9 @@ class StorageAddin(Service):
             lock.release()
 
     def _prepare(
-        self, request: DimseRequest, read: Callable[[Path], IndexAttributes | None]
+        self,
+        request: DimseRequest,
+        read: Callable[[Path, HeldSpool, tuple[str, int]], IndexAttributes | None],
     ) -> _Prepared | StoreOutcome | None:
         """Steps 2-3: the attributes, the checks, the place, the fsync; a refusal; or None.
 
@@ -358,7 +360,9 @@ class StorageAddin(Service):
             return self._io_failure(request, exc)
         with held:
             try:
-                attributes = read(spool)
+                # The DIMSE layer wrote the spool file: where its data set starts and how it
+                # is encoded are known, and the file is open.
+                attributes = read(spool, held, (request.transfer_syntax, request.dataset_offset))
             except Exception as exc:
                 return self._refuse(request, CANNOT_UNDERSTAND, f"data set not readable: {exc}")
             if attributes is None:
@@ -366,14 +370,14 @@ class StorageAddin(Service):
             why = self._dataset_problem(request, attributes.values)
             if why is not None:
                 return self._refuse(request, DATASET_MISMATCH, why)
-            final = stored_path(self.data_root, request.affected_sop_instance_uid)
+            relative = stored_name(request.affected_sop_instance_uid)
             try:
                 if self.options.simulate_full_disk:
                     raise simulated_full_disk()
                 held.make_durable()
             except OSError as exc:
                 return self._io_failure(request, exc)
-        return _Prepared(attributes, final, held.size)
+        return _Prepared(attributes, relative, self.data_root / relative, held.size)
 
     def _publish(
         self, connection: Any, request: DimseRequest, prepared: _Prepared, began: bool
@@ -403,7 +407,7 @@ class StorageAddin(Service):
                 cursor,
                 config,
                 prepared.attributes,
-                path=final.relative_to(self.data_root).as_posix(),
+                path=prepared.relative,
                 size=prepared.size,
                 received_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
                 calling_ae=request.calling_ae,
@@ -469,9 +473,14 @@ class StorageAddin(Service):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Prepared:
-    """What steps 2-3 found: the index attributes, the stored file's place, its size."""
+    """What steps 2-3 found: the index attributes, the stored file's place, its size.
+
+    ``relative`` is the place as the index row keeps it (:func:`.uids.stored_name`), ``final``
+    the same under the data root.
+    """
 
     attributes: IndexAttributes
+    relative: str
     final: Path
     size: int
 

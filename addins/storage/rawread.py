@@ -19,7 +19,7 @@ test files.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from struct import Struct
 
@@ -167,29 +167,53 @@ def _walk(
 
 
 def read_raw_attributes(
-    path: Path, wanted: Mapping[int, str]
+    path: Path,
+    wanted: Mapping[int, str],
+    head: Callable[[int], bytes] | None = None,
+    start: tuple[str, int] | None = None,
 ) -> tuple[dict[int, bytes], str] | None:
     """The raw values of the ``wanted`` top-level tags and the transfer syntax, or None.
 
     None means "ask pydicom" (see the module docstring); a missing tag is simply absent
     from the result.
+
+    Args:
+        path: the Part-10 file.
+        wanted: the tags to find.
+        head: returns the file's first ``n`` bytes, when the caller has the file open
+            already (the storage add-in's held spool file); else ``path`` is opened here.
+        start: (transfer syntax UID, data set offset), when the caller knows them (the spool
+            file the DIMSE layer wrote for the request); else they are read from the file
+            meta.
     """
+    if head is not None:
+        return _read(head, wanted, start)
+    with open(path, "rb") as handle:
+
+        def read_head(size: int) -> bytes:
+            handle.seek(0)
+            return handle.read(size)
+
+        return _read(read_head, wanted, start)
+
+
+def _read(
+    head: Callable[[int], bytes], wanted: Mapping[int, str], start: tuple[str, int] | None
+) -> tuple[dict[int, bytes], str] | None:
     last = max(wanted)
     size = _CHUNK
-    with open(path, "rb") as handle:
-        while True:
-            handle.seek(0)
-            buffer = handle.read(size)
-            at_end = len(buffer) < size
-            try:
-                transfer_syntax, offset = _file_meta(buffer)
-                if transfer_syntax in _DEFLATED or not transfer_syntax:
-                    return None
-                found = _walk(buffer, offset, transfer_syntax, wanted, last, at_end)
-                return found, transfer_syntax
-            except _NeedMore:
-                if at_end or size >= _LIMIT:
-                    return None  # truncated or huge: pydicom decides
-                size *= 4
-            except (_Unreadable, UnicodeError, IndexError):
+    while True:
+        buffer = head(size)
+        at_end = len(buffer) < size
+        try:
+            transfer_syntax, offset = _file_meta(buffer) if start is None else start
+            if transfer_syntax in _DEFLATED or not transfer_syntax:
                 return None
+            found = _walk(buffer, offset, transfer_syntax, wanted, last, at_end)
+            return found, transfer_syntax
+        except _NeedMore:
+            if at_end or size >= _LIMIT:
+                return None  # truncated or huge: pydicom decides
+            size *= 4
+        except (_Unreadable, UnicodeError, IndexError):
+            return None

@@ -20,7 +20,7 @@ import hashlib
 import re
 from pathlib import Path
 
-__all__ = ["BUCKETS", "STORED_SUFFIX", "stored_path", "uid_problem"]
+__all__ = ["BUCKETS", "STORED_SUFFIX", "stored_name", "stored_path", "uid_problem"]
 
 #: File name suffix of stored objects.
 STORED_SUFFIX = ".dcm"
@@ -54,7 +54,16 @@ def uid_problem(value: object) -> str | None:
 BUCKETS = tuple(f"{i:02x}" for i in range(256))
 
 
+def stored_name(sop_instance_uid: str) -> str:
+    """``<hh>/<uid>.dcm``: the stored file's path under the data root, as the index keeps it.
+
+    The UID must have passed :func:`uid_problem`. A string, so that a store builds one
+    ``Path`` from it rather than two and then takes it apart again for the index row.
+    """
+    digest = hashlib.sha1(sop_instance_uid.encode("ascii"), usedforsecurity=False).hexdigest()
+    return f"{digest[:2]}/{sop_instance_uid}{STORED_SUFFIX}"
+
+
 def stored_path(data_root: Path, sop_instance_uid: str) -> Path:
     """Where ``sop_instance_uid`` is stored; the UID must have passed :func:`uid_problem`."""
-    digest = hashlib.sha1(sop_instance_uid.encode("ascii"), usedforsecurity=False).hexdigest()
-    return data_root / digest[:2] / f"{sop_instance_uid}{STORED_SUFFIX}"
+    return data_root / stored_name(sop_instance_uid)

@@ -109,13 +109,17 @@ def _encoding(dataset: object) -> str:
     return "utf-8" if "ISO_IR 192" in charset else "latin-1"
 
 
-def read_raw_index_attributes(path: Path) -> IndexAttributes | None:
+def read_raw_index_attributes(
+    path: Path, held: HeldSpool | None = None, start: tuple[str, int] | None = None
+) -> IndexAttributes | None:
     """The index attributes by :mod:`.rawread`'s walk alone; None when it needs pydicom.
 
     Quick and bounded (the first kilobytes of the file), so the inline store may call it on
-    the reactor thread; :func:`read_attributes` adds pydicom's way for the rest.
+    the reactor thread; :func:`read_attributes` adds pydicom's way for the rest. ``held``:
+    the file is open already, read it through that; ``start``: (transfer syntax, data set
+    offset), known for a spool file (see :func:`.rawread.read_raw_attributes`).
     """
-    raw = read_raw_attributes(path, _RAW_WANTED)
+    raw = read_raw_attributes(path, _RAW_WANTED, held.head if held else None, start)
     if raw is None:
         return None
     found, transfer_syntax = raw
@@ -128,7 +132,9 @@ def read_raw_index_attributes(path: Path) -> IndexAttributes | None:
     return IndexAttributes(values, transfer_syntax)
 
 
-def read_attributes(path: Path) -> IndexAttributes:
+def read_attributes(
+    path: Path, held: HeldSpool | None = None, start: tuple[str, int] | None = None
+) -> IndexAttributes:
     """The index attributes of the Part-10 file at ``path``, never reading its pixel data.
 
     The elements are taken raw and decoded here: first by :mod:`.rawread`'s walk over the
@@ -136,11 +142,13 @@ def read_attributes(path: Path) -> IndexAttributes:
     value conversion and validation cost more than the rest of a small store, and every
     index attribute is plain text.
 
+    ``held`` and ``start`` as for :func:`read_raw_index_attributes`.
+
     Raises:
         Exception: whatever pydicom raises for a data set it cannot parse; the caller
             answers 0xC000 (Error: cannot understand).
     """
-    attributes = read_raw_index_attributes(path)
+    attributes = read_raw_index_attributes(path, held, start)
     if attributes is not None:
         return attributes
     dataset = dcmread(path, stop_before_pixels=True, specific_tags=INDEX_TAGS)
@@ -200,6 +208,10 @@ class HeldSpool:
             raise
         if durable and self.size >= WRITE_BEHIND_MIN_BYTES and _sync_file_range is not None:
             _sync_file_range(self._fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
+
+    def head(self, size: int) -> bytes:
+        """The file's first ``size`` bytes (fewer if it is shorter): one ``pread``."""
+        return os.pread(self._fd, size, 0)
 
     def make_durable(self) -> None:
         """Flush the data, and the metadata needed to read it back, to stable storage.
@@ -263,8 +275,14 @@ def durable_rename(spool: Path, final: Path, data_root: Path, durable: bool) -> 
     :meth:`HeldSpool.make_durable`) because a rename does not order data writes on every
     file system.
     """
-    _make_parents(final, data_root, durable)
-    os.replace(spool, final)
+    try:
+        os.replace(spool, final)
+    except FileNotFoundError:
+        # Its bucket is gone (removed by hand since the start made them all): make it and
+        # try once more. A spool file that vanished fails again, as it should. Renaming
+        # first spares every store a look at a directory that is there.
+        _make_parents(final, data_root, durable)
+        os.replace(spool, final)
     if durable:
         _fsync_dir(final.parent)
 

@@ -14,6 +14,7 @@ import pytest
 from pydicom import dcmread
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from addins.storage.uids import stored_name
 from pacsref.ul import codec
 from tests.storage import helpers
 from tests.storage.dicomgen import ROOT, make_instance
@@ -115,6 +116,25 @@ def test_bad_sop_instance_uid_refused_and_nothing_written(tmp_path: Path, bad_ui
     assert not (tmp_path / "etc").exists()
     assert list(harness.server.spool_dir.iterdir()) == []
 
+
+
+def test_store_recreates_a_bucket_removed_after_start(tmp_path: Path) -> None:
+    """The start makes every bucket; a store renames first and only makes a missing one then.
+
+    An administrator (or a cleanup job) may remove an empty bucket while the server runs:
+    that store must still succeed, with the bucket made again and the file in it.
+    """
+    server_dir = tmp_path / "PACSREF"
+    harness = storage_harness(server_dir)
+    uid, data = _instance(tmp_path)
+    bucket = (server_dir / "data" / stored_name(uid)).parent
+    bucket.rmdir()
+    conn = associate(harness)
+    [response] = send_store(conn, uid, data)
+    assert response[STATUS] == 0x0000
+    assert _stored(server_dir) == [bucket / f"{uid}.dcm"]
+    assert dataset_bytes(bucket / f"{uid}.dcm") == data
+    assert _rows(server_dir, "SELECT path FROM instance") == [(stored_name(uid),)]
 
 def test_dataset_not_matching_command_refused(tmp_path: Path) -> None:
     """A data set whose SOP Instance UID differs from the command's gets 0xA900."""
