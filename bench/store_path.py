@@ -46,6 +46,9 @@ from pacsref.testing.harness import ThreadClock
 _SOP_CLASS = 0x00080016
 _SOP_INSTANCE = 0x00080018
 
+#: (SOP Class UID, SOP Instance UID, transfer syntax, data set offset) of a Part-10 file.
+Identity = tuple[str, str, str, int]
+
 
 class _Reactor(ThreadClock):
     """The calls adbapi makes on its reactor; ``callFromThread`` runs at once."""
@@ -82,7 +85,7 @@ class _Log:
         return lambda *args, **kw: None
 
 
-def _identity(path: Path) -> tuple[str, str, str, int]:
+def identity(path: Path) -> Identity:
     """(SOP Class UID, SOP Instance UID, transfer syntax, data set offset) of a Part-10 file."""
     from pydicom import dcmread
 
@@ -97,8 +100,8 @@ def _identity(path: Path) -> tuple[str, str, str, int]:
     )
 
 
-def _request(path: Path, identity: tuple[str, str, str, int]) -> DimseRequest:
-    sop_class, sop_instance, transfer_syntax, offset = identity
+def _request(path: Path, known: Identity) -> DimseRequest:
+    sop_class, sop_instance, transfer_syntax, offset = known
     return DimseRequest(
         association=AssociationInfo("STORESCU", "PACSREF", "127.0.0.1", 40000),
         context_id=1,
@@ -121,7 +124,9 @@ def _cpu() -> tuple[float, float]:
     return usage.ru_utime, usage.ru_stime
 
 
-def run(root: Path, files: list[Path], durability: str) -> tuple[float, float, float]:
+def run(
+    root: Path, files: list[Path], identities: dict[Path, Identity], durability: str
+) -> tuple[float, float, float]:
     """(user CPU, system CPU, wall) seconds per object for one run storing ``files``."""
     server_dir = root / "PACSREF"
     create_server(server_dir, {"ae_title": "PACSREF", "port": 11112})
@@ -133,7 +138,7 @@ def run(root: Path, files: list[Path], durability: str) -> tuple[float, float, f
     for n, source in enumerate(files):
         spool = spool_dir / f"{SPOOL_PREFIX}{n}{SPOOL_SUFFIX}"
         shutil.copyfile(source, spool)
-        requests.append(_request(spool, IDENTITIES[source]))
+        requests.append(_request(spool, identities[source]))
     outcomes: list[object] = []
     try:
         wall_start, (user_start, system_start) = time.perf_counter(), _cpu()
@@ -155,9 +160,6 @@ def run(root: Path, files: list[Path], durability: str) -> tuple[float, float, f
     return user / count, system / count, wall / count
 
 
-IDENTITIES: dict[Path, tuple[str, str, str, int]] = {}
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=Path("/tmp/pacsref-bench-data"))
@@ -170,8 +172,7 @@ def main() -> int:
     files = sorted(p for p in (args.data / args.case).rglob("*") if p.is_file())[: args.objects]
     if not files:
         parser.error(f"no files under {args.data / args.case}: run bench/make_data.py first")
-    for path in files:
-        IDENTITIES[path] = _identity(path)
+    identities = {path: identity(path) for path in files}
     durabilities = args.durability.split(",")
     root = Path(tempfile.mkdtemp(prefix="pacsref-store-path-", dir=args.dir))
     print(describe(root), file=sys.stderr)
@@ -179,7 +180,9 @@ def main() -> int:
     try:
         for n in range(args.runs):
             for durability in durabilities:
-                results[durability].append(run(root / f"{durability}{n}", files, durability))
+                results[durability].append(
+                    run(root / f"{durability}{n}", files, identities, durability)
+                )
     finally:
         shutil.rmtree(root, ignore_errors=True)
     for durability, figures in results.items():

@@ -7,6 +7,7 @@ runs into the figures quoted in closing notes, where a slip would go unnoticed.
 from __future__ import annotations
 
 import importlib
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -129,3 +130,28 @@ def test_fsync_floor_publishes_like_the_store(tools: Any, tmp_path: Path, durabl
     assert len(times) == 5
     stored = sorted(p.name for p in (tmp_path / "data").glob("*/*.dcm"))
     assert len(stored) == 5 and list((tmp_path / "tmp").iterdir()) == []
+
+
+@pytest.mark.parametrize("durability", ["relaxed", "fsync"])
+def test_store_path_stores_every_object(tmp_path: Path, durability: str) -> None:
+    """Every object is stored (run() stops otherwise) and indexed; no spool file is left."""
+    from pydicom.uid import generate_uid
+
+    from tests.storage.dicomgen import ROOT, make_instance
+
+    (store_path,) = _import_bench("store_path")
+    study, series = generate_uid(ROOT), generate_uid(ROOT)
+    files = [
+        make_instance(tmp_path / "in" / f"{n}.dcm", study_uid=study, series_uid=series, number=n)
+        for n in range(3)
+    ]
+    identities = {path: store_path.identity(path) for path in files}
+    user, system, wall = store_path.run(tmp_path / "run", files, identities, durability)
+    assert user >= 0 and system >= 0 and wall > 0
+    server_dir = tmp_path / "run" / "PACSREF"
+    stored = sorted(p.name for p in (server_dir / "data").glob("*/*.dcm"))
+    assert stored == sorted(f"{known[1]}.dcm" for known in identities.values())
+    assert list((server_dir / "tmp").glob("*")) == []
+    with sqlite3.connect(server_dir / "data" / "index.sqlite") as index:
+        rows = index.execute("SELECT sop_instance_uid FROM instance").fetchall()
+    assert sorted(uid for (uid,) in rows) == sorted(known[1] for known in identities.values())
