@@ -31,7 +31,6 @@ status (see :mod:`pacsref.dimse.responses`).
 from __future__ import annotations
 
 import contextlib
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import NoReturn
@@ -47,7 +46,7 @@ from pacsref.dimse.command import (
 from pacsref.dimse.command import decode_command as _decode_command
 from pacsref.dimse.messages import CommandField, DimseMessage, SpoolFailure, command_name
 from pacsref.dimse.part10 import FileMetaIdentity, part10_header
-from pacsref.dimse.spool import SpoolWriter
+from pacsref.dimse.spool import SpoolWriter, create_spool_file
 from pacsref.ul.events import PresentationDataValue
 
 __all__ = [
@@ -62,7 +61,7 @@ __all__ = [
 #: room for long AttributeIdentifierLists while bounding memory per peer.
 MAX_COMMAND_SET_LENGTH = 64 * 1024
 
-#: Spool files are named ``pacsref-dimse-XXXXXXXX.dataset`` so that stray
+#: Spool files are named ``pacsref-dimse-<pid>-<token>-<n>.dataset`` so that stray
 #: ones (after a crash) are recognisable in the Temporary Directory.
 SPOOL_PREFIX = "pacsref-dimse-"
 SPOOL_SUFFIX = ".dataset"
@@ -266,13 +265,10 @@ class MessageAssembler:
     def _open_spool(self) -> bool:
         """Create the data set's spool file; False (spool failure recorded) if that fails."""
         try:
-            fd, name = tempfile.mkstemp(
-                prefix=SPOOL_PREFIX, suffix=SPOOL_SUFFIX, dir=self._spool_dir
-            )
+            fd, self._spool_path = create_spool_file(self._spool_dir, SPOOL_PREFIX, SPOOL_SUFFIX)
         except OSError as exc:
             self._spool_failure = SpoolFailure.from_error(self._spool_dir, exc)
             return False
-        self._spool_path = Path(name)
         self._spool = SpoolWriter(fd)
         return True
 

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import errno
+import itertools
 import os
+import stat
 from pathlib import Path
 
 import pytest
 
-from pacsref.dimse import MessageAssembler
-from pacsref.dimse.spool import BATCH_BYTES, BATCH_VIEWS, COPY_BELOW, SpoolWriter, writev_all
+from pacsref.dimse import SPOOL_PREFIX, SPOOL_SUFFIX, MessageAssembler
+from pacsref.dimse import spool as spool_module
+from pacsref.dimse.spool import (
+    BATCH_BYTES,
+    BATCH_VIEWS,
+    COPY_BELOW,
+    SpoolWriter,
+    create_spool_file,
+    writev_all,
+)
 from pacsref.ul.events import PresentationDataValue as PDV
 
 DEV_FULL = Path("/dev/full")
@@ -143,3 +153,35 @@ def test_assembler_reports_a_full_disk_found_at_a_batch_write(
     message = assembler.feed(PDV(1, False, True, b"last"))
     assert message is not None and message.dataset_path is None
     assert message.spool_failure is not None and message.spool_failure.errno == errno.ENOSPC
+
+
+def test_spool_files_are_new_private_and_recognisable(tmp_path: Path) -> None:
+    """Each call makes a new empty file, mode 0600, named so a start finds stale ones."""
+    made = [create_spool_file(tmp_path, SPOOL_PREFIX, SPOOL_SUFFIX) for _ in range(3)]
+    for fd, _ in made:
+        os.close(fd)
+    paths = [path for _, path in made]
+    assert len(set(paths)) == 3
+    assert sorted(tmp_path.glob(f"{SPOOL_PREFIX}*{SPOOL_SUFFIX}")) == sorted(paths)
+    for path in paths:
+        assert path.parent == tmp_path and path.stat().st_size == 0
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_a_spool_name_in_use_is_skipped_never_reused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file already there under the next name (a crashed run's, by chance) is left alone."""
+    monkeypatch.setattr(spool_module, "_SERIAL", itertools.count(7))
+    taken = tmp_path / f"p{os.getpid()}-{spool_module._TOKEN}-7.s"
+    taken.write_bytes(b"someone else's")
+    fd, path = create_spool_file(tmp_path, "p", ".s")
+    os.close(fd)
+    assert path == tmp_path / f"p{os.getpid()}-{spool_module._TOKEN}-8.s"
+    assert taken.read_bytes() == b"someone else's"
+
+
+def test_a_spool_directory_that_is_gone_is_an_os_error(tmp_path: Path) -> None:
+    """The assembler turns this into a spool failure (0xA700), not an abort."""
+    with pytest.raises(FileNotFoundError):
+        create_spool_file(tmp_path / "gone", SPOOL_PREFIX, SPOOL_SUFFIX)
