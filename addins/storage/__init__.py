@@ -136,6 +136,10 @@ class StorageAddin(Service):
         self.pool: Any = None
         self.config: sql.IndexConfig | None = None
         self._locks = [threading.Lock() for _ in range(_LOCK_STRIPES)]
+        #: Held from BEGIN IMMEDIATE to the commit by whichever of this process's threads
+        #: writes the embedded index. SQLite's own lock makes a second writer sleep
+        #: (1, 2, 5, 10 ms... by its busy handler) and poll; this one wakes it at the commit.
+        self._index_writer = threading.Lock()
         self._parents: sql.ParentRows | None = None
         self._inline_connection: Any = None
         if server_dir is not None:
@@ -325,20 +329,23 @@ class StorageAddin(Service):
             if self._inline_connection is None:
                 self._inline_connection = sql.open_connection(config, wait=0.0)
             connection = self._inline_connection
+            prepared = self._prepare(request, read_raw_index_attributes)
+            if prepared is None:
+                return None
+            if not isinstance(prepared, _Prepared):
+                return prepared
+            if not self._index_writer.acquire(blocking=False):  # a pool thread writes
+                return None
             try:
-                prepared = self._prepare(request, read_raw_index_attributes)
-                if prepared is None:
-                    return None
-                if not isinstance(prepared, _Prepared):
-                    return prepared
                 try:
                     sql.begin_write(connection.cursor(), config)
-                except sqlite3.OperationalError:  # another writer holds the index
+                except sqlite3.OperationalError:  # another process writes the index
                     return None
                 return self._publish(connection, request, prepared, began=True)
             finally:
                 if connection.in_transaction:
                     connection.rollback()
+                self._index_writer.release()
         finally:
             lock.release()
 
@@ -386,7 +393,8 @@ class StorageAddin(Service):
 
         ``began``: the index's write transaction is already open (the inline store takes it
         first); otherwise it is begun after the rename, so the rename and the directory's
-        fsync do not hold the index's one write lock.
+        fsync do not hold the index's one write lock, and with SQLite under
+        ``_index_writer``.
         """
         config = self.config
         assert config is not None and request.dataset_path is not None
@@ -400,6 +408,9 @@ class StorageAddin(Service):
             durable_rename(request.dataset_path, final, self.data_root, config.durable)
         except OSError as exc:
             return self._io_failure(request, exc)
+        writer = None if began or config.dsn else self._index_writer
+        if writer is not None:
+            writer.acquire()
         try:
             if not began:
                 sql.begin_write(cursor, config)
@@ -418,11 +429,16 @@ class StorageAddin(Service):
             else:
                 self._parents.commit(connection, written)
         except Exception:
+            if writer is not None:
+                connection.rollback()  # before the next writer may begin
             if self._parents is not None:
                 self._parents.clear()
             if existing is None:
                 final.unlink(missing_ok=True)  # keep index and files in agreement
             raise
+        finally:
+            if writer is not None:
+                writer.release()
         if existing is not None:
             request.log.warn(
                 "duplicate SOP Instance UID {uid} from {ae}: overwritten (duplicates=overwrite)",

@@ -147,6 +147,48 @@ def test_a_held_instance_lock_hands_the_store_to_the_pool(tmp_path: Path) -> Non
     assert [r[STATUS] for r in _responses(conn)] == [0x0000]
 
 
+
+def test_a_pool_thread_writing_the_index_hands_the_store_to_the_pool(tmp_path: Path) -> None:
+    """A durable store on a pool thread holds the add-in's index writer: no waiting inline."""
+    server_dir = tmp_path / "PACSREF"
+    harness, pool = _harness(server_dir)
+    addin = storage(harness)
+    uid, data = _instance(tmp_path)
+    conn = associate(harness)
+    with addin._index_writer:
+        assert send_store(conn, uid, data) == []
+        assert _stored(server_dir) == []  # nothing renamed before the writer was tried
+    assert len(pool.jobs) == 1
+    pool.run_all()
+    assert [r[STATUS] for r in _responses(conn)] == [0x0000]
+    assert len(_stored(server_dir)) == 1 and len(_index_rows(server_dir)) == 1
+
+
+def test_a_failed_index_write_leaves_the_index_to_the_next_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pool store whose rows fail rolls back and frees the writer before it reports."""
+    server_dir = tmp_path / "PACSREF"
+    harness = storage_harness(server_dir)  # durable: every store on the (synchronous) pool
+    addin = storage(harness)
+    sql = sys.modules[type(addin).__module__].sql
+
+    def fail(*args: Any, **kw: Any) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(sql, "record", fail)
+    conn = associate(harness)
+    first_uid, first = _instance(tmp_path, rows=16)
+    [response] = send_store(conn, first_uid, first, message_id=1)
+    assert response[STATUS] == 0x0110
+    assert not addin._index_writer.locked()
+    assert _stored(server_dir) == []  # the renamed file was taken back
+    monkeypatch.undo()
+    uid, data = _instance(tmp_path, rows=17)
+    [response] = send_store(conn, uid, data, message_id=2)
+    assert response[STATUS] == 0x0000
+    assert len(_index_rows(server_dir)) == 1
+
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_a_data_set_only_pydicom_can_read_goes_to_the_pool(tmp_path: Path) -> None:
     """The raw attribute walk gives up on bytes that are no data set; pydicom decides."""
