@@ -26,12 +26,13 @@ re-indexes; aborted transfers never get past the spool, which the DIMSE layer de
 
 Inline: with durability "relaxed", the SQLite index and a data set of at most
 ``INLINE_MAX_BYTES``, steps 2-5 run on the reactor thread instead (``_store_inline``). Nothing
-there waits: the data set's attributes are taken only by the raw walk, the instance's lock and
-the index's write lock (``BEGIN IMMEDIATE`` on a connection that waits 0 s) are only tried, the
-write lock before the rename, and if any of them is not to be had at once the whole store goes
-to the pool as above, with nothing on disk changed. A relaxed store does no fsync, so what is
-left is about as long as receiving the data set was, and shorter than the two thread hand-offs
-it saves (case c relaxed, 1,000 x 3 KB: 0.87 -> 0.72 s, bench/README.md "Seventh round").
+there waits: the data set's attributes are taken only by the raw walk, the instance's lock, the
+add-in's index writer lock and the index's write lock (``BEGIN IMMEDIATE`` on a connection that
+waits 0 s) are only tried, the write locks before the rename, and if any of them is not to be
+had at once the whole store goes to the pool as above, with nothing on disk changed. A relaxed
+store does no fsync, so what is left is about as long as receiving the data set was, and
+shorter than the two thread hand-offs it saves (case c relaxed, 1,000 x 3 KB: 0.87 -> 0.72 s,
+bench/README.md "Seventh round").
 """
 
 from __future__ import annotations
