@@ -311,6 +311,12 @@ def step_slow_reader(context: Any, calling_ae: str) -> None:
     context.slow_reader = peer
 
 
+@then("the server stopped reading the slow reader before its flood ended")
+def step_slow_reader_throttled(context: Any) -> None:
+    """Back-pressure: the flood ended because its sends waited in vain, not by its budget."""
+    assert context.flood.stalled, f"the server read on: {context.flood.describe()}"
+
+
 @then("the server lets go of the slow reader's connection within {bound:g} seconds")
 def step_slow_reader_dropped(context: Any, bound: float) -> None:
     """The server closes (or resets) its end although it cannot write to the peer.
