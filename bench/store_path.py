@@ -30,7 +30,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -41,41 +40,13 @@ from addins.storage.options import StorageOptions
 from pacsref.addin import AssociationInfo, DimseRequest, StoreOutcome
 from pacsref.dimse import SPOOL_PREFIX, SPOOL_SUFFIX
 from pacsref.server.create import create_server
-from pacsref.testing.harness import ThreadClock
+from pacsref.testing.harness import SyncPool, SyncReactor
 
 _SOP_CLASS = 0x00080016
 _SOP_INSTANCE = 0x00080018
 
 #: (SOP Class UID, SOP Instance UID, transfer syntax, data set offset) of a Part-10 file.
 Identity = tuple[str, str, str, int]
-
-
-class _Reactor(ThreadClock):
-    """The calls adbapi makes on its reactor; ``callFromThread`` runs at once."""
-
-    def callWhenRunning(self, f: Callable[..., Any], *args: Any, **kw: Any) -> None:
-        """The pool is started by :meth:`StorageAddin.start`."""
-
-    def addSystemEventTrigger(self, *args: Any, **kw: Any) -> int:
-        return 1
-
-    def removeSystemEventTrigger(self, trigger: int) -> None:
-        """Nothing registered."""
-
-
-class _Pool:
-    """A thread pool that runs each job at once on the calling thread."""
-
-    def callInThreadWithCallback(
-        self, on_result: Callable[[bool, Any], None], f: Callable[..., Any], *args: Any, **kw: Any
-    ) -> None:
-        on_result(True, f(*args, **kw))
-
-    def start(self) -> None:
-        """Nothing to start."""
-
-    def stop(self) -> None:
-        """Nothing to stop."""
 
 
 class _Log:
@@ -131,7 +102,7 @@ def run(
     server_dir = root / "PACSREF"
     create_server(server_dir, {"ae_title": "PACSREF", "port": 11112})
     addin = StorageAddin(server_dir, StorageOptions(durability=durability))
-    addin.start(reactor=_Reactor(), threadpool=_Pool())
+    addin.start(reactor=SyncReactor(), threadpool=SyncPool())
     spool_dir = server_dir / "tmp"
     spool_dir.mkdir(exist_ok=True)
     requests = []

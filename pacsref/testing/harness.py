@@ -36,6 +36,45 @@ class ThreadClock(Clock):
         f(*args, **kwargs)
 
 
+class SyncReactor(ThreadClock):
+    """A ThreadClock plus the few IReactorCore calls ``adbapi.ConnectionPool`` makes.
+
+    For driving an add-in's index pool on the caller's thread (with :class:`SyncPool`): the
+    storage tests and ``bench/store_path.py``.
+    """
+
+    def callWhenRunning(self, f: Callable[..., Any], *args: Any, **kw: Any) -> None:
+        """The caller starts the pool itself."""
+
+    def addSystemEventTrigger(self, *args: Any, **kw: Any) -> int:
+        return 1
+
+    def removeSystemEventTrigger(self, trigger: int) -> None:
+        """Nothing registered."""
+
+
+class SyncPool:
+    """A thread pool that runs each job at once on the calling thread, as ThreadPool reports."""
+
+    def callInThreadWithCallback(
+        self, on_result: Callable[[bool, Any], None], f: Callable[..., Any], *args: Any, **kw: Any
+    ) -> None:
+        try:
+            result = f(*args, **kw)
+        except BaseException:
+            from twisted.python.failure import Failure
+
+            on_result(False, Failure())
+        else:
+            on_result(True, result)
+
+    def start(self) -> None:
+        """Nothing to start."""
+
+    def stop(self) -> None:
+        """Nothing to stop."""
+
+
 class ManualThreadPool:
     """A thread pool whose work runs only when the test says so."""
 

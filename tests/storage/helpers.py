@@ -8,12 +8,11 @@ as soon as the last data PDV was fed in.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pacsref.dimse import encode_command
-from pacsref.testing.harness import Connection, ServerHarness, ThreadClock
+from pacsref.testing.harness import Connection, ServerHarness, SyncPool, SyncReactor
 from pacsref.ul import codec
 from pacsref.ul.constants import PDUType
 from pacsref.ul.events import DataTransfer, PresentationContextProposal, PresentationDataValue
@@ -22,41 +21,6 @@ from tests.server.helpers import associate_rq, responses
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
 EXPLICIT = "1.2.840.10008.1.2.1"
 IMPLICIT = "1.2.840.10008.1.2"
-
-
-class SyncReactor(ThreadClock):
-    """The harness Clock plus the few IReactorCore calls adbapi makes."""
-
-    def callWhenRunning(self, f: Callable[..., Any], *args: Any, **kw: Any) -> None:
-        """The storage add-in starts its pool itself in tests."""
-
-    def addSystemEventTrigger(self, *args: Any, **kw: Any) -> int:
-        return 1
-
-    def removeSystemEventTrigger(self, trigger: int) -> None:
-        """Nothing registered."""
-
-
-class SyncPool:
-    """A thread pool that runs each job immediately on the calling thread."""
-
-    def callInThreadWithCallback(
-        self, on_result: Callable[[bool, Any], None], f: Callable[..., Any], *args: Any, **kw: Any
-    ) -> None:
-        try:
-            result = f(*args, **kw)
-        except BaseException:
-            from twisted.python.failure import Failure
-
-            on_result(False, Failure())
-        else:
-            on_result(True, result)
-
-    def start(self) -> None:
-        """Nothing to start."""
-
-    def stop(self) -> None:
-        """Nothing to stop."""
 
 
 #: TOML put before every harness's storage options; a test module sets it to run its tests
