@@ -2,7 +2,7 @@
 
     python bench/make_data.py --out /tmp/pacsref-bench-data
     python bench/store_bench.py --data /tmp/pacsref-bench-data [--cases a,b,c,d]
-        [--servers pacsref,pacsref-relaxed,dcmtk,pynetdicom,orthanc] [--rounds 3]
+        [--servers pacsref,pacsref-relaxed,dcmtk,dcmtk-durable,pynetdicom,orthanc] [--rounds 3]
 
 Every case runs against every server in one run, each server fresh in its own temporary
 directory on a loopback port, and is reported in wall seconds of the whole client run
@@ -25,6 +25,12 @@ one 629 MB multi-frame object, with the server's peak RSS (VmHWM) over its idle 
 storescp runs single-process (its default) except in (b), where it runs with ``--fork`` (one
 process per association; its RSS is the parent's). Every process started here is stopped by its
 PID.
+
+``dcmtk-durable`` is DCMTK's storescp made durable the way pacsref's default store is: run with
+``LD_PRELOAD`` of ``durable_fclose.c`` (built here with ``cc``), which at each written file's
+``fclose`` calls ``fdatasync`` on it and ``fsync`` on its directory, before storescp sends the
+response. It is the floor of the durable targets on the machine at hand: what the two device
+flushes per object cost a server that spends almost nothing else.
 """
 
 from __future__ import annotations
@@ -94,7 +100,10 @@ class Peer:
                 options.write_text('durability = "relaxed"\n')
             self.twistd.start()
             return
-        if self.name == "dcmtk":
+        env = {**os.environ, "TCP_NODELAY": "1"}  # DCMTK: disable Nagle on its sockets
+        if self.name in ("dcmtk", "dcmtk-durable"):
+            if self.name == "dcmtk-durable":
+                env["LD_PRELOAD"] = str(durable_shim(self.root.parent))
             argv = [require_dcmtk("storescp"), "-aet", "PACSREF", "-od", str(out)]
             argv += ["--fork"] if self.parallel else []
             argv += [str(self.port)]
@@ -114,7 +123,6 @@ class Peer:
             argv = ["Orthanc", str(path)]
         else:
             raise ValueError(self.name)
-        env = {**os.environ, "TCP_NODELAY": "1"}  # DCMTK: disable Nagle on its sockets
         self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
                                         cwd=self.root, start_new_session=True)  # fmt: skip
         if not wait_for_port(HOST, self.port, 30.0):
@@ -130,6 +138,24 @@ class Peer:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=20)
+
+
+def durable_shim(work: Path) -> Path:
+    """``durable_fclose.so`` in ``work``, compiled on first use; a clear stop without ``cc``."""
+    library = work / "durable_fclose.so"
+    work.mkdir(parents=True, exist_ok=True)
+    if library.exists():
+        return library
+    source = Path(__file__).with_name("durable_fclose.c")
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        raise SystemExit("store_bench: the dcmtk-durable server needs a C compiler (cc or gcc) "
+                         f"to build {source.name}: apt-get install gcc libc6-dev")  # fmt: skip
+    built = subprocess.run([compiler, "-O2", "-shared", "-fPIC", "-Wall", "-o", str(library),
+                            str(source), "-ldl"], capture_output=True, text=True)  # fmt: skip
+    if built.returncode != 0:
+        raise SystemExit(f"store_bench: building {source} failed:\n{built.stderr}")
+    return library
 
 
 def _storescu(port: int, files: list[Path]) -> subprocess.Popen[bytes]:

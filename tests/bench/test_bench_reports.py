@@ -155,3 +155,59 @@ def test_store_path_stores_every_object(tmp_path: Path, durability: str) -> None
     with sqlite3.connect(server_dir / "data" / "index.sqlite") as index:
         rows = index.execute("SELECT sop_instance_uid FROM instance").fetchall()
     assert sorted(uid for (uid,) in rows) == sorted(known[1] for known in identities.values())
+
+
+_FCLOSE_PROGRAM = """
+import ctypes, os, sys
+libc = ctypes.CDLL(None)
+libc.fopen.restype = ctypes.c_void_p
+libc.fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+libc.fwrite.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_void_p]
+libc.fclose.argtypes = [ctypes.c_void_p]
+path, remove_dir = sys.argv[1], sys.argv[2] == "remove-dir"
+stream = libc.fopen(path.encode(), b"wb")
+libc.fwrite(b"x" * 70000, 1, 70000, stream)
+if remove_dir:
+    os.unlink(path)
+    os.rmdir(os.path.dirname(path))
+print(libc.fclose(stream))
+"""
+
+
+def _durable_shim(tmp_path: Path) -> Path:
+    import shutil
+
+    from pacsref.testing.dcmtk import in_ci
+
+    if shutil.which("cc") is None and shutil.which("gcc") is None:
+        if in_ci():
+            pytest.fail("no C compiler (cc or gcc) under CI=true: .ci/run installs gcc")
+        pytest.skip("no C compiler (cc or gcc) to build bench/durable_fclose.c")
+    (store_bench,) = _import_bench("store_bench")
+    library = store_bench.durable_shim(tmp_path)
+    assert store_bench.durable_shim(tmp_path) == library  # built once
+    return library
+
+
+@pytest.mark.parametrize("remove_dir", [False, True])
+def test_durable_shim_syncs_each_written_file_at_fclose(tmp_path: Path, remove_dir: bool) -> None:
+    """dcmtk-durable's shim: a written file is synced at fclose, and a failed sync fails fclose.
+
+    With its directory gone before fclose, the directory's fsync cannot happen: fclose must say
+    so (EOF and a message), which it can only do if the shim ran its sync path.
+    """
+    import subprocess
+
+    library = _durable_shim(tmp_path / "build")
+    target = tmp_path / "out" / "object.dcm"
+    target.parent.mkdir()
+    mode = "remove-dir" if remove_dir else "keep"
+    argv = [sys.executable, "-c", _FCLOSE_PROGRAM, str(target), mode]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60,
+                          env={"LD_PRELOAD": str(library), "PATH": "/usr/bin:/bin"})  # fmt: skip
+    if remove_dir:
+        assert done.stdout.strip() == "-1"
+        assert f"durable_fclose: syncing a file in {target.parent} failed" in done.stderr
+    else:
+        assert (done.stdout.strip(), done.stderr) == ("0", "")
+        assert target.read_bytes() == b"x" * 70000
