@@ -5,6 +5,12 @@ The add-in is chosen by the presentation context the request arrived on
 call runs on the server's thread pool under the add-in timeout; whatever the
 add-in does — return a status, raise, hang — the association gets exactly one
 final response and goes on (DESIGN.md, "Add-ins").
+
+Because the context alone picks the add-in, a DIMSE-C request whose Affected
+SOP Class UID is not that context's abstract syntax is refused before any
+add-in sees it: otherwise a peer could have a SOP class served that was never
+negotiated, past the accepted SOP class list and whatever an add-in decided at
+negotiation (e.g. the storage add-in's "accept unknown storage classes").
 """
 
 from __future__ import annotations
@@ -32,7 +38,12 @@ from pacsref.addin import (
     status_for_exception,
 )
 from pacsref.dimse import CommandField, DimseMessage, response_command, status_name
-from pacsref.dimse.status import PROCESSING_FAILURE, UNRECOGNIZED_OPERATION
+from pacsref.dimse.responses import MAX_ERROR_COMMENT
+from pacsref.dimse.status import (
+    PROCESSING_FAILURE,
+    SOP_CLASS_NOT_SUPPORTED,
+    UNRECOGNIZED_OPERATION,
+)
 from pacsref.server.context import ServerContext
 from pacsref.server.message_notification import MessageNotifier
 
@@ -56,6 +67,26 @@ ROUTES: dict[int, _Route] = {
     CommandField.C_ECHO_RQ: _Route(IEchoHandler, "handle_echo"),
     CommandField.C_STORE_RQ: _Route(IStoreHandler, "handle_store"),
 }
+
+
+#: Requests whose Affected SOP Class UID (0000,0002) must be the context's abstract syntax:
+#: every DIMSE-C request. Q/R and worklist "models" are SOP classes negotiated by their own UID
+#: (C-FIND on Study Root FIND names Study Root FIND), C-ECHO names Verification
+#: (1.2.840.10008.1.1, PS3.4 A), and even UPS requires it for C-FIND (PS3.4 CC.2.8.1.2: "the
+#: UPS SOP Class negotiated for the Presentation Context"). DIMSE-N requests are left out on
+#: purpose: under a Meta SOP Class (Print Management, PS3.4 H) an N-CREATE names Basic Film
+#: Session on a context negotiated as the meta class, and UPS N-services name UPS Push on Watch,
+#: Pull or Event contexts (PS3.4 CC.3.1.1; pynetdicom's ``meta_uid``). A DIMSE-N route must
+#: bring its own rule of which SOP classes a context admits.
+SOP_CLASS_IS_ABSTRACT_SYNTAX: frozenset[int] = frozenset(
+    {
+        CommandField.C_STORE_RQ,
+        CommandField.C_FIND_RQ,
+        CommandField.C_GET_RQ,
+        CommandField.C_MOVE_RQ,
+        CommandField.C_ECHO_RQ,
+    }
+)
 
 
 @functools.cache
@@ -92,6 +123,16 @@ class Dispatcher:
                 else f"{message.name} is not supported by this server"
             )
             return succeed([(self._failure(message, UNRECOGNIZED_OPERATION, comment), None)])
+        # After the 0x0211 test: a command nobody serves on this context keeps that answer
+        # whatever SOP class it names. A missing UID (mandatory in every DIMSE-C request) was
+        # answered 0x0212 by the session before dispatch; a caller that skipped that check
+        # gets None here, which never equals a UID, so no add-in is reached either way.
+        if (
+            message.command_field in SOP_CLASS_IS_ABSTRACT_SYNTAX
+            and message.affected_sop_class_uid != abstract_syntax
+        ):
+            refusal = self._sop_class_mismatch(message, association, abstract_syntax)
+            return succeed([(refusal, None)])
         addin = addins[0]
         request = DimseRequest(
             association=association,
@@ -127,6 +168,45 @@ class Dispatcher:
             lambda failure: self._error(message, addin.name, failure, request),
         )
         return d
+
+    def _sop_class_mismatch(
+        self, message: DimseMessage, association: AssociationInfo, abstract_syntax: str
+    ) -> dict[int, object]:
+        """Refuse a request naming a SOP class its context was not negotiated for.
+
+        Status 0x0122 "Refused: SOP Class not supported": it is in the status list of every
+        DIMSE-C service (PS3.7 9.1.1-9.1.5, C-ECHO included, which has no Axxx/Cxxx range),
+        and it is what pynetdicom answers a C-STORE (a C-GET sub-operation) whose Affected
+        SOP Class UID is not the abstract syntax of the context it came on
+        (``Association._c_store_scp``); DCMTK defines 0x0122 for C-STORE, C-FIND, C-GET,
+        C-MOVE and DIMSE-N alike. Not 0xA900 "Data set does not match SOP class": that
+        compares the data set with the command (DCMTK's ``checkRequestAgainstDataset``), while
+        here the command contradicts the negotiation whatever the data set says. Not 0x0212:
+        it stays the answer to a request lacking mandatory elements.
+
+        Error Comment is LO, 64 characters: the shorter wording is used when the longer one
+        does not fit (past that the tail is cut); the log line has everything.
+        """
+        sop_class = message.affected_sop_class_uid
+        context_id = message.context_id
+        named = sop_class or "(none)"
+        comment = f"{named} is not context {context_id}'s SOP class {abstract_syntax}"
+        if len(comment) > MAX_ERROR_COMMENT:
+            comment = f"{named} != context {context_id} {abstract_syntax}"
+        log.warn(
+            "{command} (message {message_id}) from {calling} names SOP class {sop_class} on "
+            "presentation context {context_id}, negotiated as {abstract_syntax}: answered "
+            "0x0122 without calling an add-in",
+            kind="dimse.sop_class_mismatch",
+            command=message.name,
+            message_id=message.message_id,
+            calling=association.calling_ae,
+            id=association.association_id,
+            context_id=context_id,
+            sop_class=sop_class,
+            abstract_syntax=abstract_syntax,
+        )
+        return self._failure(message, SOP_CLASS_NOT_SUPPORTED, comment)
 
     def _with_timeout(self, d: Deferred[Any], name: str) -> Deferred[Any]:
         """``d`` bounded by the add-in timeout: a nonblocking handler's Deferred may hang too.
