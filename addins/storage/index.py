@@ -31,8 +31,10 @@ __all__ = [
     "IndexConfig",
     "InstanceRow",
     "ParentRows",
+    "lock_instance",
     "make_pool",
     "open_connection",
+    "unlock_instance",
 ]
 
 #: The SQLite index file, relative to the data root.
@@ -156,6 +158,61 @@ def begin_write(cursor: Any, config: IndexConfig) -> None:
         cursor.execute("BEGIN IMMEDIATE")
 
 
+def lock_instance(cursor: Any, config: IndexConfig, uid: str) -> None:
+    """Hold ``uid`` against the other servers sharing this index, until :func:`unlock_instance`.
+
+    Servers sharing a PostgreSQL index share its storage root too (docs/storage.md), and
+    the duplicates policy is decided by :func:`find_path` before anything is locked in the
+    database: two servers receiving the same SOP Instance UID at once would both find no row,
+    both rename onto the same stored path and both answer success, even under "refuse" or
+    "keep-first". Taken before that look-up and released after the commit, this lock makes
+    the second server wait, then see the first one's row.
+
+    PostgreSQL: a session-level advisory lock on a 64-bit hash of the UID (two UIDs may share
+    a hash; they then only wait for each other). Blocks until it is granted; a server that
+    dies holding it loses it with its connection. Session-level, not transaction-level, so
+    that it does not depend on how the caller's statements fall into transactions: it
+    survives commit *and rollback*, so the caller must call :func:`unlock_instance` in a
+    ``finally``, after the transaction's commit or rollback (releasing it before the commit
+    would let the other server look before the row is visible). Like every advisory lock it
+    is counted: taken twice on one connection, it is held until released twice.
+
+    SQLite: nothing. The add-in already serialises an instance within the process, and an
+    embedded index has no other server writing to the same storage root.
+    """
+    if config.dsn:
+        cursor.execute(config.sql("SELECT pg_advisory_lock(hashtextextended(?, 0))"), (uid,))
+
+
+def unlock_instance(cursor: Any, config: IndexConfig, uid: str) -> None:
+    """Release what :func:`lock_instance` took for ``uid``; call it in a ``finally``.
+
+    PostgreSQL: a transaction that failed ("current transaction is aborted") refuses every
+    statement, the unlock too, so it is rolled back first: nothing in it can be committed any
+    more. A transaction still open (the caller did not end it: a refused duplicate only
+    read) is left open; one the unlock had to begin is committed again at once, so that the
+    connection does not go back to its pool idle in a transaction. A connection that is
+    closed or broken has nothing to release: the server ended its session and the lock with
+    it.
+
+    SQLite: nothing.
+    """
+    if not config.dsn:
+        return
+    from psycopg.pq import TransactionStatus
+
+    connection = cursor.connection
+    status = connection.info.transaction_status
+    if connection.closed or status == TransactionStatus.UNKNOWN:
+        return
+    if status == TransactionStatus.INERROR:
+        connection.rollback()
+        status = TransactionStatus.IDLE
+    cursor.execute(config.sql("SELECT pg_advisory_unlock(hashtextextended(?, 0))"), (uid,))
+    if status == TransactionStatus.IDLE:
+        connection.commit()
+
+
 def find_path(cursor: Any, config: IndexConfig, sop_instance_uid: str) -> str | None:
     """The stored path of ``sop_instance_uid``, or None if it is not indexed."""
     cursor.execute(
@@ -166,25 +223,43 @@ def find_path(cursor: Any, config: IndexConfig, sop_instance_uid: str) -> str | 
 
 
 def _upsert(
-    cursor: Any, config: IndexConfig, table: str, key: str | tuple[str, ...], row: dict[str, Any]
-) -> int:
+    cursor: Any,
+    config: IndexConfig,
+    table: str,
+    key: str | tuple[str, ...],
+    row: dict[str, Any],
+    keep: frozenset[str] = frozenset(),
+) -> tuple[Any, ...]:
     """Insert ``row`` or update the row with the same ``key`` (a column, or the columns of a
-    composite unique constraint); returns the row's id."""
+    composite unique constraint); returns the row as stored: its id, then ``row``'s columns.
+
+    ``keep``: text columns in which an empty incoming value leaves the stored one alone. A
+    study's objects do not all carry every attribute (a Presentation State or Key Object
+    Selection often has no Accession Number or Study Description); written as is, the last
+    one would blank what the images stored and C-FIND on those keys would no longer find the
+    study. A non-empty value still replaces the stored one: the latest object wins, as a
+    corrected name should. ``COALESCE(NULLIF(..))`` means the same on SQLite and PostgreSQL.
+    """
     keys = (key,) if isinstance(key, str) else key
     columns = list(row)
     marks = ", ".join("?" for _ in columns)
-    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in keys)
+    updates = ", ".join(
+        f"{c} = COALESCE(NULLIF(excluded.{c}, ''), {table}.{c})" if c in keep
+        else f"{c} = excluded.{c}"
+        for c in columns if c not in keys
+    )  # fmt: skip
     cursor.execute(
         config.sql(
             f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) "
-            f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates} RETURNING id"
+            f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates} "
+            f"RETURNING id, {', '.join(columns)}"
         ),
         tuple(row.values()),
     )
-    return int(cursor.fetchone()[0])
+    return tuple(cursor.fetchone())
 
 
-#: A pending :class:`ParentRows` entry: ((table, key), (values, row id)).
+#: A pending :class:`ParentRows` entry: ((table, key), (values as stored, row id)).
 ParentEntry = tuple[tuple[str, tuple[Any, ...]], tuple[tuple[Any, ...], int]]
 
 
@@ -193,9 +268,15 @@ class ParentRows:
 
     A modality sends a study's instances one after another, each carrying the same patient,
     study and series attributes; upserting three unchanged rows and recomputing Modalities in
-    Study for every instance is most of the index's work for small objects. When a row's key
-    *and* every value match what this process last committed for it, :func:`record` uses the
-    id and skips the statements.
+    Study for every instance is most of the index's work for small objects. When the upsert
+    could not change the row this process last committed for the key - every incoming value
+    equals the stored one or is empty, which the upsert keeps the stored value over (see
+    :func:`_upsert`) - :func:`record` uses the id and skips the statements.
+
+    An entry is the row as the upsert returned it, not as it was sent: after an image with an
+    Accession Number and a Presentation State without one, the row still holds the number, so
+    the study's next image finds its row cached, and an object bringing an Accession Number
+    to a row stored without one does not.
 
     Only valid while this process is the index's one writer (the embedded SQLite index: the
     ``check`` command only deletes instance rows); a shared PostgreSQL index is written by
@@ -213,10 +294,18 @@ class ParentRows:
         return len(self._rows)
 
     def lookup(self, table: str, key: tuple[Any, ...], values: tuple[Any, ...]) -> int | None:
-        """The id of the row ``table``/``key`` if it was last committed with ``values``."""
+        """The id of the row ``table``/``key`` if upserting ``values`` would leave it as
+        it was last committed: each value equal to the stored one, or ``""`` (kept)."""
         with self._lock:
             hit = self._rows.get((table, key))
-        return hit[1] if hit is not None and hit[0] == values else None
+        if hit is None:
+            return None
+        stored, row_id = hit
+        if stored == values or all(
+            new == old or new == "" for new, old in zip(values, stored, strict=True)
+        ):
+            return row_id
+        return None
 
     def commit(self, connection: Any, entries: list[ParentEntry]) -> None:
         """Commit ``connection`` and remember the rows it wrote, as one step.
@@ -251,16 +340,21 @@ def _parent(
     key: tuple[str, ...],
     row: dict[str, Any],
 ) -> tuple[int, bool]:
-    """The id of the patient/study/series ``row``; True when it was written (not cached)."""
+    """The id of the patient/study/series ``row``; True when it was written (not cached).
+
+    Every column but the key and the parent's id (``*_fk``) keeps its stored value over an
+    empty one; the parent's id is a number, never empty, and ``NULLIF(id, '')`` would not
+    even type-check on PostgreSQL.
+    """
     key_values = tuple(row[column] for column in key)
-    values = tuple(row.values())
     if cache is not None:
-        cached = cache.lookup(table, key_values, values)
+        cached = cache.lookup(table, key_values, tuple(row.values()))
         if cached is not None:
             return cached, False
-    row_id = _upsert(cursor, config, table, key, row)
-    pending.append(((table, key_values), (values, row_id)))
-    return row_id, True
+    keep = frozenset(c for c in row if c not in key and not c.endswith("_fk"))
+    row_id, *stored = _upsert(cursor, config, table, key, row, keep)
+    pending.append(((table, key_values), (tuple(stored), int(row_id))))
+    return int(row_id), True
 
 
 def record(

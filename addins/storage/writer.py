@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydicom import dcmread
+from pydicom.charset import convert_encodings, decode_bytes, default_encoding, python_encoding
 from pydicom.tag import Tag
+from pydicom.valuerep import TEXT_VR_DELIMS
+from twisted.logger import Logger
 
 from .rawread import read_raw_attributes
 
@@ -32,6 +36,8 @@ __all__ = [
     "read_raw_index_attributes",
     "simulated_full_disk",
 ]
+
+log = Logger(namespace="pacsref.addin.storage")
 
 #: Keyword -> column, for every attribute the index keeps (PS3.4 C.6.1.1 keys and more).
 INDEX_KEYWORDS = (
@@ -86,27 +92,122 @@ _TAG_KEYWORDS = {int(Tag(keyword)): keyword for keyword in INDEX_KEYWORDS}
 _CHARSET_TAG = 0x00080005
 #: What :func:`read_raw_attributes` looks for: the index attributes and the character set.
 _RAW_WANTED = {**_TAG_KEYWORDS, _CHARSET_TAG: "SpecificCharacterSet"}
+#: The index attributes whose VR (SH, LO, PN) may hold more than the default repertoire; the
+#: others (UI, DA, TM, CS, IS) are ASCII whatever the Specific Character Set says.
+_CHARSET_TAGS = frozenset(
+    int(Tag(keyword))
+    for keyword in (
+        "PatientID",
+        "IssuerOfPatientID",
+        "PatientName",
+        "AccessionNumber",
+        "StudyID",
+        "StudyDescription",
+        "ReferringPhysicianName",
+        "SeriesDescription",
+    )
+)
+#: Specific Character Set values (raw, padding stripped) that one Python codec decodes whole:
+#: nearly every object, so they skip pydicom's character set machinery. No value or the
+#: default repertoire is read as Latin-1, as pydicom does, which also keeps the accented
+#: names of devices that send ISO_IR 100 text without saying so.
+_SINGLE_CODEC = {
+    b"": "latin-1",
+    b"ISO_IR 6": "latin-1",
+    b"ISO_IR 100": "latin-1",
+    b"ISO_IR 192": "utf-8",
+}
 
 
-def _raw_text(raw: object, encoding: str) -> str:
-    """The text of a raw (unconverted) element: bytes decoded, padding and spaces stripped."""
-    value = getattr(raw, "value", None)
-    if value is None:
-        return ""
-    if isinstance(value, bytes):
-        return value.decode(encoding, "replace").strip("\0 ")
-    return _text(value)
+def _fallback_codec(charset: bytes) -> str:
+    """The codec for a Specific Character Set pydicom does not know: UTF-8 or Latin-1.
 
-
-def _encoding(dataset: object) -> str:
-    """Python codec for the data set's Specific Character Set: UTF-8 or Latin-1.
-
-    The index only needs readable text; ISO_IR 192 is UTF-8 and every single-byte set
-    decodes losslessly as Latin-1 bytes (ISO 2022 escapes stay visible rather than failing).
+    Unknown must not fail the store: Latin-1 decodes any bytes, so the value is still indexed,
+    readable where it is ASCII (ISO 2022 escapes stay visible rather than failing).
     """
-    raw = dataset.get_item(_CHARSET_TAG)  # type: ignore[attr-defined]
-    charset = _raw_text(raw, "ascii") if raw is not None else ""
-    return "utf-8" if "ISO_IR 192" in charset else "latin-1"
+    return "utf-8" if b"ISO_IR 192" in charset else "latin-1"
+
+
+def _known_term(term: str) -> bool:
+    """Whether pydicom can decode the Specific Character Set defined term ``term``.
+
+    Beyond its table of defined terms pydicom corrects common misspellings ("ISO IR 144")
+    and accepts Python codec names, warning about both; any other term it decodes as the
+    default repertoire, warning too, and we log what that means for the index (see
+    :func:`_python_encodings`).
+    """
+    if term in python_encoding:
+        return True
+    try:
+        return convert_encodings(term)[0] != default_encoding
+    except LookupError:  # pydicom's reading_validation_mode is RAISE
+        return False
+
+
+@functools.lru_cache(maxsize=64)
+def _python_encodings(charset: bytes) -> tuple[str, ...] | None:
+    """pydicom's codecs for the raw Specific Character Set ``charset``; None if unknown.
+
+    Cached: a server sees a handful of distinct values, and the conversion, its warnings and
+    our log line about an unknown value then happen once per value, not once per object.
+    """
+    terms = [term.strip(" \0") for term in charset.decode("ascii", "replace").split("\\")]
+    if all(_known_term(term) for term in terms):
+        try:
+            return tuple(convert_encodings(terms))
+        except LookupError:
+            pass
+    log.warn(
+        "Specific Character Set {charset!r} is not one pydicom knows: its objects' names and"
+        " descriptions are indexed as {codec}, possibly garbled, and C-FIND on them may miss",
+        charset=charset.decode("ascii", "replace"),
+        codec=_fallback_codec(charset),
+    )
+    return None
+
+
+def _decode_text(value: bytes, encodings: tuple[str, ...]) -> str:
+    """``value`` (SH, LO or PN) in the character sets ``encodings``, as pydicom reads it.
+
+    A PN is decoded whole, like pydicom's reader does, not component by component (as
+    ``PersonName(bytes)`` does): a JIS X 0208 character may contain the byte of "=", so
+    splitting the bytes first would break it. Escape sequences switch sets (ISO 2022); a
+    value that fails to decode is kept as Latin-1 text rather than failing the store.
+    """
+    try:
+        return decode_bytes(value, encodings, TEXT_VR_DELIMS)
+    except (LookupError, UnicodeError, ValueError):  # pydicom's reading_validation_mode: RAISE
+        return value.decode("latin-1")
+
+
+def _decode_values(found: Mapping[int, bytes]) -> dict[str, str]:
+    """The index attributes' text from their raw values, in the data set's character set.
+
+    The common character sets take one ``bytes.decode`` per value; the others go through
+    pydicom's machinery for the SH, LO and PN values only.
+    """
+    charset = found.get(_CHARSET_TAG, b"").strip(b"\0 ")
+    codec = _SINGLE_CODEC.get(charset)
+    encodings = None
+    if codec is None:
+        encodings = _python_encodings(charset)
+        if encodings is None:
+            codec = _fallback_codec(charset)
+    if encodings is None:
+        return {
+            keyword: found[tag].decode(codec, "replace").strip("\0 ") if tag in found else ""
+            for tag, keyword in _TAG_KEYWORDS.items()
+        }
+    return {
+        keyword: (
+            _decode_text(found[tag], encodings)
+            if tag in _CHARSET_TAGS
+            else found[tag].decode("latin-1")
+        ).strip("\0 ")
+        if tag in found
+        else ""
+        for tag, keyword in _TAG_KEYWORDS.items()
+    }
 
 
 def read_raw_index_attributes(
@@ -123,13 +224,7 @@ def read_raw_index_attributes(
     if raw is None:
         return None
     found, transfer_syntax = raw
-    charset = found.get(_CHARSET_TAG, b"").decode("ascii", "replace")
-    encoding = "utf-8" if "ISO_IR 192" in charset else "latin-1"
-    values = {
-        keyword: found[tag].decode(encoding, "replace").strip("\0 ") if tag in found else ""
-        for tag, keyword in _TAG_KEYWORDS.items()
-    }
-    return IndexAttributes(values, transfer_syntax)
+    return IndexAttributes(_decode_values(found), transfer_syntax)
 
 
 def read_attributes(
@@ -152,11 +247,19 @@ def read_attributes(
     if attributes is not None:
         return attributes
     dataset = dcmread(path, stop_before_pixels=True, specific_tags=INDEX_TAGS)
-    encoding = _encoding(dataset)
-    values = {
-        keyword: _raw_text(dataset.get_item(tag), encoding)
-        for tag, keyword in _TAG_KEYWORDS.items()
-    }
+    found: dict[int, bytes] = {}
+    converted: dict[str, str] = {}
+    for tag in _RAW_WANTED:
+        value = getattr(dataset.get_item(tag), "value", None)
+        if value is None:
+            continue
+        if isinstance(value, bytes):
+            found[tag] = value
+        elif tag == _CHARSET_TAG:  # pydicom converts it while reading, to decode the rest
+            found[tag] = _text(value).encode("ascii", "replace")
+        else:
+            converted[_TAG_KEYWORDS[tag]] = _text(value)
+    values = {**_decode_values(found), **converted}
     transfer_syntax = str(dataset.file_meta.get("TransferSyntaxUID", ""))
     return IndexAttributes(values, transfer_syntax)
 

@@ -12,6 +12,8 @@ allowed to create databases for the tests that need an index of their own.
 from __future__ import annotations
 
 import os
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +27,8 @@ from pydicom.uid import generate_uid
 from pacsref.testing.dcmtk import in_ci
 from tests.storage.dicomgen import ROOT, make_instance
 from tests.storage.helpers import associate, dataset_bytes, send_store, storage_harness
+from tests.storage.test_index_empty_values import IMAGE, STUDY_SQL, store_all, study_objects
+from tests.storage.test_parent_rows import _attributes
 from tests.storage.test_parts import _module
 
 DSN = os.environ.get("PACSREF_TEST_POSTGRES_DSN", "")
@@ -197,3 +201,138 @@ def test_postgresql_previous_schema_version_is_migrated(
         assert rows == [("", "Test^Patient"), ("HOSP-A", "Test^Patient")]
         assert db.execute("SELECT id FROM patient WHERE issuer_of_patient_id = ''"
                           " AND patient_id = 'PID-7'").fetchall() == [(10,)]  # fmt: skip
+
+
+def test_postgresql_empty_values_keep_stored_ones(
+    tmp_path: Path, fresh_dsn: str, _postgres: Any
+) -> None:
+    """As on SQLite (test_index_empty_values.py), with no parent-row cache: a Presentation
+    State with empty Accession Number, Study Description and Patient's Birth Date keeps the
+    image's; a later non-empty value replaces them."""
+    harness = storage_harness(tmp_path / "PACSREF", options=f'index_dsn = "{fresh_dsn}"\n')
+    store_all(harness, study_objects(tmp_path))
+    with _postgres.connect(fresh_dsn) as db:
+        assert db.execute(STUDY_SQL).fetchall() == [("ACC1", "Synthetic study", "1")]
+        assert db.execute("SELECT patient_birth_date FROM patient").fetchall() == [("19700101",)]
+
+    index = _module("index")
+    config = index.IndexConfig(fresh_dsn, tmp_path / "unused.sqlite", False)
+    connection = index.open_connection(config)
+    try:
+        for n, values in enumerate(
+            [IMAGE, dict.fromkeys(IMAGE, ""), {"AccessionNumber": "ACC2"}], start=1
+        ):
+            index.record(
+                connection.cursor(), config, _attributes(SOPInstanceUID=f"9.{n}", **values),
+                path=f"{n}.dcm", size=1, received_at="t", calling_ae="MOD",
+            )  # fmt: skip
+            connection.commit()
+        rows = connection.execute(
+            "SELECT accession_number, study_description FROM study"
+            " WHERE study_instance_uid = '1.2.3.1'"
+        ).fetchall()
+        assert rows == [("ACC2", "Synthetic study")]
+        assert connection.execute(
+            "SELECT patient_birth_date FROM patient WHERE patient_id = 'PID-1'"
+        ).fetchall() == [("19700101",)]
+    finally:
+        connection.close()
+
+
+def _lock_config(tmp_path: Path) -> Any:
+    return _module("index").IndexConfig(DSN, tmp_path / "unused.sqlite", False)
+
+
+def _held_by_another_session(db: Any, uid: str) -> bool:
+    """Whether another session holds ``uid``'s instance lock (tried without waiting)."""
+    got = db.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (uid,)).fetchone()
+    if got[0]:
+        db.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (uid,))
+    db.commit()
+    return not got[0]
+
+
+def _waits_for_advisory_lock(db: Any, pid: int) -> bool:
+    """Whether backend ``pid`` waits for an advisory lock, within 10 s (a condition, polled)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        (waiting,) = db.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            " AND pid = %s",
+            (pid,),
+        ).fetchone()
+        db.commit()
+        if waiting:
+            return True
+        time.sleep(0.005)
+    return False
+
+
+def test_postgresql_instance_lock_makes_a_second_server_wait(tmp_path: Path) -> None:
+    """Two servers' connections: the second's lock on the same UID waits for the first's
+    unlock; another UID is not held up."""
+    index = _module("index")
+    config = _lock_config(tmp_path)
+    uid, other = generate_uid(ROOT), generate_uid(ROOT)
+    first, second, observer = (index.open_connection(config) for _ in range(3))
+    try:
+        # A wait that should not happen fails the test instead of hanging it.
+        second.execute("SET lock_timeout = '10s'")
+        second.commit()
+        index.lock_instance(first.cursor(), config, uid)
+        assert _held_by_another_session(observer, uid)
+
+        index.lock_instance(second.cursor(), config, other)  # returns: not the same lock
+        index.unlock_instance(second.cursor(), config, other)
+        assert not _held_by_another_session(observer, other)
+
+        locked = threading.Event()
+        failure: list[BaseException] = []
+
+        def lock_second() -> None:
+            try:
+                index.lock_instance(second.cursor(), config, uid)
+                locked.set()
+            except BaseException as exc:
+                failure.append(exc)
+
+        waiter = threading.Thread(target=lock_second, daemon=True)
+        waiter.start()
+        assert _waits_for_advisory_lock(observer, second.info.backend_pid), failure
+        assert not locked.is_set()
+        first.commit()  # the caller's commit does not release it ...
+        assert not locked.is_set() and _held_by_another_session(observer, uid)
+        index.unlock_instance(first.cursor(), config, uid)  # ... the unlock does
+        waiter.join(timeout=10)
+        assert locked.is_set(), failure
+        index.unlock_instance(second.cursor(), config, uid)
+        assert not _held_by_another_session(observer, uid)
+    finally:
+        for connection in (first, second, observer):
+            connection.close()
+
+
+def test_postgresql_instance_lock_released_after_a_failed_transaction(
+    tmp_path: Path, _postgres: Any
+) -> None:
+    """A session-level lock outlives a rollback; unlock_instance releases it even when the
+    transaction failed, and leaves the connection idle, not in a transaction."""
+    status = _postgres.pq.TransactionStatus
+    index = _module("index")
+    config = _lock_config(tmp_path)
+    uid = generate_uid(ROOT)
+    connection, observer = (index.open_connection(config) for _ in range(2))
+    try:
+        cursor = connection.cursor()
+        index.lock_instance(cursor, config, uid)
+        connection.rollback()
+        assert _held_by_another_session(observer, uid)
+        with pytest.raises(_postgres.errors.DivisionByZero):
+            cursor.execute("SELECT 1 / 0")
+        assert connection.info.transaction_status == status.INERROR
+        index.unlock_instance(cursor, config, uid)
+        assert not _held_by_another_session(observer, uid)
+        assert connection.info.transaction_status == status.IDLE
+    finally:
+        connection.close()
+        observer.close()
