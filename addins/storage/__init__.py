@@ -39,6 +39,9 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import itertools
+import os
+import signal
 import sqlite3
 import threading
 import time
@@ -143,6 +146,8 @@ class StorageAddin(Service):
         self._index_writer = threading.Lock()
         self._parents: sql.ParentRows | None = None
         self._inline_connection: Any = None
+        #: The server's temporary directory (``start`` checks it); spool files come from there.
+        self._spool_dir: Path | None = None
         if server_dir is not None:
             self.data_root = server_dir / "data"
         self._configure_index()
@@ -210,6 +215,8 @@ class StorageAddin(Service):
             return
         if reactor is None:
             from twisted.internet import reactor
+        self.data_root.mkdir(parents=True, exist_ok=True)
+        self._spool_dir = self._checked_spool_dir()  # before anything is made in data/
         prepare_buckets(self.data_root, BUCKETS, self.config.durable)
         applied = sql.prepare(self.config)
         if applied:
@@ -234,20 +241,44 @@ class StorageAddin(Service):
         assert self.config is not None
         return "PostgreSQL" if self.config.dsn else str(self.config.sqlite_path)
 
-    def _remove_stale_spool_files(self) -> None:
-        """Delete spool files older than this start: a killed run's partial transfers."""
+    def _checked_spool_dir(self) -> Path:
+        """The server's spool directory, refused unless it is on the data root's file system.
+
+        A stored file is the spool file renamed into place, and a rename cannot cross file
+        systems: with the two apart every C-STORE would fail with EXDEV, so the server says
+        why at start instead.
+        """
         from pacsref.settings import load_settings
 
         assert self.server_dir is not None
         settings = load_settings(self.server_dir / "settings.toml")
         spool_dir = settings.effective_temporary_directory(self.server_dir)
+        spool_dir.mkdir(parents=True, exist_ok=True)
+        if spool_dir.stat().st_dev != self.data_root.stat().st_dev:
+            raise StorageStartError(
+                f"storage: the spool directory {spool_dir} (temporary_directory) is not on the "
+                f"file system of the data directory {self.data_root}; a stored file is moved "
+                "into place by rename, which cannot cross file systems: set "
+                "temporary_directory to a folder on the same file system"
+            )
+        return spool_dir
+
+    def _remove_stale_spool_files(self) -> None:
+        """Delete spool files older than this start: a killed run's partial transfers.
+
+        A file named by a live process other than this one is left alone: servers may share
+        a temporary directory, and that file is another server's transfer in progress.
+        """
+        spool_dir = self._spool_dir
+        assert spool_dir is not None
         started = time.time()
         removed = 0
         for path in spool_dir.glob(f"{SPOOL_PREFIX}*{SPOOL_SUFFIX}"):
             try:
-                if path.stat().st_mtime <= started:
-                    path.unlink()
-                    removed += 1
+                if _written_by_other_live_process(path) or path.stat().st_mtime > started:
+                    continue
+                path.unlink()
+                removed += 1
             except OSError:
                 continue
         if removed:
@@ -295,12 +326,28 @@ class StorageAddin(Service):
         return StoreOutcome(status, None, why)
 
     def _store(self, connection: Any, request: DimseRequest) -> StoreOutcome:
-        """Steps 2-5 of the module docstring; runs on an index pool thread."""
+        """Steps 2-5 of the module docstring; runs on an index pool thread.
+
+        The instance is locked in this process and, on a shared PostgreSQL index, across the
+        servers sharing it, from the duplicate check to the commit.
+        """
+        config = self.config
+        assert config is not None
         prepared = self._prepare(request, read_attributes)
         if not isinstance(prepared, _Prepared):
             return prepared
-        with self._locks[hash(request.affected_sop_instance_uid) % _LOCK_STRIPES]:
-            return self._publish(connection, request, prepared, began=False)
+        uid = request.affected_sop_instance_uid
+        with self._locks[hash(uid) % _LOCK_STRIPES]:
+            cursor = connection.cursor()
+            sql.lock_instance(cursor, config, uid)
+            try:
+                return self._publish(connection, request, prepared, began=False)
+            except BaseException:
+                if config.dsn:
+                    connection.rollback()  # the unlock below needs a usable transaction
+                raise
+            finally:
+                sql.unlock_instance(cursor, config, uid)
 
     def _inline_allowed(self, request: DimseRequest) -> bool:
         """Whether this store may run on the reactor thread (module docstring, "Inline")."""
@@ -388,7 +435,11 @@ class StorageAddin(Service):
         return _Prepared(attributes, relative, self.data_root / relative, held.size)
 
     def _publish(
-        self, connection: Any, request: DimseRequest, prepared: _Prepared, began: bool
+        self,
+        connection: Any,
+        request: DimseRequest,
+        prepared: _Prepared,
+        began: bool,
     ) -> StoreOutcome:
         """Step 4-5, under the instance's lock: duplicates, rename, index rows, commit.
 
@@ -396,6 +447,10 @@ class StorageAddin(Service):
         first); otherwise it is begun after the rename, so the rename and the directory's
         fsync do not hold the index's one write lock, and with SQLite under
         ``_index_writer``.
+
+        Overwriting keeps the previous file under a second name in the spool directory
+        until the commit: a failed index write puts it back, so the index row and the file
+        still describe the same object; a crash leaves it to the next start's clean-up.
         """
         config = self.config
         assert config is not None and request.dataset_path is not None
@@ -405,10 +460,14 @@ class StorageAddin(Service):
         existing = sql.find_path(cursor, config, uid)
         if existing is not None and self.options.duplicates != "overwrite":
             return self._duplicate(request, existing)
+        previous = None if existing is None else self._keep_previous(self.data_root / existing)
         try:
             durable_rename(request.dataset_path, final, self.data_root, config.durable)
         except OSError as exc:
+            self._drop_previous(previous)
             return self._io_failure(request, exc)
+        if self.options.simulate_crash_after_rename:
+            os.kill(os.getpid(), signal.SIGKILL)  # testing aid (options.py)
         writer = None if began or config.dsn else self._index_writer
         if writer is not None:
             writer.acquire()
@@ -429,17 +488,24 @@ class StorageAddin(Service):
                 connection.commit()
             else:
                 self._parents.commit(connection, written)
-        except Exception:
+        except Exception as exc:
             if writer is not None:
                 connection.rollback()  # before the next writer may begin
             if self._parents is not None:
                 self._parents.clear()
-            if existing is None:
-                final.unlink(missing_ok=True)  # keep index and files in agreement
+            # Keep index and files in agreement: no file without a row, and the row of an
+            # overwritten object describes the file in place again.
+            if previous is not None:
+                durable_rename(previous, self.data_root / existing, self.data_root, config.durable)
+            elif existing is None:
+                final.unlink(missing_ok=True)
+            if _index_full(exc):
+                return self._refuse(request, OUT_OF_RESOURCES, f"index full: {exc}")
             raise
         finally:
             if writer is not None:
                 writer.release()
+        self._drop_previous(previous)
         if existing is not None:
             request.log.warn(
                 "duplicate SOP Instance UID {uid} from {ae}: overwritten (duplicates=overwrite)",
@@ -447,6 +513,22 @@ class StorageAddin(Service):
                 ae=request.calling_ae,
             )
         return StoreOutcome(SUCCESS, final)
+
+    def _keep_previous(self, stored: Path) -> Path | None:
+        """A second name for the stored file about to be overwritten, or None if it is gone."""
+        assert self._spool_dir is not None
+        name = f"{SPOOL_PREFIX}{os.getpid()}-previous-{next(_PREVIOUS)}{SPOOL_SUFFIX}"
+        keep = self._spool_dir / name
+        try:
+            os.link(stored, keep)
+        except FileNotFoundError:
+            return None
+        return keep
+
+    @staticmethod
+    def _drop_previous(previous: Path | None) -> None:
+        if previous is not None:
+            previous.unlink(missing_ok=True)
 
     @staticmethod
     def _dataset_problem(request: DimseRequest, values: dict[str, str]) -> str | None:
@@ -486,6 +568,40 @@ class StorageAddin(Service):
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             return self._refuse(request, OUT_OF_RESOURCES, f"storage full: {exc}")
         raise AddinStatusError(0x0110, f"cannot store: {exc}") from exc
+
+
+class StorageStartError(RuntimeError):
+    """The add-in cannot store in this server directory as configured; the message says why."""
+
+
+#: Serial numbers of the second names kept for overwritten files (``_keep_previous``).
+_PREVIOUS = itertools.count()
+
+#: SQLite's SQLITE_FULL and PostgreSQL's disk_full: the index, not the file, ran out of room.
+_SQLITE_FULL = 13
+_PG_DISK_FULL = "53100"
+
+
+def _index_full(exc: BaseException) -> bool:
+    return (
+        getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL
+        or getattr(exc, "sqlstate", None) == _PG_DISK_FULL
+        or (isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT))
+    )
+
+
+def _written_by_other_live_process(path: Path) -> bool:
+    """Whether the spool file's name says it belongs to another process that still runs."""
+    pid_text = path.name[len(SPOOL_PREFIX) :].split("-", 1)[0]
+    if not pid_text.isdigit() or int(pid_text) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, another user's
+    return True
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

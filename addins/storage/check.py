@@ -1,10 +1,13 @@
 """``pacsref server check``: do the index and the stored files agree? Repair if asked.
 
-After a ``kill -9`` (or a power loss with durability "relaxed") the two can disagree in two
+After a ``kill -9`` (or a power loss with durability "relaxed") the two can disagree in three
 ways only, because a store renames the file into place *before* it commits the index rows:
 
 * a file without an index row (killed between rename and commit): ``--repair`` re-indexes it
   from the file itself, which holds everything the index needs;
+* a file whose size is not the one its row records (killed while overwriting a duplicate,
+  between rename and commit; or a file truncated by a crash with relaxed durability, or
+  changed by hand): ``--repair`` re-indexes it from the file, or reports it unreadable;
 * an index row without its file (the file was deleted by hand, or lost with relaxed
   durability): ``--repair`` deletes the row, since nothing can be served from it.
 
@@ -36,6 +39,7 @@ class CheckReport:
     files: int = 0
     rows_without_file: list[str] = field(default_factory=list)
     files_without_row: list[str] = field(default_factory=list)
+    files_unlike_row: list[str] = field(default_factory=list)
     misplaced_files: list[str] = field(default_factory=list)
     unreadable_files: list[str] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)
@@ -46,6 +50,7 @@ class CheckReport:
         return not (
             self.rows_without_file
             or self.files_without_row
+            or self.files_unlike_row
             or self.misplaced_files
             or self.unreadable_files
         )
@@ -55,6 +60,7 @@ class CheckReport:
         out = [f"{self.indexed} indexed instance(s), {self.files} stored file(s)"]
         out += [f"index row without file: {uid}" for uid in self.rows_without_file]
         out += [f"file without index row: {p}" for p in self.files_without_row]
+        out += [f"file not the size its index row records: {p}" for p in self.files_unlike_row]
         out += [f"file not where its UID puts it: {p}" for p in self.misplaced_files]
         out += [f"file not readable as DICOM: {p}" for p in self.unreadable_files]
         out += [f"repaired: {what}" for what in self.repaired]
@@ -83,8 +89,15 @@ def check_storage(
         files = _stored_files(data_root)
         report.indexed, report.files = len(rows), len(files)
         for uid, row in sorted(rows.items()):
-            if not (data_root / row.path).is_file():
+            path = data_root / row.path
+            try:
+                size = path.stat().st_size if path.is_file() else None
+            except OSError:
+                size = None
+            if size is None:
                 report.rows_without_file.append(uid)
+            elif size != row.size:
+                report.files_unlike_row.append(str(path))
         for uid, path in sorted(files.items()):
             if uid_problem(uid) is not None or stored_path(data_root, uid) != path:
                 report.misplaced_files.append(str(path))
@@ -106,27 +119,40 @@ def _repair(
         connection.commit()
         report.rows_without_file.remove(uid)
         report.repaired.append(f"removed index row of {uid} (its file is missing)")
-    for name in list(report.files_without_row):
-        path = Path(name)
-        try:
-            attributes = read_attributes(path)
-        except Exception as exc:
-            report.unreadable_files.append(f"{name} ({exc})")
-            report.files_without_row.remove(name)
-            continue
-        sql.begin_write(cursor, config)
-        sql.record(
-            cursor,
-            config,
-            attributes,
-            path=path.relative_to(data_root).as_posix(),
-            size=path.stat().st_size,
-            received_at=datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(),
-            calling_ae=_source_ae(path),
-        )
-        connection.commit()
-        report.files_without_row.remove(name)
-        report.repaired.append(f"re-indexed {name}")
+    for found in (report.files_without_row, report.files_unlike_row):
+        for name in list(found):
+            _reindex(report, found, name, cursor, connection, data_root, config)
+
+
+def _reindex(
+    report: CheckReport,
+    found: list[str],
+    name: str,
+    cursor: Any,
+    connection: Any,
+    data_root: Path,
+    config: sql.IndexConfig,
+) -> None:
+    """Index the file ``name`` from its own content (its row replaced, if it has one)."""
+    path = Path(name)
+    found.remove(name)
+    try:
+        attributes = read_attributes(path)
+    except Exception as exc:
+        report.unreadable_files.append(f"{name} ({exc})")
+        return
+    sql.begin_write(cursor, config)
+    sql.record(
+        cursor,
+        config,
+        attributes,
+        path=path.relative_to(data_root).as_posix(),
+        size=path.stat().st_size,
+        received_at=datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(),
+        calling_ae=_source_ae(path),
+    )
+    connection.commit()
+    report.repaired.append(f"re-indexed {name}")
 
 
 def _source_ae(path: Path) -> str:

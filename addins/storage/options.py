@@ -7,7 +7,8 @@ and stops the add-in from loading (the server reports it by name), because stori
 options the operator did not mean is worse than not storing.
 
 What applies live: the options read per C-STORE (``duplicates``,
-``accept_unknown_storage_classes``, ``simulate_full_disk``). ``durability`` and ``index_dsn``
+``accept_unknown_storage_classes``, ``simulate_full_disk``,
+``simulate_crash_after_rename``). ``durability`` and ``index_dsn``
 shape the index connections opened at start (SQLite's ``synchronous`` pragma, the database
 itself), so a change is saved and applies at the next start.
 """
@@ -86,6 +87,12 @@ OPTIONS = OptionsSchema((
         "simulate_full_disk", "bool", False,
         "Testing aid: every store fails as on a full disk (0xA700).",
     ),
+    AddInOption(
+        "simulate_crash_after_rename", "bool", False,
+        "Testing aid: the server kills itself (SIGKILL) once the next stored file is in place "
+        "and before its index row is committed, the window `pacsref server check --repair` "
+        "closes.",
+    ),
 ))
 # fmt: on
 
@@ -101,6 +108,8 @@ class StorageOptions:
         durability: "fsync" or "relaxed".
         index_dsn: "" for the embedded SQLite index, else a ``postgresql://`` DSN.
         simulate_full_disk: testing aid: every store fails as on a full disk (ENOSPC).
+        simulate_crash_after_rename: testing aid: SIGKILL between a store's rename and its
+            index commit.
     """
 
     accept_unknown_storage_classes: bool = False
@@ -108,6 +117,7 @@ class StorageOptions:
     durability: str = "fsync"
     index_dsn: str = ""
     simulate_full_disk: bool = False
+    simulate_crash_after_rename: bool = False
 
     @classmethod
     def from_values(cls, values: Mapping[str, object]) -> StorageOptions:

@@ -130,3 +130,29 @@ def test_check_and_repair(tmp_path: Path) -> None:
     with sqlite3.connect(server_dir / "data" / "index.sqlite") as db:
         rows = db.execute("SELECT sop_instance_uid, calling_ae FROM instance").fetchall()
     assert sorted(rows) == sorted([(uids[1], "MODALITY"), (uids[2], "MODALITY")])
+
+
+def test_check_finds_and_repairs_a_file_unlike_its_row(tmp_path: Path) -> None:
+    """A file replaced behind the index's back (a kill while overwriting a duplicate, between
+    the rename and the commit) is reported by its size, and --repair indexes what is there."""
+    server_dir = tmp_path / "PACSREF"
+    harness = storage_harness(server_dir)
+    conn = associate(harness)
+    study, series = generate_uid(ROOT), generate_uid(ROOT)
+    first = make_instance(tmp_path / "a.dcm", study_uid=study, series_uid=series)
+    uid = dcmread(first).SOPInstanceUID
+    assert send_store(conn, uid, dataset_bytes(first))[0][0x0900] == 0
+    second = make_instance(tmp_path / "b.dcm", study_uid=study, series_uid=series, sop_uid=uid,
+                           rows=8, cols=8)  # fmt: skip
+    [stored] = (server_dir / "data").glob("*/*.dcm")
+    stored.write_bytes(second.read_bytes())
+    addin = storage(harness)
+    report = addin.check()
+    assert report.files_unlike_row == [str(stored)]
+    assert not report.clean
+    assert f"file not the size its index row records: {stored}" in report.lines()
+    repaired = addin.check(repair=True)
+    assert repaired.clean and repaired.repaired == [f"re-indexed {stored}"]
+    assert addin.check().clean
+    with sqlite3.connect(server_dir / "data" / "index.sqlite") as db:
+        assert db.execute("SELECT size FROM instance").fetchall() == [(stored.stat().st_size,)]

@@ -238,3 +238,109 @@ def test_stale_spool_files_removed_at_start(tmp_path: Path) -> None:
     harness = storage_harness(server_dir)
     assert not stale.exists()
     assert storage(harness).pool is not None
+
+
+def _failing_index_write(
+    harness: object, monkeypatch: pytest.MonkeyPatch, exc: Exception
+) -> None:
+    """The harness's next index writes raise ``exc`` (after the file was renamed into place)."""
+    import sys
+
+    addin_module = sys.modules[type(storage(harness)).__module__]  # loaded from the server dir
+
+    def record(*args: object, **kwargs: object) -> int:
+        raise exc
+
+    monkeypatch.setattr(addin_module.sql, "record", record)
+
+
+def test_overwrite_whose_index_write_fails_keeps_the_stored_object(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """duplicates=overwrite, and the index cannot be written: the first object stays in place.
+
+    The new file had already replaced the old one when the index write failed; the row still
+    describes the old object, so the old file is put back and the peer gets a failure.
+    """
+    server_dir = tmp_path / "PACSREF"
+    harness = storage_harness(server_dir, options='duplicates = "overwrite"\n')
+    uid, first = _instance(tmp_path, "a.dcm")
+    _, second = _instance(tmp_path, "b.dcm", sop_uid=uid, rows=8, cols=8)
+    conn = associate(harness)
+    assert send_store(conn, uid, first)[0][STATUS] == 0x0000
+    _failing_index_write(harness, monkeypatch, sqlite3.OperationalError("disk I/O error"))
+    assert send_store(conn, uid, second, message_id=2)[0][STATUS] == 0x0110
+    [path] = _stored(server_dir)
+    assert dataset_bytes(path) == first
+    assert _rows(server_dir, "SELECT size FROM instance") == [(path.stat().st_size,)]
+    assert list(harness.server.spool_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("policy", ["keep-first", "overwrite"])
+def test_full_index_gets_out_of_resources(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, policy: str
+) -> None:
+    """SQLITE_FULL from the index write is a full disk too: 0xA700, and files as before."""
+    server_dir = tmp_path / "PACSREF"
+    harness = storage_harness(server_dir, options=f'duplicates = "{policy}"\n')
+    uid, first = _instance(tmp_path, "a.dcm")
+    other, data = _instance(tmp_path, "b.dcm")
+    conn = associate(harness)
+    assert send_store(conn, uid, first)[0][STATUS] == 0x0000
+    full = sqlite3.OperationalError("database or disk is full")
+    full.sqlite_errorcode = 13  # SQLITE_FULL
+    _failing_index_write(harness, monkeypatch, full)
+    assert send_store(conn, other, data, message_id=2)[0][STATUS] == 0xA700
+    assert send_store(conn, uid, first, message_id=3)[0][STATUS] == (
+        0xA700 if policy == "overwrite" else 0x0000
+    )
+    [path] = _stored(server_dir)
+    assert dataset_bytes(path) == first
+    assert _rows(server_dir, "SELECT sop_instance_uid FROM instance") == [(uid,)]
+    assert list(harness.server.spool_dir.iterdir()) == []
+
+
+def test_spool_files_of_another_running_server_are_left_at_start(tmp_path: Path) -> None:
+    """Servers may share a temporary directory: a start removes only dead processes' files."""
+    import os
+    import subprocess
+    import sys
+
+    server_dir = tmp_path / "PACSREF"
+    (server_dir / "tmp").mkdir(parents=True)
+    other = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                             stdin=subprocess.PIPE)  # fmt: skip
+    try:
+        live = server_dir / "tmp" / f"pacsref-dimse-{other.pid}-0a1b2c3d-7.dataset"
+        live.write_bytes(b"a transfer in progress")
+        dead = server_dir / "tmp" / f"pacsref-dimse-{os.getpid()}-0a1b2c3d-8.dataset"
+        dead.write_bytes(b"partial")
+        storage_harness(server_dir)
+        assert live.exists()
+        assert not dead.exists()
+    finally:
+        other.communicate(b"")
+
+
+def test_spool_directory_on_another_file_system_stops_the_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stored file is the spool file renamed: with the two apart, start says why and stops."""
+    import os
+
+    server_dir = tmp_path / "PACSREF"
+    spool = server_dir / "tmp"
+    real_stat = Path.stat
+
+    def stat(self: Path, **kwargs: object) -> os.stat_result:
+        result = real_stat(self, **kwargs)  # type: ignore[arg-type]
+        if self == spool:
+            fields = list(result)
+            fields[2] += 1  # st_dev
+            return os.stat_result(fields)
+        return result
+
+    monkeypatch.setattr(Path, "stat", stat)
+    with pytest.raises(RuntimeError, match="not on the file system of the data directory") as e:
+        storage_harness(server_dir)
+    assert type(e.value).__name__ == "StorageStartError"  # the add-in's, loaded from server_dir
