@@ -37,6 +37,7 @@ Feature: Storage
     When a raw peer stores an image with SOP Instance UID "../../1.2.3"
     Then the store gets status 0x0117
     And the server holds 0 stored and indexed images from "RAWPEER"
+    And nothing was written in the server directory or beside it, except its logs and index
 
   @fixture.pacsref.server
   Scenario: A transfer aborted half-way leaves nothing behind
@@ -75,3 +76,41 @@ Feature: Storage
     Then the storage check reports that index and files agree
     And the server holds 3 stored and indexed images from "CT_ROOM_1"
     And the modality "CT_ROOM_1" can store a study of 1 series of 1 images with pynetdicom
+
+  @fixture.pacsref.server
+  Scenario: A kill between putting a file in place and indexing it is repaired by the check
+    A store puts the file in place before it commits the index row, so a crash in between
+    leaves a file the index does not know, which the modality was never told is stored. The
+    storage option "simulate_crash_after_rename" makes the server kill itself (SIGKILL) in
+    exactly that moment; it is turned off again while the server is down.
+
+    Given the storage option "simulate_crash_after_rename" is true
+    When the modality "CT_ROOM_1" stores 1 image with pynetdicom and the association is cut before any answer
+    Then the server process was killed by SIGKILL
+    When the administrator runs "pacsref addins config PACSREF storage simulate_crash_after_rename=false"
+    Then it succeeds, printing "saved; PACSREF is stopped: applies when it starts"
+    When the server is started again
+    And the administrator runs "pacsref server check PACSREF"
+    Then it ends with exit status 1, printing exactly
+      """
+      storage: 0 indexed instance(s), 1 stored file(s)
+      storage: file without index row: <the file of that image>
+      storage: index and files DISAGREE
+      """
+    When the administrator runs "pacsref server check PACSREF --repair"
+    Then it ends with exit status 0, printing exactly
+      """
+      storage: 0 indexed instance(s), 1 stored file(s)
+      storage: repaired: re-indexed <the file of that image>
+      storage: index and files agree
+      """
+    When the administrator runs "pacsref server check PACSREF"
+    Then it ends with exit status 0, printing exactly
+      """
+      storage: 1 indexed instance(s), 1 stored file(s)
+      storage: index and files agree
+      """
+    And the server holds 1 stored and indexed images from "CT_ROOM_1"
+    When the modality "CT_ROOM_1" sends the same image again
+    Then the store gets status 0x0000
+    And the server holds 1 stored and indexed images from "CT_ROOM_1"

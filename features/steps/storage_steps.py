@@ -1,12 +1,18 @@
 """Steps of the Storage feature: storing with pynetdicom or a raw peer, then looking at disk.
 
 What is "stored and indexed" is judged from outside the server: the files under
-``<server dir>/data`` and the rows of its SQLite index, read with the standard library.
+``<server dir>/data`` and the rows of its SQLite index, read with the standard library, and
+what ``pacsref server check`` prints. The ``pacsref`` commands run as in manager_steps.py (a
+subprocess, ``--root`` the scenario server's root folder, the outcome in ``context.done``), so
+that module's Then steps about a command's outcome apply to them too.
 """
 
 from __future__ import annotations
 
 import os
+import select
+import shlex
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -14,11 +20,13 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from stat import S_ISDIR
 from typing import Any
 
+from admin_support import WAIT_S, child_env
 from behave import given, then, when
 from pydicom import dcmread
-from steps.server_steps import configured_server
+from scenario_support import configured_server
 
 from pacsref.dimse import encode_command
 from pacsref.testing.twistd import TwistdServer
@@ -30,6 +38,12 @@ from tests.storage.helpers import dataset_bytes
 
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
 EXPLICIT = "1.2.840.10008.1.2.1"
+
+#: A ``pacsref`` command may open the index and load the server's add-ins.
+COMMAND_TIMEOUT_S = 60.0
+
+#: Placeholder in a command's expected output: the stored file of the image the scenario sent.
+THAT_IMAGES_FILE = "<the file of that image>"
 
 
 def _server(context: Any) -> TwistdServer:
@@ -44,14 +58,19 @@ def _files(context: Any, count: int, series: int = 1) -> list[Path]:
     return make_study(folder, series=series, per_series=per_series).files
 
 
-def _store(context: Any, calling: str, files: list[Path]) -> list[int]:
+def _associate(server: TwistdServer, calling: str) -> Any:
+    """A pynetdicom association from ``calling`` with one CT Image Storage context."""
     from pynetdicom import AE
 
-    server = _server(context)
     ae = AE(ae_title=calling)
     ae.add_requested_context(CT_IMAGE, EXPLICIT)
     assoc = ae.associate(*server.address, ae_title=server.ae_title)
     assert assoc.is_established, "association refused"
+    return assoc
+
+
+def _store(context: Any, calling: str, files: list[Path]) -> list[int]:
+    assoc = _associate(_server(context), calling)
     try:
         return [int(assoc.send_c_store(path).Status) for path in files]
     finally:
@@ -108,16 +127,11 @@ def step_store_tmp_gone(context: Any, calling: str, count: int) -> None:
     A disk that fails writes cannot be made without root; a missing directory fails the
     spool file's creation the same way (an OSError in the DIMSE layer), so the same path runs.
     """
-    from pynetdicom import AE
-
     server = _server(context)
     tmp = server.server_dir / "tmp"
     away = server.server_dir / "tmp-moved-away"
     files = _files(context, count)
-    ae = AE(ae_title=calling)
-    ae.add_requested_context(CT_IMAGE, EXPLICIT)
-    assoc = ae.associate(*server.address, ae_title=server.ae_title)
-    assert assoc.is_established, "association refused"
+    assoc = _associate(server, calling)
     context.statuses, context.comments = [], []
     try:
         for n, path in enumerate(files):
@@ -166,6 +180,7 @@ def step_store_again(context: Any, calling: str) -> None:
 def step_raw_bad_uid(context: Any, uid: str) -> None:
     """A C-STORE-RQ whose command names ``uid``, sent by a peer that validates nothing."""
     data = dataset_bytes(_files(context, 1)[0])
+    context.tree_before = _tree(_server(context))
     with _raw_peer(context) as peer:
         peer.send_bytes(_store_pdus(uid, data, len(data)))
         command = peer.read_command(1)
@@ -217,6 +232,95 @@ def step_kill_restart(context: Any) -> None:
     server.start()
 
 
+@when(
+    'the modality "{calling}" stores 1 image with pynetdicom and the association is cut '
+    "before any answer"
+)
+def step_store_cut(context: Any, calling: str) -> None:
+    """One C-STORE that gets no C-STORE-RSP: the association ends under it (A-P-ABORT)."""
+    server = _server(context)
+    context.server_pid = server.pid
+    context.sent = _files(context, 1)
+    assoc = _associate(server, calling)
+    try:
+        reply = assoc.send_c_store(context.sent[0])
+    finally:
+        if assoc.is_established:
+            assoc.release()
+    assert "Status" not in reply, f"the store was answered: status {int(reply.Status):#06x}"
+    assert assoc.is_aborted, "the association was not cut, yet the store got no answer"
+
+
+@then("the server process was killed by SIGKILL")
+def step_killed_by_sigkill(context: Any) -> None:
+    """The twistd process ended, killed by SIGKILL; waited for on a pidfd, not by sleeping.
+
+    The process is this one's child and not reaped yet (nothing polled it since the store), so
+    its id still names it; ``WNOWAIT`` leaves it for :class:`TwistdServer` to reap.
+    """
+    pid = context.server_pid
+    pidfd = os.pidfd_open(pid)
+    try:
+        ended, _, _ = select.select([pidfd], [], [], WAIT_S)
+        assert ended, f"the server process {pid} still runs {WAIT_S:g} s after the store"
+        how = os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOWAIT)
+    finally:
+        os.close(pidfd)
+    assert how is not None and how.si_code == os.CLD_KILLED, how
+    assert how.si_status == signal.SIGKILL, f"killed by signal {how.si_status}, not SIGKILL"
+
+
+@when("the server is started again")
+def step_start_again(context: Any) -> None:
+    """Start the same server directory (after its process ended)."""
+    server: TwistdServer = context.pacsref_server
+    assert not server.running, "the server still runs"
+    server.start()
+
+
+@when('the administrator runs "{command}"')
+def step_admin_runs(context: Any, command: str) -> None:
+    """One ``pacsref`` command about the scenario's server, run to its end (bounded)."""
+    _pacsref(context, command)
+
+
+@then("it ends with exit status {code:d}, printing exactly")
+def step_exit_status_exactly(context: Any, code: int) -> None:
+    """The exit status, nothing on standard error, and standard output the docstring's lines.
+
+    ``<the file of that image>`` stands for the stored file of the image the scenario sent.
+    """
+    done = context.done
+    expected = context.text.replace(THAT_IMAGES_FILE, str(_file_of_sent_image(context)))
+    shown = f"`{context.command}` exit {done.returncode}\nstdout:\n{done.stdout}"
+    shown += f"stderr:\n{done.stderr}"
+    assert done.returncode == code and done.stderr == "", shown
+    assert done.stdout.splitlines() == expected.splitlines(), f"{shown}\nexpected:\n{expected}"
+
+
+def _pacsref(context: Any, command: str) -> subprocess.CompletedProcess[str]:
+    """Run ``pacsref ARGS`` with ``--root`` the scenario server's root folder."""
+    words = shlex.split(command)
+    assert words[:1] == ["pacsref"], f"not a pacsref command: {command}"
+    root = str(context.pacsref_server.server_dir.parent)
+    done = subprocess.run(
+        [sys.executable, "-m", "pacsref.manager.cli", "--root", root, *words[1:]],
+        cwd=root, env=child_env(), capture_output=True, text=True,
+        timeout=COMMAND_TIMEOUT_S, check=False,
+    )  # fmt: skip
+    context.command, context.done = command, done
+    return done
+
+
+def _file_of_sent_image(context: Any) -> Path:
+    """The one file under ``data/`` named after the SOP Instance UID of the image sent."""
+    uid = dcmread(context.sent[0], stop_before_pixels=True).SOPInstanceUID
+    data = context.pacsref_server.server_dir / "data"
+    found = list(data.glob(f"*/{uid}.dcm"))
+    assert len(found) == 1, f"files of {uid} under {data}: {found}"
+    return found[0]
+
+
 @then("every store succeeds")
 def step_all_success(context: Any) -> None:
     """Every C-STORE-RSP said 0x0000."""
@@ -249,14 +353,8 @@ def step_holds(context: Any, count: int, calling: str) -> None:
 
 @then("the storage check reports that index and files agree")
 def step_check(context: Any) -> None:
-    """``pacsref server check NAME --root ROOT`` exits 0 and says so."""
-    server = _server(context)
-    done = subprocess.run(
-        [sys.executable, "-m", "pacsref.manager.cli", "server", "check", server.ae_title,
-         "--root", str(server.server_dir.parent)],
-        capture_output=True, text=True, timeout=60, check=False,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
-    )  # fmt: skip
+    """``pacsref server check NAME`` exits 0 and says so."""
+    done = _pacsref(context, f"pacsref server check {_server(context).ae_title}")
     assert done.returncode == 0 and "index and files agree" in done.stdout, done
 
 
@@ -265,3 +363,45 @@ def step_tmp_empty(context: Any) -> None:
     """No spool file is left of the aborted transfer."""
     tmp = _server(context).server_dir / "tmp"
     assert list(tmp.iterdir()) == []
+
+
+#: What the server may write while it serves: its logs and its index (``data/index.sqlite``
+#: and SQLite's journal files beside it), relative to the server's root folder.
+WRITTEN_WHILE_SERVING = ("{ae}.twistd.log", "{ae}/logs/*", "{ae}/data/index.sqlite*")
+
+
+def _tree(server: TwistdServer) -> dict[Path, tuple[int, int] | None]:
+    """Every path under the server's root folder (its directory and what lies beside it).
+
+    Files map to (size, mtime in ns), so a rewritten file shows; directories to None (their
+    mtime changes with every spool file). A path gone while the walk runs (SQLite's journal
+    files come and go) is left out.
+    """
+    tree: dict[Path, tuple[int, int] | None] = {}
+    for path in server.server_dir.parent.rglob("*"):
+        try:
+            stat = path.lstat()
+        except FileNotFoundError:
+            continue
+        tree[path] = None if S_ISDIR(stat.st_mode) else (stat.st_size, stat.st_mtime_ns)
+    return tree
+
+
+@then("nothing was written in the server directory or beside it, except its logs and index")
+def step_nothing_written(context: Any) -> None:
+    """No path appeared or changed under the server's root folder outside its known places.
+
+    A SOP Instance UID that became a path (``../../1.2.3``) would put a file there, however
+    many ``..`` it holds, up to the root folder.
+    """
+    server = _server(context)
+    root = server.server_dir.parent
+    known = [pattern.format(ae=server.ae_title) for pattern in WRITTEN_WHILE_SERVING]
+    before, after = context.tree_before, _tree(server)
+    written = sorted(
+        str(path.relative_to(root))
+        for path, stat in after.items()
+        if before.get(path, "new") != stat
+        and not any(path.relative_to(root).match(pattern) for pattern in known)
+    )
+    assert written == [], f"written under {root}: {written}"

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from pydicom import dcmread
 from pydicom.uid import generate_uid
 
 from tests.storage.dicomgen import ROOT, make_instance
 from tests.storage.helpers import associate, dataset_bytes, send_store, storage_harness
 
+#: Two subscribers in one add-in module; ``{instances}`` creates them, in the order given: the
+#: loader takes a module's add-ins in the order its names were bound (pacsref/addin/loader.py).
 LISTENER = '''
 from zope.interface import implementer
 from pacsref.addin import IAddin, IMessageNotification
 
 SEEN = []
+RAISED = []
 
 @implementer(IAddin, IMessageNotification)
 class Listener:
@@ -32,11 +36,14 @@ class Broken:
     def presentation_contexts(self):
         return ()
     def notify(self, message):
+        RAISED.append(message)
         raise RuntimeError("observer bug")
 
-listener = Listener()
-broken = Broken()
+{instances}
 '''
+
+LISTENER_FIRST = "listener = Listener()\nbroken = Broken()"
+BROKEN_FIRST = "broken = Broken()\nlistener = Listener()"
 
 HANGING = '''
 from twisted.internet.defer import Deferred
@@ -57,27 +64,44 @@ hanging = Hanging()
 '''
 
 
-def _store_one(tmp_path: Path, settings: dict[str, object] | None = None) -> tuple[list, str]:  # type: ignore[type-arg]
+def _store_one(
+    tmp_path: Path, settings: dict[str, object] | None = None, instances: str = LISTENER_FIRST
+) -> tuple[list, str]:  # type: ignore[type-arg]
+    """Store one image with the two subscribers loaded; what the listener saw, and the UID.
+
+    Also checks that the subscribers were notified in ``instances``' order and that the
+    raising one was called, so a test relying on the order cannot pass for want of it.
+    """
     harness = storage_harness(
-        tmp_path / "PACSREF", settings=settings, extra_addins={"listener.py": LISTENER}
+        tmp_path / "PACSREF",
+        settings=settings,
+        extra_addins={"listener.py": LISTENER.format(instances=instances)},
     )
     path = make_instance(tmp_path / "a.dcm", study_uid=generate_uid(ROOT),
                          series_uid=generate_uid(ROOT))  # fmt: skip
     uid = dcmread(path).SOPInstanceUID
     [response] = send_store(associate(harness), uid, dataset_bytes(path))
     assert response[0x0900] == 0
+    names = [a.name for a in harness.server.addins if a.name in ("listener", "broken-listener")]
+    expected = ["listener", "broken-listener"]
+    assert names == (expected if instances == LISTENER_FIRST else expected[::-1])
     listener = next(a for a in harness.server.addins if a.name == "listener")
-    seen = __import__(type(listener).__module__, fromlist=["SEEN"]).SEEN
-    assert seen == []  # nothing before the response has gone out
+    module = __import__(type(listener).__module__, fromlist=["SEEN", "RAISED"])
+    seen = module.SEEN
+    assert seen == [] and module.RAISED == []  # nothing before the response has gone out
     harness.clock.advance(0)
     harness.threadpool.run_all()
+    assert len(module.RAISED) == 1  # the raising subscriber was called, and raised
     return seen, uid
 
 
-def test_subscriber_gets_stored_dataset_without_pixels(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "instances", [BROKEN_FIRST, LISTENER_FIRST], ids=["broken-first", "listener-first"]
+)
+def test_subscriber_gets_stored_dataset_without_pixels(tmp_path: Path, instances: str) -> None:
     """After a store, subscribers get the stored data set, Pixel Data left out by default;
-    a subscriber that raises does not stop the others."""
-    seen, uid = _store_one(tmp_path)
+    a subscriber that raises does not stop the others, whether it comes before or after them."""
+    seen, uid = _store_one(tmp_path, instances=instances)
     [message] = seen
     assert message.dataset.SOPInstanceUID == uid
     assert "PixelData" not in message.dataset
