@@ -68,6 +68,7 @@ from pacsref.addin import (
     nonblocking,
 )
 from pacsref.dimse import SPOOL_PREFIX, SPOOL_SUFFIX
+from pacsref.dimse.writeback import WRITE_BEHIND
 
 from . import index as sql
 from .check import CheckReport, check_storage
@@ -217,6 +218,9 @@ class StorageAddin(Service):
             from twisted.internet import reactor
         self.data_root.mkdir(parents=True, exist_ok=True)
         self._spool_dir = self._checked_spool_dir()  # before anything is made in data/
+        # Durable stores end with an fdatasync: have large data sets' pages written as they
+        # arrive, so that it waits for the last stretch only (pacsref.dimse.writeback).
+        WRITE_BEHIND.enabled = self.config.durable
         prepare_buckets(self.data_root, BUCKETS, self.config.durable)
         applied = sql.prepare(self.config)
         if applied:

@@ -9,12 +9,10 @@ leaves either no stored file or a whole one, never a partial one.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import functools
 import os
-import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +21,8 @@ from pydicom.charset import convert_encodings, decode_bytes, default_encoding, p
 from pydicom.tag import Tag
 from pydicom.valuerep import TEXT_VR_DELIMS
 from twisted.logger import Logger
+
+from pacsref.dimse.writeback import start_writeback
 
 from .rawread import read_raw_attributes
 
@@ -264,29 +264,10 @@ def read_attributes(
     return IndexAttributes(values, transfer_syntax)
 
 
-#: ``sync_file_range`` flag: start writing the range's dirty pages, do not wait for them.
-_SYNC_FILE_RANGE_WRITE = 2
-
 #: Below this size a data set is a few pages that ``fdatasync`` sends in one request anyway;
 #: starting their write early would only add a system call (measured: bench/README.md,
 #: "Seventh round").
 WRITE_BEHIND_MIN_BYTES = 64 * 1024
-
-
-def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
-    """glibc's ``sync_file_range`` (Linux), or None where the C library has none."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        function = ctypes.CDLL(None, use_errno=True).sync_file_range
-    except (OSError, AttributeError):
-        return None
-    function.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
-    function.restype = ctypes.c_int
-    return function  # type: ignore[no-any-return]
-
-
-_sync_file_range = _load_sync_file_range()
 
 
 class HeldSpool:
@@ -309,8 +290,8 @@ class HeldSpool:
         except OSError:
             os.close(self._fd)
             raise
-        if durable and self.size >= WRITE_BEHIND_MIN_BYTES and _sync_file_range is not None:
-            _sync_file_range(self._fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
+        if durable and self.size >= WRITE_BEHIND_MIN_BYTES:
+            start_writeback(self._fd)
 
     def head(self, size: int) -> bytes:
         """The file's first ``size`` bytes (fewer if it is shorter): one ``pread``."""

@@ -13,6 +13,10 @@ or two of its data in memory: at most :data:`BATCH_BYTES` bytes and :data:`BATCH
 (also below the kernel's ``IOV_MAX``), and a piece under :data:`COPY_BELOW` bytes is copied, so
 that a tiny view never pins the whole read it came from.
 
+A data set of :data:`~pacsref.dimse.writeback.WRITE_BEHIND_START` bytes or more has the
+device's write of its pages started as it arrives (:mod:`pacsref.dimse.writeback`), so that a
+durable store's final ``fdatasync`` does not write the whole object at once.
+
 A write error (a full disk) surfaces when the batch is written: in :meth:`SpoolWriter.write`
 that fills it, or in :meth:`SpoolWriter.close` for the last one. Either way before the data set
 is delivered, which is all the assembler needs: a message whose spool failed is answered with a
@@ -26,6 +30,8 @@ import itertools
 import os
 import secrets
 from pathlib import Path
+
+from pacsref.dimse.writeback import WRITE_BEHIND, WRITE_BEHIND_START, WRITE_BEHIND_STEP, WriteBehind
 
 __all__ = [
     "BATCH_BYTES",
@@ -94,12 +100,15 @@ def writev_all(fd: int, pieces: list[bytes | memoryview]) -> None:
 class SpoolWriter:
     """Write-only spool file over a raw descriptor; :meth:`close` writes what is left."""
 
-    __slots__ = ("_fd", "_pending", "_pending_bytes")
+    __slots__ = ("_behind", "_fd", "_next_write_behind", "_pending", "_pending_bytes", "_written")
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, write_behind: WriteBehind = WRITE_BEHIND) -> None:
         self._fd: int | None = fd
         self._pending: list[bytes | memoryview] = []
         self._pending_bytes = 0
+        self._written = 0
+        self._next_write_behind = WRITE_BEHIND_START
+        self._behind = write_behind
 
     def write(self, data: bytes | memoryview) -> None:
         """Add ``data``; write the batch once it is full.
@@ -123,9 +132,14 @@ class SpoolWriter:
         pending = self._pending
         if not pending or self._fd is None:
             return
+        written = self._pending_bytes
         self._pending = []
         self._pending_bytes = 0
         writev_all(self._fd, pending)
+        self._written += written
+        if self._written >= self._next_write_behind:
+            self._next_write_behind = self._written + WRITE_BEHIND_STEP
+            self._behind.hand_over(self._fd)
 
     def close(self) -> None:
         """Write what is gathered, then close the descriptor (even when the write fails)."""

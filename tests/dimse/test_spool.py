@@ -6,6 +6,7 @@ import errno
 import itertools
 import os
 import stat
+import sys
 from pathlib import Path
 
 import pytest
@@ -185,3 +186,104 @@ def test_a_spool_directory_that_is_gone_is_an_os_error(tmp_path: Path) -> None:
     """The assembler turns this into a spool failure (0xA700), not an abort."""
     with pytest.raises(FileNotFoundError):
         create_spool_file(tmp_path / "gone", SPOOL_PREFIX, SPOOL_SUFFIX)
+
+
+class _RecordingWriteBehind:
+    """Stands in for the write-behind thread: records which descriptors were handed over."""
+
+    def __init__(self) -> None:
+        self.handed: list[int] = []
+
+    def hand_over(self, fd: int) -> None:
+        self.handed.append(fd)
+
+
+def test_a_large_data_set_has_its_write_started_as_it_arrives(tmp_path: Path) -> None:
+    """At WRITE_BEHIND_START bytes, and after every WRITE_BEHIND_STEP more; smaller: never."""
+    from pacsref.dimse.writeback import WRITE_BEHIND_START, WRITE_BEHIND_STEP
+
+    behind = _RecordingWriteBehind()
+    fd, path = create_spool_file(tmp_path, "pacsref-dimse-", ".dataset")
+    writer = SpoolWriter(fd, write_behind=behind)
+    piece = b"\0" * BATCH_BYTES
+    written = 0
+    while written < WRITE_BEHIND_START:
+        assert behind.handed == []
+        writer.write(piece)
+        written += len(piece)
+    assert behind.handed == [fd]
+    for _ in range(WRITE_BEHIND_STEP // BATCH_BYTES - 1):
+        writer.write(piece)
+    assert behind.handed == [fd]
+    writer.write(piece)
+    assert behind.handed == [fd, fd]
+    writer.close()
+    assert path.stat().st_size == written + WRITE_BEHIND_STEP
+
+    small = _RecordingWriteBehind()
+    fd, _ = create_spool_file(tmp_path, "pacsref-dimse-", ".dataset")
+    writer = SpoolWriter(fd, write_behind=small)
+    for _ in range(WRITE_BEHIND_START // BATCH_BYTES - 1):
+        writer.write(piece)
+    writer.close()
+    assert small.handed == []
+
+
+def test_the_write_behind_thread_starts_a_duplicate_and_closes_it(tmp_path: Path) -> None:
+    """The thread gets its own descriptor of the same file, closed after the start, so the
+    writer may close or delete its file at any time; a failing start stops nothing."""
+    import os
+    import threading
+
+    from pacsref.dimse.writeback import WriteBehind
+
+    started: list[tuple[int, int]] = []
+    done = threading.Event()
+
+    def start(fd: int) -> None:
+        started.append((fd, os.fstat(fd).st_ino))
+        if len(started) == 1:
+            raise OSError("the device said no")
+        done.set()
+
+    behind = WriteBehind(start, enabled=True)
+    fd, path = create_spool_file(tmp_path, "pacsref-dimse-", ".dataset")
+    behind.hand_over(fd)
+    behind.hand_over(fd)
+    assert done.wait(10), "the write-behind thread never ran"
+    inode = path.stat().st_ino
+    assert [ino for _, ino in started] == [inode, inode]
+    assert all(dup != fd for dup, _ in started)
+    os.write(fd, b"still mine")  # the caller's descriptor is untouched
+    os.close(fd)
+    for dup, _ in started:
+        with pytest.raises(OSError):
+            os.fstat(dup)  # closed by the thread
+
+
+@pytest.mark.parametrize("enabled", [False, True])
+def test_nothing_is_started_when_off_or_without_a_start_call(tmp_path: Path, enabled: bool) -> None:
+    """Off (no add-in syncs what it stores), or a platform without sync_file_range: handing
+    over does nothing (no thread, no duplicate descriptor)."""
+    from pacsref.dimse.writeback import WriteBehind
+
+    def start(fd: int) -> None:
+        raise AssertionError("started although off")
+
+    behind = WriteBehind(None, enabled=True) if enabled else WriteBehind(start)
+    fd, _ = create_spool_file(tmp_path, "pacsref-dimse-", ".dataset")
+    behind.hand_over(fd)
+    assert behind._thread is None
+    os.close(fd)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sync_file_range is Linux's")
+def test_the_real_write_start_is_accepted(tmp_path: Path) -> None:
+    from pacsref.dimse.writeback import start_writeback, writeback_available
+
+    assert writeback_available()
+    fd, path = create_spool_file(tmp_path, "pacsref-dimse-", ".dataset")
+    os.write(fd, b"\1" * 100_000)
+    start_writeback(fd)
+    os.close(fd)
+    assert path.read_bytes() == b"\1" * 100_000

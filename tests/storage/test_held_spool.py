@@ -22,13 +22,10 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
     """Record write-back starts and fdatasyncs instead of making them."""
     seen: list[tuple[str, int]] = []
 
-    def start_write(fd: int, offset: int, nbytes: int, flags: int) -> int:
-        assert (offset, nbytes) == (0, 0)  # the whole file
-        assert flags == writer._SYNC_FILE_RANGE_WRITE  # start the write, never wait for it
+    def start_write(fd: int) -> None:
         seen.append(("sync_file_range", fd))
-        return 0
 
-    monkeypatch.setattr(writer, "_sync_file_range", start_write)
+    monkeypatch.setattr(writer, "start_writeback", start_write)
     monkeypatch.setattr(writer.os, "fdatasync", lambda fd: seen.append(("fdatasync", fd)))
     return seen
 
@@ -87,7 +84,9 @@ def test_a_missing_spool_file_is_an_os_error(tmp_path: Path) -> None:
 )
 def test_the_real_write_start_and_flush_succeed(tmp_path: Path) -> None:
     """On Linux the C library's sync_file_range is found and accepts the call."""
-    assert writer._sync_file_range is not None
+    from pacsref.dimse.writeback import writeback_available
+
+    assert writeback_available()
     path = _spool(tmp_path, 2 * writer.WRITE_BEHIND_MIN_BYTES)
     with writer.HeldSpool(path, durable=True) as held:
         held.make_durable()

@@ -344,3 +344,15 @@ def test_spool_directory_on_another_file_system_stops_the_start(
     with pytest.raises(RuntimeError, match="not on the file system of the data directory") as e:
         storage_harness(server_dir)
     assert type(e.value).__name__ == "StorageStartError"  # the add-in's, loaded from server_dir
+
+
+def test_write_behind_is_on_only_for_durable_stores(
+    tmp_path: Path, durability: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Durable stores end with an fdatasync, so large data sets are written as they arrive;
+    relaxed ones are not (pacsref.dimse.writeback: it slowed them)."""
+    from pacsref.dimse.writeback import WRITE_BEHIND
+
+    monkeypatch.setattr(WRITE_BEHIND, "enabled", durability != "fsync")  # the opposite first
+    storage_harness(tmp_path / "PACSREF")
+    assert WRITE_BEHIND.enabled is (durability == "fsync")
