@@ -346,12 +346,8 @@ class StorageAddin(Service):
             sql.lock_instance(cursor, config, uid)
             try:
                 return self._publish(connection, request, prepared, began=False)
-            except BaseException:
-                if config.dsn:
-                    connection.rollback()  # the unlock below needs a usable transaction
-                raise
             finally:
-                sql.unlock_instance(cursor, config, uid)
+                sql.unlock_instance(cursor, config, uid)  # rolls a failed transaction back
 
     def _inline_allowed(self, request: DimseRequest) -> bool:
         """Whether this store may run on the reactor thread (module docstring, "Inline")."""
