@@ -35,20 +35,22 @@ static void remember(FILE *file, const char *path, const char *mode) {
     free(dir);
 }
 
-FILE *fopen(const char *path, const char *mode) {
-    static FILE *(*real)(const char *, const char *);
-    if (!real) real = dlsym(RTLD_NEXT, "fopen");
-    FILE *file = real(path, mode);
+static FILE *opened(const char *name, FILE *(**real)(const char *, const char *),
+                    const char *path, const char *mode) {
+    if (!*real) *real = dlsym(RTLD_NEXT, name);
+    FILE *file = (*real)(path, mode);
     remember(file, path, mode);
     return file;
 }
 
+FILE *fopen(const char *path, const char *mode) {
+    static FILE *(*real)(const char *, const char *);
+    return opened("fopen", &real, path, mode);
+}
+
 FILE *fopen64(const char *path, const char *mode) {
     static FILE *(*real)(const char *, const char *);
-    if (!real) real = dlsym(RTLD_NEXT, "fopen64");
-    FILE *file = real(path, mode);
-    remember(file, path, mode);
-    return file;
+    return opened("fopen64", &real, path, mode);
 }
 
 int fclose(FILE *file) {

@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any
 
 from . import index as sql
@@ -91,7 +92,8 @@ def check_storage(
         for uid, row in sorted(rows.items()):
             path = data_root / row.path
             try:
-                size = path.stat().st_size if path.is_file() else None
+                found = path.stat()
+                size = found.st_size if S_ISREG(found.st_mode) else None
             except OSError:
                 size = None
             if size is None:
