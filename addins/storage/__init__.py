@@ -20,7 +20,10 @@ thread hop each way):
    series rows this process last committed with the same values are not written again:
    ``index.ParentRows``).
 
-Success is answered only after 5, so an acknowledged object is both durable and indexed. A
+Success is answered only after 5, so an acknowledged object is both durable and indexed. The
+rename is the store's point of no return (``DimseRequest.point_of_no_return``): an add-in
+timeout expiring before it makes the store give up with nothing changed; after it, the server
+waits for the commit, so the peer never hears 0x0110 for an object that ends up stored. A
 crash between 4 and 5 leaves a file without a row, which ``pacsref server check --repair``
 re-indexes; aborted transfers never get past the spool, which the DIMSE layer deletes.
 
@@ -91,6 +94,7 @@ log = Logger(namespace="pacsref.addin.storage")
 
 #: C-STORE statuses (PS3.4 B.2.3, PS3.7 Annex C); see docs/storage.md for each choice.
 SUCCESS = 0x0000
+PROCESSING_FAILURE = 0x0110  # PS3.7 C.4.2
 DUPLICATE_SOP_INSTANCE = 0x0111  # PS3.7 C.5.8: refused duplicate
 INVALID_SOP_INSTANCE = 0x0117  # PS3.7 C.5.11: UID violates the construction rules
 OUT_OF_RESOURCES = 0xA700  # PS3.4 B.2.3 Refused: Out of Resources (full disk)
@@ -302,7 +306,9 @@ class StorageAddin(Service):
     def handle_store(self, request: DimseRequest) -> Deferred[StoreOutcome] | StoreOutcome:
         """Check the UIDs here, then store on a thread of the index pool (module docstring)."""
         if self.config is None:
-            return StoreOutcome(0x0110, None, "storage add-in is not inside a server directory")
+            return StoreOutcome(
+                PROCESSING_FAILURE, None, "storage add-in is not inside a server directory"
+            )
         problem = uid_problem(request.affected_sop_instance_uid)
         if problem is not None:
             return self._refuse(request, INVALID_SOP_INSTANCE, f"SOP Instance UID {problem}")
@@ -460,6 +466,9 @@ class StorageAddin(Service):
         existing = sql.find_path(cursor, config, uid)
         if existing is not None and self.options.duplicates != "overwrite":
             return self._duplicate(request, existing)
+        if not request.point_of_no_return():
+            # The add-in timeout expired first and the peer is told 0x0110: store nothing.
+            return self._refuse(request, PROCESSING_FAILURE, "add-in timeout expired first")
         previous = None if existing is None else self._keep_previous(self.data_root / existing)
         try:
             durable_rename(request.dataset_path, final, self.data_root, config.durable)

@@ -19,6 +19,7 @@ from pacsref.addin.aetitles_file import (
     AeTableProblem,
     FileAeTitles,
 )
+from pacsref.addin.deadline import AddinDeadline
 from pacsref.addin.errors import (
     AddinFailure,
     AddinLoadError,
@@ -78,6 +79,7 @@ __all__ = [
     "SUCCESS",
     "AddInOption",
     "AddInOptionsError",
+    "AddinDeadline",
     "AddinFailure",
     "AddinLoadError",
     "AddinStatusError",

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 from twisted.logger import Logger
 
+from pacsref.addin.deadline import AddinDeadline
+
 if TYPE_CHECKING:
     from pydicom import Dataset
 
@@ -101,6 +103,8 @@ class DimseRequest:
             add-ins receive after a successful C-STORE: the stored data set as
             a pydicom ``Dataset`` (without Pixel Data unless the server's
             ``copy_dataset_image`` setting is on); None otherwise.
+        deadline: decides between this request's add-in timeout and the handler's point of
+            no return (:meth:`point_of_no_return`); the server makes one per request.
     """
 
     association: AssociationInfo
@@ -116,6 +120,18 @@ class DimseRequest:
     services: IServiceRegistry = field(repr=False, compare=False)
     dataset_offset: int = 0
     dataset: Dataset | None = field(default=None, repr=False, compare=False)
+    deadline: AddinDeadline = field(default_factory=AddinDeadline, repr=False, compare=False)
+
+    def point_of_no_return(self) -> bool:
+        """Call just before the step that cannot be undone; False: do not take it.
+
+        True: go on; the server now waits for this handler's outcome even past the add-in
+        timeout, so the status the peer gets is the one the handler returns. False: the
+        add-in timeout has already expired and the peer is being answered 0x0110, so the
+        handler must leave everything as it was and return (its result is ignored). Safe
+        from any thread; see :mod:`pacsref.addin.deadline`.
+        """
+        return self.deadline.commit()
 
     def __post_init__(self) -> None:
         if not 0 <= self.message_id <= 0xFFFF:

@@ -113,6 +113,7 @@ def call_with_timeout(
     fn: Callable[..., _T],
     *args: object,
     name: str | None = None,
+    may_expire: Callable[[], bool] | None = None,
 ) -> Deferred[_T]:
     """Run ``fn(*args)`` on ``threadpool``; fail with :class:`AddinTimeout` after ``timeout`` s.
 
@@ -139,6 +140,9 @@ def call_with_timeout(
         args: its positional arguments.
         name: names the call in ``AddinTimeout`` and logs; default
             ``fn.__qualname__``.
+        may_expire: asked when the time is up; False means the call is past its point
+            of no return (:mod:`pacsref.addin.deadline`), so its outcome is awaited and
+            delivered however late. None: the timeout always wins.
     """
     if timeout is not None and not timeout > 0:
         raise ValueError(f"add-in timeout must be > 0 seconds or None, not {timeout!r}")
@@ -156,6 +160,14 @@ def call_with_timeout(
 
     def expire() -> None:
         nonlocal settled
+        if may_expire is not None and not may_expire():
+            _log.warn(
+                "add-in call {name} did not finish within {timeout} s but is past its point "
+                "of no return; waiting for its outcome",
+                name=label,
+                timeout=timeout,
+            )
+            return
         settled = True
         _log.warn(
             "add-in call {name} did not finish within {timeout} s; its result will be ignored",
@@ -170,7 +182,7 @@ def call_with_timeout(
             _discard(label, result)
             return
         settled = True
-        if timer is not None:
+        if timer is not None and timer.active():
             timer.cancel()
         if isinstance(result, Failure):
             outer.errback(result)

@@ -153,7 +153,7 @@ class Dispatcher:
         if is_nonblocking(handler):
             d = maybeDeferred(handler, request)
             if not d.called:
-                d = self._with_timeout(d, name)
+                d = self._with_timeout(d, name, request)
         else:
             d = call_with_timeout(
                 self.reactor,
@@ -162,6 +162,7 @@ class Dispatcher:
                 handler,
                 request,
                 name=name,
+                may_expire=request.deadline.expire,
             )
         d.addCallbacks(
             lambda status: self._final(message, addin.name, status, request),
@@ -208,24 +209,35 @@ class Dispatcher:
         )
         return self._failure(message, SOP_CLASS_NOT_SUPPORTED, comment)
 
-    def _with_timeout(self, d: Deferred[Any], name: str) -> Deferred[Any]:
+    def _with_timeout(self, d: Deferred[Any], name: str, request: DimseRequest) -> Deferred[Any]:
         """``d`` bounded by the add-in timeout: a nonblocking handler's Deferred may hang too.
 
         On expiry the result fails with :class:`AddinTimeout` (so 0x0110, as for a
         thread-pool call) and ``d`` is cancelled; whatever it delivers later is ignored.
+        Unless the handler already passed its point of no return (``request.deadline``):
+        then its outcome is what the peer must hear, and it is awaited however late.
         """
         timeout = self.server.settings.addin_timeout
         outer: Deferred[Any] = Deferred(lambda _: d.cancel())
 
         def expire() -> None:
+            if not request.deadline.expire():
+                log.warn(
+                    "add-in call {name} did not finish within {timeout} s but is past its "
+                    "point of no return; waiting for its outcome",
+                    name=name,
+                    timeout=timeout,
+                )
+                return
             outer.errback(AddinTimeout(name, timeout))
             d.cancel()
 
         timer = self.reactor.callLater(timeout, expire)
 
         def settle(result: object) -> None:
-            if timer.active():
-                timer.cancel()
+            if not outer.called:
+                if timer.active():
+                    timer.cancel()
                 if isinstance(result, Failure):
                     outer.errback(result)
                 else:

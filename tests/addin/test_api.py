@@ -53,6 +53,7 @@ EXPORTS = {
         "IServiceRegistry",
         "IStoreHandler",
     ],
+    "pacsref.addin.deadline": ["AddinDeadline"],
     "pacsref.addin.loader": ["ENTRY_POINT_GROUP", "LoadResult", "load_addins", "package_name_for"],
     "pacsref.addin.options": ["AddInOption", "AddInOptionsError", "OptionValues", "OptionsSchema"],
     "pacsref.addin.options_file": ["OPTIONS_DIR_NAME", "OptionsFile"],

@@ -17,6 +17,7 @@ from twisted.python.failure import Failure
 from pacsref.addin import (
     EXCEPTION_STATUSES,
     PROCESSING_FAILURE,
+    AddinDeadline,
     AddinStatusError,
     AddinTimeout,
     call_with_timeout,
@@ -127,6 +128,45 @@ def test_no_timeout_waits_for_ever(reactor, pool) -> None:
     reactor.advance(10**6)
     pool.run_next()
     assert seen == [4]
+
+
+def test_call_past_its_point_of_no_return_is_awaited(reactor, pool, log_lines) -> None:
+    """``may_expire`` saying no keeps the call's outcome, delivered however late."""
+    deadline = AddinDeadline()
+    seen = outcome(
+        call_with_timeout(reactor, pool, 1.0, slow_handler, 5, may_expire=deadline.expire)
+    )
+    assert deadline.commit()  # the handler reached its point of no return in time
+    reactor.advance(100.0)
+    assert seen == []
+    assert any("past its point of no return" in line for line in log_lines)
+    pool.run_next()
+    assert seen == [10]
+
+
+def test_call_timing_out_before_its_point_of_no_return_fails(reactor, pool) -> None:
+    """``may_expire`` saying yes: the usual AddinTimeout, and the handler may not commit."""
+    deadline = AddinDeadline()
+    seen = outcome(
+        call_with_timeout(reactor, pool, 1.0, slow_handler, 5, may_expire=deadline.expire)
+    )
+    reactor.advance(1.0)
+    assert isinstance(seen[0], Failure) and seen[0].check(AddinTimeout)
+    assert not deadline.commit()
+    pool.run_next()
+    assert len(seen) == 1
+
+
+def test_deadline_is_decided_once() -> None:
+    """Whichever of commit and expire asks first wins, and asking again keeps the answer."""
+    committed = AddinDeadline()
+    assert committed.commit() and committed.commit()
+    assert not committed.expire()
+    assert committed.committed
+    expired = AddinDeadline()
+    assert expired.expire() and expired.expire()
+    assert not expired.commit()
+    assert not expired.committed
 
 
 @pytest.mark.parametrize("timeout", [0, -1.0])

@@ -33,8 +33,13 @@ def storage_harness(
     options: str = "",
     settings: dict[str, object] | None = None,
     extra_addins: dict[str, str] | None = None,
+    threadpool: Any = None,
 ) -> ServerHarness:
-    """A harness whose storage add-in has ``options`` (TOML text) and is started."""
+    """A harness whose storage add-in has ``options`` (TOML text) and is started.
+
+    ``threadpool`` runs the index pool's jobs: by default each at once (``SyncPool``); a
+    ``ManualThreadPool`` holds them until the test runs them, so time can pass meanwhile.
+    """
     options = DURABILITY_OPTION + options
     options_file = server_dir / "addin-options" / "storage.toml"
     addins = dict(extra_addins or {})
@@ -49,7 +54,7 @@ def storage_harness(
     from pacsref.server.factory import DicomServerFactory
 
     harness.factory = DicomServerFactory(harness.server, reactor)
-    storage(harness).start(reactor=reactor, threadpool=SyncPool())
+    storage(harness).start(reactor=reactor, threadpool=threadpool or SyncPool())
     return harness
 
 

@@ -147,7 +147,6 @@ def test_a_held_instance_lock_hands_the_store_to_the_pool(tmp_path: Path) -> Non
     assert [r[STATUS] for r in _responses(conn)] == [0x0000]
 
 
-
 def test_a_pool_thread_writing_the_index_hands_the_store_to_the_pool(tmp_path: Path) -> None:
     """A durable store on a pool thread holds the add-in's index writer: no waiting inline."""
     server_dir = tmp_path / "PACSREF"
@@ -188,6 +187,7 @@ def test_a_failed_index_write_leaves_the_index_to_the_next_store(
     [response] = send_store(conn, uid, data, message_id=2)
     assert response[STATUS] == 0x0000
     assert len(_index_rows(server_dir)) == 1
+
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_a_data_set_only_pydicom_can_read_goes_to_the_pool(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from tests.storage.helpers import associate, dataset_bytes, send_store, storage_
 
 #: Two subscribers in one add-in module; ``{instances}`` creates them, in the order given: the
 #: loader takes a module's add-ins in the order its names were bound (pacsref/addin/loader.py).
-LISTENER = '''
+LISTENER = """
 from zope.interface import implementer
 from pacsref.addin import IAddin, IMessageNotification
 
@@ -40,12 +40,12 @@ class Broken:
         raise RuntimeError("observer bug")
 
 {instances}
-'''
+"""
 
 LISTENER_FIRST = "listener = Listener()\nbroken = Broken()"
 BROKEN_FIRST = "broken = Broken()\nlistener = Listener()"
 
-HANGING = '''
+HANGING = """
 from twisted.internet.defer import Deferred
 from zope.interface import implementer
 from pacsref.addin import IAddin, IEchoHandler, SupportedContext, nonblocking
@@ -61,7 +61,7 @@ class Hanging:
         return Deferred()
 
 hanging = Hanging()
-'''
+"""
 
 
 def _store_one(

@@ -64,7 +64,9 @@ def test_options_defaults_and_errors(tmp_path: Path) -> None:
     assert options.load_options(tmp_path) == options.StorageOptions()
     path = tmp_path / "addin-options" / "storage.toml"
     path.parent.mkdir()
-    path.write_text('duplicates = "twice"\ndurability = 1\ncolour = "red"\nindex_dsn = "mysql://"\n')
+    path.write_text(
+        'duplicates = "twice"\ndurability = 1\ncolour = "red"\nindex_dsn = "mysql://"\n'
+    )
     with pytest.raises(options.StorageOptionsError) as caught:
         options.load_options(tmp_path)
     text = str(caught.value)

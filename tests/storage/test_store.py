@@ -117,7 +117,6 @@ def test_bad_sop_instance_uid_refused_and_nothing_written(tmp_path: Path, bad_ui
     assert list(harness.server.spool_dir.iterdir()) == []
 
 
-
 def test_store_recreates_a_bucket_removed_after_start(tmp_path: Path) -> None:
     """The start makes every bucket; a store renames first and only makes a missing one then.
 
@@ -135,6 +134,7 @@ def test_store_recreates_a_bucket_removed_after_start(tmp_path: Path) -> None:
     assert _stored(server_dir) == [bucket / f"{uid}.dcm"]
     assert dataset_bytes(bucket / f"{uid}.dcm") == data
     assert _rows(server_dir, "SELECT path FROM instance") == [(stored_name(uid),)]
+
 
 def test_dataset_not_matching_command_refused(tmp_path: Path) -> None:
     """A data set whose SOP Instance UID differs from the command's gets 0xA900."""
@@ -240,9 +240,7 @@ def test_stale_spool_files_removed_at_start(tmp_path: Path) -> None:
     assert storage(harness).pool is not None
 
 
-def _failing_index_write(
-    harness: object, monkeypatch: pytest.MonkeyPatch, exc: Exception
-) -> None:
+def _failing_index_write(harness: object, monkeypatch: pytest.MonkeyPatch, exc: Exception) -> None:
     """The harness's next index writes raise ``exc`` (after the file was renamed into place)."""
     import sys
 
