@@ -63,7 +63,7 @@ Feature: Options of a server's add-ins
     When I run "pacsref addins config CAREFUL verification"
     Then it fails, saying "add-in 'verification' declares no options"
     When I run "pacsref addins config CAREFUL storage duplicats=refuse"
-    Then it fails, saying "duplicats: unknown option (did you mean duplicates?); known: accept_unknown_storage_classes, duplicates, durability, index_dsn, simulate_full_disk, simulate_crash_after_rename (add-in storage)"
+    Then it fails, saying "duplicats: unknown option (did you mean duplicates?); known: accept_unknown_storage_classes, duplicates, durability, index_dsn, minimum_free_space_mib, simulate_full_disk, simulate_crash_after_rename (add-in storage)"
     When I run "pacsref addins config CAREFUL storage duplicates=maybe"
     Then it fails, saying "<root>/CAREFUL/addin-options/storage.toml: duplicates = 'maybe': must be one of "keep-first", "overwrite", "refuse" (add-in storage)"
     When I run "pacsref addins config CAREFUL storage duplicates"
@@ -90,6 +90,8 @@ Feature: Options of a server's add-ins
         {"name": "durability", "kind": "choice", "default": "fsync", "value": "fsync",
          "live": false, "choices": ["fsync", "relaxed"]},
         {"name": "index_dsn", "kind": "str", "value": "", "live": false},
+        {"name": "minimum_free_space_mib", "kind": "int", "default": 256, "value": 256,
+         "live": true, "minimum": 0},
         {"name": "simulate_full_disk", "kind": "bool", "value": false, "live": true},
         {"name": "simulate_crash_after_rename", "kind": "bool", "value": false, "live": true}]]
       """
@@ -100,7 +102,8 @@ Feature: Options of a server's add-ins
     Then the response to "SetAddInOptions" succeeds with data
       """
       [{"accept_unknown_storage_classes": false, "duplicates": "refuse", "durability": "relaxed",
-        "index_dsn": "", "simulate_full_disk": false, "simulate_crash_after_rename": false},
+        "index_dsn": "", "minimum_free_space_mib": 256, "simulate_full_disk": false,
+        "simulate_crash_after_rename": false},
        ["durability"]]
       """
     When the modality "CT_ROOM_1" stores a new image on server "PACS_A"
@@ -113,7 +116,7 @@ Feature: Options of a server's add-ins
       """
       ["storage", {"duplicats": "overwrite"}]
       """
-    Then the response to "SetAddInOptions" fails with an error ending "/PACS_A/addin-options/storage.toml: duplicats: unknown option (did you mean duplicates?); known: accept_unknown_storage_classes, duplicates, durability, index_dsn, simulate_full_disk, simulate_crash_after_rename (add-in storage)"
+    Then the response to "SetAddInOptions" fails with an error ending "/PACS_A/addin-options/storage.toml: duplicats: unknown option (did you mean duplicates?); known: accept_unknown_storage_classes, duplicates, durability, index_dsn, minimum_free_space_mib, simulate_full_disk, simulate_crash_after_rename (add-in storage)"
     When the administrator of "PACS_A" sends "SetAddInOptions" with data
       """
       ["storage", {"duplicates": 3}]
@@ -144,6 +147,7 @@ Feature: Options of a server's add-ins
         {"name": "duplicates", "value": "keep-first"},
         {"name": "durability", "value": "fsync"},
         {"name": "index_dsn", "value": ""},
+        {"name": "minimum_free_space_mib", "value": 256},
         {"name": "simulate_full_disk", "value": false},
         {"name": "simulate_crash_after_rename", "value": false}]]
       """
@@ -157,6 +161,7 @@ Feature: Options of a server's add-ins
         {"name": "duplicates", "value": "refuse"},
         {"name": "durability", "value": "relaxed"},
         {"name": "index_dsn", "value": ""},
+        {"name": "minimum_free_space_mib", "value": 256},
         {"name": "simulate_full_disk", "value": false},
         {"name": "simulate_crash_after_rename", "value": false}]]
       """

@@ -56,6 +56,18 @@ Feature: Storage
     And the server holds 0 stored and indexed images from "CT_ROOM_1"
 
   @fixture.pacsref.server
+  Scenario: A disk below its free-space reserve refuses stores before it is full
+    The storage option "minimum_free_space_mib" (256 by default) keeps room on the data
+    directory's file system for the index, the logs and the system: while less is free, every
+    store gets 0xA700 and the log says why. Here the reserve is a terabyte above what is free.
+
+    Given the storage option "minimum_free_space_mib" is a terabyte more than the disk has free
+    When the modality "CT_ROOM_1" stores a study of 1 series of 2 images with pynetdicom
+    Then every store gets status 0xA700
+    And the server log says "(minimum_free_space_mib = "
+    And the server holds 0 stored and indexed images from "CT_ROOM_1"
+
+  @fixture.pacsref.server
   Scenario: A spool file that cannot be written refuses that store only
     The DIMSE layer spools each data set to the temporary directory before the add-in sees it.
     If that fails (a full disk: ENOSPC; here the directory is moved away, which fails the same

@@ -106,6 +106,8 @@ MAX_STORE_THREADS = 8
 
 _LOCK_STRIPES = 64
 
+MIB = 1024 * 1024
+
 #: A relaxed store (SQLite index) of a data set up to this many bytes runs on the reactor
 #: thread (module docstring, "Inline"). Its work there does not grow with the data set (the
 #: first kilobytes read, a rename, the rows), except in one case: ext4 starts writing back a
@@ -414,6 +416,9 @@ class StorageAddin(Service):
         """
         config = self.config
         assert config is not None and request.dataset_path is not None
+        short = self._free_space_problem()
+        if short is not None:
+            return self._refuse(request, OUT_OF_RESOURCES, short)
         spool = request.dataset_path
         try:
             held = HeldSpool(spool, config.durable)
@@ -439,6 +444,26 @@ class StorageAddin(Service):
             except OSError as exc:
                 return self._io_failure(request, exc)
         return _Prepared(attributes, relative, self.data_root / relative, held.size)
+
+    def _free_space_problem(self) -> str | None:
+        """Why the data directory's file system is too full to store in, or None.
+
+        A disk filled to the last block also stops the index's commits, the server's logs and
+        whatever else shares it; the reserve (``minimum_free_space_mib``) keeps the archive
+        answering 0xA700 with room to spare. The data set itself is already spooled on that
+        file system (``_checked_spool_dir``), so the rename needs no more.
+        """
+        reserve = self.options.minimum_free_space_mib
+        if reserve == 0:
+            return None
+        try:
+            stats = os.statvfs(self.data_root)
+        except OSError:
+            return None  # the store's own I/O reports what is wrong
+        free_mib = stats.f_bavail * stats.f_frsize // MIB
+        if free_mib >= reserve:
+            return None
+        return f"only {free_mib} MiB free (minimum_free_space_mib = {reserve}) in {self.data_root}"
 
     def _publish(
         self,

@@ -7,7 +7,7 @@ and stops the add-in from loading (the server reports it by name), because stori
 options the operator did not mean is worse than not storing.
 
 What applies live: the options read per C-STORE (``duplicates``,
-``accept_unknown_storage_classes``, ``simulate_full_disk``,
+``accept_unknown_storage_classes``, ``minimum_free_space_mib``, ``simulate_full_disk``,
 ``simulate_crash_after_rename``). ``durability`` and ``index_dsn``
 shape the index connections opened at start (SQLite's ``synchronous`` pragma, the database
 itself), so a change is saved and applies at the next start.
@@ -84,6 +84,12 @@ OPTIONS = OptionsSchema((
         live=False, check=_dsn_problem, allowed_text='"" or a postgresql:// DSN',
     ),
     AddInOption(
+        "minimum_free_space_mib", "int", 256,
+        "Refuse stores (0xA700) while the data directory's file system has less free space "
+        "than this, keeping room for the index, the logs and the system; 0 = until it is full.",
+        minimum=0,
+    ),
+    AddInOption(
         "simulate_full_disk", "bool", False,
         "Testing aid: every store fails as on a full disk (0xA700).",
     ),
@@ -107,6 +113,8 @@ class StorageOptions:
         duplicates: "keep-first", "overwrite" or "refuse".
         durability: "fsync" or "relaxed".
         index_dsn: "" for the embedded SQLite index, else a ``postgresql://`` DSN.
+        minimum_free_space_mib: stores are refused while less than this many MiB are free
+            on the data directory's file system (0: never, until the disk is full).
         simulate_full_disk: testing aid: every store fails as on a full disk (ENOSPC).
         simulate_crash_after_rename: testing aid: SIGKILL between a store's rename and its
             index commit.
@@ -116,6 +124,7 @@ class StorageOptions:
     duplicates: str = "keep-first"
     durability: str = "fsync"
     index_dsn: str = ""
+    minimum_free_space_mib: int = 256
     simulate_full_disk: bool = False
     simulate_crash_after_rename: bool = False
 

@@ -89,6 +89,16 @@ def step_storage_option_true(context: Any, key: str) -> None:
     _write_option(context, key, "true")
 
 
+@given('the storage option "{key}" is a terabyte more than the disk has free')
+def step_storage_option_above_free(context: Any, key: str) -> None:
+    """A free-space reserve no disk here meets, whatever else writes meanwhile."""
+    server = configured_server(context)
+    if not server.server_dir.exists():
+        server.create()
+    stats = os.statvfs(server.server_dir)
+    _write_option(context, key, str(stats.f_bavail * stats.f_frsize // 2**20 + 2**20))
+
+
 def _write_option(context: Any, key: str, toml_value: str) -> None:
     server = configured_server(context)
     if not server.server_dir.exists():

@@ -7,6 +7,7 @@ path is reachable without sockets or threads.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -178,6 +179,28 @@ def test_full_disk_gets_out_of_resources(tmp_path: Path) -> None:
     assert _stored(server_dir) == []
     assert _rows(server_dir, "SELECT id FROM instance") == []
     assert list(harness.server.spool_dir.iterdir()) == []
+
+
+def test_free_space_under_the_reserve_gets_out_of_resources(tmp_path: Path) -> None:
+    """Less free space than ``minimum_free_space_mib``: 0xA700 naming the option, nothing
+    stored, the association goes on; lowering the reserve (live) lets the same store in."""
+    server_dir = tmp_path / "PACSREF"
+    stats = os.statvfs(tmp_path)
+    free_mib = stats.f_bavail * stats.f_frsize // 2**20
+    reserve = free_mib + 10**6  # a terabyte more than there is, whatever else writes meanwhile
+    harness = storage_harness(server_dir, options=f"minimum_free_space_mib = {reserve}\n")
+    uid, data = _instance(tmp_path)
+    conn = associate(harness)
+    [rsp] = send_store(conn, uid, data)
+    assert rsp[STATUS] == 0xA700
+    assert f"(minimum_free_space_mib = {reserve})" in str(rsp[0x0902])
+    assert _stored(server_dir) == []
+    assert _rows(server_dir, "SELECT id FROM instance") == []
+    assert list(harness.server.spool_dir.iterdir()) == []
+    addin = storage(harness)
+    addin.options_changed({**addin.options.as_mapping(), "minimum_free_space_mib": 0})
+    assert send_store(conn, uid, data, message_id=2)[0][STATUS] == 0x0000
+    assert len(_stored(server_dir)) == 1
 
 
 def test_abort_mid_transfer_leaves_no_file_and_no_row(tmp_path: Path) -> None:
