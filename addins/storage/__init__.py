@@ -11,11 +11,13 @@ thread hop each way):
 
 1. check the command's UIDs (a bad one: failure, nothing written);
 2. read the index attributes from the spool file, which the DIMSE layer already wrote as a
-   Part-10 file (preamble and file meta first), never reading pixel data;
-3. fsync the spool file (durability "fsync"; held open from step 2 on, with the write of a
-   large file's pages started before step 2: ``writer.HeldSpool``);
-4. under a per-instance lock: look the SOP Instance UID up (duplicates policy), rename the
-   spool file into ``<server dir>/data/<hh>/<uid>.dcm``, fsync that directory;
+   Part-10 file (preamble and file meta first), never reading pixel data (the file is held
+   open from here to step 4, with the write of a large file's pages started at once:
+   ``writer.HeldSpool``);
+3. under a per-instance lock: look the SOP Instance UID up (duplicates policy; a duplicate
+   kept out is discarded before anything is flushed);
+4. fsync the spool file (durability "fsync"), rename it into
+   ``<server dir>/data/<hh>/<uid>.dcm``, fsync that directory;
 5. insert/update the patient, study, series and instance rows and commit (patient, study and
    series rows this process last committed with the same values are not written again:
    ``index.ParentRows``).
@@ -24,7 +26,7 @@ Success is answered only after 5, so an acknowledged object is both durable and 
 rename is the store's point of no return (``DimseRequest.point_of_no_return``): an add-in
 timeout expiring before it makes the store give up with nothing changed; after it, the server
 waits for the commit, so the peer never hears 0x0110 for an object that ends up stored. A
-crash between 4 and 5 leaves a file without a row, which ``pacsref server check --repair``
+crash between the rename and 5 leaves a file without a row, which ``pacsref server check --repair``
 re-indexes; aborted transfers never get past the spool, which the DIMSE layer deletes.
 
 Inline: with durability "relaxed", the SQLite index and a data set of at most
@@ -345,17 +347,32 @@ class StorageAddin(Service):
         """
         config = self.config
         assert config is not None
-        prepared = self._prepare(request, read_attributes)
-        if not isinstance(prepared, _Prepared):
-            return prepared
-        uid = request.affected_sop_instance_uid
-        with self._locks[hash(uid) % _LOCK_STRIPES]:
-            cursor = connection.cursor()
-            sql.lock_instance(cursor, config, uid)
-            try:
-                return self._publish(connection, request, prepared, began=False)
-            finally:
-                sql.unlock_instance(cursor, config, uid)  # rolls a failed transaction back
+        held = self._hold(request)
+        if not isinstance(held, HeldSpool):
+            return held
+        with held:
+            prepared = self._prepare(request, held, read_attributes)
+            if not isinstance(prepared, _Prepared):
+                return prepared
+            uid = request.affected_sop_instance_uid
+            with self._locks[hash(uid) % _LOCK_STRIPES]:
+                cursor = connection.cursor()
+                sql.lock_instance(cursor, config, uid)
+                try:
+                    return self._publish(connection, request, prepared, held, began=False)
+                finally:
+                    sql.unlock_instance(cursor, config, uid)  # rolls a failed transaction back
+
+    def _hold(self, request: DimseRequest) -> HeldSpool | StoreOutcome:
+        """The spool file held open for its store (its write started), or the failure."""
+        assert self.config is not None and request.dataset_path is not None
+        short = self._free_space_problem()
+        if short is not None:
+            return self._refuse(request, OUT_OF_RESOURCES, short)
+        try:
+            return HeldSpool(request.dataset_path, self.config.durable)
+        except OSError as exc:
+            return self._io_failure(request, exc)
 
     def _inline_allowed(self, request: DimseRequest) -> bool:
         """Whether this store may run on the reactor thread (module docstring, "Inline")."""
@@ -385,64 +402,56 @@ class StorageAddin(Service):
             if self._inline_connection is None:
                 self._inline_connection = sql.open_connection(config, wait=0.0)
             connection = self._inline_connection
-            prepared = self._prepare(request, read_raw_index_attributes)
-            if prepared is None:
-                return None
-            if not isinstance(prepared, _Prepared):
-                return prepared
-            if not self._index_writer.acquire(blocking=False):  # a pool thread writes
-                return None
-            try:
-                try:
-                    sql.begin_write(connection.cursor(), config)
-                except sqlite3.OperationalError:  # another process writes the index
+            held = self._hold(request)
+            if not isinstance(held, HeldSpool):
+                return held
+            with held:
+                prepared = self._prepare(request, held, read_raw_index_attributes)
+                if prepared is None:
                     return None
-                return self._publish(connection, request, prepared, began=True)
-            finally:
-                if connection.in_transaction:
-                    connection.rollback()
-                self._index_writer.release()
+                if not isinstance(prepared, _Prepared):
+                    return prepared
+                if not self._index_writer.acquire(blocking=False):  # a pool thread writes
+                    return None
+                try:
+                    try:
+                        sql.begin_write(connection.cursor(), config)
+                    except sqlite3.OperationalError:  # another process writes the index
+                        return None
+                    return self._publish(connection, request, prepared, held, began=True)
+                finally:
+                    if connection.in_transaction:
+                        connection.rollback()
+                    self._index_writer.release()
         finally:
             lock.release()
 
     def _prepare(
         self,
         request: DimseRequest,
+        held: HeldSpool,
         read: Callable[[Path, HeldSpool, tuple[str, int]], IndexAttributes | None],
     ) -> _Prepared | StoreOutcome | None:
-        """Steps 2-3: the attributes, the checks, the place, the fsync; a refusal; or None.
+        """Step 2: the attributes, the checks, the place; a refusal; or None.
 
         None: ``read`` found nothing it can read (the inline store's raw-only reader).
         """
-        config = self.config
-        assert config is not None and request.dataset_path is not None
-        short = self._free_space_problem()
-        if short is not None:
-            return self._refuse(request, OUT_OF_RESOURCES, short)
         spool = request.dataset_path
+        assert spool is not None
         try:
-            held = HeldSpool(spool, config.durable)
-        except OSError as exc:
-            return self._io_failure(request, exc)
-        with held:
-            try:
-                # The DIMSE layer wrote the spool file: where its data set starts and how it
-                # is encoded are known, and the file is open.
-                attributes = read(spool, held, (request.transfer_syntax, request.dataset_offset))
-            except Exception as exc:
-                return self._refuse(request, CANNOT_UNDERSTAND, f"data set not readable: {exc}")
-            if attributes is None:
-                return None
-            why = self._dataset_problem(request, attributes.values)
-            if why is not None:
-                return self._refuse(request, DATASET_MISMATCH, why)
-            relative = stored_name(request.affected_sop_instance_uid)
-            try:
-                if self.options.simulate_full_disk:
-                    raise simulated_full_disk()
-                held.make_durable()
-            except OSError as exc:
-                return self._io_failure(request, exc)
+            # The DIMSE layer wrote the spool file: where its data set starts and how it is
+            # encoded are known, and the file is open.
+            attributes = read(spool, held, (request.transfer_syntax, request.dataset_offset))
+        except Exception as exc:
+            return self._refuse(request, CANNOT_UNDERSTAND, f"data set not readable: {exc}")
+        if attributes is None:
+            return None
+        why = self._dataset_problem(request, attributes.values)
+        if why is not None:
+            return self._refuse(request, DATASET_MISMATCH, why)
+        if self.options.simulate_full_disk:
+            return self._io_failure(request, simulated_full_disk())
+        relative = stored_name(request.affected_sop_instance_uid)
         return _Prepared(attributes, relative, self.data_root / relative, held.size)
 
     def _free_space_problem(self) -> str | None:
@@ -470,9 +479,13 @@ class StorageAddin(Service):
         connection: Any,
         request: DimseRequest,
         prepared: _Prepared,
+        held: HeldSpool,
         began: bool,
     ) -> StoreOutcome:
-        """Step 4-5, under the instance's lock: duplicates, rename, index rows, commit.
+        """Steps 3-5, under the instance's lock: duplicates, fsync, rename, index rows, commit.
+
+        The duplicate lookup comes before the spool file's fsync: a duplicate that is kept
+        out (``keep-first``, ``refuse``) is discarded, so the device is not made to write it.
 
         ``began``: the index's write transaction is already open (the inline store takes it
         first); otherwise it is begun after the rename, so the rename and the directory's
@@ -494,6 +507,10 @@ class StorageAddin(Service):
         if not request.point_of_no_return():
             # The add-in timeout expired first and the peer is told 0x0110: store nothing.
             return self._refuse(request, PROCESSING_FAILURE, "add-in timeout expired first")
+        try:
+            held.make_durable()
+        except OSError as exc:
+            return self._io_failure(request, exc)
         previous = None if existing is None else self._keep_previous(self.data_root / existing)
         try:
             durable_rename(request.dataset_path, final, self.data_root, config.durable)
