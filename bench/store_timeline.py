@@ -2,7 +2,7 @@
 
     python bench/store_timeline.py --data /tmp/pacsref-bench-data --case c
     python bench/store_timeline.py --case a --durability relaxed [--json out.json]
-                                   [--set max_pdu_length=16384 ...]
+                                   [--set max_pdu_length=16384 ...] [--detail]
 
 ``store_bench.py`` says how long a whole client run takes; this says where the time of each
 object goes, which is what to look at before optimising. The server runs in this process (the
@@ -29,6 +29,8 @@ The first two and the last object are left out (association set-up and release).
 and means are in microseconds, totals in seconds. The wrapped methods are internal names
 (``DicomServerProtocol.dataReceived``, ``Dispatcher.dispatch``, ``StorageAddin._store``,
 ``AssociationSession._respond``); the tool stops with an error naming the one that moved.
+``--detail`` splits the store stage further at the storage add-in's own steps (rows starting
+with "->" are the Python between two steps).
 """
 
 from __future__ import annotations
@@ -66,6 +68,22 @@ STAGES = (
     ("respond", "respond", "respond_end", False),
     ("client", "respond_end", "recv", True),
     ("cycle", "recv", "recv", True),
+)
+#: With ``--detail``: the store stage split at the storage add-in's internal steps (all on the
+#: store thread; "->" rows are the Python between two steps).
+DETAIL_STAGES = (
+    ("  open spool, start write-back", "store", "read", False),
+    ("  read attributes", "read", "read_end", False),
+    ("  -> duplicate lookup", "read_end", "find", False),
+    ("  duplicate lookup", "find", "find_end", False),
+    ("  -> fdatasync", "find_end", "fdatasync", False),
+    ("  fdatasync", "fdatasync", "fdatasync_end", False),
+    ("  -> rename", "fdatasync_end", "rename", False),
+    ("  rename, fsync directory", "rename", "rename_end", False),
+    ("  -> rows (BEGIN IMMEDIATE)", "rename_end", "record", False),
+    ("  rows", "record", "record_end", False),
+    ("  commit", "commit", "commit_end", False),
+    ("  -> store end", "commit_end", "store_end", False),
 )
 
 Mark = tuple[str, float]
@@ -114,12 +132,28 @@ def cycles(marks: list[Mark]) -> list[dict[str, float]]:
     return [c for c in out if "respond_end" in c]
 
 
+def _wrap_store_steps(marks: list[Mark]) -> None:
+    """``--detail``: marks at the storage add-in's steps inside ``_store`` (DETAIL_STAGES)."""
+    cls = _storage_addin_class()
+    module = sys.modules[cls.__module__]
+    _wrap(module, "read_attributes", "read", "read_end", marks)
+    _wrap(module.HeldSpool, "make_durable", "fdatasync", "fdatasync_end", marks)
+    _wrap(module.sql, "find_path", "find", "find_end", marks)
+    _wrap(module, "durable_rename", "rename", "rename_end", marks)
+    _wrap(module.sql, "record", "record", "record_end", marks)
+    _wrap(module.sql.ParentRows, "commit", "commit", "commit_end", marks)
+
+
 def stage_times(objects: list[dict[str, float]]) -> dict[str, list[float]]:
-    """Seconds per stage for every object but the first two and the last."""
-    times: dict[str, list[float]] = {stage: [] for stage, *_ in STAGES}
+    """Seconds per stage for every object but the first two and the last.
+
+    Stages whose marks were not taken (DETAIL_STAGES without ``--detail``) stay empty.
+    """
+    stages = STAGES + DETAIL_STAGES
+    times: dict[str, list[float]] = {stage: [] for stage, *_ in stages}
     for i in range(2, len(objects) - 1):
         this, following = objects[i], objects[i + 1]
-        for stage, start, end, from_next in STAGES:
+        for stage, start, end, from_next in stages:
             stop = (following if from_next else this).get(end)
             if start in this and stop is not None:
                 times[stage].append(stop - this[start])
@@ -127,11 +161,16 @@ def stage_times(objects: list[dict[str, float]]) -> dict[str, list[float]]:
 
 
 def run(
-    files: list[Path], durability: str, settings: Mapping[str, object] | None = None
+    files: list[Path],
+    durability: str,
+    settings: Mapping[str, object] | None = None,
+    detail: bool = False,
 ) -> tuple[float, dict[str, list[float]]]:
     """Serve ``files`` from one ``storescu`` run; (client wall seconds, stage times).
 
-    ``settings`` are server settings on top of the bench's AE title, port and address.
+    ``settings`` are server settings on top of the bench's AE title, port and address;
+    ``detail`` also times the store's steps (``DETAIL_STAGES``; durable stores only, the
+    relaxed inline store does not run ``_store``).
     """
     from twisted.internet import reactor, threads
 
@@ -156,6 +195,8 @@ def run(
     _wrap(dispatch.Dispatcher, "dispatch", "dispatch", "dispatch_end", marks)
     _wrap(_storage_addin_class(), "_store", "store", "store_end", marks)
     _wrap(session.AssociationSession, "_respond", "respond", "respond_end", marks)
+    if detail:
+        _wrap_store_steps(marks)
     service.startService()
     storescu = require_dcmtk("storescu")
     outcome: dict[str, Any] = {}
@@ -191,10 +232,14 @@ def main() -> int:
                         type=parse_assignment, default=[],
                         help="a server setting, as for pacsref create "
                         "(e.g. max_pdu_length=16384)")  # fmt: skip
+    parser.add_argument(
+        "--detail", action="store_true",
+        help="also split the store stage at the add-in's steps (durable)",
+    )  # fmt: skip
     args = parser.parse_args()
     folders = make(args.data, args.case)
     files = sorted(folders[args.case].rglob("*.dcm"))
-    wall, times = run(files, args.durability, dict(args.settings))
+    wall, times = run(files, args.durability, dict(args.settings), args.detail)
     print(f"case {args.case}, durability {args.durability}: {len(files)} objects, "
           f"storescu wall {wall:.3f} s\n")  # fmt: skip
     print(f"{describe(Path(tempfile.gettempdir()))}\n")
