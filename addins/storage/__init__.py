@@ -83,6 +83,7 @@ from .uids import BUCKETS, stored_name, uid_problem
 from .writer import (
     HeldSpool,
     IndexAttributes,
+    PlacedNotDurableError,
     durable_rename,
     prepare_buckets,
     read_attributes,
@@ -366,9 +367,6 @@ class StorageAddin(Service):
     def _hold(self, request: DimseRequest) -> HeldSpool | StoreOutcome:
         """The spool file held open for its store (its write started), or the failure."""
         assert self.config is not None and request.dataset_path is not None
-        short = self._free_space_problem()
-        if short is not None:
-            return self._refuse(request, OUT_OF_RESOURCES, short)
         try:
             return HeldSpool(request.dataset_path, self.config.durable)
         except OSError as exc:
@@ -504,6 +502,10 @@ class StorageAddin(Service):
         existing = sql.find_path(cursor, config, uid)
         if existing is not None and self.options.duplicates != "overwrite":
             return self._duplicate(request, existing)
+        # Only what will be written meets the reserve: a duplicate kept out writes nothing.
+        short = self._free_space_problem()
+        if short is not None:
+            return self._refuse(request, OUT_OF_RESOURCES, short)
         if not request.point_of_no_return():
             # The add-in timeout expired first and the peer is told 0x0110: store nothing.
             return self._refuse(request, PROCESSING_FAILURE, "add-in timeout expired first")
@@ -514,6 +516,11 @@ class StorageAddin(Service):
         previous = None if existing is None else self._keep_previous(self.data_root / existing)
         try:
             durable_rename(request.dataset_path, final, self.data_root, config.durable)
+        except PlacedNotDurableError as exc:
+            # In place, but its name may not survive a power loss: the peer is told the store
+            # failed, so the data root goes back to what it held before.
+            self._undo_place(previous, existing, final)
+            return self._io_failure(request, exc)
         except OSError as exc:
             self._drop_previous(previous)
             return self._io_failure(request, exc)
@@ -546,10 +553,7 @@ class StorageAddin(Service):
                 self._parents.clear()
             # Keep index and files in agreement: no file without a row, and the row of an
             # overwritten object describes the file in place again.
-            if previous is not None:
-                durable_rename(previous, self.data_root / existing, self.data_root, config.durable)
-            elif existing is None:
-                final.unlink(missing_ok=True)
+            self._undo_place(previous, existing, final)
             if _index_full(exc):
                 return self._refuse(request, OUT_OF_RESOURCES, f"index full: {exc}")
             raise
@@ -564,6 +568,27 @@ class StorageAddin(Service):
                 ae=request.calling_ae,
             )
         return StoreOutcome(SUCCESS, final)
+
+    def _undo_place(self, previous: Path | None, existing: str | None, final: Path) -> None:
+        """Put the data root back as it was before this store's rename.
+
+        The overwritten file (kept under a second name) goes back in place; without one,
+        the new file is removed: either nothing was stored under this UID, or the stored
+        file had gone before this store (removed by hand), and its row is left as it was.
+        """
+        assert self.config is not None
+        if previous is None or existing is None:
+            final.unlink(missing_ok=True)
+            return
+        try:
+            durable_rename(previous, self.data_root / existing, self.data_root, self.config.durable)
+        except OSError as exc:  # the store's own failure is what the peer hears
+            log.error(
+                "could not put the overwritten {path} back ({error}); it is kept as {kept}",
+                path=existing,
+                error=exc,
+                kept=str(previous),
+            )
 
     def _keep_previous(self, stored: Path) -> Path | None:
         """A second name for the stored file about to be overwritten, or None if it is gone."""

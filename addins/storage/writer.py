@@ -30,6 +30,7 @@ __all__ = [
     "INDEX_TAGS",
     "HeldSpool",
     "IndexAttributes",
+    "PlacedNotDurableError",
     "durable_rename",
     "prepare_buckets",
     "read_attributes",
@@ -368,7 +369,18 @@ def durable_rename(spool: Path, final: Path, data_root: Path, durable: bool) -> 
         _make_parents(final, data_root, durable)
         os.replace(spool, final)
     if durable:
-        _fsync_dir(final.parent)
+        try:
+            _fsync_dir(final.parent)
+        except OSError as exc:
+            raise PlacedNotDurableError(exc.errno, exc.strerror, str(final.parent)) from exc
+
+
+class PlacedNotDurableError(OSError):
+    """The file was renamed into place, but its directory's fsync failed.
+
+    Unlike a failed rename, this one leaves the file where it was meant to go, so the
+    caller, which answers the store with a failure, has to take it out again.
+    """
 
 
 def simulated_full_disk() -> OSError:
