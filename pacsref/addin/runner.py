@@ -114,6 +114,7 @@ def call_with_timeout(
     *args: object,
     name: str | None = None,
     may_expire: Callable[[], bool] | None = None,
+    late: Callable[[object], object] | None = None,
 ) -> Deferred[_T]:
     """Run ``fn(*args)`` on ``threadpool``; fail with :class:`AddinTimeout` after ``timeout`` s.
 
@@ -142,19 +143,26 @@ def call_with_timeout(
             ``fn.__qualname__``.
         may_expire: asked when the time is up; False means the call is past its point
             of no return (:mod:`pacsref.addin.deadline`), so its outcome is awaited and
-            delivered however late. None: the timeout always wins.
+            delivered however late. None: the timeout always wins. Also asked when the
+            returned Deferred is cancelled, so that the call stops at its point of no return
+            if it has not reached it yet.
+        late: called on the reactor thread with the result of a call that was past its
+            point of no return when the returned Deferred was cancelled (the association
+            ended): what it did stands, and whoever must hear of it still can.
     """
     if timeout is not None and not timeout > 0:
         raise ValueError(f"add-in timeout must be > 0 seconds or None, not {timeout!r}")
     label = name if name is not None else getattr(fn, "__qualname__", repr(fn))
     timer: IDelayedCall | None = None
     settled = False
+    committed_when_cancelled = False
 
     def cancel(_: Deferred[_T]) -> None:
-        nonlocal settled
+        nonlocal settled, committed_when_cancelled
         settled = True
         if timer is not None and timer.active():
             timer.cancel()
+        committed_when_cancelled = may_expire is not None and not may_expire()
 
     outer: Deferred[_T] = Deferred(cancel)
 
@@ -179,6 +187,9 @@ def call_with_timeout(
     def finished(result: object) -> None:
         nonlocal settled
         if settled:
+            if committed_when_cancelled and late is not None and not isinstance(result, Failure):
+                late(result)
+                return
             _discard(label, result)
             return
         settled = True

@@ -18,7 +18,6 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred, maybeDeferred, succeed
@@ -163,6 +162,7 @@ class Dispatcher:
                 request,
                 name=name,
                 may_expire=request.deadline.expire,
+                late=lambda result: self._notify(request, result),
             )
         d.addCallbacks(
             lambda status: self._final(message, addin.name, status, request),
@@ -218,7 +218,14 @@ class Dispatcher:
         then its outcome is what the peer must hear, and it is awaited however late.
         """
         timeout = self.server.settings.addin_timeout
-        outer: Deferred[Any] = Deferred(lambda _: d.cancel())
+
+        def cancel(_: Deferred[Any]) -> None:
+            # The association ended. A handler not yet past its point of no return is stopped
+            # there; one past it runs on, and settle() passes its outcome to the notification.
+            if request.deadline.expire():
+                d.cancel()
+
+        outer: Deferred[Any] = Deferred(cancel)
 
         def expire() -> None:
             if not request.deadline.expire():
@@ -242,8 +249,15 @@ class Dispatcher:
                     outer.errback(result)
                 else:
                     outer.callback(result)
-            elif isinstance(result, Failure) and not result.check(CancelledError):
-                log.failure("add-in call {name} failed after its timeout", result, name=name)
+            elif not isinstance(result, Failure):
+                if request.deadline.committed:
+                    self._notify(request, result)
+            elif not result.check(CancelledError):
+                log.failure(
+                    "add-in call {name} failed after its timeout or its association's end",
+                    result,
+                    name=name,
+                )
 
         d.addBoth(settle)
         return outer
@@ -251,11 +265,10 @@ class Dispatcher:
     def _final(
         self, message: DimseMessage, addin: str, result: object, request: DimseRequest
     ) -> list[Response]:
-        stored: Path | None = None
         comment = ""
         status = result
         if isinstance(result, StoreOutcome):
-            status, stored, comment = result.status, result.path, result.comment
+            status, comment = result.status, result.comment
         if not isinstance(status, int) or not 0 <= status <= 0xFFFF:
             log.error(
                 "add-in {addin} returned {value!r} for {message}, not a status",
@@ -267,18 +280,40 @@ class Dispatcher:
             return [
                 (self._failure(message, PROCESSING_FAILURE, f"{addin} returned no status"), None)
             ]
-        if status != 0 and stored is not None and (status & 0xF000) != 0xB000:
-            stored = None  # only a success or warning stored anything worth notifying
-        self.notifier.notify(request, stored)
+        self._notify(request, result)
         if comment and status != 0:
             return [(response_command(message, status, ErrorComment=comment[:64]), None)]
         return [(response_command(message, status), None)]
 
+    def _notify(self, request: DimseRequest, result: object) -> None:
+        """Tell the notification subscribers what the handler's ``result`` stored, if anything."""
+        stored = result.path if isinstance(result, StoreOutcome) else None
+        status = result.status if isinstance(result, StoreOutcome) else result
+        if not isinstance(status, int) or (status != 0 and (status & 0xF000) != 0xB000):
+            stored = None  # only a success or warning stored anything worth notifying
+        self.notifier.notify(request, stored)
+
     def _error(
         self, message: DimseMessage, addin: str, failure: Failure, request: DimseRequest
     ) -> list[Response]:
-        self.notifier.notify(request, None)
         status = status_for_exception(failure)
+        if failure.check(CancelledError):
+            # The association ended (abort, connection lost, DisconnectClient): no response
+            # can be sent any more, and the add-in did not fail. Past its point of no return
+            # it runs on, and its outcome goes to the notification when it comes.
+            committed = request.deadline.committed
+            log.info(
+                "association ended while add-in {addin} was serving {message}: {what}",
+                addin=addin,
+                message=message.name,
+                what="its outcome is kept"
+                if committed
+                else "it was not past its point of no return",
+            )
+            if not committed:
+                self.notifier.notify(request, None)
+            return [(self._failure(message, status, f"{addin}: association ended"), None)]
+        self.notifier.notify(request, None)
         if failure.check(AddinTimeout):
             log.error(
                 "add-in {addin} did not answer {message} within {timeout} s: status {status}",

@@ -157,6 +157,36 @@ def test_call_timing_out_before_its_point_of_no_return_fails(reactor, pool) -> N
     assert len(seen) == 1
 
 
+def test_cancel_after_the_point_of_no_return_hands_the_late_result_over(reactor, pool) -> None:
+    """The association ended after the handler committed: its result goes to ``late``."""
+    deadline = AddinDeadline()
+    late: list[object] = []
+    d = call_with_timeout(
+        reactor, pool, 1.0, slow_handler, 5, may_expire=deadline.expire, late=late.append
+    )
+    seen = outcome(d)
+    assert deadline.commit()
+    d.cancel()
+    assert isinstance(seen[0], Failure) and seen[0].check(CancelledError)
+    pool.run_next()
+    assert late == [10]
+    assert len(seen) == 1
+
+
+def test_cancel_before_the_point_of_no_return_stops_the_handler_there(reactor, pool) -> None:
+    """Cancelled first: the handler's commit is refused and nothing reaches ``late``."""
+    deadline = AddinDeadline()
+    late: list[object] = []
+    d = call_with_timeout(
+        reactor, pool, 1.0, slow_handler, 5, may_expire=deadline.expire, late=late.append
+    )
+    outcome(d)
+    d.cancel()
+    assert not deadline.commit()
+    pool.run_next()
+    assert late == []
+
+
 def test_deadline_is_decided_once() -> None:
     """Whichever of commit and expire asks first wins, and asking again keeps the answer."""
     committed = AddinDeadline()

@@ -25,7 +25,7 @@ STATUS = 0x0900
 
 COMMITTER_ADDIN = f'''
 from zope.interface import implementer
-from pacsref.addin import IAddin, IStoreHandler, SupportedContext
+from pacsref.addin import IAddin, IMessageNotification, IStoreHandler, SupportedContext
 
 @implementer(IAddin, IStoreHandler)
 class Committer:
@@ -46,6 +46,19 @@ class Committer:
         return 0xB000  # a warning, so the test knows the handler's own status got through
 
 committer = Committer()
+
+@implementer(IAddin, IMessageNotification)
+class Listener:
+    name = "listener"
+    description = "records the requests it is told of"
+    def __init__(self):
+        self.seen = []
+    def presentation_contexts(self):
+        return ()
+    def notify(self, message):
+        self.seen.append(message.message_id)
+
+listener = Listener()
 '''
 
 
@@ -101,3 +114,33 @@ def test_timeout_before_the_commit_answers_0110_and_the_handler_stops(
     harness.threadpool.run_all()
     assert committer.decisions == [False]  # type: ignore[attr-defined]
     assert responses(conn.received()) == []
+
+
+def _listener(harness: ServerHarness) -> object:
+    [addin] = [a for a in harness.server.addins if a.name == "listener"]
+    return addin
+
+
+def test_association_ending_after_the_commit_still_notifies(harness: ServerHarness) -> None:
+    """The peer went away after the handler committed: its late outcome is notified once."""
+    committer = _committer(harness)
+    conns: list[Connection] = []
+    committer.after_commit = lambda: conns[0].lose()  # type: ignore[attr-defined]
+    conns.append(_send_store(harness))
+    harness.threadpool.run_all()  # the handler, then the notification it led to
+    harness.clock.advance(0)
+    harness.threadpool.run_all()
+    assert committer.decisions == [True]  # type: ignore[attr-defined]
+    assert _listener(harness).seen == [7]  # type: ignore[attr-defined]
+
+
+def test_association_ending_before_the_commit_stops_the_handler(harness: ServerHarness) -> None:
+    """The peer went away first: the handler is refused its commit."""
+    committer = _committer(harness)
+    conn = _send_store(harness)
+    conn.lose()
+    harness.threadpool.run_all()
+    harness.clock.advance(0)
+    harness.threadpool.run_all()
+    assert committer.decisions == [False]  # type: ignore[attr-defined]
+    assert _listener(harness).seen == [7]  # type: ignore[attr-defined]

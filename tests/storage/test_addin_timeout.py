@@ -42,11 +42,38 @@ def log_lines() -> Iterator[list[str]]:
     globalLogPublisher.removeObserver(observer)
 
 
+LISTENER = """
+from zope.interface import implementer
+from pacsref.addin import IAddin, IMessageNotification
+
+SEEN = []
+
+@implementer(IAddin, IMessageNotification)
+class Listener:
+    name = "listener"
+    description = "records what it is told"
+    def presentation_contexts(self):
+        return ()
+    def notify(self, message):
+        SEEN.append(message)
+
+listener = Listener()
+"""
+
+
 def _harness(tmp_path: Path, pool: ManualThreadPool) -> ServerHarness:
     return storage_harness(
         tmp_path / "PACSREF", 'durability = "fsync"\n',
         settings={"addin_timeout": TIMEOUT}, threadpool=pool,
+        extra_addins={"listener.py": LISTENER},
     )  # fmt: skip
+
+
+def _seen(harness: ServerHarness) -> list[Any]:
+    """What the listener add-in was notified of (notifications run on the server's pool)."""
+    harness.threadpool.run_all()
+    listener = next(a for a in harness.server.addins if a.name == "listener")
+    return sys.modules[type(listener).__module__].SEEN  # type: ignore[no-any-return]
 
 
 def _instance(tmp_path: Path) -> tuple[str, bytes]:
@@ -188,6 +215,51 @@ def test_timeout_after_the_rename_still_reports_a_failed_commit(
     server_dir = tmp_path / "PACSREF"
     assert list((server_dir / "data").glob("*/*.dcm")) == []  # the file went with the row
     assert _rows(server_dir) == []
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_association_ending_around_the_rename(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, log_lines: list[str], when: str
+) -> None:
+    """The peer goes away while its store runs. Before the point of no return (here: right
+    after the duplicate lookup): nothing is stored. After the rename: the store completes,
+    indexed, and the notification subscribers hear of it."""
+    pool = ManualThreadPool()
+    harness = _harness(tmp_path, pool)
+    module = _addin_module(harness)
+    real_rename, real_find = module.durable_rename, module.sql.find_path
+    conns: list[Any] = []
+
+    def find_path(*args: Any) -> object:
+        found = real_find(*args)
+        if when == "before":
+            conns[0].lose()
+        return found
+
+    def rename(*args: Any) -> None:
+        real_rename(*args)
+        if when == "after":
+            conns[0].lose()
+
+    monkeypatch.setattr(module.sql, "find_path", find_path)
+    monkeypatch.setattr(module, "durable_rename", rename)
+    uid, data = _instance(tmp_path)
+    conns.append(associate(harness))
+    assert send_store(conns[0], uid, data) == []
+    pool.run_all()
+    harness.clock.advance(TIMEOUT * 2)
+    server_dir = tmp_path / "PACSREF"
+    stored = list((server_dir / "data").glob("*/*.dcm"))
+    seen = _seen(harness)
+    if when == "before":
+        assert stored == [] and _rows(server_dir) == []
+        assert [m.dataset for m in seen] == [None]
+    else:
+        assert len(stored) == 1 and _rows(server_dir) == [(uid,)]
+        [message] = seen
+        assert message.dataset is not None and message.dataset.SOPInstanceUID == uid
+        assert any("its outcome is kept" in line for line in log_lines)
+    assert not any("Processing failure" in line for line in log_lines)
 
 
 def _responses(conn: Any) -> list[dict[int, object]]:
