@@ -547,13 +547,17 @@ class StorageAddin(Service):
             else:
                 self._parents.commit(connection, written)
         except Exception as exc:
-            if writer is not None:
-                connection.rollback()  # before the next writer may begin
+            # Keep index and files in agreement: no file without a row, and the row of an
+            # overwritten object describes the file in place again. First, so that a
+            # rollback failing as well (the same broken disk) cannot skip it.
+            self._undo_place(previous, existing, final)
             if self._parents is not None:
                 self._parents.clear()
-            # Keep index and files in agreement: no file without a row, and the row of an
-            # overwritten object describes the file in place again.
-            self._undo_place(previous, existing, final)
+            if writer is not None:
+                try:
+                    connection.rollback()  # before the next writer may begin
+                except Exception as rollback_error:
+                    log.error("index rollback failed: {error}", error=rollback_error)
             if _index_full(exc):
                 return self._refuse(request, OUT_OF_RESOURCES, f"index full: {exc}")
             raise

@@ -103,3 +103,27 @@ def test_reserve_does_not_refuse_a_duplicate_kept_out(
     new_uid, new_data = _instance(tmp_path, "b.dcm")
     assert send_store(conn, new_uid, new_data, message_id=3)[0][STATUS] == 0xA700
     assert [row[0] for row in _rows(server_dir)] == [uid]
+
+
+def test_failed_rollback_still_removes_the_new_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The index write fails and so does its rollback (one broken disk): no file is left."""
+    from twisted.enterprise import adbapi
+
+    server_dir = tmp_path / "PACSREF"
+    harness = storage_harness(server_dir, 'durability = "fsync"\n')
+    module = sys.modules[type(storage(harness)).__module__]
+
+    def failing_record(*args: object, **kw: object) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    def failing_rollback(self: object) -> None:
+        raise sqlite3.OperationalError("disk I/O error (rollback)")
+
+    monkeypatch.setattr(module.sql, "record", failing_record)
+    monkeypatch.setattr(adbapi.Connection, "rollback", failing_rollback)
+    uid, data = _instance(tmp_path, "a.dcm")
+    conn = associate(harness)
+    assert send_store(conn, uid, data)[0][STATUS] == 0x0110
+    assert list((server_dir / "data").glob("*/*.dcm")) == []
