@@ -42,6 +42,7 @@ bench/README.md "Seventh round").
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import itertools
@@ -58,6 +59,7 @@ from typing import Any
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pacsref.addin import (
@@ -328,7 +330,30 @@ class StorageAddin(Service):
             outcome = self._store_inline(request)
             if outcome is not None:
                 return outcome
-        return self.pool.runWithConnection(self._store, request)
+        outcome: list[StoreOutcome] = []
+        d = self.pool.runWithConnection(self._store, request, outcome)
+        d.addErrback(self._outcome_past_pool_commit, outcome, request)
+        return d
+
+    @staticmethod
+    def _outcome_past_pool_commit(
+        failure: Failure, outcome: list[StoreOutcome], request: DimseRequest
+    ) -> StoreOutcome | Failure:
+        """The store's outcome, when only the pool's own commit after it failed.
+
+        ``runWithConnection`` commits once more after the store returns, and fails when the
+        connection was lost by then (a closed PostgreSQL connection), although the store had
+        committed, or rolled back, everything itself: its outcome is what the peer must hear.
+        """
+        if outcome:
+            request.log.warn(
+                "the index connection failed after the store of {uid} ended ({error}); its "
+                "outcome stands",
+                uid=request.affected_sop_instance_uid,
+                error=failure.getErrorMessage(),
+            )
+            return outcome[0]
+        return failure
 
     def _refuse(self, request: DimseRequest, status: int, why: str) -> StoreOutcome:
         request.log.warn(
@@ -340,12 +365,19 @@ class StorageAddin(Service):
         )
         return StoreOutcome(status, None, why)
 
-    def _store(self, connection: Any, request: DimseRequest) -> StoreOutcome:
+    def _store(
+        self, connection: Any, request: DimseRequest, outcome: list[StoreOutcome]
+    ) -> StoreOutcome:
         """Steps 2-5 of the module docstring; runs on an index pool thread.
 
         The instance is locked in this process and, on a shared PostgreSQL index, across the
-        servers sharing it, from the duplicate check to the commit.
+        servers sharing it, from the duplicate check to the commit. The result is also put
+        in ``outcome``, for :meth:`_outcome_past_pool_commit`.
         """
+        outcome.append(self._store_locked(connection, request))
+        return outcome[0]
+
+    def _store_locked(self, connection: Any, request: DimseRequest) -> StoreOutcome:
         config = self.config
         assert config is not None
         held = self._hold(request)
@@ -529,6 +561,8 @@ class StorageAddin(Service):
         writer = None if began or config.dsn else self._index_writer
         if writer is not None:
             writer.acquire()
+        received_at = datetime.now(UTC).isoformat(timespec="milliseconds")
+        committing = False
         try:
             if not began:
                 sql.begin_write(cursor, config)
@@ -538,15 +572,23 @@ class StorageAddin(Service):
                 prepared.attributes,
                 path=prepared.relative,
                 size=prepared.size,
-                received_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
+                received_at=received_at,
                 calling_ae=request.calling_ae,
                 cache=self._parents,
             )
+            committing = True
             if self._parents is None:
                 connection.commit()
             else:
                 self._parents.commit(connection, written)
         except Exception as exc:
+            if committing and config.dsn:
+                committed = self._commit_outcome(uid, received_at, prepared.size, exc)
+                if committed:
+                    return self._stored(request, existing, previous, final)
+                if committed is None:  # nobody can tell: the file stays (_commit_outcome)
+                    self._drop_previous(previous)
+                    raise
             # Keep index and files in agreement: no file without a row, and the row of an
             # overwritten object describes the file in place again. First, so that a
             # rollback failing as well (the same broken disk) cannot skip it.
@@ -564,14 +606,62 @@ class StorageAddin(Service):
         finally:
             if writer is not None:
                 writer.release()
+        return self._stored(request, existing, previous, final)
+
+    def _stored(
+        self, request: DimseRequest, existing: str | None, previous: Path | None, final: Path
+    ) -> StoreOutcome:
+        """The store is committed: drop the overwritten file's second name, and say so."""
         self._drop_previous(previous)
         if existing is not None:
             request.log.warn(
                 "duplicate SOP Instance UID {uid} from {ae}: overwritten (duplicates=overwrite)",
-                uid=uid,
+                uid=request.affected_sop_instance_uid,
                 ae=request.calling_ae,
             )
         return StoreOutcome(SUCCESS, final)
+
+    def _commit_outcome(
+        self, uid: str, received_at: str, size: int, error: Exception
+    ) -> bool | None:
+        """Whether a PostgreSQL COMMIT that raised happened after all; None: cannot tell.
+
+        A connection lost during COMMIT leaves its outcome unknown: the server may have
+        committed before the connection went. Removing the file then would leave a row
+        without its file, and the modality's resend would find the row and be told the
+        object is stored (keep-first). So a new connection looks for this store's row (its
+        receive time and size); if there is no answer either, the file stays in place for
+        ``pacsref server check --repair``, which indexes a file without a row.
+        """
+        assert self.config is not None
+        check = None
+        try:
+            check = sql.open_connection(self.config)
+            committed = sql.instance_written(check.cursor(), self.config, uid) == (
+                received_at,
+                size,
+            )
+        except Exception as lookup_error:
+            log.error(
+                "the index commit of {uid} failed ({error}) and whether it happened cannot be "
+                "known ({lookup_error}): its file stays in place for `pacsref server check "
+                "--repair`",
+                uid=uid,
+                error=error,
+                lookup_error=lookup_error,
+            )
+            return None
+        finally:
+            if check is not None:
+                with contextlib.suppress(Exception):
+                    check.close()
+        if committed:
+            log.warn(
+                "the index commit of {uid} raised ({error}) but happened: stored",
+                uid=uid,
+                error=error,
+            )
+        return committed
 
     def _undo_place(self, previous: Path | None, existing: str | None, final: Path) -> None:
         """Put the data root back as it was before this store's rename.

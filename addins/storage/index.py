@@ -222,6 +222,18 @@ def find_path(cursor: Any, config: IndexConfig, sop_instance_uid: str) -> str | 
     return None if row is None else str(row[0])
 
 
+def instance_written(
+    cursor: Any, config: IndexConfig, sop_instance_uid: str
+) -> tuple[str, int] | None:
+    """``(received_at, size)`` of the indexed instance: which store wrote its row; or None."""
+    cursor.execute(
+        config.sql("SELECT received_at, size FROM instance WHERE sop_instance_uid = ?"),
+        (sop_instance_uid,),
+    )
+    row = cursor.fetchone()
+    return None if row is None else (str(row[0]), int(row[1]))
+
+
 def _upsert(
     cursor: Any,
     config: IndexConfig,

@@ -336,3 +336,84 @@ def test_postgresql_instance_lock_released_after_a_failed_transaction(
     finally:
         connection.close()
         observer.close()
+
+
+def _commit_then_fail(monkeypatch: pytest.MonkeyPatch, *, commits: bool) -> None:
+    """The pool connection's COMMIT raises as a lost connection does, after committing or not."""
+    import psycopg
+
+    real_commit = psycopg.Connection.commit
+
+    def commit(self: Any) -> None:
+        if commits:
+            real_commit(self)
+        self.close()  # gone, with its transaction if it was not committed, and its locks
+        raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(psycopg.Connection, "commit", commit)
+
+
+def _stored(server_dir: Path) -> list[Path]:
+    return list((server_dir / "data").glob("*/*.dcm"))
+
+
+def _indexed(dsn: str, _postgres: Any) -> list[tuple[str]]:
+    db = _postgres.connect(dsn, autocommit=True)  # no ``with``: it would commit at the end
+    try:
+        return db.execute("SELECT sop_instance_uid FROM instance").fetchall()  # type: ignore[no-any-return]
+    finally:
+        db.close()
+
+
+def test_commit_that_raised_but_happened_is_a_success(
+    tmp_path: Path, fresh_dsn: str, _postgres: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection went during COMMIT, after the server committed: 0x0000, file and row."""
+    server_dir = tmp_path / "PACSREF"
+    harness = storage_harness(server_dir, options=f'index_dsn = "{fresh_dsn}"\n')
+    uid, data = _instance(tmp_path, "a.dcm", generate_uid(ROOT))
+    _commit_then_fail(monkeypatch, commits=True)
+    assert send_store(associate(harness), uid, data)[0][STATUS] == 0x0000
+    assert len(_stored(server_dir)) == 1
+    assert _indexed(fresh_dsn, _postgres) == [(uid,)]
+
+
+def test_commit_that_raised_and_did_not_happen_stores_nothing(
+    tmp_path: Path, fresh_dsn: str, _postgres: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The COMMIT failed for good: 0x0110, and the file is taken out again."""
+    server_dir = tmp_path / "PACSREF"
+    harness = storage_harness(server_dir, options=f'index_dsn = "{fresh_dsn}"\n')
+    uid, data = _instance(tmp_path, "a.dcm", generate_uid(ROOT))
+    _commit_then_fail(monkeypatch, commits=False)
+    assert send_store(associate(harness), uid, data)[0][STATUS] == 0x0110
+    assert _stored(server_dir) == []
+    assert _indexed(fresh_dsn, _postgres) == []
+
+
+def test_commit_whose_outcome_is_unknown_keeps_the_file_for_repair(
+    tmp_path: Path, fresh_dsn: str, _postgres: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nobody can tell whether the COMMIT happened: 0x0110, and the file stays, so that
+    `check --repair` indexes it rather than a row being left without its file."""
+    import sys
+
+    from tests.storage.helpers import storage
+
+    server_dir = tmp_path / "PACSREF"
+    harness = storage_harness(server_dir, options=f'index_dsn = "{fresh_dsn}"\n')
+    uid, data = _instance(tmp_path, "a.dcm", generate_uid(ROOT))
+    _commit_then_fail(monkeypatch, commits=False)
+    module = sys.modules[type(storage(harness)).__module__]
+
+    def unreachable(*args: Any, **kw: Any) -> Any:
+        raise OSError("connection refused")
+
+    monkeypatch.setattr(module.sql, "open_connection", unreachable)
+    assert send_store(associate(harness), uid, data)[0][STATUS] == 0x0110
+    assert len(_stored(server_dir)) == 1
+    monkeypatch.undo()
+    check, index = _module("check"), _module("index")
+    config = index.IndexConfig(fresh_dsn, server_dir / "data" / "index.sqlite", True)
+    assert check.check_storage(server_dir / "data", config, repair=True).repaired
+    assert _indexed(fresh_dsn, _postgres) == [(uid,)]
