@@ -63,6 +63,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pacsref.addin import (
+    PROCESSING_FAILURE,
     AddinStatusError,
     DimseRequest,
     IAbstractSyntaxFallback,
@@ -99,7 +100,6 @@ log = Logger(namespace="pacsref.addin.storage")
 
 #: C-STORE statuses (PS3.4 B.2.3, PS3.7 Annex C); see docs/storage.md for each choice.
 SUCCESS = 0x0000
-PROCESSING_FAILURE = 0x0110  # PS3.7 C.4.2
 DUPLICATE_SOP_INSTANCE = 0x0111  # PS3.7 C.5.8: refused duplicate
 INVALID_SOP_INSTANCE = 0x0117  # PS3.7 C.5.11: UID violates the construction rules
 OUT_OF_RESOURCES = 0xA700  # PS3.4 B.2.3 Refused: Out of Resources (full disk)
@@ -112,6 +112,10 @@ MAX_STORE_THREADS = 8
 _LOCK_STRIPES = 64
 
 MIB = 1024 * 1024
+
+#: Seconds a store waits for a new PostgreSQL connection to learn whether its failed COMMIT
+#: happened (``_commit_outcome``); past it, the file stays for ``check --repair``.
+COMMIT_LOOKUP_WAIT = 10.0
 
 #: A relaxed store (SQLite index) of a data set up to this many bytes runs on the reactor
 #: thread (module docstring, "Inline"). Its work there does not grow with the data set (the
@@ -636,7 +640,7 @@ class StorageAddin(Service):
         assert self.config is not None
         check = None
         try:
-            check = sql.open_connection(self.config)
+            check = sql.open_connection(self.config, wait=COMMIT_LOOKUP_WAIT)
             committed = sql.instance_written(check.cursor(), self.config, uid) == (
                 received_at,
                 size,

@@ -100,12 +100,13 @@ def open_connection(config: IndexConfig, wait: float = 30.0) -> Any:
     """A plain DB-API connection (start-up migration, ``pacsref server check``, inline store).
 
     ``wait``: seconds SQLite waits for another writer before ``BEGIN IMMEDIATE`` fails with
-    "database is locked" (0 for the inline store, which must not wait on the reactor).
+    "database is locked" (0 for the inline store, which must not wait on the reactor);
+    PostgreSQL: seconds to wait for the connection (at least 1; libpq's ``connect_timeout``).
     """
     if config.dsn:
         import psycopg
 
-        connection = psycopg.connect(config.dsn)
+        connection = psycopg.connect(config.dsn, connect_timeout=max(1, round(wait)))
         if not config.durable:
             connection.execute("SET synchronous_commit = off")
         return connection
