@@ -118,6 +118,7 @@ def _repair(
     for uid in list(report.rows_without_file):
         sql.begin_write(cursor, config)
         sql.delete_instance(cursor, config, uid)
+        sql.bump_generation(cursor, config)
         connection.commit()
         report.rows_without_file.remove(uid)
         report.repaired.append(f"removed index row of {uid} (its file is missing)")
@@ -153,6 +154,7 @@ def _reindex(
         received_at=datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(),
         calling_ae=_source_ae(path),
     )
+    sql.bump_generation(cursor, config)  # a running server's cached parent rows may be stale
     connection.commit()
     report.repaired.append(f"re-indexed {name}")
 

@@ -291,17 +291,20 @@ class ParentRows:
     the study's next image finds its row cached, and an object bringing an Accession Number
     to a row stored without one does not.
 
-    Only valid while this process is the index's one writer (the embedded SQLite index: the
-    ``check`` command only deletes instance rows); a shared PostgreSQL index is written by
-    other servers too, so it gets no cache. Entries are added only after the commit that
-    wrote them (:meth:`commit`), so a rolled-back transaction never leaves an id behind, and the
-    whole cache is dropped when a store fails (:meth:`clear`).
+    Only valid while this process is the index's one writer of parent rows (the embedded
+    SQLite index; ``check --repair`` run beside the server rewrites rows too, and bumps the
+    index's generation so that the cache is dropped: :meth:`follow_generation`); a shared
+    PostgreSQL index is written by other servers too, so it gets no cache. Entries are added
+    only after the commit that wrote them (:meth:`commit`), so a rolled-back transaction never
+    leaves an id behind, and the whole cache is dropped when a store fails (:meth:`clear`).
     """
 
     def __init__(self, limit: int = 4096) -> None:
         self._limit = limit
         self._rows: dict[tuple[str, tuple[Any, ...]], tuple[tuple[Any, ...], int]] = {}
         self._lock = threading.Lock()
+        #: The index's generation the entries belong to (:meth:`follow_generation`).
+        self._generation: int | None = None
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -342,6 +345,27 @@ class ParentRows:
     def clear(self) -> None:
         with self._lock:
             self._rows.clear()
+
+    def follow_generation(self, cursor: Any, config: IndexConfig) -> None:
+        """Forget every entry if another writer changed the index since the last call.
+
+        Call it inside the write transaction, before :meth:`lookup`: ``check --repair``
+        bumps the counter in the transaction that rewrites rows
+        (:func:`bump_generation`), so a value read under the write lock is current until
+        this transaction's commit.
+        """
+        cursor.execute("SELECT value FROM index_generation")
+        (generation,) = cursor.fetchone()
+        with self._lock:
+            if generation != self._generation:
+                self._rows.clear()
+                self._generation = generation
+
+
+def bump_generation(cursor: Any, config: IndexConfig) -> None:
+    """Tell storing servers that rows changed behind them (schema migration 3); in the
+    transaction that changes them."""
+    cursor.execute("UPDATE index_generation SET value = value + 1")
 
 
 def _parent(
@@ -387,6 +411,8 @@ def record(
     """
     a = attributes
     pending: list[ParentEntry] = []
+    if cache is not None:
+        cache.follow_generation(cursor, config)
     # A patient is Patient ID *and* Issuer of Patient ID (PS3.3 C.7.1.1; schema migration 2).
     patient, _ = _parent(cursor, config, cache, pending, "patient",
                          ("patient_id", "issuer_of_patient_id"), {

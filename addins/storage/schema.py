@@ -114,8 +114,26 @@ def _v2_patient_issuer(dialect: str) -> list[str]:
     ]
 
 
+def _v3_index_generation(dialect: str) -> list[str]:
+    """A counter that writers other than the storing server bump (``check --repair``).
+
+    The server keeps the patient, study and series rows it last wrote in memory and skips
+    upserts that could not change them (``index.ParentRows``). A repair run while it serves
+    may rewrite such a row behind it; the server reads this counter in each write
+    transaction and forgets its cache when it moved. One row, one column, both dialects.
+    """
+    return [
+        "CREATE TABLE index_generation (value INTEGER NOT NULL)",
+        "INSERT INTO index_generation (value) VALUES (0)",
+    ]
+
+
 #: Ordered migrations; the schema version is how many have been applied.
-MIGRATIONS: Sequence[Callable[[str], list[str]]] = (_v1_tables, _v2_patient_issuer)
+MIGRATIONS: Sequence[Callable[[str], list[str]]] = (
+    _v1_tables,
+    _v2_patient_issuer,
+    _v3_index_generation,
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -131,6 +131,8 @@ def test_check_and_repair(tmp_path: Path) -> None:
     assert addin.check().clean
     with sqlite3.connect(server_dir / "data" / "index.sqlite") as db:
         rows = db.execute("SELECT sop_instance_uid, calling_ae FROM instance").fetchall()
+        # one removed row and one re-indexed file, each told to a running server's cache
+        assert db.execute("SELECT value FROM index_generation").fetchall() == [(2,)]
     assert sorted(rows) == sorted([(uids[1], "MODALITY"), (uids[2], "MODALITY")])
 
 
