@@ -146,9 +146,10 @@ def call_with_timeout(
             delivered however late. None: the timeout always wins. Also asked when the
             returned Deferred is cancelled, so that the call stops at its point of no return
             if it has not reached it yet.
-        late: called on the reactor thread with the result of a call that was past its
-            point of no return when the returned Deferred was cancelled (the association
-            ended): what it did stands, and whoever must hear of it still can.
+        late: called on the reactor thread with the outcome (a value or a ``Failure``) of
+            a call that was past its point of no return when the returned Deferred was
+            cancelled (the association ended): what it did stands, and whoever must hear
+            of it, or clean up after it, still can.
     """
     if timeout is not None and not timeout > 0:
         raise ValueError(f"add-in timeout must be > 0 seconds or None, not {timeout!r}")
@@ -187,7 +188,7 @@ def call_with_timeout(
     def finished(result: object) -> None:
         nonlocal settled
         if settled:
-            if committed_when_cancelled and late is not None and not isinstance(result, Failure):
+            if committed_when_cancelled and late is not None:
                 late(result)
                 return
             _discard(label, result)

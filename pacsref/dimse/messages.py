@@ -275,6 +275,8 @@ class DimseMessage:
     transfer_syntax: str
     dataset_offset: int = 0
     spool_failure: SpoolFailure | None = None
+    #: While True, :meth:`discard` leaves the spool file (:meth:`hold_spool`).
+    spool_held: bool = False
 
     @property
     def command_field(self) -> int | None:
@@ -328,7 +330,20 @@ class DimseMessage:
         return value is not None and value != DATASET_ABSENT
 
     def discard(self) -> None:
-        """Delete the spooled data set, if any (idempotent)."""
-        if self.dataset_path is not None:
+        """Delete the spooled data set, if any (idempotent); not while it is held."""
+        if self.dataset_path is not None and not self.spool_held:
             self.dataset_path.unlink(missing_ok=True)
             self.dataset_path = None
+
+    def hold_spool(self) -> None:
+        """Keep the spool file through :meth:`discard` until :meth:`release_spool`.
+
+        For a handler past its point of no return when its association ended: it still
+        moves the file into place, so the session's clean-up must not delete it first.
+        """
+        self.spool_held = True
+
+    def release_spool(self) -> None:
+        """End :meth:`hold_spool` and delete whatever the handler left."""
+        self.spool_held = False
+        self.discard()

@@ -149,10 +149,14 @@ class Dispatcher:
         )
         handler: Callable[[DimseRequest], int] = getattr(addin, route.method)
         name = f"{addin.name}.{message.name}"
+
+        def late(result: object) -> None:
+            self._late_outcome(message, request, name, result)
+
         if is_nonblocking(handler):
             d = maybeDeferred(handler, request)
             if not d.called:
-                d = self._with_timeout(d, name, request)
+                d = self._with_timeout(d, name, request, late)
         else:
             d = call_with_timeout(
                 self.reactor,
@@ -162,7 +166,7 @@ class Dispatcher:
                 request,
                 name=name,
                 may_expire=request.deadline.expire,
-                late=lambda result: self._notify(request, result),
+                late=late,
             )
         d.addCallbacks(
             lambda status: self._final(message, addin.name, status, request),
@@ -209,7 +213,13 @@ class Dispatcher:
         )
         return self._failure(message, SOP_CLASS_NOT_SUPPORTED, comment)
 
-    def _with_timeout(self, d: Deferred[Any], name: str, request: DimseRequest) -> Deferred[Any]:
+    def _with_timeout(
+        self,
+        d: Deferred[Any],
+        name: str,
+        request: DimseRequest,
+        late: Callable[[object], None],
+    ) -> Deferred[Any]:
         """``d`` bounded by the add-in timeout: a nonblocking handler's Deferred may hang too.
 
         On expiry the result fails with :class:`AddinTimeout` (so 0x0110, as for a
@@ -221,7 +231,7 @@ class Dispatcher:
 
         def cancel(_: Deferred[Any]) -> None:
             # The association ended. A handler not yet past its point of no return is stopped
-            # there; one past it runs on, and settle() passes its outcome to the notification.
+            # there; one past it runs on, and settle() hands its outcome to ``late``.
             if request.deadline.expire():
                 d.cancel()
 
@@ -249,10 +259,9 @@ class Dispatcher:
                     outer.errback(result)
                 else:
                     outer.callback(result)
-            elif not isinstance(result, Failure):
-                if request.deadline.committed:
-                    self._notify(request, result)
-            elif not result.check(CancelledError):
+            elif request.deadline.committed:
+                late(result)
+            elif isinstance(result, Failure) and not result.check(CancelledError):
                 log.failure(
                     "add-in call {name} failed after its timeout or its association's end",
                     result,
@@ -285,6 +294,24 @@ class Dispatcher:
             return [(response_command(message, status, ErrorComment=comment[:64]), None)]
         return [(response_command(message, status), None)]
 
+    def _late_outcome(
+        self, message: DimseMessage, request: DimseRequest, name: str, result: object
+    ) -> None:
+        """What a handler past its point of no return ended with, after its association.
+
+        Its outcome goes to the notification subscribers, and the spool file, held for it
+        (:meth:`_error`), is released: deleted if the handler did not move it.
+        """
+        try:
+            if isinstance(result, Failure):
+                log.failure(
+                    "add-in call {name} failed after its association ended", result, name=name
+                )
+            else:
+                self._notify(request, result)
+        finally:
+            message.release_spool()
+
     def _notify(self, request: DimseRequest, result: object) -> None:
         """Tell the notification subscribers what the handler's ``result`` stored, if anything."""
         stored = result.path if isinstance(result, StoreOutcome) else None
@@ -310,7 +337,9 @@ class Dispatcher:
                 if committed
                 else "it was not past its point of no return",
             )
-            if not committed:
+            if committed:
+                message.hold_spool()  # the handler moves it yet; _late_outcome releases it
+            else:
                 self.notifier.notify(request, None)
             return [(self._failure(message, status, f"{addin}: association ended"), None)]
         self.notifier.notify(request, None)

@@ -173,6 +173,22 @@ def test_cancel_after_the_point_of_no_return_hands_the_late_result_over(reactor,
     assert len(seen) == 1
 
 
+def test_cancel_after_the_point_of_no_return_hands_a_late_failure_over(reactor, pool) -> None:
+    """A handler failing after its association ended: ``late`` gets the Failure (to log it
+    and clean up), nothing is raised."""
+    deadline = AddinDeadline()
+    late: list[object] = []
+    d = call_with_timeout(
+        reactor, pool, 1.0, failing_handler, may_expire=deadline.expire, late=late.append
+    )
+    outcome(d)
+    assert deadline.commit()
+    d.cancel()
+    pool.run_next()
+    [failure] = late
+    assert isinstance(failure, Failure) and failure.check(ValueError)
+
+
 def test_cancel_before_the_point_of_no_return_stops_the_handler_there(reactor, pool) -> None:
     """Cancelled first: the handler's commit is refused and nothing reaches ``late``."""
     deadline = AddinDeadline()

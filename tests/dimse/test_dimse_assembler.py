@@ -151,6 +151,21 @@ def test_discard_deletes_the_spool_file(assembler: MessageAssembler) -> None:
     assert message.dataset_path is None
 
 
+def test_held_spool_file_survives_discard_until_released(assembler: MessageAssembler) -> None:
+    """A held spool file (a handler past its point of no return still moves it) is kept
+    through discard(), and deleted by release_spool() if the handler left it."""
+    assembler.feed(PDV(1, True, True, STORE_RQ))
+    message = assembler.feed(PDV(1, False, True, b"data"))
+    assert message is not None and message.dataset_path is not None
+    path = message.dataset_path
+    message.hold_spool()
+    message.discard()
+    assert path.exists() and message.dataset_path == path
+    message.release_spool()
+    assert not path.exists()
+    assert message.dataset_path is None
+
+
 def test_pdv_for_unaccepted_context_names_the_id(assembler: MessageAssembler) -> None:
     """A PDV on a context the association did not accept is a protocol error naming it."""
     with pytest.raises(DimseProtocolError, match=r"presentation context 5, which was not accepted"):

@@ -217,17 +217,19 @@ def test_timeout_after_the_rename_still_reports_a_failed_commit(
     assert _rows(server_dir) == []
 
 
-@pytest.mark.parametrize("when", ["before", "after"])
+@pytest.mark.parametrize("when", ["before", "during-fsync", "after"])
 def test_association_ending_around_the_rename(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, log_lines: list[str], when: str
 ) -> None:
     """The peer goes away while its store runs. Before the point of no return (here: right
-    after the duplicate lookup): nothing is stored. After the rename: the store completes,
-    indexed, and the notification subscribers hear of it."""
+    after the duplicate lookup): nothing is stored. Past it, during the spool file's flush
+    (the session must not delete the spool file it is about to rename) or after the rename:
+    the store completes, indexed, and the notification subscribers hear of it."""
     pool = ManualThreadPool()
     harness = _harness(tmp_path, pool)
     module = _addin_module(harness)
     real_rename, real_find = module.durable_rename, module.sql.find_path
+    real_make_durable = module.HeldSpool.make_durable
     conns: list[Any] = []
 
     def find_path(*args: Any) -> object:
@@ -236,12 +238,18 @@ def test_association_ending_around_the_rename(
             conns[0].lose()
         return found
 
+    def make_durable(held: Any) -> None:
+        real_make_durable(held)
+        if when == "during-fsync":
+            conns[0].lose()
+
     def rename(*args: Any) -> None:
         real_rename(*args)
         if when == "after":
             conns[0].lose()
 
     monkeypatch.setattr(module.sql, "find_path", find_path)
+    monkeypatch.setattr(module.HeldSpool, "make_durable", make_durable)
     monkeypatch.setattr(module, "durable_rename", rename)
     uid, data = _instance(tmp_path)
     conns.append(associate(harness))
