@@ -11,8 +11,11 @@ ways only, because a store renames the file into place *before* it commits the i
 * an index row without its file (the file was deleted by hand, or lost with relaxed
   durability): ``--repair`` deletes the row, since nothing can be served from it.
 
-Files whose name does not match their place in the layout, and leftover spool files, are
-reported; the latter are removed by ``--repair`` only when the server is not running (a
+A repair does only what it can be sure of: a file holding another instance than its name
+says, and a file that cannot be looked at (not a missing one), are reported, never indexed or
+have their row deleted; a row is deleted only if its file is still missing under the index's
+write lock. Files whose name does not match their place in the layout, and leftover spool
+files, are reported; the latter are removed by ``--repair`` only when the server is not running (a
 running server's spool files may be transfers in progress; the server removes stale ones
 itself when it starts).
 """
@@ -43,6 +46,8 @@ class CheckReport:
     files_unlike_row: list[str] = field(default_factory=list)
     misplaced_files: list[str] = field(default_factory=list)
     unreadable_files: list[str] = field(default_factory=list)
+    #: "path (UID inside)": a file whose data set is another instance than its name says.
+    files_of_another_instance: list[str] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)
 
     @property
@@ -54,6 +59,7 @@ class CheckReport:
             or self.files_unlike_row
             or self.misplaced_files
             or self.unreadable_files
+            or self.files_of_another_instance
         )
 
     def lines(self) -> list[str]:
@@ -63,7 +69,11 @@ class CheckReport:
         out += [f"file without index row: {p}" for p in self.files_without_row]
         out += [f"file not the size its index row records: {p}" for p in self.files_unlike_row]
         out += [f"file not where its UID puts it: {p}" for p in self.misplaced_files]
-        out += [f"file not readable as DICOM: {p}" for p in self.unreadable_files]
+        out += [f"file not readable: {p}" for p in self.unreadable_files]
+        out += [
+            f"file holding another instance than its name says: {p}"
+            for p in self.files_of_another_instance
+        ]
         out += [f"repaired: {what}" for what in self.repaired]
         out.append("index and files agree" if self.clean else "index and files DISAGREE")
         return out
@@ -93,12 +103,15 @@ def check_storage(
             path = data_root / row.path
             try:
                 found = path.stat()
-                size = found.st_size if S_ISREG(found.st_mode) else None
-            except OSError:
-                size = None
-            if size is None:
+            except (FileNotFoundError, NotADirectoryError):
                 report.rows_without_file.append(uid)
-            elif size != row.size:
+                continue
+            except OSError as exc:  # there, but not to be looked at: never a missing file
+                report.unreadable_files.append(f"{path} ({exc.strerror or exc})")
+                continue
+            if not S_ISREG(found.st_mode):
+                report.rows_without_file.append(uid)
+            elif found.st_size != row.size:
                 report.files_unlike_row.append(str(path))
         for uid, path in sorted(files.items()):
             if uid_problem(uid) is not None or stored_path(data_root, uid) != path:
@@ -106,21 +119,36 @@ def check_storage(
             elif uid not in rows:
                 report.files_without_row.append(str(path))
         if repair:
-            _repair(report, cursor, connection, data_root, config)
+            _repair(report, rows, cursor, connection, data_root, config)
     finally:
         connection.close()
     return report
 
 
 def _repair(
-    report: CheckReport, cursor: Any, connection: Any, data_root: Path, config: sql.IndexConfig
+    report: CheckReport,
+    rows: dict[str, Any],
+    cursor: Any,
+    connection: Any,
+    data_root: Path,
+    config: sql.IndexConfig,
 ) -> None:
     for uid in list(report.rows_without_file):
-        sql.begin_write(cursor, config)
-        sql.delete_instance(cursor, config, uid)
-        sql.bump_generation(cursor, config)
-        connection.commit()
         report.rows_without_file.remove(uid)
+        sql.lock_instance(cursor, config, uid)  # a server sharing the index may store it now
+        try:
+            sql.begin_write(cursor, config)
+            # Looked at again under the index's write lock: a running server may have stored
+            # the instance since the look above (it renames before it takes that lock).
+            if (data_root / rows[uid].path).exists():
+                connection.rollback()
+                report.repaired.append(f"kept the index row of {uid} (its file is back)")
+                continue
+            sql.delete_instance(cursor, config, uid)
+            sql.bump_generation(cursor, config)
+            connection.commit()
+        finally:
+            sql.unlock_instance(cursor, config, uid)
         report.repaired.append(f"removed index row of {uid} (its file is missing)")
     for found in (report.files_without_row, report.files_unlike_row):
         for name in list(found):
@@ -143,6 +171,16 @@ def _reindex(
         attributes = read_attributes(path)
     except Exception as exc:
         report.unreadable_files.append(f"{name} ({exc})")
+        return
+    named = path.name[: -len(STORED_SUFFIX)]
+    inside = attributes["SOPInstanceUID"]
+    if inside != named or any(
+        uid_problem(attributes[key]) is not None
+        for key in ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+    ):
+        # Indexing it would give another instance's row this file (or a row no UID
+        # rule allows): reported, for a person to look at, and nothing written.
+        report.files_of_another_instance.append(f"{name} ({inside or 'no SOP Instance UID'})")
         return
     sql.begin_write(cursor, config)
     sql.record(
