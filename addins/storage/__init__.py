@@ -537,7 +537,16 @@ class StorageAddin(Service):
         cursor = connection.cursor()
         existing = sql.find_path(cursor, config, uid)
         if existing is not None and self.options.duplicates != "overwrite":
-            return self._duplicate(request, existing)
+            if (self.data_root / existing).exists():
+                return self._duplicate(request, existing)
+            # Indexed, but its file is gone (deleted by hand, a lost disk): the copy offered
+            # now is kept in its place instead of being turned away as a duplicate.
+            request.log.warn(
+                "SOP Instance UID {uid} is indexed but its file {path} is missing: this copy "
+                "is stored in its place",
+                uid=uid,
+                path=existing,
+            )
         # Only what will be written meets the reserve: a duplicate kept out writes nothing.
         short = self._free_space_problem()
         if short is not None:
