@@ -79,12 +79,15 @@ class CheckReport:
         return out
 
 
-def _stored_files(data_root: Path) -> dict[str, Path]:
-    """SOP Instance UID (from the file name) -> path, for every stored file."""
-    found: dict[str, Path] = {}
-    for path in data_root.glob(f"*/*{STORED_SUFFIX}"):
-        found[path.name[: -len(STORED_SUFFIX)]] = path
-    return found
+def _stored_files(data_root: Path) -> list[tuple[str, Path]]:
+    """(SOP Instance UID from the file name, path) for every stored file, sorted.
+
+    A list, not a mapping: the same name in two bucket directories is two files, and the
+    one not where its UID puts it must be reported, not hidden behind the other.
+    """
+    return sorted(
+        (path.name[: -len(STORED_SUFFIX)], path) for path in data_root.glob(f"*/*{STORED_SUFFIX}")
+    )
 
 
 def check_storage(
@@ -113,7 +116,7 @@ def check_storage(
                 report.rows_without_file.append(uid)
             elif found.st_size != row.size:
                 report.files_unlike_row.append(str(path))
-        for uid, path in sorted(files.items()):
+        for uid, path in files:
             if uid_problem(uid) is not None or stored_path(data_root, uid) != path:
                 report.misplaced_files.append(str(path))
             elif uid not in rows:

@@ -121,3 +121,18 @@ def test_row_of_a_file_stored_again_meanwhile_is_kept(
     assert _rows(config) == [(a, uids.stored_name(a))]
     assert report.repaired == [f"kept the index row of {a} (its file is back)"]
     assert report.clean
+
+
+def test_a_second_copy_in_another_bucket_is_reported(tmp_path: Path) -> None:
+    """The same file name in two bucket directories: the one out of place is reported."""
+    data, config = _index_dir(tmp_path)
+    a = generate_uid(ROOT)
+    good = _instance(data, a)
+    _index(data, config, good)
+    other_bucket = "00" if good.parent.name != "00" else "01"
+    stray = data / other_bucket / good.name
+    stray.parent.mkdir(exist_ok=True)
+    shutil.copy(good, stray)
+    report = check.check_storage(data, config)
+    assert report.misplaced_files == [str(stray)]
+    assert report.files == 2
