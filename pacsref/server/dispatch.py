@@ -232,6 +232,8 @@ class Dispatcher:
         def cancel(_: Deferred[Any]) -> None:
             # The association ended. A handler not yet past its point of no return is stopped
             # there; one past it runs on, and settle() hands its outcome to ``late``.
+            if timer.active():
+                timer.cancel()
             if request.deadline.expire():
                 d.cancel()
 

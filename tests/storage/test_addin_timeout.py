@@ -268,6 +268,7 @@ def test_association_ending_around_the_rename(
         assert message.dataset is not None and message.dataset.SOPInstanceUID == uid
         assert any("its outcome is kept" in line for line in log_lines)
     assert not any("Processing failure" in line for line in log_lines)
+    assert not any("did not finish within" in line for line in log_lines)  # no timer left
 
 
 def _responses(conn: Any) -> list[dict[int, object]]:
