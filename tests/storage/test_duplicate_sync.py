@@ -22,18 +22,17 @@ from tests.storage.helpers import associate, dataset_bytes, send_store, storage,
 STATUS = 0x0900
 
 
-@pytest.mark.parametrize(("policy", "status"), [("keep-first", 0x0000), ("refuse", 0x0111)])
-def test_kept_out_duplicate_is_not_flushed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, policy: str, status: int
-) -> None:
-    """The first copy is flushed once; the resent one gets its status without a flush."""
-    server_dir = tmp_path / "PACSREF"
-    harness = storage_harness(server_dir, f'durability = "fsync"\nduplicates = "{policy}"\n')
+def _instance(tmp_path: Path) -> tuple[str, bytes]:
+    """A CT image's SOP Instance UID and data set."""
     path = make_instance(
         tmp_path / "in" / "a.dcm", study_uid=generate_uid(ROOT), series_uid=generate_uid(ROOT),
         transfer_syntax=ExplicitVRLittleEndian,
     )  # fmt: skip
-    uid, data = dcmread(path).SOPInstanceUID, dataset_bytes(path)
+    return dcmread(path).SOPInstanceUID, dataset_bytes(path)
+
+
+def _count_flushes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The descriptors ``os.fdatasync`` is called with from now on (it still flushes)."""
     flushed: list[int] = []
     real_fdatasync = os.fdatasync
 
@@ -42,6 +41,18 @@ def test_kept_out_duplicate_is_not_flushed(
         real_fdatasync(fd)
 
     monkeypatch.setattr(os, "fdatasync", counting_fdatasync)
+    return flushed
+
+
+@pytest.mark.parametrize(("policy", "status"), [("keep-first", 0x0000), ("refuse", 0x0111)])
+def test_kept_out_duplicate_is_not_flushed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, policy: str, status: int
+) -> None:
+    """The first copy is flushed once; the resent one gets its status without a flush."""
+    server_dir = tmp_path / "PACSREF"
+    harness = storage_harness(server_dir, f'durability = "fsync"\nduplicates = "{policy}"\n')
+    uid, data = _instance(tmp_path)
+    flushed = _count_flushes(monkeypatch)
     conn = associate(harness)
     assert send_store(conn, uid, data)[0][STATUS] == 0x0000
     assert len(flushed) == 1
@@ -54,14 +65,8 @@ def test_overwriting_duplicate_is_flushed(tmp_path: Path, monkeypatch: pytest.Mo
     """``overwrite`` keeps the resent copy, so it is flushed like a new object."""
     server_dir = tmp_path / "PACSREF"
     harness = storage_harness(server_dir, 'durability = "fsync"\nduplicates = "overwrite"\n')
-    path = make_instance(
-        tmp_path / "in" / "a.dcm", study_uid=generate_uid(ROOT), series_uid=generate_uid(ROOT),
-        transfer_syntax=ExplicitVRLittleEndian,
-    )  # fmt: skip
-    uid, data = dcmread(path).SOPInstanceUID, dataset_bytes(path)
-    flushed: list[int] = []
-    real_fdatasync = os.fdatasync
-    monkeypatch.setattr(os, "fdatasync", lambda fd: (flushed.append(fd), real_fdatasync(fd))[1])
+    uid, data = _instance(tmp_path)
+    flushed = _count_flushes(monkeypatch)
     conn = associate(harness)
     assert send_store(conn, uid, data)[0][STATUS] == 0x0000
     assert send_store(conn, uid, data, message_id=2)[0][STATUS] == 0x0000
@@ -74,11 +79,7 @@ def test_duplicate_of_a_row_whose_file_is_gone_is_stored(tmp_path: Path, policy:
     not turned away as a duplicate of an object the archive no longer has."""
     server_dir = tmp_path / "PACSREF"
     harness = storage_harness(server_dir, f'durability = "fsync"\nduplicates = "{policy}"\n')
-    path = make_instance(
-        tmp_path / "in" / "a.dcm", study_uid=generate_uid(ROOT), series_uid=generate_uid(ROOT),
-        transfer_syntax=ExplicitVRLittleEndian,
-    )  # fmt: skip
-    uid, data = dcmread(path).SOPInstanceUID, dataset_bytes(path)
+    uid, data = _instance(tmp_path)
     conn = associate(harness)
     assert send_store(conn, uid, data)[0][STATUS] == 0x0000
     [stored] = (server_dir / "data").glob("*/*.dcm")

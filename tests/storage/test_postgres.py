@@ -12,6 +12,7 @@ allowed to create databases for the tests that need an index of their own.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 import uuid
@@ -26,7 +27,7 @@ from pydicom.uid import generate_uid
 
 from pacsref.testing.dcmtk import in_ci
 from tests.storage.dicomgen import ROOT, make_instance
-from tests.storage.helpers import associate, dataset_bytes, send_store, storage_harness
+from tests.storage.helpers import associate, dataset_bytes, send_store, storage, storage_harness
 from tests.storage.test_index_empty_values import IMAGE, STUDY_SQL, store_all, study_objects
 from tests.storage.test_parent_rows import _attributes
 from tests.storage.test_parts import _module
@@ -396,10 +397,6 @@ def test_commit_whose_outcome_is_unknown_keeps_the_file_for_repair(
 ) -> None:
     """Nobody can tell whether the COMMIT happened: 0x0110, and the file stays, so that
     `check --repair` indexes it rather than a row being left without its file."""
-    import sys
-
-    from tests.storage.helpers import storage
-
     server_dir = tmp_path / "PACSREF"
     harness = storage_harness(server_dir, options=f'index_dsn = "{fresh_dsn}"\n')
     uid, data = _instance(tmp_path, "a.dcm", generate_uid(ROOT))
