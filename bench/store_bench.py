@@ -23,7 +23,9 @@ Cases (issue 6): (a) 400 CT images of 512 KiB over one association; (b) the same
 and over 16 parallel ``storescu`` processes; (c) 1,000 ~3 KB objects over one association; (d)
 one 629 MB multi-frame object, with the server's peak RSS (VmHWM) over its idle RSS. DCMTK's
 storescp runs single-process (its default) except in (b), where it runs with ``--fork`` (one
-process per association; its RSS is the parent's). Every process started here is stopped by its
+process per association; its RSS is the parent's, its CPU seconds include the children it has
+reaped). The table also gives each server's CPU seconds (user + system) during the client run:
+far steadier than wall time on a shared machine. Every process started here is stopped by its
 PID.
 
 ``dcmtk-durable`` is DCMTK's storescp made durable the way pacsref's default store is: run with
@@ -58,6 +60,21 @@ from pacsref.testing.net import free_loopback_port, wait_for_port
 from pacsref.testing.twistd import TwistdServer
 
 HOST = "127.0.0.1"
+
+
+def server_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and its reaped children (0.0 if unreadable).
+
+    From ``/proc/<pid>/stat`` (utime, stime, cutime, cstime): the children's share is what
+    DCMTK's ``--fork`` storescp spends in the processes it forked and has waited for.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)": fields 3 onwards
+    ticks = sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _rss_kib(pid: int, field: str) -> int:
@@ -195,14 +212,17 @@ def run_case(
     try:
         peer.start()
         idle = _rss_kib(peer.pid, "VmRSS")
+        cpu_before = server_cpu_seconds(peer.pid)
         seconds, failed = _run_clients(peer.port, files, parallel)
+        cpu = server_cpu_seconds(peer.pid) - cpu_before
         peak = _rss_kib(peer.pid, "VmHWM")
     finally:
         peer.stop()
         if len(files) < DEFER_DELETE_FILES:
             shutil.rmtree(root, ignore_errors=True)
     return {"case": case, "server": server, "parallel": parallel, "seconds": round(seconds, 3),
-            "failed_clients": failed, "idle_rss_mib": round(idle / 1024, 1),
+            "failed_clients": failed, "server_cpu_s": round(cpu, 2),
+            "idle_rss_mib": round(idle / 1024, 1),
             "peak_rss_mib": round(peak / 1024, 1)}  # fmt: skip
 
 
@@ -259,13 +279,17 @@ def main() -> int:
 def summary_table(results: list[dict[str, Any]], servers: list[str]) -> str:
     """Markdown: per case and server, the median, every run, and the in-round ratio to DCMTK.
 
+    Also the median of the server's CPU seconds (user + system) over each run: a
+    machine's drift moves wall time far more than CPU time, so a change to the server's own
+    work shows there first.
+
     The ratio range comes from pairing each run with DCMTK's run *of the same round*, which
     is what cancels the machine's drift; the median ratio is median over median.
     """
     lines = [
         "| case | server | median s | x DCMTK (median) | x DCMTK within a round | runs s "
-        "| failed clients | idle RSS MiB | peak RSS MiB |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| server CPU s | failed clients | idle RSS MiB | peak RSS MiB |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     groups: dict[tuple[str, int], dict[str, list[dict[str, Any]]]] = {}
     for r in results:
@@ -286,9 +310,12 @@ def summary_table(results: list[dict[str, Any]], servers: list[str]) -> str:
                 if base_by_round.get(r.get("round"))
             ]
             spread = f"{min(paired):.2f}-{max(paired):.2f}" if paired else "-"
+            cpus = [r["server_cpu_s"] for r in runs if "server_cpu_s" in r]  # older --json files
+            cpu = f"{statistics.median(cpus):.2f}" if cpus else "-"
             lines.append(
                 f"| {label} | {server} | {median:.3f} | {ratio} | {spread} "
                 f"| {' '.join(f'{s:.3f}' for s in seconds)} "
+                f"| {cpu} "
                 f"| {sum(r['failed_clients'] for r in runs)} "
                 f"| {max(r['idle_rss_mib'] for r in runs)} "
                 f"| {max(r['peak_rss_mib'] for r in runs)} |"

@@ -7,6 +7,7 @@ runs into the figures quoted in closing notes, where a slip would go unnoticed.
 from __future__ import annotations
 
 import importlib
+import os
 import sqlite3
 import sys
 from pathlib import Path
@@ -36,13 +37,16 @@ def tools() -> Any:
     return _import_bench("fsync_floor", "receive_path")
 
 
-def _run(server: str, seconds: float, round_: int, case: str = "a") -> dict[str, Any]:
+def _run(
+    server: str, seconds: float, round_: int, case: str = "a", cpu: float = 1.0
+) -> dict[str, Any]:
     return {
         "case": case,
         "server": server,
         "parallel": 1,
         "seconds": seconds,
         "failed_clients": 0,
+        "server_cpu_s": cpu,
         "idle_rss_mib": 80.0,
         "peak_rss_mib": 81.0,
         "round": round_,
@@ -54,16 +58,31 @@ def test_summary_pairs_each_run_with_dcmtk_of_the_same_round(bench_modules: Any)
     store_bench, _ = bench_modules
     runs = [
         _run("dcmtk", 1.0, 1),
-        _run("pacsref", 2.0, 1),
-        _run("pacsref", 1.5, 2),
+        _run("pacsref", 2.0, 1, cpu=0.9),
+        _run("pacsref", 1.5, 2, cpu=0.7),
         _run("dcmtk", 0.5, 2),  # a fast moment for everyone: the pairing cancels it
         _run("dcmtk", 0.8, 3),
-        _run("pacsref", 1.2, 3),
+        _run("pacsref", 1.2, 3, cpu=0.8),
     ]
     table = store_bench.summary_table(runs, ["pacsref", "dcmtk"])
     [pacsref_row] = [line for line in table.splitlines() if "| pacsref |" in line]
     cells = [cell.strip() for cell in pacsref_row.split("|")[1:-1]]
-    assert cells[:6] == ["a", "pacsref", "1.500", "1.88", "1.50-3.00", "2.000 1.500 1.200"]
+    assert cells[:7] == [
+        "a", "pacsref", "1.500", "1.88", "1.50-3.00", "2.000 1.500 1.200", "0.80"
+    ]  # fmt: skip
+
+
+def test_server_cpu_seconds_reads_this_process(bench_modules: Any) -> None:
+    """User + system CPU from /proc: grows with work done; 0.0 for a process that is gone."""
+    store_bench, _ = bench_modules
+    if not Path("/proc/self/stat").exists():
+        pytest.skip("no /proc on this platform: the bench reports CPU only on Linux")
+    before = store_bench.server_cpu_seconds(os.getpid())
+    deadline = before + 0.05
+    while store_bench.server_cpu_seconds(os.getpid()) < deadline:
+        sum(range(10_000))
+    assert store_bench.server_cpu_seconds(os.getpid()) >= before + 0.05
+    assert store_bench.server_cpu_seconds(2**22 + 12345) == 0.0  # above Linux's pid_max
 
 
 def test_space_needed_counts_only_the_runs_kept_until_the_end(
