@@ -245,6 +245,18 @@ def _negotiate_context(
     )
 
 
+#: Refused contexts named in a rejection's reason; the rest are counted.
+_REFUSALS_NAMED = 5
+
+
+def _refusals_in_brief(refused: list[RefusedContext]) -> str:
+    """Why each context was refused, for the log line and the AssociationRefused notification
+    of a rejection: an administrator must see which syntax to add without a packet capture."""
+    named = "; ".join(r.describe() for r in refused[:_REFUSALS_NAMED])
+    more = len(refused) - _REFUSALS_NAMED
+    return named + (f"; and {more} more" if more > 0 else "")
+
+
 def _reject(
     response: AssociateReject, reason: str, refused: tuple[RefusedContext, ...] = ()
 ) -> NegotiationResult:
@@ -321,7 +333,8 @@ def negotiate(
         why = (
             "no presentation context was proposed"
             if count == 0
-            else f"none of the {count} proposed presentation context(s) could be accepted"
+            else f"none of the {count} proposed presentation context(s) could be accepted: "
+            + _refusals_in_brief(refused)
         )
         return _reject(REJECT_NO_REASON, why, tuple(refused))
 

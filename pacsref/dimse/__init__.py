@@ -11,6 +11,7 @@ file; no twisted, sockets, threads or clocks.
 """
 
 from pacsref.dimse.assembler import (
+    MAX_COMMAND_FRAGMENTS,
     MAX_COMMAND_SET_LENGTH,
     SPOOL_PREFIX,
     SPOOL_SUFFIX,
@@ -62,6 +63,7 @@ __all__ = [
     "DATASET_ABSENT",
     "DATASET_PRESENT",
     "KEYWORDS",
+    "MAX_COMMAND_FRAGMENTS",
     "MAX_COMMAND_SET_LENGTH",
     "MAX_ERROR_COMMENT",
     "PDV_OVERHEAD",

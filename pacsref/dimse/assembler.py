@@ -50,6 +50,7 @@ from pacsref.dimse.spool import SpoolWriter, create_spool_file
 from pacsref.ul.events import PresentationDataValue
 
 __all__ = [
+    "MAX_COMMAND_FRAGMENTS",
     "MAX_COMMAND_SET_LENGTH",
     "SPOOL_PREFIX",
     "SPOOL_SUFFIX",
@@ -60,6 +61,10 @@ __all__ = [
 #: Largest command set we buffer. Real ones are 60-300 bytes; 64 KiB leaves
 #: room for long AttributeIdentifierLists while bounding memory per peer.
 MAX_COMMAND_SET_LENGTH = 64 * 1024
+#: Most fragments one command set may come in. A peer with the smallest PDU size in use
+#: sends a real command set in a handful; the limit keeps empty or one-byte fragments, which
+#: add (almost) nothing to the length above, from piling up without end.
+MAX_COMMAND_FRAGMENTS = 4096
 
 #: Spool files are named ``pacsref-dimse-<pid>-<token>-<n>.dataset`` so that stray
 #: ones (after a crash) are recognisable in the Temporary Directory.
@@ -132,6 +137,11 @@ class MessageAssembler:
         return self._context_id is not None
 
     @property
+    def context_id(self) -> int | None:
+        """The presentation context of the message in progress, None when idle."""
+        return self._context_id
+
+    @property
     def spool_path(self) -> Path | None:
         """The spool file being written, if a data set is in progress."""
         return self._spool_path
@@ -175,6 +185,11 @@ class MessageAssembler:
                 f"({self._command_length} so far)"
             )
         if not pdv.is_last:
+            if len(self._fragments) >= MAX_COMMAND_FRAGMENTS:
+                self._fail(
+                    f"command set in too many fragments: more than {MAX_COMMAND_FRAGMENTS} "
+                    f"({self._command_length} bytes so far)"
+                )
             self._context_id = pdv.context_id
             self._fragments.append(bytes(data))  # a copy: a view would pin its whole read
             return None

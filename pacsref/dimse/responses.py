@@ -29,8 +29,15 @@ PS3.7 gives no single rule, so we chose, from Annex C and what others do:
   status its service does not define. Offending Element is not used: it is
   not a C-ECHO-RSP element and it names data set attributes, not command
   elements.
+* **Known request whose CommandDataSetType contradicts its service** (a C-ECHO-RQ
+  announcing a data set, a C-STORE-RQ announcing none; PS3.7 Tables 9.3-x/10.3-x) - Status
+  0x0212 with an Error Comment naming CommandDataSetType, see
+  :func:`dataset_type_response`.
 * **C-CANCEL-RQ** has no response (PS3.7 9.3.2.3); :func:`can_respond` is
   False for it and a broken one is simply ignored by the caller.
+* A request UID too long (or not ASCII) to be a UI value cannot be echoed: the response
+  leaves it out (every Affected SOP Class/Instance UID of a response is optional, "U(=)"),
+  and :func:`unechoable_uids` names it for the caller's log.
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ from pacsref.dimse.command import (
     DATASET_PRESENT,
     ERROR_COMMENT,
     EVENT_TYPE_ID,
+    KEYWORDS,
     MESSAGE_ID,
     MESSAGE_ID_BEING_RESPONDED_TO,
     OFFENDING_ELEMENT,
@@ -55,15 +63,23 @@ from pacsref.dimse.command import (
     STATUS,
     TAGS,
 )
-from pacsref.dimse.messages import CommandField, DimseMessage, command_name, missing_required
+from pacsref.dimse.messages import (
+    CommandField,
+    DimseMessage,
+    command_name,
+    dataset_expected,
+    missing_required,
+)
 from pacsref.dimse.status import MISTYPED_ARGUMENT, UNRECOGNIZED_OPERATION
 
 __all__ = [
     "MAX_ERROR_COMMENT",
     "can_respond",
+    "dataset_type_response",
     "invalid_request_response",
     "missing_elements_response",
     "response_command",
+    "unechoable_uids",
     "unrecognized_operation_response",
 ]
 
@@ -71,6 +87,35 @@ __all__ = [
 MAX_ERROR_COMMENT = 64
 
 _KNOWN = frozenset(int(cf) for cf in CommandField)
+
+#: A UI value holds at most 64 characters (PS3.5 Table 6.2-1).
+_MAX_UID = 64
+_ECHOED_UIDS = (
+    (AFFECTED_SOP_CLASS_UID, REQUESTED_SOP_CLASS_UID),
+    (AFFECTED_SOP_INSTANCE_UID, REQUESTED_SOP_INSTANCE_UID),
+)
+
+
+def _echoable(value: object) -> bool:
+    return isinstance(value, str) and value.isascii() and len(value) <= _MAX_UID
+
+
+def unechoable_uids(command: Mapping[int, object]) -> list[str]:
+    """The request's UIDs a response cannot carry back, e.g. ``AffectedSOPInstanceUID
+    (0000,1000): 80 characters, a UI holds 64``; empty when all fit."""
+    found = []
+    for tag in (tag for pair in _ECHOED_UIDS for tag in pair):
+        value = command.get(tag)
+        if value is None or _echoable(value):
+            continue
+        if not isinstance(value, str):
+            why = f"not a string ({type(value).__name__})"
+        elif len(value) > _MAX_UID:
+            why = f"{len(value)} characters, a UI holds {_MAX_UID}"
+        else:
+            why = "not ASCII"
+        found.append(f"{KEYWORDS[tag]} (0000,{tag:04X}): {why}")
+    return found
 
 
 def can_respond(command: Mapping[int, object] | DimseMessage) -> bool:
@@ -111,8 +156,8 @@ def response_command(
     ``extra`` sets further elements by keyword, e.g. ``ErrorComment="..."``
     (truncated to 64 characters), ``OffendingElement=0x00100010`` or a list,
     ``NumberOfCompletedSuboperations=3``; a value of None leaves the element
-    out. Raises ValueError if :func:`can_respond` is False and TypeError for
-    an unknown keyword.
+    out. A UID that is not a valid UI value (:func:`unechoable_uids`) is left out too.
+    Raises ValueError if :func:`can_respond` is False and TypeError for an unknown keyword.
     """
     fields = request.command if isinstance(request, DimseMessage) else request
     if not can_respond(fields):
@@ -127,12 +172,10 @@ def response_command(
         COMMAND_DATA_SET_TYPE: DATASET_PRESENT if dataset else DATASET_ABSENT,
         STATUS: status,
     }
-    sop_class = fields.get(AFFECTED_SOP_CLASS_UID) or fields.get(REQUESTED_SOP_CLASS_UID)
-    if sop_class is not None:
-        response[AFFECTED_SOP_CLASS_UID] = sop_class
-    instance = fields.get(AFFECTED_SOP_INSTANCE_UID) or fields.get(REQUESTED_SOP_INSTANCE_UID)
-    if instance is not None:
-        response[AFFECTED_SOP_INSTANCE_UID] = instance
+    for affected, requested in _ECHOED_UIDS:
+        uid = fields.get(affected) or fields.get(requested)
+        if uid is not None and _echoable(uid):  # see unechoable_uids
+            response[affected] = uid
     for echoed in (EVENT_TYPE_ID, ACTION_TYPE_ID):
         value = fields.get(echoed)
         if value is not None:
@@ -177,13 +220,39 @@ def missing_elements_response(
     return response_command(command, MISTYPED_ARGUMENT, ErrorComment=f"missing {names}")
 
 
+def dataset_type_response(command: Mapping[int, object]) -> dict[int, object] | None:
+    """Status 0x0212 when CommandDataSetType contradicts the request's service, else None.
+
+    E.g. a C-ECHO-RQ announcing a data set (PS3.7 Table 9.3-12: 0x0101, none) or a
+    C-STORE-RQ announcing none; services where a data set is optional are not checked.
+    """
+    command_field = command.get(COMMAND_FIELD)
+    if not isinstance(command_field, int):
+        return None
+    expected = dataset_expected(command_field)
+    if expected is None:
+        return None
+    value = command.get(COMMAND_DATA_SET_TYPE)
+    announced = value is not None and value != DATASET_ABSENT
+    if announced == expected:
+        return None
+    name = command_name(command_field)
+    comment = f"{name} must carry a data set" if expected else f"{name} carries no data set"
+    return response_command(
+        command,
+        MISTYPED_ARGUMENT,
+        ErrorComment=f"{KEYWORDS[COMMAND_DATA_SET_TYPE]} (0000,0800): {comment}",
+    )
+
+
 def invalid_request_response(
     command: Mapping[int, object] | DimseMessage,
 ) -> dict[int, object] | None:
     """The refusal to send for an unservable request, or None if it is fine.
 
     Checks, in order: unknown Command Field -> 0x0211; missing mandatory
-    elements -> 0x0212. Call only when :func:`can_respond` is True.
+    elements -> 0x0212; a CommandDataSetType its service forbids -> 0x0212. Call only
+    when :func:`can_respond` is True.
     """
     fields = command.command if isinstance(command, DimseMessage) else command
     if fields.get(COMMAND_FIELD) not in _KNOWN:
@@ -191,4 +260,4 @@ def invalid_request_response(
     missing = missing_required(fields)
     if missing:
         return missing_elements_response(fields, missing)
-    return None
+    return dataset_type_response(fields)

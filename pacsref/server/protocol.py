@@ -295,7 +295,9 @@ class DicomServerProtocol(Protocol):
                     self._artim.cancel()
                 self._artim = None
             elif kind is CloseTransport:
-                self.transport.loseConnection()  # type: ignore[union-attr]
+                # Bounded like every close: a peer that stopped reading would otherwise keep
+                # the connection (and its Max Clients place) for as long as it likes.
+                self.close_within_artim()
         if self.ul.state in _ASSOCIATED and self._idle is None:
             self._touch()
 

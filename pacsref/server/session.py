@@ -4,7 +4,8 @@ One :class:`AssociationSession` per connection sits between the protocol
 adapter (bytes, timers) and the add-ins: it answers the A-ASSOCIATE request
 (acceptance policy, negotiation and association hooks, see
 :mod:`pacsref.server.acceptance`), reassembles DIMSE messages, serves them
-one at a time (we answer the asynchronous operations window 1/1), and
+one at a time (we answer the asynchronous operations window 1/1, and abort a peer that
+invokes a second operation before the first is answered: PS3.7 D.3.3.3), and
 releases only when nothing is in flight. It never touches the transport; it
 hands primitives back through ``send``. It reports the association's life to
 the client registry (which publishes the notifications) and to the service
@@ -35,7 +36,8 @@ from pacsref.dimse import (
     invalid_request_response,
     response_command,
 )
-from pacsref.dimse.messages import spool_failure_status
+from pacsref.dimse.messages import CommandField, spool_failure_status
+from pacsref.dimse.responses import unechoable_uids
 from pacsref.security import CertificateIdentity
 from pacsref.server.acceptance import Acceptance
 from pacsref.server.clients import ClientInfo
@@ -96,6 +98,8 @@ class AssociationSession:
         self._assembler: MessageAssembler | None = None
         self._queue: deque[DimseMessage] = deque()
         self._in_flight: Deferred[list[Response]] | None = None
+        #: the request ``_in_flight`` serves
+        self._in_flight_message: DimseMessage | None = None
         self._release_requested = False
         self._started = 0.0  # perf_counter() of the request in service, when it is logged
         self.ended = False
@@ -115,6 +119,7 @@ class AssociationSession:
             self._on_associate(primitive)  # type: ignore[arg-type]
         elif kind is ReleaseRequest:
             self._release_requested = True
+            self._drop_partial_message()
             self._pump()
         elif kind is Abort:
             self._on_abort(primitive)  # type: ignore[arg-type]
@@ -240,15 +245,96 @@ class AssociationSession:
         assembler = self._assembler
         if assembler is None:  # pragma: no cover - the UL only indicates data when associated
             return
+        if self.ended:
+            # Aborted by us while more PDUs of the same read were still being indicated:
+            # they arrived after the end and are ignored (PS3.8 Sta13, AA-6).
+            return
         for pdv in transfer.values:
             try:
                 message = assembler.feed(pdv)
             except DimseProtocolError as exc:
                 self._abort(f"DIMSE protocol error: {exc.detail}")
                 return
-            if message is not None:
-                self._queue.append(message)
+            if message is not None and not self._accept_message(message):
+                return
         self._pump()
+
+    def _accept_message(self, message: DimseMessage) -> bool:
+        """Queue a complete request; act on anything else. False: the association ended.
+
+        A C-CANCEL-RQ is acted on at once (never queued behind the request it cancels, never
+        answered). A response is a protocol error: this server invokes no operations on an
+        association it accepted. A request arriving while another is still being served
+        exceeds the asynchronous operations window (1 invoked, 1 performed, our answer to
+        every proposal and the default, PS3.7 D.3.3.3): the association is aborted rather
+        than the peer's requests queued, and their data sets spooled, without end.
+        """
+        command_field = message.command_field
+        if command_field == CommandField.C_CANCEL_RQ:
+            self._cancel(message)
+            return True
+        if isinstance(command_field, int) and command_field & 0x8000:
+            message.discard()
+            responding_to = message.message_id_being_responded_to
+            self._abort(
+                f"unexpected {message.name} (responding to message {responding_to}): "
+                "this server invokes no operations on associations it accepted"
+            )
+            return False
+        if self._in_flight is not None or self._queue:
+            serving = self._in_flight_message or (self._queue[0] if self._queue else None)
+            serving_id = serving.message_id if serving is not None else None
+            message.discard()
+            self._abort(
+                f"{message.name} (message {message.message_id}) arrived while message "
+                f"{serving_id} is still being served: more operations invoked than the "
+                "asynchronous operations window of 1 allows (PS3.7 D.3.3.3)"
+            )
+            return False
+        self._queue.append(message)
+        return True
+
+    def _cancel(self, message: DimseMessage) -> None:
+        """C-CANCEL-RQ (PS3.7 9.1.2.1.3, 9.3.2.3): never answered.
+
+        Only C-FIND, C-GET and C-MOVE can be cancelled, and this server's add-ins serve none
+        of them yet, so there is nothing to stop: the request is logged and dropped.
+        """
+        message.discard()
+        serving = self._in_flight_message
+        log.info(
+            "association {id}: C-CANCEL-RQ for message {target} ignored: {why}",
+            kind="dimse.cancel",
+            id=self.association_id,
+            client=self.client.id,
+            calling=self.client.ae_title,
+            target=message.message_id_being_responded_to,
+            why=(
+                f"{serving.name} (message {serving.message_id}) cannot be cancelled"
+                if serving is not None
+                else "no operation is in progress"
+            ),
+        )
+
+    def _drop_partial_message(self) -> None:
+        """A-RELEASE-RQ in the middle of a message: the message is lost; say so.
+
+        PS3.8 7.2: the release is orderly only for what was sent whole. What has arrived of
+        the message (and its spool file) is dropped and the association released as asked.
+        """
+        assembler = self._assembler
+        if assembler is None or not assembler.in_progress:
+            return
+        log.warn(
+            "association {id}: A-RELEASE-RQ while a message was still arriving on "
+            "presentation context {context}: the incomplete message is dropped",
+            kind="dimse.incomplete",
+            id=self.association_id,
+            client=self.client.id,
+            calling=self.client.ae_title,
+            context=assembler.context_id,
+        )
+        assembler.abort()
 
     def _pump(self) -> None:
         """Serve the next queued request, or release once nothing is left."""
@@ -281,6 +367,18 @@ class AssociationSession:
             message.discard()
             self._abort(f"{message.name} without a usable Message ID or Command Field")
             return
+        for problem in unechoable_uids(message.command):
+            log.warn(
+                "{command} (message {message_id}) from {calling}: {problem}; the response "
+                "leaves it out",
+                kind="dimse.bad_uid",
+                command=message.name,
+                message_id=message.message_id,
+                calling=self.client.ae_title,
+                id=self.association_id,
+                client=self.client.id,
+                problem=problem,
+            )
         refusal = invalid_request_response(message)
         if refusal is None and message.spool_failure is not None:
             refusal = self._spool_failed(message)
@@ -297,6 +395,7 @@ class AssociationSession:
             self._respond(message, responses)
             return
         self._in_flight = d
+        self._in_flight_message = message
         d.addCallback(self._respond_later, message)
 
     def _spool_failed(self, message: DimseMessage) -> dict[int, object]:
@@ -332,6 +431,7 @@ class AssociationSession:
 
     def _respond_later(self, responses: list[Response], message: DimseMessage) -> None:
         self._in_flight = None
+        self._in_flight_message = None
         self._respond(message, responses)
         self._pump()
 
@@ -418,6 +518,7 @@ class AssociationSession:
             self._assembler.abort()
         while self._queue:
             self._queue.popleft().discard()
+        self._in_flight_message = None
         if self._in_flight is not None:
             in_flight, self._in_flight = self._in_flight, None
             in_flight.cancel()

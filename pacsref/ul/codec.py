@@ -57,6 +57,18 @@ _IMPLEMENTATION_UID = 0x52
 _ASYNC_OPERATIONS = 0x53
 _ROLE_SELECTION = 0x54
 _IMPLEMENTATION_VERSION = 0x55
+_USER_IDENTITY = 0x58
+
+#: User information sub-items that occur at most once (PS3.7 D.3.3.1-D.3.3.3, D.3.3.7;
+#: PS3.8 D.1): a second one would silently replace the first (a peer's maximum length of
+#: 131072 turned into 7, say), so it makes the PDU malformed instead.
+_SINGLE_SUB_ITEMS = {
+    _MAX_LENGTH: "maximum length",
+    _IMPLEMENTATION_UID: "implementation class UID",
+    _ASYNC_OPERATIONS: "asynchronous operations window",
+    _IMPLEMENTATION_VERSION: "implementation version name",
+    _USER_IDENTITY: "user identity",
+}
 
 
 # -- decoding ---------------------------------------------------------------------------
@@ -110,7 +122,15 @@ def _user_information(value: bytes, pdu: str) -> UserInformation:
     async_ops: tuple[int, int] | None = None
     roles: list[RoleSelection] = []
     others: list[tuple[int, bytes]] = []
+    seen: set[int] = set()
     for sub_type, sub in _items(value, 0, where):
+        if sub_type in _SINGLE_SUB_ITEMS:
+            if sub_type in seen:
+                raise MalformedPDU(
+                    f"{where}: more than one {_SINGLE_SUB_ITEMS[sub_type]} sub-item "
+                    f"(0x{sub_type:02X}); PS3.7 Annex D allows one"
+                )
+            seen.add(sub_type)
         if sub_type == _MAX_LENGTH:
             if len(sub) != 4:
                 raise MalformedPDU(f"{where}: maximum length sub-item has length {len(sub)}, not 4")
@@ -212,10 +232,20 @@ def _association_items(
     user_info: UserInformation | None = None
     for item_type, value in _items(body, _FIXED.size, pdu):
         if item_type == _APPLICATION_CONTEXT:
+            if application_context:
+                raise MalformedPDU(
+                    f"{pdu}: more than one application context item (0x10); PS3.8 Table 9-11 "
+                    "allows one"
+                )
             application_context = _uid(value, f"{pdu} application context name")
         elif item_type == context_type:
             contexts.append(value)
         elif item_type == _USER_INFORMATION:
+            if user_info is not None:
+                raise MalformedPDU(
+                    f"{pdu}: more than one user information item (0x50); PS3.8 Table 9-11 "
+                    "allows one"
+                )
             user_info = _user_information(value, pdu)
         # PS3.8 9.3.1: items of unrecognised types are ignored.
     if not application_context:

@@ -171,6 +171,9 @@ def test_no_accepted_context_rejects_the_association() -> None:
     rj = reject_of(result)
     assert (rj.result, rj.source, rj.reason) == (1, 1, 1)
     assert "none of the 2" in result.reason
+    # The reason (logged, and sent in AssociationRefused) names each refusal.
+    assert "context 1 (" in result.reason and "abstract-syntax-not-supported" in result.reason
+    assert "context 3 (" in result.reason and "transfer-syntaxes-not-supported" in result.reason
     assert [(r.context_id, r.result) for r in result.refused] == [
         (1, ContextResult.ABSTRACT_SYNTAX_NOT_SUPPORTED),
         (3, ContextResult.TRANSFER_SYNTAXES_NOT_SUPPORTED),

@@ -14,6 +14,7 @@ from pynetdicom.dimse_messages import C_STORE_RQ
 from pynetdicom.dimse_primitives import C_STORE
 
 from pacsref.dimse import (
+    MAX_COMMAND_FRAGMENTS,
     MAX_COMMAND_SET_LENGTH,
     SPOOL_PREFIX,
     CommandField,
@@ -232,6 +233,14 @@ def test_command_set_over_64_kib_is_refused(assembler: MessageAssembler) -> None
     with pytest.raises(DimseProtocolError, match=r"command set too large"):
         for _ in range(MAX_COMMAND_SET_LENGTH // len(chunk) + 1):
             assembler.feed(PDV(1, True, False, chunk))
+    assert not assembler.in_progress
+
+
+def test_command_set_in_too_many_fragments_is_refused(assembler: MessageAssembler) -> None:
+    """Empty fragments add nothing to the length: their number is bounded instead."""
+    with pytest.raises(DimseProtocolError, match=r"command set in too many fragments"):
+        for _ in range(MAX_COMMAND_FRAGMENTS + 1):
+            assembler.feed(PDV(1, True, False, b""))
     assert not assembler.in_progress
 
 

@@ -27,6 +27,7 @@ from pacsref.dimse import (
     unrecognized_operation_response,
 )
 from pacsref.dimse import status as st
+from pacsref.dimse.responses import unechoable_uids
 
 VERIFICATION = "1.2.840.10008.1.1"
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
@@ -295,3 +296,24 @@ def test_describe_status_for_logs() -> None:
     """describe_status gives code, name and category in one string."""
     assert describe_status(0x0212) == "0x0212 Mistyped argument (failure)"
     assert describe_status(0xFF00) == "0xFF00 Pending (pending)"
+
+
+def test_store_without_a_data_set_gets_0212_naming_command_data_set_type() -> None:
+    """A C-STORE-RQ announcing no data set cannot be served (PS3.7 Table 9.3-1)."""
+    rsp = invalid_request_response({**STORE_RQ, 0x0800: 0x0101})
+    assert rsp is not None and rsp[0x0900] == st.MISTYPED_ARGUMENT
+    assert rsp[0x0902] == "CommandDataSetType (0000,0800): C-STORE-RQ must carry a data set"
+    assert invalid_request_response(STORE_RQ) is None
+
+
+def test_uids_that_are_no_ui_values_are_named_and_not_echoed() -> None:
+    """Too long or not ASCII: left out of the response (optional there), named for the log."""
+    request = {**STORE_RQ, 0x1000: "1." + "2" * 70, 0x0002: "1.2.\u00e9"}
+    assert unechoable_uids(request) == [
+        "AffectedSOPClassUID (0000,0002): not ASCII",
+        "AffectedSOPInstanceUID (0000,1000): 72 characters, a UI holds 64",
+    ]
+    rsp = response_command(request, 0x0117)
+    assert 0x0002 not in rsp and 0x1000 not in rsp
+    encode_command(rsp)  # and the rest encodes
+    assert unechoable_uids(STORE_RQ) == []

@@ -7,9 +7,12 @@ fragmentation, without sockets or sleeps.
 
 from __future__ import annotations
 
+import struct
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from twisted.logger import LogEvent, formatEvent, globalLogPublisher
 
 from pacsref.dimse import decode_command
 from pacsref.testing.harness import ServerHarness
@@ -176,14 +179,46 @@ def test_unknown_command_field_gets_0211(harness: ServerHarness) -> None:
     assert responses(conn.received())[0][0x0900] == 0
 
 
+#: A C-FIND identifier, Query/Retrieve Level (0008,0052) "STUDY" in Implicit VR LE.
+_IDENTIFIER = b"\x08\x00\x52\x00\x06\x00\x00\x00STUDY "
+
+
 def test_find_on_verification_context_gets_0211(harness: ServerHarness) -> None:
     """A known command no add-in serves on that context (C-FIND on Verification) -> 0x0211."""
     conn, _ = _associate(harness)
-    conn.send(
-        command_pdu({0x0002: VERIFICATION, 0x0100: 0x0020, 0x0110: 9, 0x0700: 0, 0x0800: 0x0101})
+    command = command_pdu(
+        {0x0002: VERIFICATION, 0x0100: 0x0020, 0x0110: 9, 0x0700: 0, 0x0800: 0x0000}
     )
+    identifier = PresentationDataValue(1, False, True, _IDENTIFIER)
+    conn.send(command + codec.encode_p_data(DataTransfer((identifier,))))
     [rsp] = responses(conn.received())
     assert rsp[0x0900] == 0x0211
+
+
+@pytest.mark.parametrize(
+    ("fields", "comment"),
+    [
+        ({0x0100: 0x0030, 0x0800: 0x0000}, "C-ECHO-RQ carries no data set"),
+        ({0x0100: 0x0020, 0x0700: 0, 0x0800: 0x0101}, "C-FIND-RQ must carry a data set"),
+    ],
+)
+def test_dataset_type_against_the_service_gets_0212(
+    harness: ServerHarness, fields: dict[int, int], comment: str
+) -> None:
+    """CommandDataSetType contradicting the service (PS3.7 9.3) -> 0x0212 naming it; served
+    no further, and the association goes on."""
+    conn, _ = _associate(harness)
+    command = command_pdu({0x0002: VERIFICATION, 0x0110: 9, **fields})
+    dataset = codec.encode_p_data(
+        DataTransfer((PresentationDataValue(1, False, True, _IDENTIFIER),))
+    )
+    conn.send(command + (dataset if fields[0x0800] != 0x0101 else b""))
+    [rsp] = responses(conn.received())
+    assert rsp[0x0900] == 0x0212 and rsp[0x0120] == 9
+    assert rsp[0x0902] == f"CommandDataSetType (0000,0800): {comment}"
+    assert not list(harness.server.spool_dir.glob("pacsref-dimse-*"))  # spool deleted
+    conn.send(echo_rq(message_id=10))
+    assert responses(conn.received())[0][0x0900] == 0
 
 
 def test_missing_required_element_gets_0212(harness: ServerHarness) -> None:
@@ -401,3 +436,122 @@ def test_slow_reader_is_throttled_and_cut_after_artim(harness: ServerHarness) ->
     assert conn.closed and not aborted
     harness.clock.advance(10)  # ARTIM
     assert aborted == [True]
+
+
+@pytest.fixture
+def log_lines() -> Iterator[list[str]]:
+    lines: list[str] = []
+
+    def observer(event: LogEvent) -> None:
+        lines.append(formatEvent(event) or "")
+
+    globalLogPublisher.addObserver(observer)
+    yield lines
+    globalLogPublisher.removeObserver(observer)
+
+
+def test_close_after_release_is_cut_when_artim_expires(harness: ServerHarness) -> None:
+    """After A-RELEASE-RP, ARTIM closes; a peer that never reads is cut ARTIM later."""
+    conn, _ = _associate(harness)
+    aborted: list[bool] = []
+    conn.transport.abortConnection = lambda: aborted.append(True)  # type: ignore[method-assign]
+    conn.send(codec.RELEASE_RQ)
+    assert [t for t, _ in conn.received()] == [PDUType.A_RELEASE_RP]
+    harness.clock.advance(10)  # ARTIM in Sta13: the close starts (AA-2)
+    assert conn.closed and not aborted
+    harness.clock.advance(10)  # still not drained: cut
+    assert aborted == [True]
+
+
+def test_uid_too_long_to_echo_is_left_out_of_the_response(
+    harness: ServerHarness, log_lines: list[str]
+) -> None:
+    """An 80-character Affected SOP Instance UID: answered, without it, and logged by name."""
+    conn, _ = _associate(harness)
+    long_uid = ("1." + "2" * 78).encode()  # encode_command would refuse it: built by hand
+    elements = [
+        struct.pack("<HHIH", 0, 0x0100, 2, 0x0030),
+        struct.pack("<HHIH", 0, 0x0110, 2, 3),
+        struct.pack("<HHIH", 0, 0x0800, 2, 0x0101),
+        struct.pack("<HHI", 0, 0x1000, len(long_uid)) + long_uid,
+    ]
+    uid = VERIFICATION.encode() + b"\0" * (len(VERIFICATION) % 2)
+    body = struct.pack("<HHI", 0, 0x0002, len(uid)) + uid + b"".join(elements)
+    command = struct.pack("<HHII", 0, 0, 4, len(body)) + body
+    conn.send(codec.encode_p_data(DataTransfer((PresentationDataValue(1, True, True, command),))))
+    [rsp] = responses(conn.received())
+    assert rsp[0x0900] == 0 and rsp[0x0120] == 3 and 0x1000 not in rsp
+    assert any(
+        "AffectedSOPInstanceUID (0000,1000): 80 characters, a UI holds 64" in line
+        for line in log_lines
+    ), log_lines
+    assert not conn.closed
+
+
+def test_second_request_while_one_is_served_aborts(
+    harness: ServerHarness, log_lines: list[str]
+) -> None:
+    """Window 1/1 (PS3.7 D.3.3.3): a request while another is in flight aborts, naming both."""
+    conn, _ = _associate(
+        harness,
+        contexts=(
+            PresentationContextProposal(1, SLOW_SYNTAX, (IMPLICIT,)),
+            PresentationContextProposal(3, VERIFICATION, (IMPLICIT,)),
+        ),
+    )
+    conn.send(echo_rq(message_id=1, e0002=SLOW_SYNTAX))
+    assert conn.received() == []
+    conn.send(echo_rq(message_id=2, context_id=3) + echo_rq(message_id=3, context_id=3))
+    assert [t for t, _ in conn.received()] == [PDUType.A_ABORT]
+    aborts = [line for line in log_lines if "aborted by us" in line]
+    assert len(aborts) == 1, aborts
+    assert "C-ECHO-RQ (message 2) arrived while message 1 is still being served" in aborts[0]
+    assert "asynchronous operations window of 1" in aborts[0]
+    harness.threadpool.run_all()  # the slow answer comes after the end: nothing is sent
+    assert conn.received() == []
+
+
+def test_cancel_is_not_answered_and_the_association_goes_on(
+    harness: ServerHarness, log_lines: list[str]
+) -> None:
+    """C-CANCEL-RQ (PS3.7 9.3.2.3) gets no response; nothing is cancellable here yet."""
+    conn, _ = _associate(harness)
+    conn.send(echo_rq(message_id=1))
+    assert responses(conn.received())[0][0x0900] == 0
+    conn.send(command_pdu({0x0100: 0x0FFF, 0x0120: 1, 0x0800: 0x0101}))
+    assert conn.received() == [] and not conn.closed
+    assert any(
+        "C-CANCEL-RQ for message 1 ignored: no operation is in progress" in line
+        for line in log_lines
+    ), log_lines
+    conn.send(echo_rq(message_id=2))
+    assert responses(conn.received())[0][0x0900] == 0
+
+
+def test_a_response_sent_to_us_aborts_naming_it(
+    harness: ServerHarness, log_lines: list[str]
+) -> None:
+    """A DIMSE response arriving at this SCP: no request of ours is outstanding."""
+    conn, _ = _associate(harness)
+    conn.send(command_pdu({0x0002: VERIFICATION, 0x0100: 0x8030, 0x0120: 1, 0x0800: 0x0101,
+                           0x0900: 0}))  # fmt: skip
+    assert [t for t, _ in conn.received()] == [PDUType.A_ABORT]
+    assert any("unexpected C-ECHO-RSP (responding to message 1)" in line for line in log_lines)
+
+
+def test_release_in_the_middle_of_a_message_drops_it_with_a_warning(
+    harness: ServerHarness, log_lines: list[str]
+) -> None:
+    """A-RELEASE-RQ after part of a data set: released, the partial spool file deleted, said."""
+    conn, _ = _associate(harness)
+    command = command_pdu({0x0002: VERIFICATION, 0x0100: 0x0030, 0x0110: 5, 0x0800: 0x0000})
+    partial = PresentationDataValue(1, False, False, b"\x08\x00\x52\x00")
+    conn.send(command + codec.encode_p_data(DataTransfer((partial,))))
+    assert list(harness.server.spool_dir.glob("pacsref-dimse-*"))
+    conn.send(codec.RELEASE_RQ)
+    assert [t for t, _ in conn.received()] == [PDUType.A_RELEASE_RP]
+    assert not list(harness.server.spool_dir.glob("pacsref-dimse-*"))
+    assert any(
+        "A-RELEASE-RQ while a message was still arriving on presentation context 1" in line
+        for line in log_lines
+    ), log_lines

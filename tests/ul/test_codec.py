@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+
 import pytest
 from pynetdicom import pdu as pn_pdu
 from pynetdicom import pdu_primitives as pp
@@ -154,6 +156,41 @@ def test_rq_without_user_information_is_malformed() -> None:
     cut = raw.index(b"\x50\x00")
     with pytest.raises(MalformedPDU, match="user information item"):
         codec.decode_associate_rq(raw[:cut])
+
+
+def _item(item_type: int, value: bytes) -> bytes:
+    return struct.pack(">BxH", item_type, len(value)) + value
+
+
+@pytest.mark.parametrize(
+    ("repeated", "message"),
+    [
+        (_item(0x51, struct.pack(">L", 7)), r"more than one maximum length sub-item \(0x51\)"),
+        (_item(0x52, b"1.2.3.5"), r"more than one implementation class UID sub-item \(0x52\)"),
+        (_item(0x55, b"OTHER"), r"more than one implementation version name sub-item"),
+    ],
+)
+def test_repeated_single_user_information_sub_item_is_malformed(
+    repeated: bytes, message: str
+) -> None:
+    """A second maximum length (say 7 after 32768) must not silently win (PS3.7 Annex D)."""
+    raw = _pynetdicom_rq()[6:]
+    at = raw.index(b"\x50\x00")
+    (length,) = struct.unpack_from(">H", raw, at + 2)
+    user_info = raw[at + 4 : at + 4 + length] + repeated
+    body = raw[:at] + _item(0x50, user_info) + raw[at + 4 + length :]
+    with pytest.raises(MalformedPDU, match=message):
+        codec.decode_associate_rq(body)
+
+
+@pytest.mark.parametrize("item_type", [0x10, 0x50])
+def test_repeated_application_context_or_user_information_is_malformed(item_type: int) -> None:
+    """PS3.8 Table 9-11: one application context item, one user information item."""
+    raw = _pynetdicom_rq()[6:]
+    at = raw.index(bytes([item_type, 0]))
+    (length,) = struct.unpack_from(">H", raw, at + 2)
+    with pytest.raises(MalformedPDU, match=rf"more than one .* item \(0x{item_type:02X}\)"):
+        codec.decode_associate_rq(raw + raw[at : at + 4 + length])
 
 
 def test_framer_refuses_oversized_p_data_from_header() -> None:
