@@ -160,6 +160,12 @@ class AddInOption:
             raise ValueError(f"must be {self.allowed}")
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"must be a finite number ({self.allowed})")
+        if isinstance(value, str) and not _utf8_writable(value):
+            # A lone surrogate (from JSON's "\ud800", or a command-line byte that is not
+            # UTF-8) would be accepted here and then fail the options file's save.
+            raise ValueError(
+                f"contains characters that cannot be written as UTF-8 ({self.allowed})"
+            )
         if isinstance(value, int | float) and not isinstance(value, bool):
             too_low = self.minimum is not None and value < self.minimum
             too_high = self.maximum is not None and value > self.maximum
@@ -189,6 +195,14 @@ class AddInOption:
         if self.maximum is not None:
             described["maximum"] = self.maximum
         return described
+
+
+def _utf8_writable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class OptionValues(Mapping[str, OptionValue]):

@@ -17,12 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredLock
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pacsref.addin.interfaces import IAddInOptions
 from pacsref.addin.options import AddInOptionsError, OptionValues, as_schema
 from pacsref.addin.options_file import OptionsFile
 from pacsref.admin.messages import MessageError
+
+log = Logger(namespace="pacsref.admin")
 
 __all__ = ["AddInOptionsCommands"]
 
@@ -111,10 +114,12 @@ class AddInOptionsCommands:
             ) from None
 
         def not_saved(failure: Failure) -> None:
-            failure.trap(OSError)
+            # Whatever stopped the save, the add-in must not keep values the file lacks.
             if current is not None:
                 with contextlib.suppress(Exception):
                     addin.options_changed(current)
+            if not failure.check(OSError):
+                log.failure("saving {path} failed", failure, path=str(file.path))
             raise MessageError(f"cannot save {file.path}: {failure.getErrorMessage()}")
 
         saved = self.run_in_thread(file.save, new)

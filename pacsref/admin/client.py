@@ -53,7 +53,7 @@ class AdminTimeoutError(AdminConnectionError, TimeoutError):
 
 
 def _request(message: str, data: tuple[Any, ...]) -> bytes:
-    return ServiceMessage(message, data=list(data)).to_json().encode("utf-8") + b"\n"
+    return ServiceMessage(message, data=list(data)).to_line() + b"\n"
 
 
 class AdminClient:

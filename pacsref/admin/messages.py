@@ -84,9 +84,20 @@ class ServiceMessage:
             "data": list(self.data),
         }
 
-    def to_json(self) -> str:
-        """One line of compact JSON (no newline inside: JSON escapes them in strings)."""
-        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
+    def to_json(self, ascii_only: bool = False) -> str:
+        """One line of compact JSON (no newline inside: JSON escapes them in strings).
+
+        ``ascii_only`` escapes every non-ASCII character, for a message that cannot be
+        written as UTF-8: one whose error text repeats a lone surrogate from the request.
+        """
+        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=ascii_only)
+
+    def to_line(self) -> bytes:
+        """:meth:`to_json` as UTF-8 bytes, escaped where UTF-8 cannot hold a character."""
+        try:
+            return self.to_json().encode("utf-8")
+        except UnicodeEncodeError:
+            return self.to_json(ascii_only=True).encode("ascii")
 
     @classmethod
     def from_json(cls, text: str | bytes) -> ServiceMessage:
@@ -99,6 +110,10 @@ class ServiceMessage:
             raise MessageError(f"malformed message: not UTF-8 ({exc.reason})") from None
         except json.JSONDecodeError as exc:
             raise MessageError(f"malformed JSON: {exc.msg} at character {exc.pos}") from None
+        except ValueError as exc:  # e.g. an integer of more digits than Python converts
+            raise MessageError(f"malformed JSON: {exc}") from None
+        except RecursionError:
+            raise MessageError("malformed JSON: nested too deeply") from None
         return cls.from_dict(value)
 
     @classmethod

@@ -103,7 +103,7 @@ class AdminProtocol(LineReceiver):
         """Write one message line; abort the connection if its client has stopped reading."""
         if self.transport is None or self._closing:
             return
-        data = message.to_json().encode("utf-8") + self.delimiter
+        data = message.to_line() + self.delimiter
         self.transport.write(data)
         if self._meter.paused:
             self._meter.pending += len(data)
@@ -130,6 +130,17 @@ class AdminProtocol(LineReceiver):
         if not line.strip():
             return
         self._tail.addCallback(lambda _: self._serve(line))
+        # Whatever goes wrong in serving one line, the next lines are still served: a
+        # failure left in the chain would skip every later callback (no answer ever again).
+        self._tail.addErrback(self._unanswered)
+
+    def _unanswered(self, failure: Failure) -> None:
+        log.failure("admin request failed", failure)
+        self.send(
+            self.factory.failure(
+                "Error", f"internal error: {failure.getErrorMessage() or failure.type.__name__}"
+            )
+        )
 
     def _serve(self, line: bytes) -> Deferred[None]:
         name = ""

@@ -110,7 +110,11 @@ class ClientInfo:
             "connected_time": when,
             "state": self.state,
             "last_action": self.last_action,
-            "association": _association_dict(self.association, self.association_id),
+            # Only while associated: a released or aborted one is over (docs/admin-protocol.md,
+            # GetAssociation and ClientDisconnected), though its connection may linger.
+            "association": _association_dict(
+                self.association if self.state == "associated" else None, self.association_id
+            ),
         }
 
 

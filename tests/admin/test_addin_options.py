@@ -153,6 +153,35 @@ def test_failed_save_gives_the_addin_its_old_values_back(tmp_path: Path, addin: 
     assert "level = 2\n" in (tmp_path / "addin-options" / "tunable.toml").read_text()
 
 
+def test_any_failed_save_gives_the_addin_its_old_values_back(
+    tmp_path: Path, addin: Tunable
+) -> None:
+    """Not only an OSError: whatever stops the save, the add-in gets its old values back."""
+    failing = {"save": False}
+
+    def run_in_thread(function: Any, *args: Any) -> Any:
+        def broken_save(*_: Any) -> None:
+            raise UnicodeEncodeError("utf-8", "x", 0, 1, "surrogates not allowed")
+
+        broken = failing["save"] and getattr(function, "__name__", "") == "save"
+        return maybeDeferred(broken_save if broken else function, *args)
+
+    conn = connect(tmp_path, addin, run_in_thread=run_in_thread)
+    assert conn.request("SetAddInOptions", "tunable", {"level": 2})["success"]
+    failing["save"] = True
+    reply = conn.request("SetAddInOptions", "tunable", {"level": 7})
+    assert not reply["success"] and reply["error"].startswith("cannot save ")
+    assert addin.told[-2:] == [{"level": 7, "mode": "a"}, {"level": 2, "mode": "a"}]
+
+
+def test_a_str_option_refuses_text_utf8_cannot_hold() -> None:
+    """A lone surrogate would pass validation, then fail the options file's save."""
+    option = AddInOption("label", "str", "", "Label.")
+    assert option.convert("ok \u00e9") == "ok \u00e9"
+    with pytest.raises(ValueError, match="cannot be written as UTF-8"):
+        option.convert("ok\ud800")
+
+
 def test_without_an_options_folder_both_requests_are_refused(
     tmp_path: Path, addin: Tunable
 ) -> None:

@@ -172,6 +172,49 @@ def test_bad_input_answers_and_the_connection_goes_on() -> None:
     assert not conn.transport.disconnecting
 
 
+def test_json_python_cannot_take_is_malformed_json_and_the_connection_goes_on() -> None:
+    """An integer of 5,000 digits, nesting 100,000 deep: answered "Error", not wedged."""
+    admin = Admin()
+    conn = admin.connect()
+    [reply] = conn.send_line(b'{"message":"GetStatus","data":[' + b"9" * 5000 + b"]}")
+    refused(reply, "Error", "malformed JSON: Exceeds the limit")
+    [reply] = conn.send_line(b"[" * 100_000)
+    refused(reply, "Error", "malformed JSON: nested too deeply")
+    assert ok(conn.request("Pause"), "Pause") == ["paused"]
+
+
+def test_an_error_text_echoing_a_lone_surrogate_is_sent_escaped() -> None:
+    """The request's lone surrogate comes back in the error, escaped (UTF-8 cannot hold it),
+    and the connection is still served."""
+    admin = Admin()
+    conn = admin.connect()
+    [reply] = conn.send_line(b'{"message":"RemoveAeTitle","data":["X\\ud800"]}')
+    refused(reply, "RemoveAeTitle", "\ud800")
+    assert ok(conn.request("GetAeTitles"), "GetAeTitles")
+
+
+def test_a_failure_outside_any_handler_is_answered_and_the_next_line_served(
+    monkeypatch: Any,
+) -> None:
+    """Whatever breaks while serving one line, the lines after it still get their answers."""
+    admin = Admin()
+    conn = admin.connect()
+    protocol = conn.protocol
+    real = protocol._serve
+    calls = iter([RuntimeError("boom")])
+
+    def serve(line: bytes) -> Any:
+        error = next(calls, None)
+        if error is not None:
+            raise error
+        return real(line)
+
+    monkeypatch.setattr(protocol, "_serve", serve)
+    [reply] = conn.send_line(b'{"message":"GetStatus"}')
+    refused(reply, "Error", "internal error: boom")
+    assert ok(conn.request("Pause"), "Pause") == ["paused"]
+
+
 def test_oversized_line_is_answered_then_that_connection_closes() -> None:
     admin = Admin()
     conn, other = admin.connect(), admin.connect()
@@ -320,3 +363,15 @@ def test_closing_connections_waits_for_their_output_then_cuts_the_slow() -> None
     stuck.protocol.connectionLost(None)
     assert len(done) == 1
     assert not clock.getDelayedCalls()
+
+
+def test_an_ended_association_is_no_longer_shown() -> None:
+    """Released (the connection lingering): GetAssociation refuses, GetClients shows none."""
+    admin = Admin()
+    conn = admin.connect()
+    client, _ = admin.add_client(associate=True)
+    assert ok(conn.request("GetAssociation", client.id), "GetAssociation")
+    admin.control.clients.ended(client)
+    refused(conn.request("GetAssociation", client.id), "GetAssociation", "(state ended)")
+    [listed] = ok(conn.request("GetClients"), "GetClients")
+    assert listed[0]["state"] == "ended" and listed[0]["association"] is None
