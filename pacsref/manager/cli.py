@@ -106,19 +106,32 @@ def _echo_main(args: argparse.Namespace) -> int:
     """C-ECHO the peer and translate the outcome into an exit status (0 = success)."""
     from twisted.internet import reactor as default_reactor
 
-    from pacsref.addin import AeInfo
+    from pacsref.addin import AeInfo, AeTitleError
     from pacsref.server.requestor import DicomRequestor
-    from pacsref.settings import ServerSettings
+    from pacsref.settings import ServerSettings, SettingsError
 
-    settings = ServerSettings(ae_title=args.calling_ae, reconnect_timeout=args.timeout)
+    def usage(problem: str) -> int:
+        print(f"pacsref echo: {problem}", file=sys.stderr)
+        return 2
+
+    if not 1 <= args.port <= 65535:
+        return usage(f"--port {args.port}: not a TCP port (1-65535)")
+    if not args.timeout > 0 or args.timeout == float("inf"):
+        return usage(f"--timeout {args.timeout:g}: must be a positive number of seconds")
+    try:
+        settings = ServerSettings(ae_title=args.calling_ae, reconnect_timeout=args.timeout)
+    except SettingsError as exc:
+        return usage(f"--calling-ae: {'; '.join(str(exc).splitlines())}")
+    try:
+        peer = AeInfo(args.called_ae, args.host, args.port, secure=args.tls)
+    except AeTitleError as exc:
+        return usage(f"--called-ae/--host: {exc}")
     result: dict[str, Any] = {}
     requestor = DicomRequestor(default_reactor, settings)
     if args.tls:
         problem = _tls_for(requestor, args)
         if problem is not None:
-            print(f"pacsref echo: {problem}", file=sys.stderr)
-            return 2
-    peer = AeInfo(args.called_ae, args.host, args.port, secure=args.tls)
+            return usage(problem)
     d = requestor.echo(peer, timeout=args.timeout)
     d.addCallbacks(
         lambda status: result.update(status=status),
@@ -147,7 +160,10 @@ def _tls_for(requestor: Any, args: argparse.Namespace) -> str | None:
         return f"--tls needs {', '.join(missing)}"
     passphrase = None
     if args.passphrase_file:
-        lines = Path(args.passphrase_file).read_bytes().splitlines()
+        try:
+            lines = Path(args.passphrase_file).read_bytes().splitlines()
+        except OSError as exc:
+            return f"--passphrase-file {args.passphrase_file}: {exc.strerror or exc}"
         passphrase = lines[0] if lines else b""
     security = StaticSecurity(
         certificate=Path(args.cert),

@@ -14,7 +14,7 @@ from typing import Any
 
 from pacsref.admin.client import AdminClient, AdminConnectionError
 from pacsref.admin.messages import ServiceMessage
-from pacsref.manager.daemon import ManagerError, find_server
+from pacsref.manager.daemon import ManagerError, find_server, running
 
 
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -164,7 +164,7 @@ def _watch(root: Path, args: argparse.Namespace) -> int:
     notifications is not, since a quiet server is not a broken one.
     """
     server = find_server(root, args.name)
-    if server.pid() is None:
+    if not running(server):  # pidfile or admin socket: a systemd-run server has no pidfile
         raise ManagerError(f"server {args.name} is not running")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:

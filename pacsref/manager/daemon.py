@@ -121,14 +121,18 @@ class Server:
         return AdminClient(self.socket_path, timeout=timeout)
 
     def call(self, message: str, *data: Any) -> list[Any]:
-        """Send ``message`` to the running server; its response data, or ManagerError."""
-        if self.pid() is None:
+        """Send ``message`` to the running server; its response data, or ManagerError.
+
+        Running by its pidfile or its admin socket (:func:`running`): a server that systemd
+        runs in the foreground has no pidfile.
+        """
+        if not running(self):
             raise ManagerError(f"server {self.name} is not running")
         return call_running(self, message, *data)
 
     def state(self) -> str:
         """``stopped``, or the admin socket's state (``running``/``paused``)."""
-        if self.pid() is None:
+        if not running(self):
             return "stopped"
         try:
             with self.admin(timeout=5.0) as admin:
@@ -324,6 +328,11 @@ def start(server: Server, timeout: float = START_TIMEOUT_S) -> int:
         )
     if server.pid() is not None:
         raise ManagerError(f"server {server.name} is already running (pid {server.pid()})")
+    if socket_answers(server.socket_path):
+        raise ManagerError(
+            f"server {server.name} is already running without a pidfile (its admin socket "
+            f"answers: run by systemd? systemctl status pacsref-{server.name})"
+        )
     try:
         server.logfile.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -389,6 +398,11 @@ def stop(server: Server, timeout: float | None = None) -> int:
         timeout = server.settings.stop_timeout + ABORT_GRACE_S + STOP_TIMEOUT_S
     pid = server.pid()
     if pid is None:
+        if socket_answers(server.socket_path):
+            raise ManagerError(
+                f"server {server.name} runs without a pidfile (its admin socket answers: run "
+                f"by systemd?); stop it there: systemctl stop pacsref-{server.name}"
+            )
         raise ManagerError(f"server {server.name} is not running")
     return stop_pid(server.name, pid, timeout)
 

@@ -210,7 +210,7 @@ def _edit(root: Path, args: argparse.Namespace) -> int:
             "or --set key=value"
         )
     settings_file = server.directory / SETTINGS_FILE_NAME
-    stopped = server.pid() is None
+    stopped = not daemon.running(server)  # a systemd-run server has no pidfile, only its socket
     try:
         settings: ServerSettings | None = edited_settings(
             settings_file, changes, source="command line"
@@ -246,12 +246,14 @@ def _edit(root: Path, args: argparse.Namespace) -> int:
 
 def _delete(root: Path, args: argparse.Namespace) -> int:
     server = find_server(root, args.name)
-    pid = server.pid()
-    if pid is not None:
-        raise ManagerError(
-            f"server {server.name} is running (pid {pid}); stop it first: "
-            f"{command_hint('server', 'stop', server.name)}"
-        )
+    if daemon.running(server):
+        pid = server.pid()
+        if pid is not None:
+            how, stop = f"pid {pid}", command_hint("server", "stop", server.name)
+        else:  # no pidfile: the foreground server of a systemd unit
+            how = "its admin socket answers: run by systemd?"
+            stop = f"systemctl stop pacsref-{server.name}"
+        raise ManagerError(f"server {server.name} is running ({how}); stop it first: {stop}")
     settings_file = server.directory / SETTINGS_FILE_NAME
     deleted = settings_file.with_name(SETTINGS_FILE_NAME + DELETED_SUFFIX)
     if deleted.exists():
@@ -318,13 +320,15 @@ def _status(root: Path, args: argparse.Namespace) -> int:
     from "running" without parsing: hence its own exit status, the one systemctl uses.
     """
     server = find_server(root, args.name)
-    pid = server.pid()
-    if pid is None:
+    if not daemon.running(server):
         print(f"{server.name}: stopped")
         return NOT_RUNNING_EXIT
+    pid = server.pid()
     data = server.call("GetStatus")
     status = data[0] if data else {}
-    print(f"{server.name}: pid {pid} " + json.dumps(status, sort_keys=True))
+    # A server run in the foreground (systemd's unit) has no pidfile: "pid -".
+    shown = pid if pid is not None else "-"
+    print(f"{server.name}: pid {shown} " + json.dumps(status, sort_keys=True))
     return 0
 
 

@@ -11,6 +11,7 @@ import pytest
 from pacsref.manager.daemon import find_server
 from pacsref.settings import StartMode, load_settings
 from pacsref.testing.net import LOOPBACK, free_loopback_port
+from pacsref.testing.twistd import TwistdServer
 from tests.server.helpers import associate_rq
 
 from .test_manager import add, kill_by_pidfile, run
@@ -132,3 +133,32 @@ def test_edit_running_server_then_graceful_stop(tmp_path: Path, capsys) -> None:
 def test_boolean_options_have_both_forms(tmp_path: Path, capsys, flag: str) -> None:
     add(capsys, tmp_path, "BOOL", flag)
     assert find_server(tmp_path, "BOOL").settings.allow_anonymous is (flag == "--allow-anonymous")
+
+
+def test_a_server_without_a_pidfile_is_managed_through_its_socket(tmp_path: Path, capsys) -> None:
+    """Run as the systemd unit runs it (``twistd -n --pidfile=``): status, pause, edit and
+    clients go over the admin socket; delete, start and stop refuse and say why."""
+    server = TwistdServer("FG", root=tmp_path, settings={"max_clients": "100"})
+    server.start()
+    try:
+        assert not (tmp_path / "FG" / "twistd.pid").exists()
+        status, out, err = run(capsys, tmp_path, "server", "status", "FG")
+        assert status == 0 and out.startswith("FG: pid - {"), (out, err)
+        assert run(capsys, tmp_path, "server", "pause", "FG")[:2] == (0, "paused FG\n")
+        assert '"state": "paused"' in run(capsys, tmp_path, "server", "status", "FG")[1]
+        assert run(capsys, tmp_path, "server", "resume", "FG")[0] == 0
+        assert run(capsys, tmp_path, "clients", "list", "FG")[0] == 0
+        status, out, err = run(capsys, tmp_path, "server", "edit", "FG", "--max-clients", "7")
+        assert status == 0 and "applied live: max_clients" in out, (out, err)
+        assert run(capsys, tmp_path, "server", "list")[1].split("\n")[1].split()[3] == "running"
+        status, _, err = run(capsys, tmp_path, "server", "delete", "FG")
+        assert status == 1 and "systemctl stop pacsref-FG" in err
+        assert (tmp_path / "FG" / "settings.toml").exists()
+        status, _, err = run(capsys, tmp_path, "server", "start", "FG")
+        assert status == 1 and "already running without a pidfile" in err
+        status, _, err = run(capsys, tmp_path, "server", "stop", "FG")
+        assert status == 1 and "systemctl stop pacsref-FG" in err
+    finally:
+        server.stop()
+    status, out, _ = run(capsys, tmp_path, "server", "status", "FG")
+    assert status == 3 and out == "FG: stopped\n"

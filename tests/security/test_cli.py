@@ -28,3 +28,25 @@ def test_tls_with_unusable_files_names_the_file(
     argv += ["--key", str(other.private_key), "--ca", str(pki.ca_file)]
     assert main(argv) == 2
     assert "does not match the first certificate" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        (["--port", "70000"], "--port 70000: not a TCP port (1-65535)"),
+        (["--timeout", "-1"], "--timeout -1: must be a positive number of seconds"),
+        (["--calling-ae", "TOOLONGAETITLE_XXXX"], "--calling-ae: "),
+        (["--called-ae", "A\\B"], "--called-ae/--host: "),
+        (
+            ["--tls", "--cert", "c", "--key", "k", "--ca", "a", "--passphrase-file", "/nope"],
+            "--passphrase-file /nope: No such file or directory",
+        ),
+    ],
+)
+def test_bad_echo_arguments_are_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], extra: list[str], words: str
+) -> None:
+    """No traceback: the option and what is wrong with it, before anything is sent."""
+    assert main([*ECHO, *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pacsref echo: ") and words in err and err.count("\n") == 1, err
