@@ -131,14 +131,21 @@ class Server:
         return call_running(self, message, *data)
 
     def state(self) -> str:
-        """``stopped``, or the admin socket's state (``running``/``paused``)."""
-        if not running(self):
+        """``stopped``, or the admin socket's state (``running``/``paused``).
+
+        Without a live pidfile, only a GetStatus answered on the admin socket in this server's
+        name counts as running (a systemd-run server); any other program there does not.
+        """
+        by_pid = self.pid() is not None
+        if not by_pid and not socket_answers(self.socket_path):
             return "stopped"
         try:
             with self.admin(timeout=5.0) as admin:
                 reply = admin.call("GetStatus")
         except (AdminConnectionError, OSError):
-            return "running"
+            return "running" if by_pid else "stopped"
+        if not by_pid and not (reply.success and reply.service == self.settings.ae_title):
+            return "stopped"
         if reply.success and reply.data:
             return str(reply.data[0].get("state", "running"))
         return "running"
@@ -330,8 +337,8 @@ def start(server: Server, timeout: float = START_TIMEOUT_S) -> int:
         raise ManagerError(f"server {server.name} is already running (pid {server.pid()})")
     if socket_answers(server.socket_path):
         raise ManagerError(
-            f"server {server.name} is already running without a pidfile (its admin socket "
-            f"answers: run by systemd? systemctl status pacsref-{server.name})"
+            f"another server is already listening on {server.socket_path}: {server.name} "
+            f"running without a pidfile (run by systemd? systemctl status pacsref-{server.name})"
         )
     try:
         server.logfile.parent.mkdir(parents=True, exist_ok=True)

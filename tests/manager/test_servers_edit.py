@@ -155,7 +155,7 @@ def test_a_server_without_a_pidfile_is_managed_through_its_socket(tmp_path: Path
         assert status == 1 and "systemctl stop pacsref-FG" in err
         assert (tmp_path / "FG" / "settings.toml").exists()
         status, _, err = run(capsys, tmp_path, "server", "start", "FG")
-        assert status == 1 and "already running without a pidfile" in err
+        assert status == 1 and "FG running without a pidfile" in err
         status, _, err = run(capsys, tmp_path, "server", "stop", "FG")
         assert status == 1 and "systemctl stop pacsref-FG" in err
     finally:
