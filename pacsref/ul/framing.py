@@ -10,6 +10,14 @@ memory. Limits:
   (PS3.8 D.1, reason invalid-PDU-parameter-value);
 - association PDUs are bounded by MAXIMUM_ASSOCIATION_PDU; release and abort
   PDUs must be exactly 4 bytes long.
+
+A P-DATA-TF longer than :data:`STREAM_ABOVE` is never held whole: with ``max_pdu_length`` 0
+(no limit) or a large one, a peer may send a whole data set in one PDU (pynetdicom does, when
+the acceptor announces no limit), and buffering it would hold that data set in memory. Such a
+PDU is passed on as it arrives, as a series of smaller P-DATA-TF bodies that carry the same PDV
+items cut into pieces: every piece keeps its PDV's presentation context and command/data bit,
+and only the last piece of a PDV keeps its last-fragment bit. For the DIMSE layer that is the
+same message in more fragments (PS3.8 E.2 allows any fragmentation).
 """
 
 from __future__ import annotations
@@ -25,6 +33,12 @@ from pacsref.ul.constants import (
 from pacsref.ul.errors import MalformedPDU
 
 _HEADER = Struct(">BxL")
+_PDV_HEADER = Struct(">LBB")
+_PDV_HEADER_LENGTH = 6
+_LAST_FRAGMENT = 0x02
+
+#: A P-DATA-TF longer than this is passed on in pieces as it arrives, not buffered whole.
+STREAM_ABOVE = 1 << 20
 _KNOWN_TYPES = frozenset(int(t) for t in PDUType)
 _P_DATA_TF = int(PDUType.P_DATA_TF)
 _FIXED_LENGTH = {
@@ -61,7 +75,11 @@ class PDUFramer:
         "_parked",
         "_parked_need",
         "_parked_size",
+        "_pdv_context",
+        "_pdv_control",
+        "_pdv_left",
         "_position",
+        "_stream_left",
         "max_pdata_length",
     )
 
@@ -71,6 +89,12 @@ class PDUFramer:
         self._parked: list[bytes] = []  # the reads of a parked PDU, oldest first
         self._parked_size = 0  # bytes in _parked
         self._parked_need = 0  # the parked PDU's whole size, header included
+        # A P-DATA-TF passed on in pieces (module docstring): body bytes still to come, and
+        # the PDV in progress (data bytes still to come, None: its header comes next).
+        self._stream_left = 0
+        self._pdv_left: int | None = None
+        self._pdv_context = 0
+        self._pdv_control = 0
         self.max_pdata_length = max_pdata_length
 
     @property
@@ -108,6 +132,8 @@ class PDUFramer:
         """
         if self._parked:
             return None
+        if self._stream_left:
+            return self._next_piece()
         data = self._data
         start = self._position
         available = len(data) - start
@@ -122,12 +148,69 @@ class PDUFramer:
             self._check_header(raw_type, length)
         end = start + PDU_HEADER_LENGTH + length
         if len(data) < end:
+            if raw_type == _P_DATA_TF and length > STREAM_ABOVE:
+                self._position = start + PDU_HEADER_LENGTH
+                self._stream_left = length
+                self._pdv_left = None
+                return self._next_piece()
             self._park(data[start:] if start else data, end - start)
             return None
         self._position = end
         if raw_type == _P_DATA_TF:
             return PDUType.P_DATA_TF, memoryview(data)[start + PDU_HEADER_LENGTH : end]
         return PDUType(raw_type), data[start + PDU_HEADER_LENGTH : end]
+
+    def _next_piece(self) -> tuple[PDUType, bytes] | None:
+        """The next piece of the P-DATA-TF being streamed, or None until more bytes come.
+
+        Raises:
+            MalformedPDU: a PDV item whose header is impossible (as ``decode_p_data`` would
+                find it in the whole PDU).
+        """
+        data = self._data
+        position = self._position
+        items: list[bytes] = []
+        while self._stream_left:
+            available = len(data) - position
+            if self._pdv_left is None:
+                if available < _PDV_HEADER_LENGTH:
+                    break
+                if self._stream_left < _PDV_HEADER_LENGTH:
+                    raise MalformedPDU(
+                        f"P-DATA-TF: truncated PDV item header ({self._stream_left} bytes left)"
+                    )
+                length, context, control = _PDV_HEADER.unpack_from(data, position)
+                if length < 2 or 4 + length > self._stream_left:
+                    raise MalformedPDU(
+                        f"P-DATA-TF: PDV item length {length} does not fit the PDU "
+                        f"({self._stream_left} bytes left)"
+                    )
+                position += _PDV_HEADER_LENGTH
+                self._stream_left -= _PDV_HEADER_LENGTH
+                self._pdv_left = length - 2
+                self._pdv_context, self._pdv_control = context, control
+                if self._pdv_left == 0:  # an empty PDV: passed on as it is
+                    items.append(_PDV_HEADER.pack(2, context, control))
+                    self._pdv_left = None
+                continue
+            if not available:
+                break
+            take = min(self._pdv_left, available)
+            self._pdv_left -= take
+            self._stream_left -= take
+            control = (
+                self._pdv_control if not self._pdv_left else (self._pdv_control & ~_LAST_FRAGMENT)
+            )
+            items.append(_PDV_HEADER.pack(take + 2, self._pdv_context, control))
+            items.append(data[position : position + take])
+            position += take
+            if not self._pdv_left:
+                self._pdv_left = None
+        self._position = position
+        if not items:
+            self._wait()
+            return None
+        return PDUType.P_DATA_TF, b"".join(items)
 
     def _wait(self) -> None:
         """Keep only the unconsumed bytes while waiting for more.

@@ -20,7 +20,7 @@ from pacsref.ul.events import (
     RoleSelection,
     UserInformation,
 )
-from pacsref.ul.framing import PDUFramer
+from pacsref.ul.framing import STREAM_ABOVE, PDUFramer
 
 from .helpers import EXPLICIT, REQUEST, VERIFICATION
 
@@ -210,7 +210,8 @@ def test_framer_does_not_allocate_declared_length() -> None:
     framer = PDUFramer(0)
     framer.feed(b"\x04\x00\x7f\xff\xff\xff")
     assert framer.next_pdu() is None
-    assert framer.buffered == 6
+    # Longer than STREAM_ABOVE: its header is taken and its PDVs will pass as they come.
+    assert framer.buffered == 0
 
 
 def test_framer_splits_coalesced_and_fragmented_pdus() -> None:
@@ -255,6 +256,68 @@ def test_framer_reassembles_a_large_pdu_from_reads_of_any_size(read_size: int) -
         (PDUType.P_DATA_TF, big[6:]),
     ]
     assert framer.buffered == 0
+
+
+def _pdv(context: int, control: int, data: bytes) -> bytes:
+    return (len(data) + 2).to_bytes(4, "big") + bytes([context, control]) + data
+
+
+@pytest.mark.parametrize(
+    ("head_read", "read_size"),
+    [(1, 65536), (5, 65536), (6, 4096), (7, 65536), (4096, 4096), (65536, 65536),
+     (1 << 20, 1 << 20)],
+)  # fmt: skip
+def test_a_p_data_tf_above_stream_above_passes_in_pieces_never_held_whole(
+    head_read: int, read_size: int
+) -> None:
+    """A 3 MiB P-DATA-TF (announced limit 0) with a command PDV, an empty PDV and a data set
+    PDV: its pieces are P-DATA-TF bodies whose PDVs, joined per PDV, are the originals; only a
+    PDV's last piece keeps its last-fragment bit; at most one read is ever buffered. The first
+    kilobyte (the PDU header and every PDV header) arrives in reads of ``head_read`` bytes."""
+    command = bytes(range(200))
+    dataset = bytes(range(256)) * (3 * 4096)
+    body = _pdv(1, 0x03, command) + _pdv(3, 0x00, b"") + _pdv(1, 0x02, dataset)
+    pdu = b"\x04\x00" + len(body).to_bytes(4, "big") + body
+    assert len(body) > STREAM_ABOVE
+    stream = pdu + codec.RELEASE_RQ
+    reads = [stream[i : i + head_read] for i in range(0, 1024, head_read)]
+    start = len(b"".join(reads))
+    reads += [stream[i : i + read_size] for i in range(start, len(stream), read_size)]
+    framer = PDUFramer(0)
+    pieces: list[PresentationDataValue] = []
+    others = []
+    for chunk in reads:
+        framer.feed(chunk)
+        while (frame := framer.next_pdu()) is not None:
+            if frame[0] is PDUType.P_DATA_TF:
+                pieces.extend(codec.decode_p_data(frame[1]).values)
+            else:
+                others.append(frame[0])
+        assert framer.buffered <= len(chunk) + 6
+    assert others == [PDUType.A_RELEASE_RQ]
+    whole: list[tuple[int, bool, list[bytes], bool]] = []
+    for piece in pieces:
+        if whole and whole[-1][0] == piece.context_id and not whole[-1][3]:
+            context, is_command, parts, _ = whole.pop()
+            whole.append((context, is_command, [*parts, bytes(piece.data)], piece.is_last))
+        else:
+            whole.append((piece.context_id, piece.is_command, [bytes(piece.data)], piece.is_last))
+    assert [(c, cmd, b"".join(d), last) for c, cmd, d, last in whole] == [
+        (1, True, command, True),
+        (3, False, b"", False),
+        (1, False, dataset, True),
+    ]
+    assert sum(1 for p in pieces if p.is_last) == 2  # no piece but a PDV's last is "last"
+
+
+def test_a_streamed_p_data_tf_with_an_impossible_pdv_is_malformed() -> None:
+    """The PDV checks decode_p_data makes on a whole PDU apply to a streamed one."""
+    body = _pdv(1, 0x02, b"x" * (STREAM_ABOVE + 10))
+    bad = body[:0] + (STREAM_ABOVE + 100).to_bytes(4, "big") + body[4:]
+    framer = PDUFramer(0)
+    framer.feed(b"\x04\x00" + len(bad).to_bytes(4, "big") + bad[:4096])
+    with pytest.raises(MalformedPDU, match=r"PDV item length .* does not fit the PDU"):
+        framer.next_pdu()
 
 
 def test_framer_parks_a_partial_pdu_without_joining_each_read() -> None:
