@@ -161,14 +161,23 @@ class AdminProtocol(LineReceiver):
         return d
 
     def lineLengthExceeded(self, line: bytes) -> None:
-        self.send(
-            self.factory.failure(
-                "Error",
-                f"line longer than {self.MAX_LENGTH} bytes refused; closing this admin connection",
+        # After the answers still due to the lines before it (one response per request line,
+        # in order): a request waiting on a worker thread, e.g. an AddAeTitle being saved,
+        # is answered before this refusal and the close.
+        self.pauseProducing()  # nothing after the over-long line can be framed
+
+        def refuse(_: object) -> None:
+            self.send(
+                self.factory.failure(
+                    "Error",
+                    f"line longer than {self.MAX_LENGTH} bytes refused; closing this admin "
+                    "connection",
+                )
             )
-        )
-        if self.transport is not None:
-            self.transport.loseConnection()
+            if self.transport is not None:
+                self.transport.loseConnection()
+
+        self._tail.addCallback(refuse)
 
 
 def _describe(failure: Failure) -> str:

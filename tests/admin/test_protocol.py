@@ -225,6 +225,29 @@ def test_oversized_line_is_answered_then_that_connection_closes() -> None:
     assert ok(other.request("GetStatus"), "GetStatus")  # others unaffected
 
 
+def test_oversized_line_waits_for_the_answers_due_before_it() -> None:
+    """A request still on a worker thread is answered first; then the refusal, then the close;
+    nothing read after the over-long line is served."""
+    pending: list[Deferred[Any]] = []
+
+    def run_in_thread(function: Any, *args: Any) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred()
+        pending.append(d)
+        d.addCallback(lambda _: function(*args))
+        return d
+
+    admin = Admin(run_in_thread)
+    conn = admin.connect()
+    conn.protocol.dataReceived(b'{"message": "RemoveAeTitle", "data": ["MODALITY"]}\n')
+    conn.protocol.dataReceived(b"x" * (MAX_LINE_LENGTH + 10) + b'\n{"message": "Pause"}\n')
+    assert conn.read() == [] and not conn.transport.disconnecting
+    pending[0].callback(None)
+    first, second = conn.read()
+    assert ok(first, "RemoveAeTitle") == ["MODALITY"]
+    refused(second, "Error", f"line longer than {MAX_LINE_LENGTH} bytes")
+    assert conn.transport.disconnecting and not admin.control.paused
+
+
 def test_line_of_exactly_the_limit_is_not_refused_for_length() -> None:
     admin = Admin()
     conn = admin.connect()
