@@ -33,11 +33,27 @@ Feature: Storage
       | refuse     | 0x0111 |
 
   @fixture.pacsref.server
-  Scenario: An image whose SOP Instance UID is not a UID is refused
-    When a raw peer stores an image with SOP Instance UID "../../1.2.3"
+  Scenario Outline: An image whose SOP Instance UID is not a UID is refused (<why>)
+    When a raw peer stores an image with SOP Instance UID "<uid>"
     Then the store gets status 0x0117
     And the server holds 0 stored and indexed images from "RAWPEER"
     And nothing was written in the server directory or beside it, except its logs and index
+
+    Examples:
+      | why                        | uid                                                                      |
+      | a path                     | ../../1.2.3                                                              |
+      | longer than 64 characters  | 1.2.826.0.1.3680043.9.7.12345678901234567890123456789012345678901234567 |
+
+  @fixture.pacsref.server
+  Scenario: A modality that sends its next request before the answer to the last is cut off
+    The association allows one operation at a time (asynchronous operations window 1/1,
+    PS3.7 D.3.3.3). A peer that does not wait would otherwise have its requests queued, and
+    their images spooled, without end.
+    When a raw peer sends an image and, before its answer, a C-ECHO
+    Then the server aborts that association
+    And the server log says "more operations invoked than the asynchronous operations window of 1 allows"
+    And the server holds 0 stored and indexed images from "RAWPEER"
+    And the server's temporary directory is empty
 
   @fixture.pacsref.server
   Scenario: A transfer aborted half-way leaves nothing behind

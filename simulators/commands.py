@@ -1,4 +1,4 @@
-"""The C-ECHO command set, built and parsed by hand (PS3.7 section 9.3.5 and Annex E).
+"""The C-ECHO and C-STORE command sets, built and parsed by hand (PS3.7 9.3, Annex E).
 
 A raw-socket peer that has just misbehaved on the Upper Layer still needs one
 DIMSE exchange to prove the association works. Command sets are always
@@ -15,6 +15,7 @@ from simulators.pdus import VERIFICATION
 #: Command Field values (PS3.7 Table E.1-1 and 9.3.5).
 C_ECHO_RQ = 0x0030
 C_ECHO_RSP = 0x8030
+C_STORE_RQ = 0x0001
 #: Command Data Set Type "no data set present" (PS3.7 Table E.1-1).
 NO_DATA_SET = 0x0101
 
@@ -23,7 +24,11 @@ TAG_AFFECTED_SOP_CLASS = 0x0000_0002
 TAG_COMMAND_FIELD = 0x0000_0100
 TAG_MESSAGE_ID = 0x0000_0110
 TAG_MESSAGE_ID_RESPONDED = 0x0000_0120
+TAG_PRIORITY = 0x0000_0700
 TAG_DATA_SET_TYPE = 0x0000_0800
+TAG_AFFECTED_SOP_INSTANCE = 0x0000_1000
+#: Command Data Set Type "a data set follows" (any value but 0x0101).
+DATA_SET_PRESENT = 0x0000
 TAG_STATUS = 0x0000_0900
 
 #: PDV message control header bits (PS3.8 Annex E.2).
@@ -60,6 +65,23 @@ def c_echo_rq(message_id: int = 1, sop_class: str = VERIFICATION) -> bytes:
         + _element(TAG_COMMAND_FIELD, _us(C_ECHO_RQ))
         + _element(TAG_MESSAGE_ID, _us(message_id))
         + _element(TAG_DATA_SET_TYPE, _us(NO_DATA_SET))
+    )
+    return _element(TAG_GROUP_LENGTH, struct.pack("<I", len(body))) + body
+
+
+def c_store_rq(sop_class: str, sop_instance: str, message_id: int = 1) -> bytes:
+    """Return a C-STORE-RQ command set (PS3.7 Table 9.3-1) announcing a data set.
+
+    The UIDs are written as given, whatever their length or characters: a misbehaving peer
+    must be able to send a SOP Instance UID a conformant encoder would refuse.
+    """
+    body = (
+        _element(TAG_AFFECTED_SOP_CLASS, _ui(sop_class))
+        + _element(TAG_COMMAND_FIELD, _us(C_STORE_RQ))
+        + _element(TAG_MESSAGE_ID, _us(message_id))
+        + _element(TAG_PRIORITY, _us(0))
+        + _element(TAG_DATA_SET_TYPE, _us(DATA_SET_PRESENT))
+        + _element(TAG_AFFECTED_SOP_INSTANCE, _ui(sop_instance))
     )
     return _element(TAG_GROUP_LENGTH, struct.pack("<I", len(body))) + body
 

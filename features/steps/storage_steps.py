@@ -28,11 +28,10 @@ from behave import given, then, when
 from pydicom import dcmread
 from scenario_support import configured_server
 
-from pacsref.dimse import encode_command
 from pacsref.testing.twistd import TwistdServer
-from simulators.commands import CONTROL_COMMAND, CONTROL_LAST
+from simulators.commands import CONTROL_COMMAND, CONTROL_LAST, c_echo_rq, c_store_rq
 from simulators.misbehaving import RawPeer
-from simulators.pdus import abort, p_data
+from simulators.pdus import A_ABORT, IMPLICIT_VR_LE, VERIFICATION, abort, p_data
 from tests.storage.dicomgen import make_study
 from tests.storage.helpers import dataset_bytes
 
@@ -222,16 +221,43 @@ def _raw_peer(context: Any) -> Iterator[RawPeer]:
 
 
 def _store_pdus(uid: str, data: bytes, send: int) -> bytes:
-    command = encode_command({
-        0x0002: CT_IMAGE, 0x0100: 0x0001, 0x0110: 1, 0x0700: 0, 0x0800: 0, 0x1000: uid,
-    })  # fmt: skip
-    out = p_data([(1, CONTROL_COMMAND | CONTROL_LAST, command)])
+    """A C-STORE-RQ for ``uid`` (written as given, however long) and ``send`` bytes of
+    ``data`` in P-DATA-TF PDUs of one PDV each."""
+    out = p_data([(1, CONTROL_COMMAND | CONTROL_LAST, c_store_rq(CT_IMAGE, uid))])
     step = 8000
     for start in range(0, send, step):
-        piece = data[start : min(start + step, send)]
-        last = start + step >= len(data)
+        end = min(start + step, send)
+        piece = data[start:end]
+        last = end == len(data)
         out += p_data([(1, CONTROL_LAST if last else 0, piece)])
     return out
+
+
+@when("a raw peer sends an image and, before its answer, a C-ECHO")
+def step_raw_second_request(context: Any) -> None:
+    """The image's last data set fragment and a C-ECHO-RQ in one P-DATA-TF: a second
+    operation invoked before the first is answered (the window is 1, PS3.7 D.3.3.3)."""
+    path = _files(context, 1)[0]
+    data = dataset_bytes(path)
+    uid = dcmread(path, stop_before_pixels=True).SOPInstanceUID
+    server = _server(context)
+    with RawPeer(*server.address) as peer:
+        contexts = ((1, CT_IMAGE, (EXPLICIT,)), (3, VERIFICATION, (IMPLICIT_VR_LE,)))
+        reply = peer.associate(server.ae_title, "RAWPEER", contexts=contexts)
+        assert type(reply).__name__ == "AssociateAC", reply
+        tail = 1000
+        peer.send_bytes(_store_pdus(uid, data, len(data) - tail))
+        peer.send_bytes(
+            p_data([(1, CONTROL_LAST, data[-tail:]), (3, CONTROL_COMMAND | CONTROL_LAST,
+                                                      c_echo_rq(2))])
+        )  # fmt: skip
+        context.reaction = peer.react(WAIT_S, until=frozenset({A_ABORT}))
+
+
+@then("the server aborts that association")
+def step_server_aborted(context: Any) -> None:
+    reaction = context.reaction
+    assert reaction.aborts, reaction.describe()
 
 
 @when("the server is killed with SIGKILL and started again")
