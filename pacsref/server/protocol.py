@@ -259,6 +259,12 @@ class DicomServerProtocol(Protocol):
         rest of an association's end (PS3.8 Sta13 is bounded by ARTIM).
         """
         self.transport.loseConnection()  # type: ignore[union-attr]
+        # The read throttle (a streaming producer) is no longer wanted, and Twisted's TLS
+        # transport sends its close_notify and closes only once no producer is registered:
+        # left registered, every TLS close waited for the ARTIM cut below.
+        unregister = getattr(self.transport, "unregisterProducer", None)
+        if unregister is not None:
+            unregister()
         if self._closer is None:
             timeout = self.factory.server.settings.artim_timeout
             self._closer = self.clock.callLater(timeout, self._force_close)

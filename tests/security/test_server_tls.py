@@ -207,6 +207,25 @@ def test_plain_dicom_on_the_tls_port(harness: ServerHarness, tls_log: list[str])
     assert any(word in line for word in ("wrong version number", "packet length too long"))
 
 
+@pytest.mark.parametrize("how", ["peer aborts", "release"])
+def test_a_tls_association_end_closes_at_once(
+    harness: ServerHarness, pki: TestPKI, how: str
+) -> None:
+    """The close after an A-ABORT or A-RELEASE is as prompt as over plain TCP: Twisted's TLS
+    transport closes only with no producer registered, so the read throttle goes first."""
+    peer = Peer(harness, _client(pki, pki.issue("ct", common_name="CT_ROOM_1")))
+    [(pdu_type, _)] = peer.send(associate_rq(called="SECURE", calling="CT_ROOM_1"))
+    assert pdu_type is PDUType.A_ASSOCIATE_AC
+    if how == "peer aborts":
+        peer.send(b"\x07\x00\x00\x00\x00\x04\x00\x00\x00\x00")
+    else:
+        assert [t for t, _ in peer.send(codec.RELEASE_RQ)] == [PDUType.A_RELEASE_RP]
+        harness.clock.advance(ARTIM)  # the peer does not close: ARTIM in Sta13 (AA-2)
+    peer.connection.flush()
+    assert peer.closed, "still open: the close waited for the ARTIM cut"
+    assert not harness.factory.connections
+
+
 def test_silent_peer_is_dropped_by_artim(harness: ServerHarness, tls_log: list[str]) -> None:
     """A peer that connects and never sends a ClientHello is closed when ARTIM expires."""
     peer = Peer(harness, None)
