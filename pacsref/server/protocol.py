@@ -135,6 +135,8 @@ class DicomServerProtocol(Protocol):
         self._artim: IDelayedCall | None = None
         self._idle: IDelayedCall | None = None
         self._closer: IDelayedCall | None = None
+        #: The read throttle is registered as the transport's producer (until the close).
+        self._throttled = False
         self._tls_pending = False  # TLS connection whose handshake has not completed
         self._tls_timeout = ""  # set when ARTIM ends a TLS connection still in its handshake
 
@@ -166,6 +168,7 @@ class DicomServerProtocol(Protocol):
         register = getattr(self.transport, "registerProducer", None)
         if register is not None:
             register(ReadThrottle(self.transport), True)
+            self._throttled = True
         log.info(
             "connection {client} from {host}:{port}{over}",
             kind="connection",
@@ -262,9 +265,9 @@ class DicomServerProtocol(Protocol):
         # The read throttle (a streaming producer) is no longer wanted, and Twisted's TLS
         # transport sends its close_notify and closes only once no producer is registered:
         # left registered, every TLS close waited for the ARTIM cut below.
-        unregister = getattr(self.transport, "unregisterProducer", None)
-        if unregister is not None:
-            unregister()
+        if self._throttled:
+            self._throttled = False
+            self.transport.unregisterProducer()  # type: ignore[union-attr]
         if self._closer is None:
             timeout = self.factory.server.settings.artim_timeout
             self._closer = self.clock.callLater(timeout, self._force_close)
