@@ -159,7 +159,8 @@ def _as_written(path: Path, server_dir: Path) -> str:
 def _parse(raw: Mapping[str, object], server_dir: Path, problems: _Problems) -> SecurityOptions:
     for key in raw:
         if key not in ALLOWED:
-            problems.add(key, raw[key], "is not a known option", ", ".join(ALLOWED))
+            # Its value is not shown: a misspelt "passphrase" would print the secret.
+            problems.add(key, "...", "is not a known option", ", ".join(ALLOWED))
     certificate = _path(raw, "certificate", server_dir, problems, required=True)
     private_key = _path(raw, "private_key", server_dir, problems, required=True)
     passphrase = _passphrase(raw, server_dir, problems)
@@ -215,7 +216,10 @@ def _passphrase(raw: Mapping[str, object], server_dir: Path, problems: _Problems
     if "passphrase" in raw:
         value = raw["passphrase"]
         if not isinstance(value, str):
-            problems.add("passphrase", value, "is not a string", ALLOWED["passphrase"])
+            # Never the value: a passphrase written as a number is still the passphrase.
+            problems.add(
+                "passphrase", f"<{type(value).__name__}>", "is not a string", ALLOWED["passphrase"]
+            )
             return None
         return value.encode("utf-8")
     path = _path(raw, "passphrase_file", server_dir, problems, required=False)

@@ -114,6 +114,10 @@ def _echo_main(args: argparse.Namespace) -> int:
         print(f"pacsref echo: {problem}", file=sys.stderr)
         return 2
 
+    given = [f"--{n.replace('_', '-')}" for n in ("cert", "key", "ca", "passphrase_file")
+             if getattr(args, n)]  # fmt: skip
+    if given and not args.tls:  # meant TLS: never fall back to plain TCP silently
+        return usage(f"{', '.join(given)} need --tls")
     if not 1 <= args.port <= 65535:
         return usage(f"--port {args.port}: not a TCP port (1-65535)")
     if not args.timeout > 0 or args.timeout == float("inf"):

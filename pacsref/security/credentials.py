@@ -21,7 +21,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from OpenSSL import crypto
 
@@ -230,7 +230,33 @@ def _check_leaf(leaf: x509.Certificate, path: Path, now: datetime.datetime) -> l
     return []
 
 
+#: Curves whose keys can sign a TLS 1.3 handshake (RFC 8446 4.2.3) and a BCP 195 TLS 1.2
+#: ECDHE-ECDSA one; OpenSSL finds no shared cipher for the others (secp256k1, say).
+_TLS_CURVES = frozenset({"secp256r1", "secp384r1", "secp521r1"})
+
+
 def _check_key_strength(key: serialization.PrivateKeyTypes, path: Path) -> None:
+    if not isinstance(
+        key,
+        rsa.RSAPrivateKey
+        | ec.EllipticCurvePrivateKey
+        | ed25519.Ed25519PrivateKey
+        | ed448.Ed448PrivateKey,
+    ):
+        raise TLSConfigurationError(
+            "private_key",
+            path,
+            f"is a {type(key).__name__.removesuffix('PrivateKey').lstrip('_')} key, which no "
+            "TLS 1.2 (BCP 195) or TLS 1.3 cipher suite can use; use RSA (2048 bits or more), "
+            "EC (P-256, P-384, P-521), Ed25519 or Ed448",
+        )
+    if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name not in _TLS_CURVES:
+        raise TLSConfigurationError(
+            "private_key",
+            path,
+            f"is an EC key on {key.curve.name}, which no TLS 1.2 (BCP 195) or TLS 1.3 "
+            "handshake can use; use P-256, P-384 or P-521",
+        )
     if isinstance(key, rsa.RSAPrivateKey) and key.key_size < MIN_RSA_BITS:
         raise TLSConfigurationError(
             "private_key",

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
+from pathlib import Path
 
 from OpenSSL import SSL, crypto
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
@@ -155,6 +156,12 @@ def _record_verification(
     return bool(ok)
 
 
+def _openssl_reasons(error: SSL.Error) -> str:
+    """``ee key too small`` etc.: the reason strings of OpenSSL's error queue."""
+    reasons = [str(entry[-1]) for entry in (error.args[0] if error.args else []) if entry]
+    return "; ".join(reasons) or str(error)
+
+
 @implementer(IOpenSSLServerConnectionCreator)
 class ServerTLSOptions:
     """The listener's connection creator: ``CertificateOptions`` plus per-connection diagnostics.
@@ -210,7 +217,14 @@ def server_tls_options(security: object) -> ServerTLSOptions:
         enableSessions=False,
         enableSessionTickets=False,
     )
-    return ServerTLSOptions(options, credentials, require)
+    try:
+        return ServerTLSOptions(options, credentials, require)
+    except SSL.Error as exc:  # what OpenSSL refuses beyond the checks of load_credentials
+        raise TLSConfigurationError(
+            "private_key",
+            Path(security.private_key),  # type: ignore[attr-defined]
+            f"OpenSSL cannot use it: {_openssl_reasons(exc)}",
+        ) from None
 
 
 def client_tls_options(

@@ -185,6 +185,24 @@ def test_passphrase_file(server_dir: Path) -> None:
         load_options(server_dir)
 
 
+@pytest.mark.parametrize(
+    ("line", "shown"),
+    [
+        ("passphrase = 98765432\n", 'passphrase = "<int>" is not a string'),
+        ('pasphrase = "S3cr3t-typo"\n', 'pasphrase = "..." is not a known option'),
+    ],
+)
+def test_a_passphrase_is_never_shown_in_a_problem(server_dir: Path, line: str, shown: str) -> None:
+    """A passphrase written as a number, or under a misspelt key, is still a secret: the
+    refusal (the start-up line, the add-in failure in the log) names the key, not the value."""
+    base = 'certificate = "tls/server.pem"\nprivate_key = "tls/server.key"\n'
+    _write_options(server_dir, base + line)
+    with pytest.raises(SettingsError) as info:
+        load_options(server_dir)
+    assert shown in str(info.value)
+    assert "98765432" not in str(info.value) and "S3cr3t" not in str(info.value)
+
+
 def test_duplicate_identity_refused(server_dir: Path) -> None:
     """The same certificate identity in two rows is ambiguous and refused."""
     rows = '[[binding]]\nsubject_cn = "CT"\nae_titles = ["A"]\n' * 2

@@ -41,6 +41,7 @@ def test_tls_with_unusable_files_names_the_file(
             ["--tls", "--cert", "c", "--key", "k", "--ca", "a", "--passphrase-file", "/nope"],
             "--passphrase-file /nope: No such file or directory",
         ),
+        (["--cert", "c", "--ca", "a"], "--cert, --ca need --tls"),
     ],
 )
 def test_bad_echo_arguments_are_one_line_and_exit_2(

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from pacsref.security import StaticSecurity, TLSConfigurationError, load_credentials
@@ -141,7 +142,72 @@ def test_weak_rsa_key_refused(pki: TestPKI, tmp_path: Path) -> None:
         load_credentials(StaticSecurity(cert_path, key_path, (pki.ca_file,)))
 
 
+def _leaf_for(key: object, tmp_path: Path, name: str) -> tuple[Path, Path]:
+    """A certificate for ``key`` signed by a throwaway CA, both written as PEM."""
+    ca = trustme.CA()
+    template = x509.load_pem_x509_certificate(ca.issue_cert("localhost").cert_chain_pems[0].bytes())
+    ca_key = serialization.load_pem_private_key(ca.private_key_pem.bytes(), None)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(template.subject)
+        .issuer_name(template.issuer)
+        .public_key(key.public_key())  # type: ignore[attr-defined]
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(template.not_valid_before_utc)
+        .not_valid_after(template.not_valid_after_utc)
+        .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    cert_path, key_path = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(  # type: ignore[attr-defined]
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+@pytest.mark.parametrize(
+    ("make", "words"),
+    [
+        (lambda: dsa.generate_private_key(2048), "is a DSA key, which no TLS 1.2"),
+        (lambda: ec.generate_private_key(ec.SECP256K1()), "is an EC key on secp256k1"),
+    ],
+    ids=["dsa-2048", "secp256k1"],
+)
+def test_keys_no_tls_handshake_can_use_are_refused_at_start_up(
+    pki: TestPKI, tmp_path: Path, make: Any, words: str
+) -> None:
+    """They used to pass and then fail every handshake with "no shared cipher"."""
+    cert_path, key_path = _leaf_for(make(), tmp_path, "odd")
+    with pytest.raises(TLSConfigurationError, match=words):
+        load_credentials(StaticSecurity(cert_path, key_path, (pki.ca_file,)))
+
+
 def test_required_peer_certificate_needs_trust_roots(pki: TestPKI) -> None:
     """Requiring client certificates with no CA to verify them against is a contradiction."""
     with pytest.raises(TLSConfigurationError, match="require_peer_certificate: is on but no"):
         load_credentials(pki.security(trust=False))
+
+
+def test_what_openssl_refuses_when_building_the_context_names_the_key(
+    pki: TestPKI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An OpenSSL refusal beyond our own checks (say a policy of its own on key sizes) is a
+    TLSConfigurationError naming private_key, not a traceback out of the start-up."""
+    from OpenSSL import SSL
+    from twisted.internet.ssl import CertificateOptions
+
+    from pacsref.security import server_tls_options
+
+    def refuse(self: object) -> None:
+        raise SSL.Error([("SSL routines", "", "ee key too small")])
+
+    monkeypatch.setattr(CertificateOptions, "getContext", refuse)
+    with pytest.raises(
+        TLSConfigurationError, match="OpenSSL cannot use it: ee key too small"
+    ) as info:
+        server_tls_options(pki.security(pki.server))
+    assert info.value.field == "private_key"
