@@ -201,6 +201,14 @@ class AssociationSession:
         self.control.clients.associated(self.client, association, self.association_id)
         self._notify_hooks("association_established")
 
+    def _ids(self) -> dict[str, object]:
+        """The log fields naming this association, its client and the calling AE title."""
+        return {
+            "id": self.association_id,
+            "client": self.client.id,
+            "calling": self.client.ae_title,
+        }
+
     def _who(self, rq: AssociateRequest) -> dict[str, object]:
         """The log fields that say which association and peer a line is about."""
         return {
@@ -305,9 +313,7 @@ class AssociationSession:
         log.info(
             "association {id}: C-CANCEL-RQ for message {target} ignored: {why}",
             kind="dimse.cancel",
-            id=self.association_id,
-            client=self.client.id,
-            calling=self.client.ae_title,
+            **self._ids(),
             target=message.message_id_being_responded_to,
             why=(
                 f"{serving.name} (message {serving.message_id}) cannot be cancelled"
@@ -329,9 +335,7 @@ class AssociationSession:
             "association {id}: A-RELEASE-RQ while a message was still arriving on "
             "presentation context {context}: the incomplete message is dropped",
             kind="dimse.incomplete",
-            id=self.association_id,
-            client=self.client.id,
-            calling=self.client.ae_title,
+            **self._ids(),
             context=assembler.context_id,
         )
         assembler.abort()
@@ -350,9 +354,7 @@ class AssociationSession:
             log.info(
                 "association {id} released",
                 kind="association.released",
-                id=self.association_id,
-                client=self.client.id,
-                calling=self.client.ae_title,
+                **self._ids(),
             )
             self._send(ReleaseResponse())
             self.end_reason = "released"
@@ -476,9 +478,7 @@ class AssociationSession:
         log.warn(
             "association {id} aborted by us: {why}",
             kind="association.aborted",
-            id=self.association_id,
-            client=self.client.id,
-            calling=self.client.ae_title,
+            **self._ids(),
             by="us",
             why=why,
         )
@@ -490,9 +490,7 @@ class AssociationSession:
         log.warn(
             "association {id} aborted by {by}: source {source}, reason {reason} {detail}",
             kind="association.aborted",
-            id=self.association_id,
-            client=self.client.id,
-            calling=self.client.ae_title,
+            **self._ids(),
             by=who,
             source=abort.source.name,
             reason=abort.reason.name,
@@ -527,9 +525,7 @@ class AssociationSession:
                 log.warn(
                     "association {id} aborted: {why}",
                     kind="association.aborted",
-                    id=self.association_id,
-                    client=self.client.id,
-                    calling=self.client.ae_title,
+                    **self._ids(),
                     why=why,
                 )
             self._notify_hooks("association_aborted")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 from twisted.internet.defer import Deferred, succeed
-from twisted.logger import LogEvent, formatEvent, globalLogPublisher
 from zope.interface import implementer
 from zope.interface.exceptions import Invalid
 from zope.interface.verify import verifyObject
@@ -49,19 +48,6 @@ class FakeRequestor:
 
     def echo(self, ae: str | AeInfo, timeout: float | None = None) -> Deferred[int]:
         return succeed(0)
-
-
-@pytest.fixture
-def log_lines() -> list[str]:
-    """Formatted log events emitted during the test."""
-    lines: list[str] = []
-
-    def observer(event: LogEvent) -> None:
-        lines.append(formatEvent(event))
-
-    globalLogPublisher.addObserver(observer)
-    yield lines
-    globalLogPublisher.removeObserver(observer)
 
 
 def test_registry_provides_interface() -> None:

@@ -7,11 +7,8 @@ time moves only with ``Clock.advance``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.logger import LogEvent, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 
 from pacsref.addin import (
@@ -34,18 +31,6 @@ def reactor() -> ThreadlessReactor:
 @pytest.fixture
 def pool() -> ManualThreadPool:
     return ManualThreadPool()
-
-
-@pytest.fixture
-def log_lines() -> Iterator[list[str]]:
-    lines: list[str] = []
-
-    def observer(event: LogEvent) -> None:
-        lines.append(formatEvent(event))
-
-    globalLogPublisher.addObserver(observer)
-    yield lines
-    globalLogPublisher.removeObserver(observer)
 
 
 def outcome(d: Deferred[object]) -> list[object]:

@@ -132,36 +132,23 @@ def test_a_change_can_repair_a_bad_file(tmp_path: Path, addin: Tunable) -> None:
     assert "level = 2\n" in path.read_text()
 
 
-def test_failed_save_gives_the_addin_its_old_values_back(tmp_path: Path, addin: Tunable) -> None:
-    """If the file cannot be written, the add-in is not left with values the file lacks."""
-    failing = {"save": False}
-
-    def run_in_thread(function: Any, *args: Any) -> Any:
-        def full_disk(*_: Any) -> None:
-            raise OSError(28, "No space left on device")
-
-        broken = failing["save"] and getattr(function, "__name__", "") == "save"
-        return maybeDeferred(full_disk if broken else function, *args)
-
-    conn = connect(tmp_path, addin, run_in_thread=run_in_thread)
-    assert conn.request("SetAddInOptions", "tunable", {"level": 2})["success"]
-    failing["save"] = True
-    reply = conn.request("SetAddInOptions", "tunable", {"level": 7})
-    assert not reply["success"]
-    assert reply["error"].startswith("cannot save ") and "No space left" in reply["error"]
-    assert addin.told[-2:] == [{"level": 7, "mode": "a"}, {"level": 2, "mode": "a"}]
-    assert "level = 2\n" in (tmp_path / "addin-options" / "tunable.toml").read_text()
-
-
-def test_any_failed_save_gives_the_addin_its_old_values_back(
-    tmp_path: Path, addin: Tunable
+@pytest.mark.parametrize(
+    ("error", "words"),
+    [
+        (OSError(28, "No space left on device"), "No space left"),
+        (UnicodeEncodeError("utf-8", "x", 0, 1, "surrogates not allowed"), "surrogates"),
+    ],
+    ids=["full-disk", "not-an-oserror"],
+)
+def test_failed_save_gives_the_addin_its_old_values_back(
+    tmp_path: Path, addin: Tunable, error: Exception, words: str
 ) -> None:
-    """Not only an OSError: whatever stops the save, the add-in gets its old values back."""
+    """Whatever stops the file's save, the add-in is not left with values the file lacks."""
     failing = {"save": False}
 
     def run_in_thread(function: Any, *args: Any) -> Any:
         def broken_save(*_: Any) -> None:
-            raise UnicodeEncodeError("utf-8", "x", 0, 1, "surrogates not allowed")
+            raise error
 
         broken = failing["save"] and getattr(function, "__name__", "") == "save"
         return maybeDeferred(broken_save if broken else function, *args)
@@ -170,8 +157,10 @@ def test_any_failed_save_gives_the_addin_its_old_values_back(
     assert conn.request("SetAddInOptions", "tunable", {"level": 2})["success"]
     failing["save"] = True
     reply = conn.request("SetAddInOptions", "tunable", {"level": 7})
-    assert not reply["success"] and reply["error"].startswith("cannot save ")
+    assert not reply["success"]
+    assert reply["error"].startswith("cannot save ") and words in reply["error"]
     assert addin.told[-2:] == [{"level": 7, "mode": "a"}, {"level": 2, "mode": "a"}]
+    assert "level = 2\n" in (tmp_path / "addin-options" / "tunable.toml").read_text()
 
 
 def test_a_str_option_refuses_text_utf8_cannot_hold() -> None:

@@ -81,7 +81,8 @@ def test_ae_title_changes_run_through_run_in_thread() -> None:
     assert conn.read() == []  # answered when the worker thread is done
 
 
-def test_responses_keep_request_order_while_a_thread_works() -> None:
+def _held_threads() -> tuple[list[Deferred[Any]], Any]:
+    """A ``run_in_thread`` whose calls wait until the test fires them (in ``pending``)."""
     pending: list[Deferred[Any]] = []
 
     def run_in_thread(function: Any, *args: Any) -> Deferred[Any]:
@@ -90,6 +91,11 @@ def test_responses_keep_request_order_while_a_thread_works() -> None:
         d.addCallback(lambda _: function(*args))
         return d
 
+    return pending, run_in_thread
+
+
+def test_responses_keep_request_order_while_a_thread_works() -> None:
+    pending, run_in_thread = _held_threads()
     admin = Admin(run_in_thread)
     conn = admin.connect()
     conn.protocol.dataReceived(
@@ -228,14 +234,7 @@ def test_oversized_line_is_answered_then_that_connection_closes() -> None:
 def test_oversized_line_waits_for_the_answers_due_before_it() -> None:
     """A request still on a worker thread is answered first; then the refusal, then the close;
     nothing read after the over-long line is served."""
-    pending: list[Deferred[Any]] = []
-
-    def run_in_thread(function: Any, *args: Any) -> Deferred[Any]:
-        d: Deferred[Any] = Deferred()
-        pending.append(d)
-        d.addCallback(lambda _: function(*args))
-        return d
-
+    pending, run_in_thread = _held_threads()
     admin = Admin(run_in_thread)
     conn = admin.connect()
     conn.protocol.dataReceived(b'{"message": "RemoveAeTitle", "data": ["MODALITY"]}\n')

@@ -8,11 +8,9 @@ fragmentation, without sockets or sleeps.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from twisted.logger import LogEvent, formatEvent, globalLogPublisher
 
 from pacsref.dimse import decode_command
 from pacsref.testing.harness import ServerHarness
@@ -436,18 +434,6 @@ def test_slow_reader_is_throttled_and_cut_after_artim(harness: ServerHarness) ->
     assert conn.closed and not aborted
     harness.clock.advance(10)  # ARTIM
     assert aborted == [True]
-
-
-@pytest.fixture
-def log_lines() -> Iterator[list[str]]:
-    lines: list[str] = []
-
-    def observer(event: LogEvent) -> None:
-        lines.append(formatEvent(event) or "")
-
-    globalLogPublisher.addObserver(observer)
-    yield lines
-    globalLogPublisher.removeObserver(observer)
 
 
 def test_close_after_release_is_cut_when_artim_expires(harness: ServerHarness) -> None:

@@ -13,14 +13,12 @@ from __future__ import annotations
 import os
 import sqlite3
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pydicom import dcmread
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-from twisted.logger import LogEvent, formatEvent, globalLogPublisher
 
 from pacsref.testing.harness import ManualThreadPool, ServerHarness
 from tests.storage.dicomgen import ROOT, make_instance
@@ -28,18 +26,6 @@ from tests.storage.helpers import associate, dataset_bytes, send_store, storage,
 
 STATUS = 0x0900
 TIMEOUT = 5.0
-
-
-@pytest.fixture
-def log_lines() -> Iterator[list[str]]:
-    lines: list[str] = []
-
-    def observer(event: LogEvent) -> None:
-        lines.append(formatEvent(event) or "")
-
-    globalLogPublisher.addObserver(observer)
-    yield lines
-    globalLogPublisher.removeObserver(observer)
 
 
 LISTENER = """
