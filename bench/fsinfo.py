@@ -9,7 +9,12 @@ fsync costs what the virtual disk makes it cost. Linux only; elsewhere the descr
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pacsref.mounts import mount_of
 
 __all__ = ["JBD2_DIR", "describe", "has_journal", "mount_of"]
 
@@ -20,28 +25,6 @@ NO_JOURNAL_NOTE = (
     "no journal: creating a file is slow for a minute after many files were deleted "
     '(bench/README.md, "Seventh round")'
 )
-
-
-def _unescape(field: str) -> str:
-    r"""/proc/mounts escapes space, tab, newline and backslash as \040, \011, \012, \134."""
-    for code, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
-        field = field.replace(code, char)
-    return field
-
-
-def mount_of(path: Path, mounts: str) -> tuple[str, str, str] | None:
-    """(device, mount point, type) of the mount holding ``path``, from /proc/mounts text."""
-    target = os.path.realpath(path)
-    best: tuple[str, str, str] | None = None
-    for line in mounts.splitlines():
-        fields = line.split()
-        if len(fields) < 3:
-            continue
-        device, point, kind = _unescape(fields[0]), _unescape(fields[1]), fields[2]
-        inside = target == point or target.startswith(point.rstrip("/") + "/")
-        if inside and (best is None or len(point) >= len(best[1])):
-            best = (device, point, kind)
-    return best
 
 
 def has_journal(device: str, jbd2_dir: Path = JBD2_DIR) -> bool:

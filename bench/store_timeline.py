@@ -2,7 +2,7 @@
 
     python bench/store_timeline.py --data /tmp/pacsref-bench-data --case c
     python bench/store_timeline.py --case a --durability relaxed [--json out.json]
-                                   [--set max_pdu_length=16384 ...] [--detail]
+                                   [--set max_pdu_length=16384 ...] [--detail] [--pool]
 
 ``store_bench.py`` says how long a whole client run takes; this says where the time of each
 object goes, which is what to look at before optimising. The server runs in this process (the
@@ -17,7 +17,10 @@ stage                 from -> to
 receive               first bytes of the request read -> message spooled, dispatch called
 dispatch              dispatch called -> returned (UID checks, the store queued)
 to store thread       dispatch called -> the store starts on the index pool's thread
-store                 read attributes, (fsync), rename into place, index commit
+store                 read attributes, (fsync), rename into place, index commit: on the
+                      index pool's thread, or on the reactor's for an inline store (with
+                      one association, every store of a small data set; ``--pool`` sends
+                      durable ones to the pool as a server storing on NFS would)
 back to reactor       store done -> the response is being built on the reactor thread
 respond               response encoded and written to the socket
 client                response written -> the next request's first bytes read: ``storescu``
@@ -27,7 +30,8 @@ cycle                 one object, first bytes to the next object's first bytes
 
 The first two and the last object are left out (association set-up and release). Medians
 and means are in microseconds, totals in seconds. The wrapped methods are internal names
-(``DicomServerProtocol.dataReceived``, ``Dispatcher.dispatch``, ``StorageAddin._store``,
+(``DicomServerProtocol.dataReceived``, ``Dispatcher.dispatch``, ``StorageAddin._store``
+and ``_store_inline``,
 ``AssociationSession._respond``); the tool stops with an error naming the one that moved.
 ``--detail`` splits the store stage further at the storage add-in's own steps (rows starting
 with "->" are the Python between two steps).
@@ -133,10 +137,11 @@ def cycles(marks: list[Mark]) -> list[dict[str, float]]:
 
 
 def _wrap_store_steps(marks: list[Mark]) -> None:
-    """``--detail``: marks at the storage add-in's steps inside ``_store`` (DETAIL_STAGES)."""
+    """``--detail``: marks at the storage add-in's steps of a store (DETAIL_STAGES)."""
     cls = _storage_addin_class()
     module = sys.modules[cls.__module__]
     _wrap(module, "read_attributes", "read", "read_end", marks)
+    _wrap(module, "read_raw_index_attributes", "read", "read_end", marks)  # inline stores
     _wrap(module.HeldSpool, "make_durable", "fdatasync", "fdatasync_end", marks)
     _wrap(module.sql, "find_path", "find", "find_end", marks)
     _wrap(module, "durable_rename", "rename", "rename_end", marks)
@@ -165,12 +170,14 @@ def run(
     durability: str,
     settings: Mapping[str, object] | None = None,
     detail: bool = False,
+    pool: bool = False,
 ) -> tuple[float, dict[str, list[float]]]:
     """Serve ``files`` from one ``storescu`` run; (client wall seconds, stage times).
 
     ``settings`` are server settings on top of the bench's AE title, port and address;
-    ``detail`` also times the store's steps (``DETAIL_STAGES``; durable stores only, the
-    relaxed inline store does not run ``_store``).
+    ``detail`` also times the store's steps (``DETAIL_STAGES``; the fdatasync rows only for
+    durable stores); ``pool``: durable stores run on the index pool even when they could be
+    inline (``addins/storage/inline.py``).
     """
     from twisted.internet import reactor, threads
 
@@ -193,7 +200,11 @@ def run(
     marks: list[Mark] = []
     _wrap(protocol.DicomServerProtocol, "dataReceived", "recv", "recv_end", marks)
     _wrap(dispatch.Dispatcher, "dispatch", "dispatch", "dispatch_end", marks)
-    _wrap(_storage_addin_class(), "_store", "store", "store_end", marks)
+    addin_class = _storage_addin_class()
+    _wrap(addin_class, "_store", "store", "store_end", marks)
+    _wrap(addin_class, "_store_inline", "store", "store_end", marks)
+    if pool:  # as on a file system that is not a local disk's
+        sys.modules[addin_class.__module__].file_system_type = lambda path: None
     _wrap(session.AssociationSession, "_respond", "respond", "respond_end", marks)
     if detail:
         _wrap_store_steps(marks)
@@ -234,13 +245,18 @@ def main() -> int:
                         "(e.g. max_pdu_length=16384)")  # fmt: skip
     parser.add_argument(
         "--detail", action="store_true",
-        help="also split the store stage at the add-in's steps (durable)",
+        help="also split the store stage at the add-in's steps",
+    )  # fmt: skip
+    parser.add_argument(
+        "--pool", action="store_true",
+        help="durable stores on the index pool, not inline on the reactor thread",
     )  # fmt: skip
     args = parser.parse_args()
     folders = make(args.data, args.case)
     files = sorted(folders[args.case].rglob("*.dcm"))
-    wall, times = run(files, args.durability, dict(args.settings), args.detail)
-    print(f"case {args.case}, durability {args.durability}: {len(files)} objects, "
+    wall, times = run(files, args.durability, dict(args.settings), args.detail, args.pool)
+    where = ", durable stores on the pool" if args.pool else ""
+    print(f"case {args.case}, durability {args.durability}{where}: {len(files)} objects, "
           f"storescu wall {wall:.3f} s\n")  # fmt: skip
     print(f"{describe(Path(tempfile.gettempdir()))}\n")
     print("| stage | median us | mean us | total s |")

@@ -6,8 +6,8 @@ stores into a fresh pacsref with no set-up. It finds its server from its own loc
 declared in :mod:`.options`) are handed to it by the server (``IAddInOptions``).
 
 The write path of one C-STORE-RQ, all on one thread of the index's adbapi pool (the handler is
-``nonblocking``: it only hands the job over, so the reactor never waits and there is a single
-thread hop each way):
+``nonblocking``: it only hands the job over, so there is a single thread hop each way), or all
+on the reactor thread ("Inline" below):
 
 1. check the command's UIDs (a bad one: failure, nothing written);
 2. read the index attributes from the spool file, which the DIMSE layer already wrote as a
@@ -37,7 +37,9 @@ waits 0 s) are only tried, the write locks before the rename, and if any of them
 had at once the whole store goes to the pool as above, with nothing on disk changed. A relaxed
 store does no fsync, so what is left is about as long as receiving the data set was, and
 shorter than the two thread hand-offs it saves (case c relaxed, 1,000 x 3 KB: 0.87 -> 0.72 s,
-bench/README.md "Seventh round").
+bench/README.md "Seventh round"). A durable store of such a data set is inline too, its
+flushes included, where they delay nobody: the data on a local disk, one association storing,
+no slow store lately (``inline.InlineDurableGate``).
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ from pacsref.dimse.writeback import WRITE_BEHIND
 
 from . import index as sql
 from .check import CheckReport, check_storage
+from .inline import InlineDurableGate, file_system_type
 from .options import OPTIONS, StorageOptions
 from .sopclasses import STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES
 from .uids import BUCKETS, stored_name, uid_problem
@@ -162,6 +165,8 @@ class StorageAddin(Service):
         self._index_writer = threading.Lock()
         self._parents: sql.ParentRows | None = None
         self._inline_connection: Any = None
+        #: Whether a durable store may be inline (``inline.py``); made when the index opens.
+        self._durable_gate = InlineDurableGate(None)
         #: The server's temporary directory (``start`` checks it); spool files come from there.
         self._spool_dir: Path | None = None
         if server_dir is not None:
@@ -248,6 +253,13 @@ class StorageAddin(Service):
             pool.threadpool = threadpool
             pool.start()
         self.pool = pool
+        self._durable_gate = InlineDurableGate(file_system_type(self.data_root))
+        if self.config.durable and not self.config.dsn and not self._durable_gate.local:
+            log.info(
+                "data directory on {kind} (not a local disk file system): durable stores "
+                "always run on the index pool",
+                kind=self._durable_gate.file_system or "an unknown file system",
+            )
         log.info(
             "storage ready: data in {data}, index {where}, duplicates {dup}, durability {dur}",
             data=str(self.data_root),
@@ -331,7 +343,12 @@ class StorageAddin(Service):
         if self.pool is None:
             self.start()
         if self._inline_allowed(request):
-            outcome = self._store_inline(request)
+            started = self._durable_gate.timed()
+            try:
+                outcome = self._store_inline(request)
+            finally:
+                if self.config.durable:
+                    self._durable_gate.took(started)
             if outcome is not None:
                 return outcome
         outcome: list[StoreOutcome] = []
@@ -411,7 +428,9 @@ class StorageAddin(Service):
     def _inline_allowed(self, request: DimseRequest) -> bool:
         """Whether this store may run on the reactor thread (module docstring, "Inline")."""
         config = self.config
-        if config is None or config.durable or config.dsn or request.dataset_path is None:
+        if config is None or config.dsn or request.dataset_path is None:
+            return False
+        if config.durable and not self._durable_gate.allows(request.association):
             return False
         try:
             size = request.dataset_path.stat().st_size

@@ -278,9 +278,11 @@ class HeldSpool:
     ``fdatasync`` is on every object's critical path. Opening the file first and, for a data
     set of more than a few pages, starting the device's write of its pages at once lets that
     write run while the attributes are read, checked and the file's place found, leaving
-    ``fdatasync`` to wait only for the rest. It is made on the store's thread, never the
-    reactor's: starting a write can wait for a free request slot of the device. The start is
-    a hint, its error ignored; ``fdatasync`` reports what matters.
+    ``fdatasync`` to wait only for the rest. Starting a write can wait for a free request
+    slot of the device, so it is made where the store's flushes are: on the store's thread,
+    or on the reactor's only for an inline durable store (``inline.py``), whose wait the
+    slow-store check bounds. The start is a hint, its error ignored; ``fdatasync`` reports
+    what matters.
     """
 
     def __init__(self, path: Path, durable: bool) -> None:

@@ -27,6 +27,11 @@ IMPLICIT = "1.2.840.10008.1.2"
 #: with each durability (``durability = "relaxed"`` stores small data sets inline).
 DURABILITY_OPTION = ""
 
+#: Whether a durable store of a small data set may run on the reactor thread, as it does on a
+#: local disk (``addins/storage/inline.py``). Off by default, so that a test of the pool's
+#: store sees it; a test module sets it to run its tests both ways.
+DURABLE_INLINE = False
+
 
 def storage_harness(
     server_dir: Path,
@@ -34,11 +39,14 @@ def storage_harness(
     settings: dict[str, object] | None = None,
     extra_addins: dict[str, str] | None = None,
     threadpool: Any = None,
+    durable_inline: bool | None = None,
 ) -> ServerHarness:
     """A harness whose storage add-in has ``options`` (TOML text) and is started.
 
     ``threadpool`` runs the index pool's jobs: by default each at once (``SyncPool``); a
     ``ManualThreadPool`` holds them until the test runs them, so time can pass meanwhile.
+    ``durable_inline``: whether durable stores may be inline (default :data:`DURABLE_INLINE`),
+    whatever file system the test's directory is on.
     """
     options = DURABILITY_OPTION + options
     options_file = server_dir / "addin-options" / "storage.toml"
@@ -54,7 +62,10 @@ def storage_harness(
     from pacsref.server.factory import DicomServerFactory
 
     harness.factory = DicomServerFactory(harness.server, reactor)
-    storage(harness).start(reactor=reactor, threadpool=threadpool or SyncPool())
+    addin = storage(harness)
+    addin.start(reactor=reactor, threadpool=threadpool or SyncPool())
+    inline = DURABLE_INLINE if durable_inline is None else durable_inline
+    addin._durable_gate = type(addin._durable_gate)("ext4" if inline else None)
     return harness
 
 

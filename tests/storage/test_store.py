@@ -30,13 +30,15 @@ from tests.storage.helpers import (
 STATUS = 0x0900
 
 
-@pytest.fixture(autouse=True, params=["fsync", "relaxed"])
+@pytest.fixture(autouse=True, params=["fsync", "fsync-inline", "relaxed"])
 def durability(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Every test with each durability: a durable store runs on the index pool, a relaxed
-    store of a small data set on the reactor thread (the add-in's inline store), and both
-    must answer and leave the disk alike."""
-    monkeypatch.setattr(helpers, "DURABILITY_OPTION", f'durability = "{request.param}"\n')
-    return str(request.param)
+    """Every test with each durability, and durable stores both on the index pool and on the
+    reactor thread (the add-in's inline store, which relaxed stores of small data sets always
+    use): all must answer and leave the disk alike."""
+    durability, _, inline = str(request.param).partition("-")
+    monkeypatch.setattr(helpers, "DURABILITY_OPTION", f'durability = "{durability}"\n')
+    monkeypatch.setattr(helpers, "DURABLE_INLINE", bool(inline))
+    return durability
 
 
 def _instance(tmp_path: Path, name: str = "a.dcm", **kw: object) -> tuple[str, bytes]:
