@@ -253,7 +253,7 @@ def test_a_small_durable_store_on_a_local_disk_is_flushed_and_answered_inline(
 ) -> None:
     server_dir = tmp_path / "PACSREF"
     harness, pool, _ = _durable_harness(server_dir)
-    writer = sys.modules[type(storage(harness)).__module__.rpartition(".")[0] + ".storage.writer"]
+    writer = sys.modules[type(storage(harness)).__module__ + ".writer"]
     flushed: list[int] = []
     real_fdatasync = writer.os.fdatasync
     monkeypatch.setattr(writer.os, "fdatasync", lambda fd: (flushed.append(fd), real_fdatasync(fd)))
