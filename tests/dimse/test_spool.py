@@ -238,27 +238,34 @@ def test_the_write_behind_thread_starts_a_duplicate_and_closes_it(tmp_path: Path
     from pacsref.dimse.writeback import WriteBehind
 
     started: list[tuple[int, int]] = []
+    release = threading.Event()
     done = threading.Event()
 
     def start(fd: int) -> None:
         started.append((fd, os.fstat(fd).st_ino))
         if len(started) == 1:
+            # Held until all three are handed over: each duplicate is made while the first
+            # is open, so no two share a number and a closed one cannot be reused unseen.
+            release.wait(10)
             raise OSError("the device said no")
-        done.set()
+        if len(started) == 3:
+            done.set()  # the first two are closed by now: one thread, in order
 
     behind = WriteBehind(start, enabled=True)
     fd, path = create_spool_file(tmp_path, "pacsref-dimse-", ".dataset")
-    behind.hand_over(fd)
-    behind.hand_over(fd)
-    assert done.wait(10), "the write-behind thread never ran"
+    for _ in range(3):
+        behind.hand_over(fd)
+    release.set()
+    assert done.wait(10), "the write-behind thread never got to the third file"
     inode = path.stat().st_ino
-    assert [ino for _, ino in started] == [inode, inode]
-    assert all(dup != fd for dup, _ in started)
+    assert [ino for _, ino in started] == [inode, inode, inode]
+    duplicates = [dup for dup, _ in started]
+    assert fd not in duplicates and len(set(duplicates)) == 3
     os.write(fd, b"still mine")  # the caller's descriptor is untouched
     os.close(fd)
-    for dup, _ in started:
+    for dup in duplicates[:2]:
         with pytest.raises(OSError):
-            os.fstat(dup)  # closed by the thread
+            os.fstat(dup)  # closed by the thread, the failed start's too
 
 
 @pytest.mark.parametrize("enabled", [False, True])
