@@ -376,10 +376,8 @@ class AssociationSession:
                 kind="dimse.bad_uid",
                 command=message.name,
                 message_id=message.message_id,
-                calling=self.client.ae_title,
-                id=self.association_id,
-                client=self.client.id,
                 problem=problem,
+                **self._ids(),
             )
         refusal = invalid_request_response(message)
         if refusal is None and message.spool_failure is not None:
@@ -416,13 +414,11 @@ class AssociationSession:
             kind="spool.failed",
             command=message.name,
             message_id=message.message_id,
-            calling=self.client.ae_title,
-            id=self.association_id,
-            client=self.client.id,
             file=failure.path,
             errno=failure.errno,
             error=failure.strerror,
             failure=str(failure),
+            **self._ids(),
             status_hex=f"0x{spool_failure_status(message.command_field):04X}",
         )
         return response_command(
