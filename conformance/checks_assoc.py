@@ -100,6 +100,35 @@ def ul_ctx_ts(target: Target) -> str:
     return f"context 3 result 4 ({ctx.result_words})"
 
 
+#: A transfer syntax name that is no UID (a space and letters after implicit VR LE's UID),
+#: as a misconfigured modality might send one.
+NOT_A_UID_TS = IMPLICIT_VR_LE + " LE"
+
+
+@check(
+    "UL-CTX-TS-NOT-UID",
+    "a transfer syntax name that is not a UID refuses its context (result 4), not everything",
+    "PS3.8 9.3.3.2, Table 9-18",
+)
+def ul_ctx_ts_not_uid(target: Target) -> str:
+    """A name with letters in it still names a transfer syntax, one nobody supports.
+
+    Aborting the association over it as a malformed PDU would take the modality's other
+    contexts down with it; the name is well-formed as an item, so the context is refused.
+    """
+    with connected(target) as peer:
+        ac = accepted(
+            peer,
+            target,
+            contexts=[(1, VERIFICATION, [IMPLICIT_VR_LE]), (3, VERIFICATION, [NOT_A_UID_TS])],
+        )
+        release_quietly(peer)
+    ctx = ac.context(3)
+    if ctx is None or ctx.result != 4:
+        raise CheckFailed(f"{describe_reply(ac)}; expected context 3 result 4")
+    return f"context 3 ({NOT_A_UID_TS!r}) result 4 ({ctx.result_words})"
+
+
 @check("UL-ECHO", "C-ECHO on the accepted context returns Success", "PS3.8 9.3.5, PS3.7 9.3.5")
 def ul_echo(target: Target) -> str:
     """A hand-built C-ECHO-RQ in one P-DATA-TF gets a C-ECHO-RSP with status 0x0000."""

@@ -46,6 +46,10 @@ def check_uid(what: str, value: str) -> None:
         raise ValueError(f"{what} {value!r} is not a UID (digits and dots, 1-64 characters)")
 
 
+#: How much of a proposed name that is not a UID a log line quotes.
+_LABEL_MAX = 70
+
+
 def uid_label(uid: str) -> str:
     """``'CT Image Storage (1.2.840...)'`` for registered UIDs, else the UID itself.
 
@@ -53,6 +57,9 @@ def uid_label(uid: str) -> str:
     a name is far quicker to act on than a bare dotted number.
     """
     if not is_uid(uid):
+        # A peer's non-UID name can be 65535 bytes (PS3.8 item length): name its start.
+        if len(uid) > _LABEL_MAX:
+            return f"{uid[:_LABEL_MAX]!r}... ({len(uid)} characters)"
         return repr(uid)
     name = UID(uid).name
     return uid if name == uid else f"{name} ({uid})"

@@ -282,7 +282,7 @@ def negotiate(
     if request.application_context != DICOM_APPLICATION_CONTEXT:
         return _reject(
             REJECT_APPLICATION_CONTEXT,
-            f"application context name {request.application_context!r} is not "
+            f"application context name {uid_label(request.application_context)} is not "
             f"the DICOM application context {DICOM_APPLICATION_CONTEXT}",
         )
     peer_info = request.user_information

@@ -44,6 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from pacsref.association.contexts import uid_label
 from pacsref.ul.constants import DICOM_APPLICATION_CONTEXT
 from pacsref.ul.events import (
     REJECT_APPLICATION_CONTEXT,
@@ -218,7 +219,7 @@ def decide(request: AssociateRequest, peer_ip: str, view: PolicyView) -> Refusal
         return Refusal(
             REJECT_APPLICATION_CONTEXT,
             Rule.APPLICATION_CONTEXT,
-            f"application context name {request.application_context!r} is not the DICOM "
+            f"application context name {uid_label(request.application_context)} is not the DICOM "
             f"application context {DICOM_APPLICATION_CONTEXT}",
         )
     called = request.called_ae_title.strip(" ")

@@ -107,6 +107,20 @@ def _uid(value: bytes, where: str) -> str:
     return text
 
 
+def _proposed_name(value: bytes) -> str:
+    """An abstract syntax, transfer syntax, role selection SOP class or application context
+    name as a requestor proposed it, whatever its bytes: never an error.
+
+    A name that is not a UID (a letter, a space inside, more than 64 characters, even
+    non-ASCII bytes, kept as ``\\x..`` escapes) is still a well-formed item: it names
+    something we do not support. Negotiation then refuses that one presentation context
+    (result 3 or 4, PS3.8 9.3.3.2) or rejects an unknown application context (1, 1, 2),
+    as DCMTK and pynetdicom do, instead of aborting the whole association as a malformed
+    PDU over one bad entry among a modality's twenty proposals.
+    """
+    return value.decode("ascii", "backslashreplace").rstrip("\0 ").lstrip()
+
+
 def _ae(value: bytes, where: str) -> str:
     text = _text(value, where).strip(" ")
     if "\\" in text or any(c < " " or c > "~" for c in text):
@@ -171,7 +185,7 @@ def _role_selection(sub: bytes, where: str) -> RoleSelection:
     (uid_length,) = _U16.unpack_from(sub)
     if len(sub) != uid_length + 4:
         raise MalformedPDU(f"{where}: SCP/SCU role selection UID length {uid_length} inconsistent")
-    uid = _uid(sub[2 : 2 + uid_length], f"{where}: role selection SOP class UID")
+    uid = _proposed_name(sub[2 : 2 + uid_length])
     return RoleSelection(uid, scu_role=sub[2 + uid_length] == 1, scp_role=sub[3 + uid_length] == 1)
 
 
@@ -189,16 +203,16 @@ def _proposal(value: bytes) -> PresentationContextProposal:
     context_id = value[0]
     if context_id % 2 == 0:
         raise MalformedPDU(f"{where}: ID {context_id} is not odd (PS3.8 9.3.2.2)")
-    abstract = ""
+    abstract: str | None = None
     syntaxes: list[str] = []
     for sub_type, sub in _items(value, 4, f"{where} {context_id}"):
         if sub_type == _ABSTRACT_SYNTAX:
-            if abstract:
+            if abstract is not None:
                 raise MalformedPDU(f"{where} {context_id}: more than one abstract syntax")
-            abstract = _uid(sub, f"{where} {context_id} abstract syntax")
+            abstract = _proposed_name(sub)
         elif sub_type == _TRANSFER_SYNTAX:
-            syntaxes.append(_uid(sub, f"{where} {context_id} transfer syntax"))
-    if not abstract or not syntaxes:
+            syntaxes.append(_proposed_name(sub))
+    if abstract is None or not syntaxes:
         raise MalformedPDU(f"{where} {context_id}: needs one abstract and 1+ transfer syntaxes")
     return PresentationContextProposal(context_id, abstract, tuple(syntaxes))
 
@@ -227,17 +241,23 @@ def _result(value: bytes) -> PresentationContextResult:
 def _association_items(
     body: bytes, pdu: str, context_type: int
 ) -> tuple[str, list[bytes], UserInformation]:
-    application_context = ""
+    application_context: str | None = None
     contexts: list[bytes] = []
     user_info: UserInformation | None = None
     for item_type, value in _items(body, _FIXED.size, pdu):
         if item_type == _APPLICATION_CONTEXT:
-            if application_context:
+            if application_context is not None:
                 raise MalformedPDU(
                     f"{pdu}: more than one application context item (0x10); PS3.8 Table 9-11 "
                     "allows one"
                 )
-            application_context = _uid(value, f"{pdu} application context name")
+            # A requestor's odd name is answered by negotiation's reject (1, 1, 2); the
+            # acceptor's answer must be the DICOM one we proposed, so it is checked here.
+            application_context = (
+                _proposed_name(value)
+                if context_type == _CONTEXT_RQ
+                else _uid(value, f"{pdu} application context name")
+            )
         elif item_type == context_type:
             contexts.append(value)
         elif item_type == _USER_INFORMATION:
@@ -248,7 +268,7 @@ def _association_items(
                 )
             user_info = _user_information(value, pdu)
         # PS3.8 9.3.1: items of unrecognised types are ignored.
-    if not application_context:
+    if application_context is None:
         raise MalformedPDU(f"{pdu}: the application context item (0x10) is missing")
     if user_info is None:
         raise MalformedPDU(f"{pdu}: the user information item (0x50) is missing")

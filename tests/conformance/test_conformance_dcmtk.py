@@ -23,6 +23,7 @@ DCMTK_PASSES = {
     "UL-ACCEPT",
     "UL-CTX-ABSTRACT",
     "UL-CTX-TS",
+    "UL-CTX-TS-NOT-UID",
     "UL-ECHO",
     "UL-RELEASE",
     "UL-ABORT",

@@ -38,9 +38,11 @@ def test_unreachable_target_fails_every_check_without_hanging() -> None:
 
 
 def test_quick_checks_against_pynetdicom(echo_scp: Listener) -> None:
-    """pynetdicom's SCP passes the association, echo and fragmentation checks."""
+    """pynetdicom's SCP passes the association, echo and fragmentation checks, and refuses
+    a context whose transfer syntax is not a UID (result 4) as DCMTK does."""
     target = Target(echo_scp.host, echo_scp.port, "ECHOSCP", artim_wait=5, timeout=3)
-    ids = ["UL-ACCEPT", "UL-CTX-ABSTRACT", "UL-ECHO", "UL-MAXPDU-FRAG", "UL-ARTIM"]
+    ids = ["UL-ACCEPT", "UL-CTX-ABSTRACT", "UL-CTX-TS-NOT-UID", "UL-ECHO", "UL-MAXPDU-FRAG"]
+    ids.append("UL-ARTIM")
     ids.append("UL-STILL-SERVING")
     results = run_suite(target, ids)
     assert {r.id: r.verdict for r in results} == dict.fromkeys(ids, Verdict.PASS)

@@ -8,12 +8,11 @@ add-in's "accept unknown storage classes" option. Driven through the real server
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from twisted.logger import LogLevel, globalLogPublisher
+from twisted.logger import LogLevel
 
 from pacsref.addin import AssociationInfo
 from pacsref.dimse import DimseMessage
@@ -59,16 +58,6 @@ DATASET = b"\x08\x00\x16\x00\x08\x00\x00\x001.2.3.4\x00"
 @pytest.fixture
 def harness(tmp_path: Path) -> ServerHarness:
     return ServerHarness(tmp_path / "PACSREF", extra_addins={"recorder_addin.py": RECORDER_ADDIN})
-
-
-@pytest.fixture
-def log_events() -> Iterator[list[dict[str, Any]]]:
-    events: list[dict[str, Any]] = []
-    globalLogPublisher.addObserver(events.append)
-    try:
-        yield events
-    finally:
-        globalLogPublisher.removeObserver(events.append)
 
 
 def _calls(harness: ServerHarness) -> list[str]:

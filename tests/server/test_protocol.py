@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -541,3 +542,64 @@ def test_release_in_the_middle_of_a_message_drops_it_with_a_warning(
         "A-RELEASE-RQ while a message was still arriving on presentation context 1" in line
         for line in log_lines
     ), log_lines
+
+
+def test_proposed_names_that_are_not_uids_refuse_their_context_not_the_association(
+    harness: ServerHarness, log_events: list[dict[str, Any]]
+) -> None:
+    """A letter, a space or non-ASCII bytes in a proposed syntax name refuse that context
+    (result 3 or 4) and the rest of the association goes on: DCMTK and pynetdicom compare
+    such names as strings and refuse, so one odd entry among a modality's proposals must
+    not abort everything as a malformed PDU (it did before)."""
+    placeholder = "9.9.9.9.9.9"
+    raw = associate_rq(
+        contexts=(
+            PresentationContextProposal(1, VERIFICATION, ("1.2.840.10008.1.2.1x", EXPLICIT)),
+            PresentationContextProposal(3, VERIFICATION, ("not a uid",)),
+            PresentationContextProposal(5, VERIFICATION + " ", (placeholder,)),
+            PresentationContextProposal(7, VERIFICATION + "Z", (IMPLICIT,)),
+        )
+    )
+    non_ascii = b"1.2.\xff\xfe.9999"
+    assert len(non_ascii) == len(placeholder)
+    conn = harness.connect()
+    conn.send(raw.replace(placeholder.encode(), non_ascii))
+    [(pdu_type, body)] = conn.received()
+    assert pdu_type is PDUType.A_ASSOCIATE_AC, body
+    results = {
+        pc.context_id: (int(pc.result), pc.transfer_syntax)
+        for pc in codec.decode_associate_ac(body).presentation_contexts
+    }
+    # 5: trailing spaces are padding (PS3.8 9.3.2.2.1), so its abstract syntax is
+    # Verification; its only transfer syntax is the non-ASCII one. (Our AC decoder keeps
+    # a transfer syntax for accepted contexts only, hence the empty ones.)
+    assert results == {1: (0, EXPLICIT), 3: (4, ""), 5: (4, ""), 7: (3, "")}
+    # Refused contexts echo a real UID, never the peer's odd name (strict decoders).
+    assert b"not a uid" not in body and b"\xff" not in body and b"x" not in body
+    [accepted] = [e for e in log_events if e.get("kind") == "association.accepted"]
+    refusals = "\n".join(accepted["refused"])
+    assert "'not a uid'" in refusals and "'1.2.\\\\xff\\\\xfe.9999'" in refusals, refusals
+    assert "'1.2.840.10008.1.1Z'" in refusals, refusals
+    conn.send(echo_rq(message_id=2, context_id=1))
+    [rsp] = responses(conn.received())
+    assert rsp[0x0900] == 0x0000 and not conn.closed
+
+
+def test_an_application_context_name_that_is_not_a_uid_is_rejected_1_1_2(
+    harness: ServerHarness, log_lines: list[str]
+) -> None:
+    """An odd application context name gets the reject PS3.8 9.3.4 has for it
+    (application-context-name-not-supported), not an abort, and a 300-character one is
+    quoted in the log by its start only."""
+    name = "1.2.840.10008.3.1.1.1" + "x" * 279
+    raw = associate_rq()
+    dicom = b"1.2.840.10008.3.1.1.1"
+    at = raw.index(b"\x10\x00\x00\x15" + dicom)
+    item = struct.pack(">BxH", 0x10, len(name)) + name.encode()
+    body = raw[6:at] + item + raw[at + 4 + len(dicom) :]
+    conn = harness.connect()
+    conn.send(struct.pack(">BxL", 0x01, len(body)) + body)
+    [(pdu_type, rj)] = conn.received()
+    assert pdu_type is PDUType.A_ASSOCIATE_RJ and rj == bytes([0, 1, 1, 2])
+    [line] = [line for line in log_lines if "application context name" in line]
+    assert "... (300 characters)" in line and "x" * 100 not in line, line

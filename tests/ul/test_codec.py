@@ -14,7 +14,9 @@ from pacsref.ul.constants import AbortReason, AbortSource, ContextResult, PDUTyp
 from pacsref.ul.errors import MalformedPDU
 from pacsref.ul.events import (
     AssociateAccept,
+    AssociateRequest,
     DataTransfer,
+    PresentationContextProposal,
     PresentationContextResult,
     PresentationDataValue,
     RoleSelection,
@@ -336,3 +338,34 @@ def test_framer_parks_a_partial_pdu_without_joining_each_read() -> None:
     assert framer.next_pdu() == (PDUType.P_DATA_TF, memoryview(big)[6:])
     assert framer.next_pdu() == (PDUType.A_RELEASE_RQ, codec.RELEASE_RQ[6:])
     assert framer.next_pdu() is None
+
+
+def test_proposed_names_that_are_not_uids_decode_as_text() -> None:
+    """A requestor's odd syntax names are kept for negotiation to refuse (bytes past
+    ASCII as escapes, padding stripped), and an empty transfer syntax item is still one."""
+    request = AssociateRequest(
+        called_ae_title="ANY-SCP",
+        calling_ae_title="SCU",
+        presentation_contexts=(PresentationContextProposal(1, "7.7.7.7", ("8.8",)),),
+        user_information=UserInformation(16384, "1.2.3.4"),
+    )
+    encoded = codec.encode_associate_rq(request)[6:]
+    body = encoded.replace(b"7.7.7.7", b"1.2.\xe9 \x00").replace(b"8.8", b"\x00\x00 ")
+    (context,) = codec.decode_associate_rq(body).presentation_contexts
+    assert (context.abstract_syntax, context.transfer_syntaxes) == ("1.2.\\xe9", ("",))
+
+
+def test_an_accepted_transfer_syntax_that_is_not_a_uid_is_malformed() -> None:
+    """What an acceptor accepted must be a UID we proposed: our requestor side stays strict."""
+    accept = AssociateAccept(
+        called_ae_title="ANY-SCP",
+        calling_ae_title="SCU",
+        presentation_contexts=(
+            PresentationContextResult(1, ContextResult.ACCEPTANCE, "1.2.840.10008.1.29"),
+        ),
+        user_information=UserInformation(16384, "1.2.3.4"),
+    )
+    encoded = codec.encode_associate_ac(accept)[6:]
+    odd = encoded.replace(b"1.2.840.10008.1.29", b"1.2.840.10008.1.2x")
+    with pytest.raises(MalformedPDU, match=r"syntax '1\.2\.840\.10008\.1\.2x' is not a UID"):
+        codec.decode_associate_ac(odd)
