@@ -41,7 +41,7 @@ Feature: Adding, editing, deleting and stopping servers with their settings
     When I run "pacsref server edit QUIET"
     Then it fails, saying "no change given; name settings with their options (pacsref server edit --help) or --set key=value"
     When I run "pacsref server edit QUIET --max-clients 0 --artim-timeout -1"
-    Then it fails, saying "command line: max_clients = 0 is out of range; allowed: an integer 1-100000; command line: artim_timeout = -1.0 is out of range; allowed: a number of seconds > 0 and <= 31536000"
+    Then it fails, saying "command line: max_clients = 0 is out of range; allowed: an integer 1-100000; command line: artim_timeout = -1.0 is out of range; allowed: a number of seconds from 0.001 to 31536000"
     When I run "pacsref server edit QUIET --set 'ae_title="OTHER"'"
     Then it fails, saying "command line: ae_title = "OTHER" cannot be changed: the AE title names the server directory and its admin socket; add a new server with `pacsref server add` instead"
     And the settings file of "QUIET" has

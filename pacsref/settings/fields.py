@@ -75,6 +75,10 @@ MAX_SOCKET_BUFFER = 16 * 1024 * 1024
 MAX_MAX_CLIENTS = 100_000
 # Longer timeouts are almost certainly a unit mistake, and huge ones overflow OS timers.
 MAX_TIMEOUT_SECONDS = 365 * 24 * 3600.0
+# Shorter ones expire before any peer can answer (a loopback round trip alone takes tens of
+# microseconds): an ARTIM of 1e-9 would drop every connection unread, an add-in timeout of
+# 1e-9 fail every request. Rejected when the settings are read, not found out in production.
+MIN_TIMEOUT_SECONDS = 0.001
 
 Check = Callable[[object], object]
 
@@ -228,7 +232,8 @@ def int_range(low: int, high: int, *, also: int | None = None) -> Check:
 
 
 def seconds(*, allow_zero: bool) -> Check:
-    """Build a check for a duration in seconds: an integer or float, finite, > 0 (or 0)."""
+    """Build a check for a duration in seconds: an integer or float, finite, at least
+    :data:`MIN_TIMEOUT_SECONDS` (or 0 when ``allow_zero``)."""
 
     def check(value: object) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
@@ -241,7 +246,7 @@ def seconds(*, allow_zero: bool) -> Check:
             raise Invalid("is not a number")
         if number == 0 and allow_zero:
             return 0.0
-        if not 0 < number <= MAX_TIMEOUT_SECONDS:
+        if not MIN_TIMEOUT_SECONDS <= number <= MAX_TIMEOUT_SECONDS:
             raise Invalid("is out of range")
         return number
 
@@ -285,7 +290,7 @@ _TIMEOUTS = "Advanced tab: timeouts"
 _SOCKET = "Advanced tab: socket options"
 _START = "Advanced tab: start mode"
 _TRUE_FALSE = "true or false"
-_SECONDS = f"a number of seconds > 0 and <= {MAX_TIMEOUT_SECONDS:.0f}"
+_SECONDS = f"a number of seconds from {MIN_TIMEOUT_SECONDS:g} to {MAX_TIMEOUT_SECONDS:.0f}"
 _BUFFER = (
     f"0 (the operating system's default, tuned automatically) or an integer "
     f"{MIN_SOCKET_BUFFER}-{MAX_SOCKET_BUFFER} (bytes)"

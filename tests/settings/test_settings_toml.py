@@ -22,6 +22,7 @@ from pacsref.settings import (
     loads_settings,
     save_settings,
 )
+from pacsref.settings.fields import MAX_TIMEOUT_SECONDS, MIN_TIMEOUT_SECONDS
 from pacsref.settings.tomltext import toml_string
 
 TRICKY_TEXT = 'quote " backslash \\ newline \n tab \t cr \r nul \0 del \x7f bell \x07 ünï €'
@@ -43,7 +44,7 @@ NON_DEFAULT = ServerSettings(
     max_pdu_length=0,
     client_timeout=0.0,
     reconnect_timeout=0.1,
-    addin_timeout=1e-05,
+    addin_timeout=0.0015,
     artim_timeout=12345.678,
     no_delay=False,
     receive_buffer=1024,
@@ -79,7 +80,7 @@ def test_every_start_mode_round_trips(mode: StartMode) -> None:
 
 @given(
     text=st.text(),
-    seconds=st.floats(min_value=1e-9, max_value=365 * 24 * 3600.0),
+    seconds=st.floats(min_value=MIN_TIMEOUT_SECONDS, max_value=MAX_TIMEOUT_SECONDS),
     port=st.integers(1, 65535),
 )
 def test_round_trip_of_arbitrary_text_and_numbers(text: str, seconds: float, port: int) -> None:
