@@ -209,6 +209,20 @@ def same_address(host: str, peer_ip: str, resolved: frozenset[str] | None) -> bo
     return peer in {normalize_ip(address) for address in resolved}
 
 
+def closed_refusal(*, paused: bool, stopping: bool, why_suffix: str = "") -> Refusal | None:
+    """The (2, 3, 1) refusal of a server that takes no new associations now, or None.
+
+    Asked by :func:`decide`, and again by the acceptance once slow association hooks have
+    answered: a Pause or a graceful stop that came meanwhile must not be followed by an
+    A-ASSOCIATE-AC (``why_suffix`` then says when it came).
+    """
+    if stopping:
+        return Refusal(REJECT_CONGESTION, Rule.PAUSED, "the server is stopping" + why_suffix)
+    if paused:
+        return Refusal(REJECT_CONGESTION, Rule.PAUSED, "the server is paused" + why_suffix)
+    return None
+
+
 def decide(request: AssociateRequest, peer_ip: str, view: PolicyView) -> Refusal | None:
     """Refuse ``request`` from ``peer_ip``, or return None to go on to negotiation.
 
@@ -229,10 +243,9 @@ def decide(request: AssociateRequest, peer_ip: str, view: PolicyView) -> Refusal
             Rule.CALLED_AE,
             f"called AE title {called!r} is not this server's ({settings.ae_title!r})",
         )
-    if view.stopping:
-        return Refusal(REJECT_CONGESTION, Rule.PAUSED, "the server is stopping")
-    if view.paused:
-        return Refusal(REJECT_CONGESTION, Rule.PAUSED, "the server is paused")
+    closed = closed_refusal(paused=view.paused, stopping=view.stopping)
+    if closed is not None:
+        return closed
     if view.associated_count >= settings.max_clients:
         return Refusal(
             REJECT_LOCAL_LIMIT,

@@ -7,7 +7,9 @@ callbacks, ``accept(result, info)`` or ``refuse(refusal)``:
    from the server's state (the one place the acceptance rules live);
 2. the calling AE's place in Max Clients and Multiple Connections is taken;
 3. :func:`pacsref.association.negotiate` (presentation contexts, roles, PDU);
-4. the IAssociationHook add-ins (:func:`pacsref.server.hooks.consult_hooks`).
+4. the IAssociationHook add-ins (:func:`pacsref.server.hooks.consult_hooks`); if they took
+   time and the server was paused or began stopping meanwhile, the request is refused
+   (2, 3, 1) as it would have been had it arrived then.
 
 Steps 1 and 4 may wait (a host name of an add-in's AE table to resolve on the
 thread pool, a blocking hook); PS3.8 lets the acceptor take its time in Sta3,
@@ -26,7 +28,14 @@ from twisted.python.failure import Failure
 
 from pacsref.addin import AssociationInfo
 from pacsref.association import NegotiationResult, negotiate
-from pacsref.association.policy import AeEntry, PolicyView, Refusal, Rule, decide
+from pacsref.association.policy import (
+    AeEntry,
+    PolicyView,
+    Refusal,
+    Rule,
+    closed_refusal,
+    decide,
+)
 from pacsref.server.clients import ClientInfo
 from pacsref.server.context import ServerContext
 from pacsref.server.control import ServerControl
@@ -145,7 +154,24 @@ class Acceptance:
         d = consult_hooks(
             hooks, self.info, self.reactor, self.server.threadpool, settings.addin_timeout
         )
-        self._wait(d, lambda refusal: self._refuse(refusal) if refusal else self._accept(result))
+        self._wait(d, lambda refusal: self._after_hooks(refusal, result))
+
+    def _after_hooks(self, refusal: Refusal | None, result: NegotiationResult) -> None:
+        """Refuse or accept once the hooks answered; a pause meanwhile refuses (2, 3, 1).
+
+        A hook may take up to the add-in timeout. An administrator who paused the server
+        (or began a graceful stop) in that time expects no association to open after it.
+        """
+        if refusal is None:
+            refusal = closed_refusal(
+                paused=self.control.paused,
+                stopping=self.control.stopping,
+                why_suffix=" (since the request arrived, while its association hooks ran)",
+            )
+        if refusal is not None:
+            self._refuse(refusal)
+        else:
+            self._accept(result)
 
     def cancel(self) -> None:
         """The peer went away: drop pending work; neither callback will be called."""

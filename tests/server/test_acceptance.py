@@ -452,3 +452,38 @@ def test_peer_leaving_while_hook_runs_is_harmless(tmp_path: Path) -> None:
     assert conn.received() == []
     assert len(harness.control.clients) == 0
     assert harness.control.clients.admitted_count == 0
+
+
+@pytest.mark.parametrize(
+    ("meanwhile", "answer", "why"),
+    [
+        ("pause", (2, 3, 1), "the server is paused (since the request arrived, while its"),
+        ("stop", (2, 3, 1), "the server is stopping (since the request arrived, while its"),
+        ("pause and resume", None, ""),
+    ],
+)
+def test_a_pause_while_the_hooks_run_refuses_the_request(
+    tmp_path: Path, meanwhile: str, answer: tuple[int, int, int] | None, why: str
+) -> None:
+    """A Pause (or a graceful stop) that comes while a slow hook decides is not followed by
+    an A-ASSOCIATE-AC: the request gets the (2, 3, 1) it would get if it came now. Resumed
+    before the hook answered, the server accepts it."""
+    harness, calls = _hook_harness(tmp_path)
+    conn = harness.connect()
+    conn.send(associate_rq())
+    assert conn.received() == []
+    if meanwhile == "stop":
+        harness.control.begin_stop(30.0)
+    else:
+        harness.control.pause()
+        if meanwhile == "pause and resume":
+            harness.control.resume()
+    harness.threadpool.run_all()
+    [(pdu_type, body)] = conn.received()
+    if answer is None:
+        assert pdu_type is PDUType.A_ASSOCIATE_AC
+        return
+    assert pdu_type is PDUType.A_ASSOCIATE_RJ and tuple(body[1:]) == answer
+    [refused] = _refusals(harness)
+    assert refused.rule == "paused" and refused.why.startswith(why), refused.why
+    assert ("established", "MODALITY") not in calls
