@@ -87,17 +87,23 @@ def ul_ctx_ts(target: Target) -> str:
     association then with (1, 1, 1); DCMTK's storescp 3.6.7 and pynetdicom accept
     it with every context refused).
     """
+    return f"context 3 result 4 ({_refused_transfer_syntax(target, UNKNOWN_TS)})"
+
+
+def _refused_transfer_syntax(target: Target, transfer_syntax: str) -> str:
+    """Propose Verification as context 1 (Implicit VR LE) and as context 3 with only
+    ``transfer_syntax``; the words of context 3's result 4, or CheckFailed."""
     with connected(target) as peer:
         ac = accepted(
             peer,
             target,
-            contexts=[(1, VERIFICATION, [IMPLICIT_VR_LE]), (3, VERIFICATION, [UNKNOWN_TS])],
+            contexts=[(1, VERIFICATION, [IMPLICIT_VR_LE]), (3, VERIFICATION, [transfer_syntax])],
         )
         release_quietly(peer)
     ctx = ac.context(3)
     if ctx is None or ctx.result != 4:
         raise CheckFailed(f"{describe_reply(ac)}; expected context 3 result 4")
-    return f"context 3 result 4 ({ctx.result_words})"
+    return ctx.result_words
 
 
 #: A transfer syntax name that is no UID (a space and letters after implicit VR LE's UID),
@@ -116,17 +122,8 @@ def ul_ctx_ts_not_uid(target: Target) -> str:
     Aborting the association over it as a malformed PDU would take the modality's other
     contexts down with it; the name is well-formed as an item, so the context is refused.
     """
-    with connected(target) as peer:
-        ac = accepted(
-            peer,
-            target,
-            contexts=[(1, VERIFICATION, [IMPLICIT_VR_LE]), (3, VERIFICATION, [NOT_A_UID_TS])],
-        )
-        release_quietly(peer)
-    ctx = ac.context(3)
-    if ctx is None or ctx.result != 4:
-        raise CheckFailed(f"{describe_reply(ac)}; expected context 3 result 4")
-    return f"context 3 ({NOT_A_UID_TS!r}) result 4 ({ctx.result_words})"
+    words = _refused_transfer_syntax(target, NOT_A_UID_TS)
+    return f"context 3 ({NOT_A_UID_TS!r}) result 4 ({words})"
 
 
 @check("UL-ECHO", "C-ECHO on the accepted context returns Success", "PS3.8 9.3.5, PS3.7 9.3.5")
