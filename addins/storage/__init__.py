@@ -298,7 +298,10 @@ class StorageAddin(Service):
         """Delete spool files older than this start: a killed run's partial transfers.
 
         A file named by a live process other than this one is left alone: servers may share
-        a temporary directory, and that file is another server's transfer in progress.
+        a temporary directory, and that file is another server's transfer in progress. So is
+        an overwritten object's second name that a failed store could not put back
+        (:meth:`_undo_place` logged where it is kept): it may be the only copy of what was
+        stored before, so it stays for a person, with a warning at every start.
         """
         spool_dir = self._spool_dir
         assert spool_dir is not None
@@ -307,6 +310,14 @@ class StorageAddin(Service):
         for path in spool_dir.glob(f"{SPOOL_PREFIX}*{SPOOL_SUFFIX}"):
             try:
                 if _written_by_other_live_process(path) or path.stat().st_mtime > started:
+                    continue
+                if _PREVIOUS_MARK in path.name:
+                    log.warn(
+                        "{path} is an overwritten object that a failed store could not put "
+                        "back: kept; `pacsref server check` shows whether its instance is in "
+                        "place, else move it back by hand",
+                        path=str(path),
+                    )
                     continue
                 path.unlink()
                 removed += 1
@@ -719,7 +730,7 @@ class StorageAddin(Service):
     def _keep_previous(self, stored: Path) -> Path | None:
         """A second name for the stored file about to be overwritten, or None if it is gone."""
         assert self._spool_dir is not None
-        name = f"{SPOOL_PREFIX}{os.getpid()}-previous-{next(_PREVIOUS)}{SPOOL_SUFFIX}"
+        name = f"{SPOOL_PREFIX}{os.getpid()}{_PREVIOUS_MARK}{next(_PREVIOUS)}{SPOOL_SUFFIX}"
         keep = self._spool_dir / name
         try:
             os.link(stored, keep)
@@ -778,6 +789,9 @@ class StorageStartError(RuntimeError):
 
 #: Serial numbers of the second names kept for overwritten files (``_keep_previous``).
 _PREVIOUS = itertools.count()
+#: In the second name of an object being overwritten (``_keep_previous``): the start-up clean-up
+#: keeps such a file, which a failed store may have left as the only copy of the object.
+_PREVIOUS_MARK = "-previous-"
 
 #: SQLite's SQLITE_FULL and PostgreSQL's disk_full: the index, not the file, ran out of room.
 _SQLITE_FULL = 13

@@ -11,28 +11,47 @@ ways only, because a store renames the file into place *before* it commits the i
 * an index row without its file (the file was deleted by hand, or lost with relaxed
   durability): ``--repair`` deletes the row, since nothing can be served from it.
 
-A repair does only what it can be sure of: a file holding another instance than its name
-says, and a file that cannot be looked at (not a missing one), are reported, never indexed or
-have their row deleted; a row is deleted only if its file is still missing under the index's
-write lock. Files whose name does not match their place in the layout, and leftover spool
-files, are reported; the latter are removed by ``--repair`` only when the server is not running (a
-running server's spool files may be transfers in progress; the server removes stale ones
-itself when it starts).
+A repair does only what it can be sure of. These are reported, never indexed or have their
+row deleted:
+
+* a file holding another instance than its name says, or whose Study, Series or SOP Instance
+  UID is not a UID;
+* a file that is not one whole data set: its elements are walked to the end of the file
+  (:mod:`.complete`), so a file cut short is not vouched for as stored (one cut exactly
+  between two elements cannot be told from a shorter object; a file that has a row is also
+  compared with the size the row records);
+* a file that cannot be looked at (not a missing one), and anything at a stored file's place
+  that is not a regular file (a directory, a symbolic link, which could lead out of the data
+  root, a FIFO, which would make the check wait for ever);
+* files whose name does not match their place in the layout.
+
+A row is deleted only if its file is still missing under the index's write lock, and a file is
+re-indexed under that lock after its row was looked up again, so a check beside a running
+server does not undo what the server stored meanwhile. What the check reports is looked at
+twice for the same reason: a file seen without a row is reported only if the row is still
+missing once every file has been listed. Spool files are the server's own: it removes stale
+ones when it starts.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from stat import S_ISREG
 from typing import Any
 
 from . import index as sql
+from .complete import data_set_problem
 from .uids import STORED_SUFFIX, stored_path, uid_problem
 from .writer import read_attributes
 
 __all__ = ["CheckReport", "check_storage"]
+
+#: How a file is opened to be re-indexed: not through a symbolic link, and without waiting
+#: for a writer if it is a FIFO (it is then reported, not read).
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
 
 
 @dataclass
@@ -79,15 +98,45 @@ class CheckReport:
         return out
 
 
-def _stored_files(data_root: Path) -> list[tuple[str, Path]]:
+def _kind(mode: int) -> str:
+    """What a directory entry that is not a regular file is, in words."""
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def _stored_files(data_root: Path, report: CheckReport) -> list[tuple[str, Path]]:
     """(SOP Instance UID from the file name, path) for every stored file, sorted.
 
     A list, not a mapping: the same name in two bucket directories is two files, and the
-    one not where its UID puts it must be reported, not hidden behind the other.
+    one not where its UID puts it must be reported, not hidden behind the other. Nothing is
+    followed: a bucket directory that is a symbolic link, and an entry named like a stored
+    file that is not a regular file, are put in ``report.unreadable_files``.
     """
-    return sorted(
-        (path.name[: -len(STORED_SUFFIX)], path) for path in data_root.glob(f"*/*{STORED_SUFFIX}")
-    )
+    found: list[tuple[str, Path]] = []
+    for bucket in sorted(data_root.iterdir()):
+        mode = bucket.lstat().st_mode
+        if stat.S_ISLNK(mode) and len(bucket.name) == 2:
+            report.unreadable_files.append(f"{bucket} (a bucket directory that is a symbolic link)")
+            continue
+        if not stat.S_ISDIR(mode):
+            continue  # the index's own files
+        for entry in sorted(os.scandir(bucket), key=lambda e: e.name):
+            if not entry.name.endswith(STORED_SUFFIX):
+                continue
+            path = Path(entry.path)
+            entry_mode = entry.stat(follow_symlinks=False).st_mode
+            if stat.S_ISREG(entry_mode):
+                found.append((entry.name[: -len(STORED_SUFFIX)], path))
+            else:
+                report.unreadable_files.append(f"{path} ({_kind(entry_mode)})")
+    return sorted(found)
 
 
 def check_storage(
@@ -100,27 +149,32 @@ def check_storage(
         cursor = connection.cursor()
         rows = {row.sop_instance_uid: row for row in sql.all_instances(cursor)}
         connection.commit()
-        files = _stored_files(data_root)
+        files = _stored_files(data_root, report)
         report.indexed, report.files = len(rows), len(files)
         for uid, row in sorted(rows.items()):
             path = data_root / row.path
             try:
-                found = path.stat()
+                found = path.lstat()
             except (FileNotFoundError, NotADirectoryError):
                 report.rows_without_file.append(uid)
                 continue
             except OSError as exc:  # there, but not to be looked at: never a missing file
                 report.unreadable_files.append(f"{path} ({exc.strerror or exc})")
                 continue
-            if not S_ISREG(found.st_mode):
-                report.rows_without_file.append(uid)
+            if not stat.S_ISREG(found.st_mode):
+                if not path.name.endswith(STORED_SUFFIX) or path.parent.parent != data_root:
+                    report.unreadable_files.append(f"{path} ({_kind(found.st_mode)})")
+                # else: listed by _stored_files already
             elif found.st_size != row.size:
                 report.files_unlike_row.append(str(path))
         for uid, path in files:
             if uid_problem(uid) is not None or stored_path(data_root, uid) != path:
                 report.misplaced_files.append(str(path))
-            elif uid not in rows:
+            elif uid not in rows and sql.find_path(cursor, config, uid) is None:
+                # Looked up again: a running server may have committed it since the rows
+                # were read (it renames first, then commits).
                 report.files_without_row.append(str(path))
+        connection.commit()
         if repair:
             _repair(report, rows, cursor, connection, data_root, config)
     finally:
@@ -143,7 +197,7 @@ def _repair(
             sql.begin_write(cursor, config)
             # Looked at again under the index's write lock: a running server may have stored
             # the instance since the look above (it renames before it takes that lock).
-            if (data_root / rows[uid].path).exists():
+            if os.path.lexists(data_root / rows[uid].path):
                 connection.rollback()
                 report.repaired.append(f"kept the index row of {uid} (its file is back)")
                 continue
@@ -155,49 +209,106 @@ def _repair(
         report.repaired.append(f"removed index row of {uid} (its file is missing)")
     for found in (report.files_without_row, report.files_unlike_row):
         for name in list(found):
-            _reindex(report, found, name, cursor, connection, data_root, config)
+            found.remove(name)
+            _reindex(report, Path(name), rows, cursor, connection, data_root, config)
 
 
 def _reindex(
     report: CheckReport,
-    found: list[str],
-    name: str,
+    path: Path,
+    rows: dict[str, Any],
     cursor: Any,
     connection: Any,
     data_root: Path,
     config: sql.IndexConfig,
 ) -> None:
-    """Index the file ``name`` from its own content (its row replaced, if it has one)."""
-    path = Path(name)
-    found.remove(name)
+    """Index the file at ``path`` from its own content (its row replaced, if it has one).
+
+    Under the instance's lock and the index's write lock, so that a running server storing
+    the same instance meanwhile is either seen (its row is there now: left alone) or waits.
+    """
+    uid = path.name[: -len(STORED_SUFFIX)]
+    relative = path.relative_to(data_root).as_posix()
+    sql.lock_instance(cursor, config, uid)
     try:
-        attributes = read_attributes(path)
+        sql.begin_write(cursor, config)
+        try:
+            done = _reindex_locked(report, path, uid, relative, rows.get(uid), cursor, config)
+            if done:
+                sql.bump_generation(cursor, config)  # a running server's parent rows are stale
+                connection.commit()
+        finally:
+            if getattr(connection, "in_transaction", False) or config.dsn:
+                connection.rollback()
+    finally:
+        sql.unlock_instance(cursor, config, uid)
+
+
+def _reindex_locked(
+    report: CheckReport,
+    path: Path,
+    uid: str,
+    relative: str,
+    row_seen: Any,
+    cursor: Any,
+    config: sql.IndexConfig,
+) -> bool:
+    """The re-index of :func:`_reindex` once locked: True if rows were written."""
+    name = str(path)
+    now = sql.instance_place(cursor, config, uid)
+    seen = None if row_seen is None else (row_seen.path, row_seen.size)
+    if now != seen:
+        report.repaired.append(f"left {name} alone (the server indexed it meanwhile)")
+        return False
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except FileNotFoundError:
+        report.repaired.append(f"left {name} alone (it was removed meanwhile)")
+        return False
+    except OSError as exc:
+        report.unreadable_files.append(f"{name} ({exc.strerror or exc})")
+        return False
+    try:
+        found = os.fstat(fd)
+        if not stat.S_ISREG(found.st_mode):
+            report.unreadable_files.append(f"{name} ({_kind(found.st_mode)})")
+            return False
+        opened = Path(f"/proc/self/fd/{fd}")
+        source = opened if opened.exists() else path
+        problem = data_set_problem(source)
+        if problem is not None:
+            report.unreadable_files.append(f"{name} (not a whole data set: {problem})")
+            return False
+        attributes = read_attributes(source)
+        calling_ae = _source_ae(source)
     except Exception as exc:
         report.unreadable_files.append(f"{name} ({exc})")
-        return
-    named = path.name[: -len(STORED_SUFFIX)]
+        return False
+    finally:
+        os.close(fd)
     inside = attributes["SOPInstanceUID"]
-    if inside != named or any(
-        uid_problem(attributes[key]) is not None
-        for key in ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
-    ):
-        # Indexing it would give another instance's row this file (or a row no UID
-        # rule allows): reported, for a person to look at, and nothing written.
+    if inside != uid:
+        # Indexing it would give another instance's row this file: reported, for a person
+        # to look at, and nothing written.
         report.files_of_another_instance.append(f"{name} ({inside or 'no SOP Instance UID'})")
-        return
-    sql.begin_write(cursor, config)
+        return False
+    for key in ("StudyInstanceUID", "SeriesInstanceUID"):
+        problem = uid_problem(attributes[key])
+        if problem is not None:
+            report.unreadable_files.append(f"{name} (its {key} {attributes[key]!r} {problem})")
+            return False
+    received_at = datetime.fromtimestamp(found.st_mtime, UTC)
     sql.record(
         cursor,
         config,
         attributes,
-        path=path.relative_to(data_root).as_posix(),
-        size=path.stat().st_size,
-        received_at=datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(),
-        calling_ae=_source_ae(path),
+        path=relative,
+        size=found.st_size,
+        received_at=received_at.isoformat(timespec="milliseconds"),
+        calling_ae=calling_ae,
     )
-    sql.bump_generation(cursor, config)  # a running server's cached parent rows may be stale
-    connection.commit()
     report.repaired.append(f"re-indexed {name}")
+    return True
 
 
 def _source_ae(path: Path) -> str:

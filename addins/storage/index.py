@@ -223,6 +223,18 @@ def find_path(cursor: Any, config: IndexConfig, sop_instance_uid: str) -> str | 
     return None if row is None else str(row[0])
 
 
+def instance_place(
+    cursor: Any, config: IndexConfig, sop_instance_uid: str
+) -> tuple[str, int] | None:
+    """``(path, size)`` of the indexed instance (``check`` looks again), or None."""
+    cursor.execute(
+        config.sql("SELECT path, size FROM instance WHERE sop_instance_uid = ?"),
+        (sop_instance_uid,),
+    )
+    row = cursor.fetchone()
+    return None if row is None else (str(row[0]), int(row[1]))
+
+
 def instance_written(
     cursor: Any, config: IndexConfig, sop_instance_uid: str
 ) -> tuple[str, int] | None:

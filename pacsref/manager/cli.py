@@ -208,7 +208,15 @@ def _check_main(args: argparse.Namespace) -> int:
         return 2
     clean = True
     for checker in checkers:
-        report = checker.check(repair=args.repair)
+        try:
+            report = checker.check(repair=args.repair)
+        except Exception as exc:  # a broken index or data directory: say so, no traceback
+            print(
+                f"pacsref server check: {checker.name} in {server_dir} cannot be checked: "
+                f"{type(exc).__name__}: {exc}",
+                file=sys.stderr,
+            )
+            return 2
         for line in report.lines():
             print(f"{checker.name}: {line}")
         clean = clean and report.clean
@@ -256,7 +264,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     check.add_argument(
         "--repair",
         action="store_true",
-        help="drop index rows whose file is missing; re-index files that have no row",
+        help="drop index rows whose file is missing; re-index files that have no row or "
+        "not the size their row records (files that are not whole data sets are reported)",
     )
     server_commands_module.register(server_commands, common)
     ae_commands.register(commands, common)

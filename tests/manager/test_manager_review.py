@@ -364,3 +364,18 @@ def test_edit_of_a_running_server_checks_the_temporary_directory_before_sending(
         capsys, tmp_path, "server", "edit", "RUN", "--temporary-directory", "/proc/nope"
     )
     assert status == 1 and "cannot use temporary_directory '/proc/nope'" in one_line(err)
+
+
+def test_server_check_of_a_corrupt_index_is_one_line_and_status_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Not a traceback with status 1 (which means "disagree"): "cannot check", naming why."""
+    root = tmp_path / "root"
+    add(capsys, root, "BROKEN")
+    index = root / "BROKEN" / "data" / "index.sqlite"
+    index.parent.mkdir(parents=True, exist_ok=True)
+    index.write_bytes(b"this is not an SQLite database, it is a text file" * 100)
+    status, out, err = run(capsys, root, "server", "check", "BROKEN")
+    assert status == 2 and out == "", (out, err)
+    assert err.startswith(f"pacsref server check: storage in {root / 'BROKEN'} cannot be checked: ")
+    assert "DatabaseError: file is not a database" in err and len(err.splitlines()) == 1, err

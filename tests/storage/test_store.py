@@ -379,3 +379,22 @@ def test_write_behind_is_on_only_for_durable_stores(
     monkeypatch.setattr(WRITE_BEHIND, "enabled", durability != "fsync")  # the opposite first
     storage_harness(tmp_path / "PACSREF")
     assert WRITE_BEHIND.enabled is (durability == "fsync")
+
+
+def test_an_overwritten_object_not_put_back_survives_the_next_start(
+    tmp_path: Path, log_lines: list[str]
+) -> None:
+    """A failed overwrite whose put-back failed too leaves the previous object under its
+    second name in the spool directory (logged): the next start keeps it, and says so."""
+    server_dir = tmp_path / "PACSREF"
+    (server_dir / "tmp").mkdir(parents=True)
+    kept = server_dir / "tmp" / "pacsref-dimse-4242-previous-0.dataset"
+    kept.write_bytes(b"the only copy")
+    stale = server_dir / "tmp" / "pacsref-dimse-dead.dataset"
+    stale.write_bytes(b"partial")
+    storage_harness(server_dir)
+    assert kept.read_bytes() == b"the only copy" and not stale.exists()
+    assert any(
+        f"{kept} is an overwritten object that a failed store could not put back: kept" in line
+        for line in log_lines
+    ), log_lines
