@@ -89,6 +89,9 @@ def check_can_listen(ip_address: str, port: int) -> None:
     try:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         probe.bind((ip_address, port))
+    except socket.gaierror as exc:  # "fe80::1%eth9": no interface of that name here
+        where = "" if "%" not in ip_address else f" (is {ip_address.split('%')[1]!r} an interface?)"
+        raise _fail(f"cannot listen on {ip_address}:{port}: {exc.strerror}{where}") from None
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise _fail(f"cannot listen on {ip_address}:{port}: port {port} is in use") from None

@@ -129,8 +129,12 @@ def atomic_write_bytes(path: StrPath, data: bytes) -> None:
     The temporary file is created next to ``path`` (``os.replace`` is only atomic within one
     file system) with an unpredictable name, and removed again if anything fails. An existing
     file's permission bits are kept; a new file gets the usual ``0o666 & ~umask``.
+
+    A ``path`` that is a symbolic link (an administrator keeping ``settings.toml`` under
+    ``/etc``) is written through: the file it points at is replaced, and the link stays.
+    Replacing the link itself would leave the edited values where nobody looks for them.
     """
-    path = Path(path)
+    path = Path(os.path.realpath(path))
     directory = path.parent
     temporary = directory / f".{path.name}.{secrets.token_hex(8)}.tmp"
     try:

@@ -95,6 +95,16 @@ def test_ip_not_local_is_one_line() -> None:
         check_can_listen("192.0.2.1", 11112)
 
 
+def test_a_scoped_address_on_no_such_interface_is_one_line() -> None:
+    """ip_address = "fe80::1%nosuch0" is a valid literal; the host has no such interface, and
+    start-up says so in one line instead of Twisted's CannotListenError later."""
+    with pytest.raises(SystemExit) as info:
+        check_can_listen("fe80::1%nosuch0", 0)
+    message = str(info.value.code)
+    assert message.startswith("pacsref: cannot listen on fe80::1%nosuch0:0: "), message
+    assert message.endswith("(is 'nosuch0' an interface?)"), message
+
+
 def test_create_cli_set_values(tmp_path: Path) -> None:
     """python -m pacsref.server.create --set reads TOML values for any setting."""
     server_dir = tmp_path / "C"

@@ -248,3 +248,18 @@ def test_save_keeps_permissions_of_existing_file(tmp_path: Path) -> None:
     path.chmod(0o640)
     save_settings(ServerSettings(ae_title="TWO"), path)
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
+
+
+def test_saving_through_a_symbolic_link_replaces_the_file_it_points_at(tmp_path: Path) -> None:
+    """settings.toml kept under /etc and linked into the server directory: the link stays,
+    the file it points at holds the new values."""
+    real = tmp_path / "etc" / "settings.toml"
+    real.parent.mkdir()
+    save_settings(ServerSettings(ae_title="LINKED"), real)
+    link = tmp_path / "server" / "settings.toml"
+    link.parent.mkdir()
+    link.symlink_to(real)
+    save_settings(ServerSettings(ae_title="LINKED", port=2000), link)
+    assert link.is_symlink() and link.resolve() == real
+    assert load_settings(real).port == 2000
+    assert [p.name for p in link.parent.iterdir()] == ["settings.toml"]
