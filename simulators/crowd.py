@@ -17,12 +17,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from simulators.misbehaving import (
+    A_RELEASE_RP,
+    P_DATA_TF,
     Abort,
     AssociateAC,
     AssociateRJ,
     PDUDecodeError,
     RawPeer,
     associate_rq,
+    release_rq,
 )
 
 Reply = AssociateAC | AssociateRJ | Abort | None
@@ -92,23 +95,31 @@ def open_associations(
     server sees a burst, as when a department's modalities start together.
     ``calling_ae`` is one title for all or a list with one per connection.
     Accepted associations stay open: end them with :func:`release_all`.
+    If anything raises (e.g. ValueError for a calling AE title that cannot be
+    encoded), every connection opened so far is closed first: the caller never
+    gets those attempts, so nothing else could close them.
     """
-    attempts = []
-    for title in _calling_titles(calling_ae, count):
-        peer = RawPeer(host, port, timeout=timeout, bind_address=bind_address)
-        attempt = Attempt(peer, title)
-        try:
-            peer.connect()
-        except OSError as exc:
-            attempt.error = f"connection failed: {exc}"
-        attempts.append(attempt)
-    started: dict[int, float] = {}
-    for index, attempt in enumerate(attempts):
-        if attempt.error is None:
-            started[index] = _send_request(attempt, called_ae)
-    for index, attempt in enumerate(attempts):
-        if index in started:
-            _read_answer(attempt, started[index])
+    attempts: list[Attempt] = []
+    try:
+        for title in _calling_titles(calling_ae, count):
+            peer = RawPeer(host, port, timeout=timeout, bind_address=bind_address)
+            attempt = Attempt(peer, title)
+            try:
+                peer.connect()
+            except OSError as exc:
+                attempt.error = f"connection failed: {exc}"
+            attempts.append(attempt)
+        started: dict[int, float] = {}
+        for index, attempt in enumerate(attempts):
+            if attempt.error is None:
+                started[index] = _send_request(attempt, called_ae)
+        for index, attempt in enumerate(attempts):
+            if index in started:
+                _read_answer(attempt, started[index])
+    except BaseException:
+        for attempt in attempts:
+            attempt.peer.close()
+        raise
     return attempts
 
 
@@ -157,6 +168,11 @@ def tally(attempts: Iterable[Attempt]) -> Counter[str]:
 def release_all(attempts: Iterable[Attempt], timeout: float = 5.0) -> int:
     """Release every accepted association and close every socket; return how many released.
 
+    Only an A-RELEASE-RP counts: an A-ABORT, a close or silence in answer to
+    the A-RELEASE-RQ is a server misbehaving on release, and a caller that
+    checks the count must see it. ``timeout`` bounds the wait for each answer,
+    whatever timeout the peers were opened with.
+
     Never raises: it is the cleanup of a test, and a server that misbehaves on
     release is reported by the count, not by an exception that hides the
     original failure.
@@ -165,7 +181,21 @@ def release_all(attempts: Iterable[Attempt], timeout: float = 5.0) -> int:
     for attempt in attempts:
         if attempt.accepted and attempt.peer.sock is not None:
             with contextlib.suppress(OSError, TimeoutError, PDUDecodeError):
-                reply = attempt.peer.release()
-                released += reply is not None
+                released += _release(attempt.peer, timeout)
         attempt.peer.close()
     return released
+
+
+def _release(peer: RawPeer, timeout: float) -> bool:
+    """Send A-RELEASE-RQ; True if A-RELEASE-RP comes within ``timeout``.
+
+    P-DATA-TF may still arrive before it (PS3.8 Table 9-10, Sta7 Evt10 DT-2),
+    so those are read past; any other PDU, or a close, ends the wait unreleased.
+    Raises TimeoutError if nothing decisive comes in time.
+    """
+    deadline = time.monotonic() + timeout
+    peer.send_bytes(release_rq())
+    while (got := peer.recv_pdu(max(0.0, deadline - time.monotonic()))) is not None:
+        if got[0] != P_DATA_TF:
+            return got[0] == A_RELEASE_RP
+    return False

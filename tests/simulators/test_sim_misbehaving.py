@@ -96,7 +96,6 @@ def _raw(listener: Listener, scenario: str, *extra: str) -> list[str]:
 @pytest.mark.parametrize(
     ("scenario", "expected"),
     [
-        ("bad-pdu-type", "A-ABORT source 2"),
         ("garbage", "server"),
         ("silent", "bare close after"),
     ],
