@@ -152,7 +152,12 @@ class AddInOption:
         """The normalised value, or :class:`ValueError` whose text completes "key = value: ..."."""
         wanted = _PY_TYPE[self.kind]
         if self.kind == "float" and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:
+                # A whole number beyond any float (JSON or TOML allow 10**400): out of range
+                # like any other, not an "internal error" with a traceback.
+                raise ValueError(f"is out of range; must be {self.allowed}") from None
         if type(value) is not wanted:
             raise ValueError(f"must be {_ARTICLE_TYPE.get(self.kind, 'a str')} ({self.allowed})")
         assert isinstance(value, bool | int | float | str)

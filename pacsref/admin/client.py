@@ -31,7 +31,7 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 
 from pacsref.admin.messages import (
-    MAX_LINE_LENGTH,
+    MAX_RESPONSE_LENGTH,
     NOTIFICATIONS,
     ServiceMessage,
     is_notification,
@@ -54,6 +54,47 @@ class AdminTimeoutError(AdminConnectionError, TimeoutError):
 
 def _request(message: str, data: tuple[Any, ...]) -> bytes:
     return ServiceMessage(message, data=list(data)).to_line() + b"\n"
+
+
+def _too_long(limit: int) -> str:
+    return f"the server sent a line longer than {limit} bytes (the admin protocol's limit)"
+
+
+class _LineTooLong(Exception):
+    pass
+
+
+class _Lines:
+    """Cuts the server's byte stream into lines, in time linear in their length.
+
+    A response may be tens of MB (GetClients of a busy server); joining the chunks into one
+    ``bytes`` and searching it whole at every chunk, as ``LineReceiver`` does, is quadratic
+    there (45 s for 60 MB). A line longer than ``limit`` raises :class:`_LineTooLong`: a
+    client must not buffer without bound whatever is sent to it.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._data = bytearray()
+        self._searched = 0  # no newline before this offset
+
+    def feed(self, data: bytes) -> None:
+        self._data += data
+
+    def next_line(self) -> bytes | None:
+        """The next complete line without its newline, or None until more data comes."""
+        end = self._data.find(b"\n", self._searched)
+        if end < 0:
+            self._searched = len(self._data)
+            if self._searched > self.limit:
+                raise _LineTooLong
+            return None
+        if end > self.limit:
+            raise _LineTooLong
+        line = bytes(self._data[:end])
+        del self._data[: end + 1]  # bytearray deletes from the front without copying the rest
+        self._searched = 0
+        return line
 
 
 class AdminClient:
@@ -85,7 +126,7 @@ class AdminClient:
             sock.settimeout(timeout)
         self._path = None if path is None else os.fspath(path)
         self._sock = sock
-        self._buffer = b""
+        self._lines = _Lines(MAX_RESPONSE_LENGTH)
         self._pending: deque[ServiceMessage] = deque()
 
     def close(self) -> None:
@@ -118,20 +159,24 @@ class AdminClient:
         return AdminConnectionError(f"{self._where()}: {doing} failed: {why}")
 
     def _read_message(self, doing: str = "reading") -> ServiceMessage:
-        while b"\n" not in self._buffer:
-            if len(self._buffer) > MAX_LINE_LENGTH:
-                raise AdminConnectionError(f"{self._where()}: server sent a line longer than 1 MiB")
+        while True:
             try:
-                chunk = self._sock.recv(65536)
+                line = self._lines.next_line()
+            except _LineTooLong:
+                raise AdminConnectionError(
+                    f"{self._where()}: {_too_long(self._lines.limit)}"
+                ) from None
+            if line is not None:
+                return ServiceMessage.from_json(line)
+            try:
+                chunk = self._sock.recv(1024 * 1024)
             except OSError as exc:
                 raise self._failed(doing, exc) from exc
             if not chunk:
                 raise AdminConnectionError(
                     f"{self._where()}: the server closed the admin connection"
                 )
-            self._buffer += chunk
-        line, self._buffer = self._buffer.split(b"\n", 1)
-        return ServiceMessage.from_json(line)
+            self._lines.feed(chunk)
 
     def call(self, message: str, *data: Any) -> ServiceMessage:
         """Send request ``message`` with ``data`` and return its response.
@@ -173,17 +218,23 @@ class AdminClient:
 class AdminClientProtocol(LineReceiver):
     """The Twisted flavour: ``call`` returns a Deferred of the response ServiceMessage.
 
+    Every Deferred fires: with the response, or with :class:`AdminConnectionError` when the
+    connection is lost (a call after that fails at once) or the server sends a line over
+    :data:`~pacsref.admin.messages.MAX_RESPONSE_LENGTH` (the connection is then closed).
+
     Args:
         on_notification: called with each notification ServiceMessage (the
             subscription; set or change it any time with :meth:`subscribe`).
     """
 
     delimiter = b"\n"
-    MAX_LENGTH = MAX_LINE_LENGTH
+    MAX_LENGTH = MAX_RESPONSE_LENGTH
 
     def __init__(self, on_notification: Callable[[ServiceMessage], object] | None = None) -> None:
         self._waiting: deque[Deferred[ServiceMessage]] = deque()
         self._subscribers: list[Callable[[ServiceMessage], object]] = []
+        self._lines = _Lines(MAX_RESPONSE_LENGTH)
+        self._gone = ""  # why the connection ended, once it has
         if on_notification is not None:
             self._subscribers.append(on_notification)
 
@@ -195,12 +246,30 @@ class AdminClientProtocol(LineReceiver):
     def call(self, message: str, *data: Any) -> Deferred[ServiceMessage]:
         """Send a request; the Deferred fires with its response (responses come in order)."""
         d: Deferred[ServiceMessage] = Deferred()
+        if self._gone:
+            d.errback(AdminConnectionError(self._gone))
+            return d
         if self.transport is None:
             d.errback(AdminConnectionError("not connected"))
             return d
         self._waiting.append(d)
         self.transport.write(_request(message, data))
         return d
+
+    def dataReceived(self, data: bytes) -> None:
+        """Frame lines with :class:`_Lines` (linear in a long response's length)."""
+        self._lines.feed(data)
+        while not self._gone:
+            try:
+                line = self._lines.next_line()
+            except _LineTooLong:
+                self._end(_too_long(self._lines.limit))
+                if self.transport is not None:
+                    self.transport.loseConnection()
+                return
+            if line is None:
+                return
+            self.lineReceived(line)
 
     def lineReceived(self, line: bytes) -> None:
         message = ServiceMessage.from_json(line)
@@ -211,6 +280,12 @@ class AdminClientProtocol(LineReceiver):
             self._waiting.popleft().callback(message)
 
     def connectionLost(self, reason: Failure | None = None) -> None:
+        self._end("the admin connection was lost")
+
+    def _end(self, why: str) -> None:
+        """Fail every call waiting, and every later one, with ``why`` (the first reason kept)."""
+        if not self._gone:
+            self._gone = why
         waiting, self._waiting = self._waiting, deque()
         for d in waiting:
-            d.errback(AdminConnectionError("the admin connection was lost"))
+            d.errback(AdminConnectionError(self._gone))

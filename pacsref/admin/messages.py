@@ -26,6 +26,7 @@ from pacsref.addin.errors import AeTitleError
 __all__ = [
     "COMMANDS",
     "MAX_LINE_LENGTH",
+    "MAX_RESPONSE_LENGTH",
     "NOTIFICATIONS",
     "Command",
     "MessageError",
@@ -38,8 +39,14 @@ __all__ = [
     "notification_for",
 ]
 
-#: Requests and responses longer than this (bytes, without the newline) are refused.
+#: Request lines longer than this (bytes, without the newline) are refused by the server.
 MAX_LINE_LENGTH = 1024 * 1024
+#: The longest line the server sends and the clients accept (bytes, without the newline).
+#: Far above any realistic response (GetClients of a busy server is about 1.3 MB: 50 clients
+#: with 100 presentation contexts each), yet a bound: a client must not buffer without limit.
+#: The server answers a request whose response would be longer with ``success: false``
+#: instead; notifications are far below it (one client, at most 128 presentation contexts).
+MAX_RESPONSE_LENGTH = 64 * 1024 * 1024
 
 
 class MessageError(ValueError):

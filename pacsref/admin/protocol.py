@@ -1,31 +1,32 @@
 """The administrative socket's protocol: newline-delimited JSON :class:`ServiceMessage` lines.
 
-Each request line gets exactly one response line, in request order (a request
-whose handler waits on a worker thread holds back the responses to the lines
-after it). Notifications may arrive between responses; clients tell them
-apart by the message name (:data:`~pacsref.admin.messages.NOTIFICATIONS`).
-Bad input never ends the connection or touches the DICOM service: it gets
-``success: false`` and an ``error`` saying what was wrong, except a line over
-:data:`~pacsref.admin.messages.MAX_LINE_LENGTH`, which is answered and then
-closes that one admin connection (the rest of the line cannot be framed).
+Each request line gets exactly one response line, in request order. Lines are served one at
+a time: while a request's handler waits on a worker thread, the connection reads nothing
+more (the lines after it wait in the socket), so a client pipelining requests cannot pile
+them up in the server's memory nor have them all served in one reactor turn later.
+Notifications may arrive between responses; clients tell them apart by the message name
+(:data:`~pacsref.admin.messages.NOTIFICATIONS`). Bad input never ends the connection or
+touches the DICOM service: it gets ``success: false`` and an ``error`` saying what was wrong,
+except a line over :data:`~pacsref.admin.messages.MAX_LINE_LENGTH`, which is answered and
+then closes that one admin connection (the rest of the line cannot be framed). A response
+longer than :data:`~pacsref.admin.messages.MAX_RESPONSE_LENGTH`, which the clients would
+refuse, is replaced by a ``success: false`` one saying so.
 
-A request whose ``service`` names another AE title than this server's is
-refused: a script pointed at the wrong socket must not change the wrong server.
+A request whose ``service`` names another AE title than this server's is refused: a script
+pointed at the wrong socket must not change the wrong server.
 
-Output is bounded: an admin client that stops reading while notifications keep
-coming would otherwise grow the server's memory without limit. Each connection
-registers a streaming producer on its transport; once the transport says its
-buffer is full, what is written is counted, and past
-:data:`MAX_PENDING_OUTPUT` bytes that one connection is aborted (log
-``kind=admin.slow_client``). The transport's resume (its buffer drained)
-resets the count.
+Output is bounded: an admin client that stops reading while notifications keep coming would
+otherwise grow the server's memory without limit. Each connection registers a streaming
+producer on its transport; once the transport says its buffer is full, what is written is
+counted, and past :data:`MAX_PENDING_OUTPUT` bytes that one connection is aborted (log
+``kind=admin.slow_client``). The transport's resume (its buffer drained) resets the count.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, DeferredList, fail, maybeDeferred, succeed
 from twisted.internet.interfaces import IPushProducer, IReactorTime
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
@@ -37,6 +38,7 @@ from pacsref.addin.errors import AeTitleError
 from pacsref.admin.handlers import AdminCommands
 from pacsref.admin.messages import (
     MAX_LINE_LENGTH,
+    MAX_RESPONSE_LENGTH,
     MessageError,
     ServiceMessage,
     decode_request,
@@ -60,7 +62,9 @@ class _OutputMeter:
     """Counts what an admin connection writes while its transport's buffer is full.
 
     A separate object, not the protocol: ``LineReceiver`` has pause/resume methods of its own
-    that stop reading, which is not what the transport's back-pressure should do here.
+    that stop reading, which is not what the transport's back-pressure should do here (a
+    client that writes all its requests before reading the answers would never finish
+    writing; the count and its limit bound the output instead).
     """
 
     def __init__(self) -> None:
@@ -80,30 +84,55 @@ class _OutputMeter:
 
 
 class AdminProtocol(LineReceiver):
-    """One admin client's connection."""
+    """One admin client's connection.
+
+    Lines are served one at a time. While a request waits (on a worker thread) the connection
+    stops reading: the lines after it stay in the socket, where the client's own writes
+    block, instead of piling up in the server's memory and then being served all in one
+    reactor turn. Once closing, nothing more is read or served.
+    """
 
     delimiter = b"\n"
     MAX_LENGTH = MAX_LINE_LENGTH
     factory: AdminFactory
 
     def connectionMade(self) -> None:
-        self._tail: Deferred[Any] = succeed(None)
-        self._meter = _OutputMeter()
+        self._busy = False  # a request's answer is not written yet
         self._closing = False
+        self._meter = _OutputMeter()
+        self._metered = True
         self.lost: Deferred[None] = Deferred()
         self.transport.registerProducer(self._meter, True)
         self.factory.connections.add(self)
 
     def connectionLost(self, reason: Failure | None = None) -> None:
+        self._closing = True
+        self.paused = True
+        self._buffer = b""  # the lines not served yet have nobody to answer
         self.factory.connections.discard(self)
         if not self.lost.called:
             self.lost.callback(None)
 
+    def _update_reading(self) -> None:
+        """Read while no request is waiting for its answer and the connection is open."""
+        stop = self._closing or self._busy
+        if stop and not self.paused:
+            self.paused = True
+            if self.transport is not None and not self.transport.disconnecting:
+                self.transport.pauseProducing()
+        elif not stop and self.paused:
+            self.paused = False
+            self.transport.resumeProducing()
+            self.dataReceived(b"")  # the lines read before the pause, still in the buffer
+
     def send(self, message: ServiceMessage) -> None:
         """Write one message line; abort the connection if its client has stopped reading."""
+        self._write(message.to_line())
+
+    def _write(self, line: bytes) -> None:
         if self.transport is None or self._closing:
             return
-        data = message.to_line() + self.delimiter
+        data = line + self.delimiter
         self.transport.write(data)
         if self._meter.paused:
             self._meter.pending += len(data)
@@ -111,28 +140,58 @@ class AdminProtocol(LineReceiver):
                 self._too_slow()
 
     def _too_slow(self) -> None:
-        self._closing = True
         log.warn(
             "admin client is not reading: more than {limit} bytes waiting; closing it",
             limit=MAX_PENDING_OUTPUT,
             pending=self._meter.pending,
             kind="admin.slow_client",
         )
-        self.transport.abortConnection()  # loseConnection would wait for the client to read
+        self._shut(abort=True)  # loseConnection would wait for the client to read
 
     def close(self) -> None:
         """Close once what is buffered has been written (the server is stopping)."""
+        self._shut()
+
+    def _shut(self, abort: bool = False) -> None:
+        """Stop serving and close: nothing more is read, served or sent on this connection.
+
+        The output meter is unregistered first: a transport closes after its buffer drains
+        only when no producer is registered; with the meter (paused by a full buffer) still
+        there, it would resume the meter instead and never close (nor let a stop finish
+        before the grace period's cut).
+        """
         self._closing = True
-        self.transport.loseConnection()
+        self._buffer = b""
+        self._update_reading()
+        if self.transport is None:
+            return
+        if self._metered:
+            self._metered = False
+            self.transport.unregisterProducer()
+        if abort:
+            self.transport.abortConnection()
+        else:
+            self.transport.loseConnection()
 
     def lineReceived(self, line: bytes) -> None:
         line = line.rstrip(b"\r")
-        if not line.strip():
+        if self._closing or not line.strip():
             return
-        self._tail.addCallback(lambda _: self._serve(line))
-        # Whatever goes wrong in serving one line, the next lines are still served: a
-        # failure left in the chain would skip every later callback (no answer ever again).
-        self._tail.addErrback(self._unanswered)
+        try:
+            served = self._serve(line)
+        except Exception:
+            served = fail()
+        # Whatever goes wrong in serving one line, the next lines are still served: it is
+        # answered "internal error" and the connection reads on.
+        served.addErrback(self._unanswered)
+        self._busy = True
+        served.addBoth(self._served)
+        if self._busy:  # still waiting (a worker thread): read nothing more until answered
+            self._update_reading()
+
+    def _served(self, _: object) -> None:
+        self._busy = False
+        self._update_reading()
 
     def _unanswered(self, failure: Failure) -> None:
         log.failure("admin request failed", failure)
@@ -155,29 +214,39 @@ class AdminProtocol(LineReceiver):
         handler = getattr(self.factory.commands, command.handler)
         d = maybeDeferred(handler, *args)
         d.addCallbacks(
-            lambda data: self.send(self.factory.response(command.name, data)),
+            lambda data: self._respond(command.name, data),
             lambda failure: self.send(self.factory.failure(command.name, _describe(failure))),
         )
         return d
 
-    def lineLengthExceeded(self, line: bytes) -> None:
-        # After the answers still due to the lines before it (one response per request line,
-        # in order): a request waiting on a worker thread, e.g. an AddAeTitle being saved,
-        # is answered before this refusal and the close.
-        self.pauseProducing()  # nothing after the over-long line can be framed
-
-        def refuse(_: object) -> None:
-            self.send(
-                self.factory.failure(
-                    "Error",
-                    f"line longer than {self.MAX_LENGTH} bytes refused; closing this admin "
-                    "connection",
-                )
+    def _respond(self, name: str, data: list[Any]) -> None:
+        """Write a successful response, or a refusal if it is longer than a client accepts."""
+        line = self.factory.response(name, data).to_line()
+        if len(line) > MAX_RESPONSE_LENGTH:
+            log.warn(
+                "admin response {name} of {size} bytes is over the limit; refused instead",
+                name=name,
+                size=len(line),
+                kind="admin.response_too_long",
             )
-            if self.transport is not None:
-                self.transport.loseConnection()
+            line = self.factory.failure(
+                name,
+                f"the response is {len(line)} bytes, more than an admin response line may "
+                f"be ({MAX_RESPONSE_LENGTH} bytes)",
+            ).to_line()
+        self._write(line)
 
-        self._tail.addCallback(refuse)
+    def lineLengthExceeded(self, line: bytes) -> None:
+        # Reading stops while a request is served, so every answer due to the lines before
+        # this one has been written: the refusal follows them, then the close. Nothing after
+        # the over-long line can be framed, and nothing is sent after the refusal.
+        self.send(
+            self.factory.failure(
+                "Error",
+                f"line longer than {self.MAX_LENGTH} bytes refused; closing this admin connection",
+            )
+        )
+        self._shut()
 
 
 def _describe(failure: Failure) -> str:

@@ -77,6 +77,15 @@ def test_bool_is_not_an_int_and_nan_is_refused() -> None:
         validate({"ratio": float("nan")})
 
 
+def test_a_whole_number_too_large_for_a_float_is_out_of_range() -> None:
+    """10**400 for a float option (JSON and TOML allow it) is refused like any value out of
+    range, naming the option, not an OverflowError ("internal error" on the admin socket)."""
+    with pytest.raises(AddInOptionsError, match=r"ratio = 1000+: is out of range; must be a"):
+        validate({"ratio": 10**400})
+    with pytest.raises(ValueError, match=r"option big: default 1000+: is out of range"):
+        AddInOption("big", "float", 10**400, "d")
+
+
 def test_extra_check_and_allowed_text() -> None:
     """An option's own rule refuses with its own words."""
     option = AddInOption("dsn", "str", "", "Where.", check=lambda v: "bad" if v == "no" else None,

@@ -29,6 +29,9 @@ class Closable:
     def disconnect(self, reason: str) -> None:
         self.reasons.append(reason)
 
+    def cut(self) -> None:
+        self.reasons.append("cut")
+
 
 def association() -> Any:
     """Enough of a NegotiatedAssociation for ClientInfo.to_dict."""

@@ -177,3 +177,40 @@ def test_without_an_options_folder_both_requests_are_refused(
     conn = connect(tmp_path, addin, addin_options_dir=None)
     reply = conn.request("GetAddInOptions", "tunable")
     assert not reply["success"] and "no add-in options folder" in reply["error"]
+
+
+@implementer(IAddin, IAddInOptions)
+class Ratio:
+    """An add-in with one float option."""
+
+    name = "ratio"
+    description = "has a float option"
+    options_declaration = OptionsSchema((
+        AddInOption("ratio", "float", 0.5, "Ratio.", minimum=0.0, maximum=1.0),
+    ))  # fmt: skip
+
+    def presentation_contexts(self) -> tuple[()]:
+        return ()
+
+    def options_changed(self, new_options: Any) -> None:
+        pass
+
+
+def test_a_huge_whole_number_for_a_float_option_is_refused_naming_it(tmp_path: Path) -> None:
+    """Not "internal error: int too large to convert to float" with a traceback in the log."""
+    from twisted.logger import globalLogPublisher
+
+    conn = connect(tmp_path, Ratio())  # type: ignore[arg-type]
+    events: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        [reply] = conn.send_line(
+            b'{"message":"SetAddInOptions","data":["ratio",{"ratio":1' + b"0" * 400 + b"}]}"
+        )
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    assert (reply["message"], reply["success"]) == ("SetAddInOptions", False)
+    refusal = ": ratio = 1" + "0" * 400 + ": is out of range; must be a number from 0.0 to 1.0"
+    assert refusal in reply["error"]
+    assert [e for e in events if e.get("log_failure")] == []
+    assert not (tmp_path / "addin-options" / "ratio.toml").exists()

@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import socket
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from twisted.internet.testing import StringTransport
 from twisted.test.iosim import connect, makeFakeClient, makeFakeServer
 
+from pacsref.admin import client as client_module
 from pacsref.admin.client import (
     AdminClient,
     AdminClientProtocol,
@@ -194,3 +197,72 @@ def test_twisted_call_of_a_notification_name_fires_with_the_refusal() -> None:
     assert [(r.message, r.success) for r in replies] == [("ClientConnect", False)]
     assert "is a notification, not a request" in replies[0].error
     assert notes == []
+
+
+def _clients_response(size: int) -> bytes:
+    """A GetClients response line of about ``size`` bytes (a busy server's is over 1 MiB)."""
+    return line("GetClients", ["x" * size])
+
+
+def test_blocking_call_reads_a_response_over_1_mib(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    """The 1 MiB limit is the server's for requests; responses may be far longer."""
+    ours, theirs = pair
+    response = _clients_response(3 * 1024 * 1024)
+    sender = threading.Thread(target=theirs.sendall, args=(response,), daemon=True)
+    sender.start()
+    reply = AdminClient(sock=ours, timeout=5).call("GetClients")
+    sender.join(5)
+    assert reply.success and len(reply.data[0][0]) == 3 * 1024 * 1024
+
+
+def test_blocking_client_refuses_a_line_over_its_limit(
+    pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(client_module, "MAX_RESPONSE_LENGTH", 1000)
+    ours, theirs = pair
+    theirs.sendall(_clients_response(5000))
+    client = AdminClient(sock=ours, timeout=5)
+    with pytest.raises(AdminConnectionError, match="line longer than 1000 bytes"):
+        client.call("GetClients")
+
+
+def test_twisted_call_gets_a_long_response_and_a_clear_error_for_a_too_long_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Over 1 MiB is fine; over the limit fails the Deferred (it never fired) and closes."""
+    client = AdminClientProtocol()
+    transport = StringTransport()
+    client.makeConnection(transport)
+    replies: list[Any] = []
+    client.call("GetClients").addBoth(replies.append)
+    response = _clients_response(3 * 1024 * 1024)
+    for start in range(0, len(response), 65536):
+        client.dataReceived(response[start : start + 65536])
+    assert isinstance(replies[0], ServiceMessage) and replies[0].success
+
+    monkeypatch.setattr(client_module, "MAX_RESPONSE_LENGTH", 1000)
+    client = AdminClientProtocol()
+    client.makeConnection(transport)
+    errors: list[Any] = []
+    client.call("GetClients").addErrback(errors.append)
+    client.dataReceived(_clients_response(5000))
+    assert errors[0].check(AdminConnectionError)
+    assert "line longer than 1000 bytes" in errors[0].getErrorMessage()
+    assert transport.disconnecting
+    later: list[Any] = []
+    client.call("GetStatus").addErrback(later.append)
+    assert later[0].check(AdminConnectionError)
+
+
+def test_twisted_call_after_the_connection_was_lost_fails_at_once() -> None:
+    client = AdminClientProtocol()
+    transport = StringTransport()
+    client.makeConnection(transport)
+    client.connectionLost(None)
+    errors: list[Any] = []
+    client.call("GetStatus").addErrback(errors.append)
+    assert errors[0].check(AdminConnectionError)
+    assert errors[0].getErrorMessage() == "the admin connection was lost"
+    assert transport.value() == b""

@@ -1,0 +1,211 @@
+"""Flow control of an admin connection: pipelined requests, closing, over-long responses.
+
+Some tests run the protocol over :class:`BufferedSocket`, Twisted's own write buffer and
+producer logic (``FileDescriptor``) with a peer that reads only when the test says so: a
+``StringTransport`` never closes nor resumes a producer, so it cannot show whether a
+connection whose output was backed up really closes once its client has read everything.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from twisted.internet import main
+from twisted.internet.abstract import FileDescriptor
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionDone
+from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactor
+from twisted.logger import globalLogPublisher
+from twisted.python.failure import Failure
+
+from pacsref.admin import protocol as admin_protocol
+from pacsref.admin.messages import MAX_LINE_LENGTH, ServiceMessage
+from pacsref.admin.protocol import CLOSE_GRACE_S, MAX_PENDING_OUTPUT, AdminProtocol
+from tests.admin.helpers import Admin
+
+GET_TITLES = b'{"message": "GetAeTitles"}\n'
+
+
+def _held_threads() -> tuple[list[Deferred[Any]], Any]:
+    """A ``run_in_thread`` whose calls wait until the test fires them (in ``pending``)."""
+    pending: list[Deferred[Any]] = []
+
+    def run_in_thread(function: Any, *args: Any) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred()
+        pending.append(d)
+        d.addCallback(lambda _: function(*args))
+        return d
+
+    return pending, run_in_thread
+
+
+class BufferedSocket(FileDescriptor):
+    """Twisted's write buffering and producer handling over a peer that reads on demand."""
+
+    def __init__(self, protocol: AdminProtocol) -> None:
+        super().__init__(MemoryReactor())
+        self.connected = 1
+        self.protocol = protocol
+        self.room = 0  # bytes the peer's socket takes now
+        self.received = bytearray()
+        self.closed: Failure | None = None
+        protocol.makeConnection(self)
+        self.startReading()
+
+    def writeSomeData(self, data: bytes) -> int:
+        taken = min(len(data), self.room)
+        self.received += bytes(data[:taken])
+        self.room -= taken
+        return taken
+
+    def abortConnection(self) -> None:
+        self._lost(Failure(main.CONNECTION_LOST))
+
+    def _lost(self, reason: Failure) -> None:
+        self.closed = reason
+        self.connectionLost(reason)
+        self.protocol.connectionLost(reason)
+
+    @property
+    def reading(self) -> bool:
+        return self in self.reactor.readers
+
+    def peer_reads_everything(self) -> None:
+        """The peer reads what is sent, as the reactor would let it, until nothing is left."""
+        while self.closed is None and self in self.reactor.writers:
+            self.room = 1 << 40
+            result = self.doWrite()
+            if result is not None:
+                self._lost(Failure(result))
+
+    def lines(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in bytes(self.received).splitlines()]
+
+
+def test_lines_behind_a_waiting_request_are_not_read_until_it_is_answered() -> None:
+    """While a request waits on a worker thread the connection stops reading: pipelined
+    lines stay in the socket (bounded) instead of queueing in memory without limit."""
+    pending, run_in_thread = _held_threads()
+    admin = Admin(run_in_thread)
+    conn = admin.connect()
+    conn.protocol.dataReceived(b'{"message": "RemoveAeTitle", "data": ["MODALITY"]}\n')
+    assert conn.transport.producerState == "paused"  # the transport stopped reading
+    conn.protocol.dataReceived(GET_TITLES * 500)
+    assert conn.read() == []
+    pending[0].callback(None)
+    replies = conn.read()
+    assert [r["message"] for r in replies] == ["RemoveAeTitle"] + ["GetAeTitles"] * 500
+    assert conn.transport.producerState == "producing"  # reading again
+
+
+def test_a_real_transport_stops_reading_while_a_request_waits() -> None:
+    pending, run_in_thread = _held_threads()
+    admin = Admin(run_in_thread)
+    sock = BufferedSocket(admin.factory.buildProtocol(None))  # type: ignore[arg-type]
+    sock.protocol.dataReceived(b'{"message": "RemoveAeTitle", "data": ["MODALITY"]}\n')
+    assert not sock.reading
+    pending[0].callback(None)
+    assert sock.reading
+
+
+@pytest.mark.parametrize("how", ["server stop", "connection lost", "client too slow"])
+def test_lines_behind_a_waiting_request_are_dropped_once_the_connection_closes(
+    how: str,
+) -> None:
+    """Nobody is left to answer: a Pause read behind a waiting request must not run."""
+    pending, run_in_thread = _held_threads()
+    admin = Admin(run_in_thread)
+    conn = admin.connect()
+    conn.protocol.dataReceived(
+        b'{"message": "RemoveAeTitle", "data": ["MODALITY"]}\n{"message": "Pause"}\n'
+    )
+    if how == "server stop":
+        conn.protocol.close()
+    elif how == "connection lost":
+        conn.protocol.connectionLost(None)
+    else:
+        conn.transport.producer.pauseProducing()  # its buffer is full
+        big = ServiceMessage("ServerResumed", "PACSREF", True, "", ["x" * (1024 * 1024)])
+        for _ in range(MAX_PENDING_OUTPUT // len(big.to_json()) + 1):
+            conn.protocol.send(big)
+        assert conn.transport.disconnected  # aborted
+    conn.transport.clear()
+    pending[0].callback(None)
+    assert not admin.control.paused
+    assert conn.transport.value() == b""
+
+
+def _back_up(sock: BufferedSocket) -> None:
+    """Pipelined requests whose answers overflow Twisted's buffer: the meter is paused."""
+    sock.protocol.dataReceived(GET_TITLES * 1000)
+    assert sock.producer is not None and sock.producerPaused
+
+
+def test_a_refused_connection_closes_once_its_client_has_read_everything() -> None:
+    """After "line too long" the connection closes when its backed-up output is read (the
+    meter, left registered, was resumed instead: the connection stayed open for ever), and
+    nothing follows the refusal, not even a notification."""
+    admin = Admin()
+    sock = BufferedSocket(admin.factory.buildProtocol(None))  # type: ignore[arg-type]
+    _back_up(sock)
+    sock.protocol.dataReceived(b"x" * (MAX_LINE_LENGTH + 10))
+    admin.control.pause()  # a ServerPaused after the refusal would be sent to nobody's use
+    sock.peer_reads_everything()
+    assert sock.closed is not None and sock.closed.check(ConnectionDone)
+    *answers, refusal = sock.lines()
+    assert [a["message"] for a in answers] == ["GetAeTitles"] * 1000
+    assert refusal["message"] == "Error" and "line longer than" in refusal["error"]
+    assert sock.protocol not in admin.factory.connections
+
+
+def test_a_stop_closes_a_backed_up_connection_once_read_not_after_the_grace() -> None:
+    """On stop, a client that reads what was backed up is closed then: the stop does not
+    wait for the grace period's cut (it did while the meter stayed registered)."""
+    admin = Admin()
+    sock = BufferedSocket(admin.factory.buildProtocol(None))  # type: ignore[arg-type]
+    _back_up(sock)
+    clock = Clock()
+    done: list[Any] = []
+    admin.factory.close_connections(clock).addCallback(done.append)
+    sock.peer_reads_everything()
+    assert sock.closed is not None and len(done) == 1
+    assert len(sock.lines()) == 1000
+    assert not clock.getDelayedCalls()
+
+
+def test_the_grace_still_cuts_a_stopped_connection_whose_client_does_not_read() -> None:
+    admin = Admin()
+    sock = BufferedSocket(admin.factory.buildProtocol(None))  # type: ignore[arg-type]
+    _back_up(sock)
+    clock = Clock()
+    done: list[Any] = []
+    admin.factory.close_connections(clock).addCallback(done.append)
+    clock.advance(CLOSE_GRACE_S - 0.1)
+    assert done == [] and sock.closed is None
+    clock.advance(0.1)
+    assert sock.closed is not None and len(done) == 1
+
+
+def test_a_response_longer_than_a_client_accepts_is_refused_by_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The clients refuse lines over MAX_RESPONSE_LENGTH; the server answers "too long"
+    instead of sending one, and the connection goes on."""
+    monkeypatch.setattr(admin_protocol, "MAX_RESPONSE_LENGTH", 2000)
+    admin = Admin()
+    conn = admin.connect()
+    for _ in range(20):
+        admin.add_client(associate=True)
+    events: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        reply = conn.request("GetClients")
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    assert (reply["message"], reply["success"], reply["data"]) == ("GetClients", False, [])
+    assert "more than an admin response line may be (2000 bytes)" in reply["error"]
+    assert [e["kind"] for e in events if e.get("kind")] == ["admin.response_too_long"]
+    assert conn.request("GetStatus")["success"]
