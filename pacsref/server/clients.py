@@ -36,6 +36,9 @@ class Disconnectable(Protocol):
 
     def disconnect(self, reason: str) -> None: ...
 
+    def cut(self) -> None:
+        """Drop the connection now, with whatever the peer has not taken yet."""
+
 
 class ClientInfo:
     """One connected peer, as the admin interface shows it.
@@ -185,6 +188,17 @@ class ClientRegistry:
         if connection is None:
             return False
         connection.disconnect(reason)
+        return True
+
+    def cut(self, client_id: int) -> bool:
+        """Drop one client's connection at once (a graceful stop's last resort).
+
+        Returns False for an unknown id (already gone).
+        """
+        connection = self._connections.get(client_id)
+        if connection is None:
+            return False
+        connection.cut()
         return True
 
     # -- counts (acceptance policy) -----------------------------------------------------------

@@ -8,7 +8,11 @@ stopped accepting, new A-ASSOCIATE-RQs on connections that are already open are 
 is left. Whatever is still
 connected at the deadline (``stop_timeout``; an idle association would otherwise hold the stop
 for ever, since only the requestor may release) gets an A-ABORT, and the stop goes on once
-those connections are gone or :data:`ABORT_GRACE_S` has passed, whichever is first.
+those connections are gone or :data:`ABORT_GRACE_S` has passed, whichever is first. A
+connection still there then (a peer that stopped reading keeps its A-ABORT and our close
+queued) is cut, dropping what it has not taken, so that its ClientDisconnected reaches the
+administrators' connections before they are closed; the stop waits at most
+:data:`CUT_GRACE_S` more for that.
 
 Time comes from the injected clock, so tests drive it with ``twisted.internet.task.Clock``.
 """
@@ -25,10 +29,13 @@ from pacsref.server.clients import ClientRegistry
 
 log = Logger(namespace="pacsref.server")
 
-__all__ = ["ABORT_GRACE_S", "STOP_REASON", "drain"]
+__all__ = ["ABORT_GRACE_S", "CUT_GRACE_S", "STOP_REASON", "drain"]
 
 #: After the A-ABORTs, how long to wait for those connections to close before going on anyway.
 ABORT_GRACE_S = 2.0
+#: After cutting what is left, how long to wait for their ClientDisconnected (a cut connection
+#: is lost on the reactor's next turn; this only bounds a transport that never says so).
+CUT_GRACE_S = 0.5
 #: The reason aborted clients are given (ClientDisconnected, the log).
 STOP_REASON = "server stopping: stop_timeout passed"
 
@@ -70,9 +77,24 @@ class _Drain:
             count=len(left),
             deadline=self.deadline,
         )
-        self._timer = self.clock.callLater(ABORT_GRACE_S, self._finish)
+        self._timer = self.clock.callLater(ABORT_GRACE_S, self._grace_passed)
         for client in left:
             self.clients.disconnect(client.id, STOP_REASON)
+
+    def _grace_passed(self) -> None:
+        left = self.clients.list()
+        if not left:
+            self._finish()
+            return
+        log.warn(
+            "stopping: {count} aborted client(s) did not close within {grace:g} s; cutting them",
+            kind="server.draining.cut",
+            count=len(left),
+            grace=ABORT_GRACE_S,
+        )
+        self._timer = self.clock.callLater(CUT_GRACE_S, self._finish)
+        for client in left:
+            self.clients.cut(client.id)
 
     def _finish(self) -> None:
         if self.done.called:

@@ -275,6 +275,13 @@ class DicomServerProtocol(Protocol):
     def _force_close(self) -> None:
         self._closer = None
         log.warn("peer did not take our last bytes within ARTIM; cutting the connection")
+        self.cut()
+
+    def cut(self) -> None:
+        """Drop the connection now, with whatever the peer has not taken yet."""
+        if self._closer is not None and self._closer.active():
+            self._closer.cancel()
+        self._closer = None
         abort = getattr(self.transport, "abortConnection", None)
         if abort is not None:
             abort()

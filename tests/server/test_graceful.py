@@ -9,7 +9,7 @@ import pytest
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
 
-from pacsref.server.graceful import ABORT_GRACE_S, drain
+from pacsref.server.graceful import ABORT_GRACE_S, CUT_GRACE_S, drain
 from pacsref.server.service import DicomListenerService, ServerService
 from pacsref.testing.harness import ServerHarness
 from pacsref.ul.constants import PDUType
@@ -63,13 +63,32 @@ def test_clients_left_at_the_deadline_get_a_abort(harness: ServerHarness) -> Non
     assert got == [1]
 
 
-def test_a_connection_that_never_closes_is_given_up_on(harness: ServerHarness) -> None:
-    """An aborted connection that does not go away holds the stop only for ABORT_GRACE_S."""
-    _associated(harness)
+def test_a_connection_that_never_closes_is_cut_then_given_up_on(harness: ServerHarness) -> None:
+    """An aborted connection that does not go away (its peer does not read) is cut after
+    ABORT_GRACE_S, and holds the stop only CUT_GRACE_S more if even that is not reported."""
+    conn = _associated(harness)
+    got = _result(drain(harness.control.clients, harness.clock, 5.0))
+    harness.clock.advance(5)
+    assert not conn.transport.disconnected
+    harness.clock.advance(ABORT_GRACE_S)
+    assert conn.transport.disconnected and got == []
+    harness.clock.advance(CUT_GRACE_S)
+    assert got == [1]
+
+
+def test_a_cut_connection_is_reported_before_the_drain_ends(harness: ServerHarness) -> None:
+    """The cut connection's loss (the reactor's next turn) publishes its ClientDisconnected
+    and ends the drain: administrators hear of it before their connections close."""
+    conn = _associated(harness)
+    heard: list[str] = []
+    harness.control.clients.notifier.subscribe(lambda event: heard.append(event.name))
     got = _result(drain(harness.control.clients, harness.clock, 5.0))
     harness.clock.advance(5)
     harness.clock.advance(ABORT_GRACE_S)
-    assert got == [1]
+    assert conn.transport.disconnected and got == []
+    conn.lose()  # what abortConnection leads to
+    assert got == [1] and heard[-1] == "ClientDisconnected"
+    assert not [call for call in harness.clock.getDelayedCalls() if call.active()]
 
 
 class FakePort:
