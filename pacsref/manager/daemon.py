@@ -22,7 +22,7 @@ from typing import Any
 
 from pacsref.admin.client import AdminClient, AdminConnectionError
 from pacsref.admin.service import admin_socket_path
-from pacsref.server.graceful import ABORT_GRACE_S
+from pacsref.server.graceful import ABORT_GRACE_S, CUT_GRACE_S
 from pacsref.settings import (
     LOGS_DIR_NAME,
     SETTINGS_FILE_NAME,
@@ -402,7 +402,7 @@ def stop(server: Server, timeout: float | None = None) -> int:
     them, so the default wait is that plus :data:`STOP_TIMEOUT_S` for the rest of the stop.
     """
     if timeout is None:
-        timeout = server.settings.stop_timeout + ABORT_GRACE_S + STOP_TIMEOUT_S
+        timeout = server.settings.stop_timeout + ABORT_GRACE_S + CUT_GRACE_S + STOP_TIMEOUT_S
     pid = server.pid()
     if pid is None:
         if socket_answers(server.socket_path):

@@ -27,7 +27,7 @@ from pacsref.manager.daemon import (
 )
 from pacsref.manager.settings_options import add_settings_options, settings_changes
 from pacsref.server.create import shipped_addins
-from pacsref.server.graceful import ABORT_GRACE_S
+from pacsref.server.graceful import ABORT_GRACE_S, CUT_GRACE_S
 from pacsref.settings import (
     DEFAULT_STOP_TIMEOUT,
     SETTINGS_FILE_NAME,
@@ -350,7 +350,7 @@ def _each(servers: list[Server | BrokenServer], action: str) -> int:
                     raise ManagerError(
                         f"server {server.name} cannot be {_PAST[action]}: {server.reason}"
                     )
-                timeout = DEFAULT_STOP_TIMEOUT + ABORT_GRACE_S + daemon.STOP_TIMEOUT_S
+                timeout = DEFAULT_STOP_TIMEOUT + ABORT_GRACE_S + CUT_GRACE_S + daemon.STOP_TIMEOUT_S
                 pid = daemon.stop_pid(server.name, pid, timeout)
             else:
                 pid = daemon.start(server) if action == "start" else daemon.stop(server)
