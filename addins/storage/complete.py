@@ -19,19 +19,19 @@ from pathlib import Path
 from struct import Struct
 from typing import BinaryIO
 
+from .rawread import (
+    _DEFLATED,
+    _EXPLICIT_BE,
+    _IMPLICIT_LE,
+    _ITEM,
+    _ITEM_END,
+    _LONG_VRS,
+    _SEQUENCE_END,
+    _UNDEFINED,
+)
+
 __all__ = ["data_set_problem"]
 
-_DEFLATED = frozenset({"1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.1.99.1"})
-_IMPLICIT_LE = "1.2.840.10008.1.2"
-_EXPLICIT_BE = "1.2.840.10008.1.2.2"
-#: VRs whose explicit encoding has 2 reserved bytes and a 32-bit length (PS3.5 7.1.2).
-_LONG_VRS = frozenset(
-    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
-)
-_UNDEFINED = 0xFFFFFFFF
-_ITEM = 0xFFFEE000
-_ITEM_END = 0xFFFEE00D
-_SEQUENCE_END = 0xFFFEE0DD
 #: Deeper nesting than real data sets have is taken for garbage, not walked for ever.
 _MAX_DEPTH = 64
 _WINDOW = 64 * 1024

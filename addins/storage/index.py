@@ -227,20 +227,21 @@ def instance_place(
     cursor: Any, config: IndexConfig, sop_instance_uid: str
 ) -> tuple[str, int] | None:
     """``(path, size)`` of the indexed instance (``check`` looks again), or None."""
-    cursor.execute(
-        config.sql("SELECT path, size FROM instance WHERE sop_instance_uid = ?"),
-        (sop_instance_uid,),
-    )
-    row = cursor.fetchone()
-    return None if row is None else (str(row[0]), int(row[1]))
+    return _text_and_size(cursor, config, "path", sop_instance_uid)
 
 
 def instance_written(
     cursor: Any, config: IndexConfig, sop_instance_uid: str
 ) -> tuple[str, int] | None:
     """``(received_at, size)`` of the indexed instance: which store wrote its row; or None."""
+    return _text_and_size(cursor, config, "received_at", sop_instance_uid)
+
+
+def _text_and_size(
+    cursor: Any, config: IndexConfig, column: str, sop_instance_uid: str
+) -> tuple[str, int] | None:
     cursor.execute(
-        config.sql("SELECT received_at, size FROM instance WHERE sop_instance_uid = ?"),
+        config.sql(f"SELECT {column}, size FROM instance WHERE sop_instance_uid = ?"),
         (sop_instance_uid,),
     )
     row = cursor.fetchone()

@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from twisted.internet import main
 from twisted.internet.abstract import FileDescriptor
-from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactor
@@ -25,21 +24,9 @@ from pacsref.admin import protocol as admin_protocol
 from pacsref.admin.messages import MAX_LINE_LENGTH, ServiceMessage
 from pacsref.admin.protocol import CLOSE_GRACE_S, MAX_PENDING_OUTPUT, AdminProtocol
 from tests.admin.helpers import Admin
+from tests.admin.test_protocol import _held_threads
 
 GET_TITLES = b'{"message": "GetAeTitles"}\n'
-
-
-def _held_threads() -> tuple[list[Deferred[Any]], Any]:
-    """A ``run_in_thread`` whose calls wait until the test fires them (in ``pending``)."""
-    pending: list[Deferred[Any]] = []
-
-    def run_in_thread(function: Any, *args: Any) -> Deferred[Any]:
-        d: Deferred[Any] = Deferred()
-        pending.append(d)
-        d.addCallback(lambda _: function(*args))
-        return d
-
-    return pending, run_in_thread
 
 
 class BufferedSocket(FileDescriptor):
