@@ -117,25 +117,41 @@ def _stored_files(data_root: Path, report: CheckReport) -> list[tuple[str, Path]
     A list, not a mapping: the same name in two bucket directories is two files, and the
     one not where its UID puts it must be reported, not hidden behind the other. Nothing is
     followed: a bucket directory that is a symbolic link, and an entry named like a stored
-    file that is not a regular file, are put in ``report.unreadable_files``.
+    file that is not a regular file, are put in ``report.unreadable_files``. A stored file's
+    name anywhere else under the data root (directly in it, or in a directory inside a
+    bucket) is put in ``report.misplaced_files``: the server never puts one there.
     """
     found: list[tuple[str, Path]] = []
-    for bucket in sorted(data_root.iterdir()):
-        mode = bucket.lstat().st_mode
-        if stat.S_ISLNK(mode) and len(bucket.name) == 2:
-            report.unreadable_files.append(f"{bucket} (a bucket directory that is a symbolic link)")
-            continue
-        if not stat.S_ISDIR(mode):
-            continue  # the index's own files
-        for entry in sorted(os.scandir(bucket), key=lambda e: e.name):
-            if not entry.name.endswith(STORED_SUFFIX):
+    for directory, subdirectories, names in os.walk(data_root):
+        depth = len(Path(directory).relative_to(data_root).parts)
+        here = Path(directory)
+        for name in list(subdirectories):
+            path = here / name
+            if depth == 0 and len(name) == 2 and path.is_symlink():
+                report.unreadable_files.append(
+                    f"{path} (a bucket directory that is a symbolic link)"
+                )
+            elif depth == 1 and name.endswith(STORED_SUFFIX):
+                # A directory (or a link to one) at a stored file's place; not walked into.
+                subdirectories.remove(name)
+                report.unreadable_files.append(f"{path} ({_kind(os.lstat(path).st_mode)})")
+        for name in sorted(names):
+            if not name.endswith(STORED_SUFFIX):
                 continue
-            path = Path(entry.path)
-            entry_mode = entry.stat(follow_symlinks=False).st_mode
-            if stat.S_ISREG(entry_mode):
-                found.append((entry.name[: -len(STORED_SUFFIX)], path))
+            path = here / name
+            if depth != 1:
+                report.misplaced_files.append(str(path))
+                continue
+            try:
+                mode = os.lstat(path).st_mode
+            except FileNotFoundError:
+                continue  # removed since the directory was read
+            except OSError:
+                mode = stat.S_IFREG  # listed as a file: the look at it says what is wrong
+            if stat.S_ISREG(mode):
+                found.append((name[: -len(STORED_SUFFIX)], path))
             else:
-                report.unreadable_files.append(f"{path} ({_kind(entry_mode)})")
+                report.unreadable_files.append(f"{path} ({_kind(mode)})")
     return sorted(found)
 
 

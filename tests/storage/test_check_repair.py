@@ -317,3 +317,21 @@ def test_a_reindexed_row_records_the_file_time_in_milliseconds(tmp_path: Path) -
     finally:
         connection.close()
     assert len(received_at.split(".")[1]) == len("123+00:00"), received_at
+
+
+def test_stored_file_names_outside_the_buckets_are_reported_misplaced(tmp_path: Path) -> None:
+    """Directly in the data root, or one directory too deep: the server never puts a file
+    there, and the check used not to look (they were counted nowhere)."""
+    data, config = _index_dir(tmp_path)
+    a, b = generate_uid(ROOT), generate_uid(ROOT)
+    top = make_instance(
+        data / f"{a}.dcm", study_uid=generate_uid(ROOT), series_uid=generate_uid(ROOT), sop_uid=a
+    )
+    place = uids.stored_path(data, b)
+    deep = make_instance(
+        place.parent / "extra" / place.name,
+        study_uid=generate_uid(ROOT), series_uid=generate_uid(ROOT), sop_uid=b,
+    )  # fmt: skip
+    report = check.check_storage(data, config, repair=True)
+    assert sorted(report.misplaced_files) == sorted([str(top), str(deep)])
+    assert report.files == 0 and _rows(config) == [] and not report.clean
