@@ -81,7 +81,7 @@ from pacsref.dimse import SPOOL_PREFIX, SPOOL_SUFFIX
 from pacsref.dimse.writeback import WRITE_BEHIND
 
 from . import index as sql
-from .check import CheckReport, check_storage
+from .check import CheckReport, check_storage, check_without_index
 from .inline import InlineDurableGate, file_system_type
 from .options import OPTIONS, StorageOptions
 from .sopclasses import STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES
@@ -327,11 +327,18 @@ class StorageAddin(Service):
             log.warn("removed {n} stale spool file(s) from {dir}", n=removed, dir=str(spool_dir))
 
     def check(self, repair: bool = False) -> CheckReport:
-        """Compare index and files (``pacsref server check``); see :mod:`.check`."""
+        """Compare index and files (``pacsref server check``); see :mod:`.check`.
+
+        Only a repair creates or migrates the index: a plain check of a server that never
+        started writes nothing (every version's ``instance`` table has what it reads).
+        """
         if self.config is None:
             raise RuntimeError("the storage add-in is not inside a server directory")
-        self.data_root.mkdir(parents=True, exist_ok=True)
-        sql.prepare(self.config)
+        if repair:
+            self.data_root.mkdir(parents=True, exist_ok=True)
+            sql.prepare(self.config)
+        elif not self.config.dsn and not self.config.sqlite_path.exists():
+            return check_without_index(self.data_root)
         return check_storage(self.data_root, self.config, repair)
 
     # -- IStoreHandler ----------------------------------------------------------------------

@@ -47,7 +47,7 @@ from .complete import data_set_problem
 from .uids import STORED_SUFFIX, stored_path, uid_problem
 from .writer import read_attributes
 
-__all__ = ["CheckReport", "check_storage"]
+__all__ = ["CheckReport", "check_storage", "check_without_index"]
 
 #: How a file is opened to be re-indexed: not through a symbolic link, and without waiting
 #: for a writer if it is a FIFO (it is then reported, not read).
@@ -195,6 +195,23 @@ def check_storage(
             _repair(report, rows, cursor, connection, data_root, config)
     finally:
         connection.close()
+    return report
+
+
+def check_without_index(data_root: Path) -> CheckReport:
+    """What :func:`check_storage` reports when there is no index (yet) to compare with.
+
+    A check without ``--repair`` writes nothing: it neither creates the embedded index nor
+    the data directory, so every stored file is one without an index row.
+    """
+    report = CheckReport()
+    files = _stored_files(data_root, report) if data_root.is_dir() else []
+    report.files = len(files)
+    for uid, path in files:
+        if uid_problem(uid) is not None or stored_path(data_root, uid) != path:
+            report.misplaced_files.append(str(path))
+        else:
+            report.files_without_row.append(str(path))
     return report
 
 

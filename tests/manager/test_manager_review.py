@@ -379,3 +379,18 @@ def test_server_check_of_a_corrupt_index_is_one_line_and_status_2(
     assert status == 2 and out == "", (out, err)
     assert err.startswith(f"pacsref server check: storage in {root / 'BROKEN'} cannot be checked: ")
     assert "DatabaseError: file is not a database" in err and len(err.splitlines()) == 1, err
+
+
+def test_server_check_without_repair_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A plain check of a server that never started does not create (nor migrate) its
+    index; a repair does."""
+    root = tmp_path / "root"
+    add(capsys, root, "FRESH")
+    data = root / "FRESH" / "data"
+    status, out, err = run(capsys, root, "server", "check", "FRESH")
+    assert status == 0 and "storage: 0 indexed instance(s), 0 stored file(s)" in out, err
+    assert not (data / "index.sqlite").exists()
+    status, out, _ = run(capsys, root, "server", "check", "FRESH", "--repair")
+    assert status == 0 and (data / "index.sqlite").is_file()

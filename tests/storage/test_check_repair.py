@@ -335,3 +335,15 @@ def test_stored_file_names_outside_the_buckets_are_reported_misplaced(tmp_path: 
     report = check.check_storage(data, config, repair=True)
     assert sorted(report.misplaced_files) == sorted([str(top), str(deep)])
     assert report.files == 0 and _rows(config) == [] and not report.clean
+
+
+def test_without_an_index_every_stored_file_is_one_without_a_row(tmp_path: Path) -> None:
+    """The report of a plain check when the embedded index does not exist yet (it is not
+    created): files are listed and compared with nothing."""
+    data = tmp_path / "data"
+    a = generate_uid(ROOT)
+    path = _instance(data, a)
+    report = check.check_without_index(data)
+    assert (report.indexed, report.files, report.files_without_row) == (0, 1, [str(path)])
+    assert not report.clean and not (data / "index.sqlite").exists()
+    assert check.check_without_index(tmp_path / "nothing").clean
