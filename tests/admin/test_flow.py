@@ -148,15 +148,22 @@ def test_a_refused_connection_closes_once_its_client_has_read_everything() -> No
     assert sock.protocol not in admin.factory.connections
 
 
-def test_a_stop_closes_a_backed_up_connection_once_read_not_after_the_grace() -> None:
-    """On stop, a client that reads what was backed up is closed then: the stop does not
-    wait for the grace period's cut (it did while the meter stayed registered)."""
+def _stopping_backed_up() -> tuple[BufferedSocket, Clock, list[Any]]:
+    """A connection whose output is backed up, and the server's stop closing it: the socket,
+    the stop's clock and the list its Deferred fires into."""
     admin = Admin()
     sock = BufferedSocket(admin.factory.buildProtocol(None))  # type: ignore[arg-type]
     _back_up(sock)
     clock = Clock()
     done: list[Any] = []
     admin.factory.close_connections(clock).addCallback(done.append)
+    return sock, clock, done
+
+
+def test_a_stop_closes_a_backed_up_connection_once_read_not_after_the_grace() -> None:
+    """On stop, a client that reads what was backed up is closed then: the stop does not
+    wait for the grace period's cut (it did while the meter stayed registered)."""
+    sock, clock, done = _stopping_backed_up()
     sock.peer_reads_everything()
     assert sock.closed is not None and len(done) == 1
     assert len(sock.lines()) == 1000
@@ -164,12 +171,7 @@ def test_a_stop_closes_a_backed_up_connection_once_read_not_after_the_grace() ->
 
 
 def test_the_grace_still_cuts_a_stopped_connection_whose_client_does_not_read() -> None:
-    admin = Admin()
-    sock = BufferedSocket(admin.factory.buildProtocol(None))  # type: ignore[arg-type]
-    _back_up(sock)
-    clock = Clock()
-    done: list[Any] = []
-    admin.factory.close_connections(clock).addCallback(done.append)
+    sock, clock, done = _stopping_backed_up()
     clock.advance(CLOSE_GRACE_S - 0.1)
     assert done == [] and sock.closed is None
     clock.advance(0.1)
