@@ -8,7 +8,9 @@ Notifications may arrive between responses; clients tell them apart by the messa
 (:data:`~pacsref.admin.messages.NOTIFICATIONS`). Bad input never ends the connection or
 touches the DICOM service: it gets ``success: false`` and an ``error`` saying what was wrong,
 except a line over :data:`~pacsref.admin.messages.MAX_LINE_LENGTH`, which is answered and
-then closes that one admin connection (the rest of the line cannot be framed). A response
+then closes that one admin connection (the rest of the line cannot be framed); a client that
+does not read that answer is cut after :data:`CLOSE_GRACE_S`, so that it cannot hold its
+connection open for ever. A response
 longer than :data:`~pacsref.admin.messages.MAX_RESPONSE_LENGTH`, which the clients would
 refuse, is replaced by a ``success: false`` one saying so.
 
@@ -27,7 +29,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredList, fail, maybeDeferred, succeed
-from twisted.internet.interfaces import IPushProducer, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
@@ -52,8 +54,9 @@ __all__ = ["CLOSE_GRACE_S", "MAX_PENDING_OUTPUT", "AdminFactory", "AdminProtocol
 #: Bytes an admin connection may have waiting beyond the transport's own buffer before it is
 #: closed as too slow (notifications keep coming whether or not the client reads them).
 MAX_PENDING_OUTPUT = 8 * 1024 * 1024
-#: When the server stops, how long admin connections get to receive what is still buffered
-#: (the stop's last notifications) before they are cut.
+#: When the server stops, or a connection is refused for an over-long line, how long the client
+#: gets to receive what is still buffered (the stop's last notifications, the refusal) before
+#: its connection is cut.
 CLOSE_GRACE_S = 2.0
 
 
@@ -101,6 +104,7 @@ class AdminProtocol(LineReceiver):
         self._closing = False
         self._meter = _OutputMeter()
         self._metered = True
+        self._cut_timer: IDelayedCall | None = None
         self.lost: Deferred[None] = Deferred()
         self.transport.registerProducer(self._meter, True)
         self.factory.connections.add(self)
@@ -110,6 +114,8 @@ class AdminProtocol(LineReceiver):
         self.paused = True
         self._buffer = b""  # the lines not served yet have nobody to answer
         self.factory.connections.discard(self)
+        if self._cut_timer is not None and self._cut_timer.active():
+            self._cut_timer.cancel()
         if not self.lost.called:
             self.lost.callback(None)
 
@@ -247,6 +253,17 @@ class AdminProtocol(LineReceiver):
             )
         )
         self._shut()
+        if self.transport is not None and not self.lost.called:
+            # loseConnection waits for the client to read the refusal; one that never reads
+            # (its socket full) would keep the connection open until the server stops.
+            self._cut_timer = self.factory.clock.callLater(CLOSE_GRACE_S, self._cut)
+
+    def _cut(self) -> None:
+        log.warn(
+            "admin client did not read the refusal of its over-long line; cutting it",
+            kind="admin.slow_client",
+        )
+        self._shut(abort=True)
 
 
 def _describe(failure: Failure) -> str:
@@ -262,11 +279,18 @@ class AdminFactory(Factory):
     Args:
         commands: the request handlers.
         service: the server's AE title, put in every message's ``service`` field.
+        clock: times the cut of a refused connection whose client does not read (the
+            reactor when omitted).
     """
 
     protocol = AdminProtocol
 
-    def __init__(self, commands: AdminCommands, service: str = "") -> None:
+    def __init__(
+        self, commands: AdminCommands, service: str = "", clock: IReactorTime | None = None
+    ) -> None:
+        if clock is None:
+            from twisted.internet import reactor as clock  # type: ignore[assignment]
+        self.clock: IReactorTime = clock  # type: ignore[assignment]
         self.commands = commands
         self.service = service
         self.connections: set[AdminProtocol] = set()

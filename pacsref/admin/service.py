@@ -163,7 +163,7 @@ class AdminService(Service):
             settings_file=Path(self.server.server_dir) / SETTINGS_FILE_NAME,
             addin_options_dir=Path(self.server.server_dir) / OPTIONS_DIR_NAME,
         )
-        self.factory = AdminFactory(commands, self.server.settings.ae_title)
+        self.factory = AdminFactory(commands, self.server.settings.ae_title, self.reactor)
         self.port = self.reactor.listenUNIX(os.fspath(self.path), self.factory, mode=0o600)
         super().startService()
         log.info("admin socket listening at {path}", path=str(self.path))

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from twisted.internet.defer import maybeDeferred
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
 from pacsref.addin.aetitles import AeInfo, MemoryAeTitles
@@ -68,7 +69,8 @@ class Admin:
             host_changed=self.hosts.append,
             clock=lambda: self.now,
         )
-        self.factory = AdminFactory(self.commands, "PACSREF")
+        self.clock = Clock()  # times the cut of a refused connection whose client does not read
+        self.factory = AdminFactory(self.commands, "PACSREF", self.clock)
 
     def connect(self) -> Connection:
         return Connection(self.factory)

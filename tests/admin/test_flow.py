@@ -146,6 +146,22 @@ def test_a_refused_connection_closes_once_its_client_has_read_everything() -> No
     assert [a["message"] for a in answers] == ["GetAeTitles"] * 1000
     assert refusal["message"] == "Error" and "line longer than" in refusal["error"]
     assert sock.protocol not in admin.factory.connections
+    assert not admin.clock.getDelayedCalls()  # the cut was called off
+
+
+def test_a_refused_connection_whose_client_does_not_read_is_cut_after_the_grace() -> None:
+    """A client that never reads the refusal (its socket full) cannot hold the connection
+    open until the server stops: it is cut once the grace has passed."""
+    admin = Admin()
+    sock = BufferedSocket(admin.factory.buildProtocol(None))  # type: ignore[arg-type]
+    _back_up(sock)
+    sock.protocol.dataReceived(b"x" * (MAX_LINE_LENGTH + 10))
+    admin.clock.advance(CLOSE_GRACE_S - 0.1)
+    assert sock.closed is None and sock.protocol in admin.factory.connections
+    admin.clock.advance(0.1)
+    assert sock.closed is not None
+    assert sock.protocol not in admin.factory.connections
+    assert not admin.clock.getDelayedCalls()
 
 
 def _stopping_backed_up() -> tuple[BufferedSocket, Clock, list[Any]]:
