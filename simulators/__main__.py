@@ -27,8 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
                 "Associate (Verification SOP Class), send --count C-ECHO-RQs on one "
                 "association, release. Prints one line per failure and a summary. "
                 "Exit 0 if all succeeded and the release was answered with "
-                "A-RELEASE-RP, 2 if the association was rejected "
-                "(the A-ASSOCIATE-RJ is printed in PS3.8 words), 1 otherwise."
+                "A-RELEASE-RP, 3 if the association was rejected "
+                "(the A-ASSOCIATE-RJ is printed in PS3.8 words), 2 if the command line "
+                "is wrong, 1 otherwise."
             ),
         )
     )

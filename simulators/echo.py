@@ -21,8 +21,9 @@ from simulators.options import ae_title
 from simulators.pdus import Abort, AssociateRJ
 from simulators.pynetdicom_race import reactor_parked
 
-#: Exit status when the association was rejected (distinct from "echo failed").
-EXIT_REJECTED = 2
+#: Exit status when the association was rejected: distinct from "echo failed" (1) and from
+#: a command line that does not parse (2, argparse's usage error).
+EXIT_REJECTED = 3
 
 
 @dataclass

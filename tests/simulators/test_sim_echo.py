@@ -32,17 +32,18 @@ def test_cli_prints_summary_and_exits_zero(
     assert lines[0].startswith("3 echoes, 3 succeeded, rate ")
 
 
-def test_rejection_is_reported_in_ps38_words_with_exit_2(
+def test_rejection_is_reported_in_ps38_words_with_exit_3(
     strict_echo_scp: Listener, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A wrong called AE title yields the RJ triple (1, 1, 7) in words and exit status 2."""
+    """A wrong called AE title yields the RJ triple (1, 1, 7) in words and exit status 3
+    (2 is argparse's usage error)."""
     result = run_echoes(strict_echo_scp.host, strict_echo_scp.port, "WRONGAE", timeout=5)
     assert result.rejection is not None
     assert result.rejection.triple == (1, 1, 7)
     assert not result.ok
 
     argv = ["echo", "--host", LOOPBACK, "--port", str(strict_echo_scp.port)]
-    assert main([*argv, "--called-ae", "WRONGAE", "--timeout", "5"]) == EXIT_REJECTED
+    assert main([*argv, "--called-ae", "WRONGAE", "--timeout", "5"]) == EXIT_REJECTED == 3
     out = capsys.readouterr().out
     assert "rejected-permanent" in out
     assert "DICOM UL service-user" in out
