@@ -24,17 +24,29 @@ not BCP 195. What we set, and why (sources in docs/security.md):
   system store (a DICOM site trusts its own CA, not every web CA); required
   when ``require_peer_certificate`` is on. Outbound, the peer's identity is
   checked with service_identity against the AE table's host (RFC 9525 rules:
-  DNS names against SAN dNSName, IP addresses against SAN iPAddress).
+  DNS names against SAN dNSName, IP addresses against SAN iPAddress), in our
+  own verify callback: Twisted's (26.10) treats only ``VerificationError`` as a
+  refusal, and lets a certificate without any subjectAltName through after
+  logging service_identity's ``CertificateError``.
 """
 
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from OpenSSL import SSL, crypto
-from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
+from service_identity import CertificateError, VerificationError
+from service_identity.hazmat import DNSMismatch, IPAddressMismatch, ServiceID
+from service_identity.pyopenssl import DNS_ID, IPAddress_ID, extract_patterns
+from service_identity.pyopenssl import verify_service_identity as _verify_identity
+from twisted.internet.abstract import isIPAddress, isIPv6Address
+from twisted.internet.interfaces import (
+    IOpenSSLClientConnectionCreator,
+    IOpenSSLServerConnectionCreator,
+)
 from twisted.internet.ssl import (
     AcceptableCiphers,
     Certificate,
@@ -44,6 +56,7 @@ from twisted.internet.ssl import (
     trustRootFromCertificates,
 )
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pacsref.security.credentials import Credentials, TLSConfigurationError, load_credentials
@@ -52,6 +65,7 @@ __all__ = [
     "BCP195_TLS12_CIPHERS",
     "MINIMUM_TLS_VERSION",
     "TLS13_CIPHERSUITES",
+    "ClientTLSCreator",
     "ServerTLSOptions",
     "VerificationFailure",
     "client_tls_options",
@@ -116,10 +130,12 @@ class VerificationFailure:
     code: int
     depth: int
     subject: str
+    #: why, when it is not an X509 error (the outbound identity check); code is then 0
+    detail: str = ""
 
     def describe(self) -> str:
         """``certificate has expired (depth 0, CN=ct1)``."""
-        reason = _VERIFY_ERRORS.get(self.code, f"X509 verify error {self.code}")
+        reason = self.detail or _VERIFY_ERRORS.get(self.code, f"X509 verify error {self.code}")
         return f"{reason} (depth {self.depth}, {self.subject or 'empty subject'})"
 
 
@@ -147,13 +163,20 @@ def _record_verification(
     and it is what the administrator needs in the log.
     """
     if not ok:
-        try:
-            if connection not in _failures:
-                subject = certificate.to_cryptography().subject.rfc4514_string()
-                _failures[connection] = VerificationFailure(code, depth, subject)
-        except Exception:  # an exception here would be swallowed by OpenSSL
-            log.failure("recording a certificate verification failure")
+        _remember(connection, certificate, code, depth)
     return bool(ok)
+
+
+def _remember(
+    connection: SSL.Connection, certificate: crypto.X509, code: int, depth: int, detail: str = ""
+) -> None:
+    """Keep the first refusal's reason for :func:`verification_failure`."""
+    try:
+        if connection not in _failures:
+            subject = certificate.to_cryptography().subject.rfc4514_string()
+            _failures[connection] = VerificationFailure(code, depth, subject, detail)
+    except Exception:  # an exception here would be swallowed by OpenSSL
+        log.failure("recording a certificate verification failure")
 
 
 def _openssl_reasons(error: SSL.Error) -> str:
@@ -194,6 +217,87 @@ class ServerTLSOptions:
         if mode & SSL.VERIFY_PEER:
             connection.set_verify(mode, _record_verification)
         return connection
+
+
+def _identity_problem(hostname: str, service_id: ServiceID, certificate: crypto.X509) -> str | None:
+    """Why ``certificate`` does not identify ``hostname`` (RFC 9525), or None when it does.
+
+    Any exception counts as a refusal: service_identity raises ``CertificateError`` for a
+    certificate without subjectAltName and a parse error for a malformed one, and a
+    certificate we cannot read is not one we can trust.
+    """
+    try:
+        _verify_identity(extract_patterns(certificate), [service_id], [])
+    except VerificationError as exc:
+        kinds = {
+            "dNSName" if isinstance(e, DNSMismatch) else "iPAddress"
+            for e in exc.errors
+            if isinstance(e, DNSMismatch | IPAddressMismatch)
+        }
+        which = " or ".join(sorted(kinds)) or "entry"
+        return f"not issued for {hostname} (no subjectAltName {which} matches it)"
+    except CertificateError as exc:
+        return f"not issued for {hostname} ({exc})"
+    except Exception as exc:
+        return f"not issued for {hostname} (its names cannot be read: {exc})"
+    return None
+
+
+@implementer(IOpenSSLClientConnectionCreator)
+class ClientTLSCreator:
+    """Outbound connection creator: Twisted's client options, with our own verify callback.
+
+    The callback keeps OpenSSL's verdict on the chain, records why a certificate was refused
+    (:func:`verification_failure`, as on the listener), and refuses a leaf that does not
+    identify the AE table's host, whatever exception the identity check raises.
+
+    Args:
+        options: what ``optionsForClientTLS`` built (context, SNI, versions, suites).
+        hostname: the AE table's host the peer must be.
+    """
+
+    def __init__(self, options: object, hostname: str) -> None:
+        self.options = options
+        self.hostname = hostname
+        self.service_id: ServiceID = (
+            IPAddress_ID(hostname)
+            if isIPAddress(hostname) or isIPv6Address(hostname)
+            else DNS_ID(hostname)
+        )
+
+    def clientConnectionForTLS(self, tlsProtocol: object) -> SSL.Connection:
+        """Twisted's client connection, its verify callback replaced by :meth:`_verifier`."""
+        connection: SSL.Connection = self.options.clientConnectionForTLS(tlsProtocol)  # type: ignore[attr-defined]
+        connection.set_verify(
+            SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, self._verifier(tlsProtocol)
+        )
+        return connection
+
+    def _verifier(
+        self, tlsProtocol: object
+    ) -> Callable[[SSL.Connection, crypto.X509, int, int, int], bool]:
+        protocol = weakref.ref(tlsProtocol)  # the connection must not keep its protocol alive
+
+        def verify(
+            connection: SSL.Connection, certificate: crypto.X509, code: int, depth: int, ok: int
+        ) -> bool:
+            if not ok:
+                _remember(connection, certificate, code, depth)
+                return False
+            if depth != 0:
+                return True
+            problem = _identity_problem(self.hostname, self.service_id, certificate)
+            if problem is None:
+                return True
+            _remember(connection, certificate, 0, depth, problem)
+            live = protocol()
+            if live is not None:
+                # Twisted's own way to end the connection with this reason: the handshake
+                # fails, and connectionLost gets it rather than "certificate verify failed".
+                live.failVerification(Failure(VerificationError(problem)))  # type: ignore[attr-defined]
+            return False
+
+        return verify
 
 
 def server_tls_options(security: object) -> ServerTLSOptions:
@@ -241,7 +345,7 @@ def client_tls_options(
         credentials: already loaded credentials (saves re-reading the files).
 
     Returns:
-        an ``IOpenSSLClientConnectionCreator``.
+        a :class:`ClientTLSCreator` (an ``IOpenSSLClientConnectionCreator``).
 
     Raises:
         TLSConfigurationError: no trusted CA is configured (the peer could not
@@ -255,7 +359,7 @@ def client_tls_options(
             "is empty: an outbound TLS peer cannot be verified without a trusted CA",
         )
     trust_root = trustRootFromCertificates([Certificate(c) for c in credentials.trusted])
-    return optionsForClientTLS(
+    options = optionsForClientTLS(
         hostname,
         trustRoot=trust_root,
         extraCertificateOptions={
@@ -266,3 +370,4 @@ def client_tls_options(
             "acceptableCiphers": _ACCEPTABLE_CIPHERS,
         },
     )
+    return ClientTLSCreator(options, hostname)

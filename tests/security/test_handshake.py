@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from cryptography.x509.oid import ExtendedKeyUsageOID
 from OpenSSL import SSL
 
 from pacsref.security import (
@@ -164,12 +165,47 @@ def test_client_verifies_server_identity(pki: TestPKI, server: object, host: str
     assert attempt(server, client).accepted
 
 
-@pytest.mark.parametrize("host", ["127.0.0.2", "pacs.example.org"])
-def test_client_refuses_server_with_other_identity(pki: TestPKI, server: object, host: str) -> None:
+@pytest.mark.parametrize(
+    ("host", "kind"), [("127.0.0.2", "iPAddress"), ("pacs.example.org", "dNSName")]
+)
+def test_client_refuses_server_with_other_identity(
+    pki: TestPKI, server: object, host: str, kind: str
+) -> None:
     """Outbound: a valid certificate for another host is refused by service_identity."""
     outcome = attempt(server, client_tls_options(pki.security(), host))
     assert not outcome.accepted
-    assert "Mismatch" in (outcome.client.failure_text or "")  # DNSMismatch / IPAddressMismatch
+    assert (outcome.client.failure_text or "").startswith(
+        f"peer certificate refused: not issued for {host} (no subjectAltName {kind} matches it)"
+    )
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_client_refuses_a_trusted_certificate_without_subject_alt_name(
+    pki: TestPKI, host: str
+) -> None:
+    """Outbound: a certificate from our CA that names no host (a CN only, as many device
+    certificates are) identifies nobody. Twisted's own check let it through after logging
+    service_identity's CertificateError, so any holder of such a certificate could answer
+    for every AE marked secure; the client must not send a byte of DICOM to it."""
+    impostor = pki.issue_with_usages(
+        f"cn-only-{host}", host, [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+    )
+    outcome = attempt(RawServerTLS(impostor), client_tls_options(pki.security(), host))
+    assert not outcome.accepted
+    assert outcome.server.data == b""
+    assert (outcome.client.failure_text or "").startswith(
+        f"peer certificate refused: not issued for {host} (Certificate does not contain any "
+    )
+
+
+def test_client_names_why_an_expired_server_certificate_is_refused(pki: TestPKI) -> None:
+    """Outbound: the X509 reason reaches the log line, not just "certificate verify failed"."""
+    expired = pki.issue_expired("expired-server", common_name="OLDPACS")
+    outcome = attempt(RawServerTLS(expired), client_tls_options(pki.security(), "localhost"))
+    assert not outcome.accepted
+    assert (outcome.client.failure_text or "").startswith(
+        "peer certificate refused: certificate has expired (depth 0, CN=OLDPACS,"
+    )
 
 
 def test_client_refuses_untrusted_server(pki: TestPKI, tmp_path: Path) -> None:
@@ -179,7 +215,10 @@ def test_client_refuses_untrusted_server(pki: TestPKI, tmp_path: Path) -> None:
         server_tls_options(other.security()), client_tls_options(pki.security(), "localhost")
     )
     assert not outcome.accepted
-    assert outcome.client.failure_text == "certificate verify failed"
+    # the other server sends its chain up to its own root, which we do not trust
+    assert (outcome.client.failure_text or "").startswith(
+        "peer certificate refused: self-signed certificate in certificate chain (depth 1, "
+    )
 
 
 def test_client_offers_only_bcp195_suites(pki: TestPKI) -> None:
