@@ -161,6 +161,27 @@ _DATASET_EXPECTED: dict[CommandField, bool] = {
 _VALUES = frozenset(int(cf) for cf in CommandField)
 
 
+def _undeletable(path: Path, exc: OSError) -> None:
+    """Log one warning for a spool file :meth:`DimseMessage.discard` could not delete.
+
+    ``twisted.logger`` is imported here, on this failure path only, so that importing the
+    sans-IO DIMSE layer still imports no twisted (:mod:`pacsref.dimse`); the event goes
+    where every ``pacsref.*`` event goes, the server log and the service log
+    (:mod:`pacsref.log`), which a stdlib ``logging`` call would not reach.
+    """
+    from twisted.logger import Logger
+
+    code = errno.errorcode.get(exc.errno, str(exc.errno)) if exc.errno else "no errno"
+    Logger(namespace="pacsref.dimse").warn(
+        "cannot delete spool file {file}: {error} ({errno_name}); it is left behind",
+        kind="spool.undeletable",
+        file=str(path),
+        error=exc.strerror or str(exc),
+        errno_name=code,
+        errno=exc.errno,
+    )
+
+
 def command_name(command_field: object) -> str:
     """``C-ECHO-RQ`` for 0x0030; ``command field 0x1234`` for unknown values."""
     if isinstance(command_field, int) and command_field in _VALUES:
@@ -330,10 +351,22 @@ class DimseMessage:
         return value is not None and value != DATASET_ABSENT
 
     def discard(self) -> None:
-        """Delete the spooled data set, if any (idempotent); not while it is held."""
-        if self.dataset_path is not None and not self.spool_held:
-            self.dataset_path.unlink(missing_ok=True)
-            self.dataset_path = None
+        """Delete the spooled data set, if any (idempotent); not while it is held.
+
+        Never raises: it runs on the way to (or after) a response, and a spool file system
+        gone read-only or failing must not cost the peer its answer nor the association.
+        A file that cannot be deleted is left behind with one warning naming it and the
+        error (no traceback: the cause is the disk, not the code); the message forgets it,
+        so a second call neither retries nor warns again.
+        """
+        path = self.dataset_path
+        if path is None or self.spool_held:
+            return
+        self.dataset_path = None
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            _undeletable(path, exc)
 
     def hold_spool(self) -> None:
         """Keep the spool file through :meth:`discard` until :meth:`release_spool`.

@@ -121,6 +121,7 @@ class Dispatcher:
                 if route is not None
                 else f"{message.name} is not supported by this server"
             )
+            self.notify_unserved(message, association, abstract_syntax)
             return succeed([(self._failure(message, UNRECOGNIZED_OPERATION, comment), None)])
         # After the 0x0211 test: a command nobody serves on this context keeps that answer
         # whatever SOP class it names. A missing UID (mandatory in every DIMSE-C request) was
@@ -131,22 +132,10 @@ class Dispatcher:
             and message.affected_sop_class_uid != abstract_syntax
         ):
             refusal = self._sop_class_mismatch(message, association, abstract_syntax)
+            self.notify_unserved(message, association, abstract_syntax)
             return succeed([(refusal, None)])
         addin = addins[0]
-        request = DimseRequest(
-            association=association,
-            context_id=message.context_id,
-            abstract_syntax=abstract_syntax,
-            transfer_syntax=message.transfer_syntax,
-            command=message.command,
-            dataset_path=message.dataset_path,
-            message_id=message.message_id or 0,
-            affected_sop_class_uid=message.affected_sop_class_uid or "",
-            affected_sop_instance_uid=message.affected_sop_instance_uid or "",
-            log=_addin_logger(addin.name),
-            services=self.server.registry,
-            dataset_offset=message.dataset_offset,
-        )
+        request = self._request(message, association, abstract_syntax, _addin_logger(addin.name))
         handler: Callable[[DimseRequest], int] = getattr(addin, route.method)
         name = f"{addin.name}.{message.name}"
 
@@ -173,6 +162,47 @@ class Dispatcher:
             lambda failure: self._error(message, addin.name, failure, request),
         )
         return d
+
+    def _request(
+        self,
+        message: DimseMessage,
+        association: AssociationInfo,
+        abstract_syntax: str,
+        logger: Logger,
+    ) -> DimseRequest:
+        """What a handler (and, after the response, the notification subscribers) is given."""
+        return DimseRequest(
+            association=association,
+            context_id=message.context_id,
+            abstract_syntax=abstract_syntax,
+            transfer_syntax=message.transfer_syntax,
+            command=message.command,
+            dataset_path=message.dataset_path,
+            message_id=message.message_id or 0,
+            affected_sop_class_uid=message.affected_sop_class_uid or "",
+            affected_sop_instance_uid=message.affected_sop_instance_uid or "",
+            log=logger,
+            services=self.server.registry,
+            dataset_offset=message.dataset_offset,
+        )
+
+    def notify_unserved(
+        self, message: DimseMessage, association: AssociationInfo, abstract_syntax: str
+    ) -> None:
+        """Schedule the notification of a request answered without calling a handler.
+
+        ``IMessageNotification`` subscribers hear of every request after its final
+        response (docs/storage.md), refusals included: 0x0211 and 0x0122 here, 0x0212 and
+        0xA700 from the session. They get what they get after any failure: no ``dataset``.
+        Call it when the refusal is decided, as :meth:`_final` does for a handler's status:
+        the notifier starts only after the reactor has written the response (its
+        ``callLater(0)``), on the thread pool, where a subscriber that raises is logged and
+        dropped, so neither the response nor the association can suffer. Without
+        subscribers nothing is built.
+        """
+        if not self.notifier.subscribers:
+            return
+        self.notifier.notify(self._request(message, association, abstract_syntax, log), None)
 
     def _sop_class_mismatch(
         self, message: DimseMessage, association: AssociationInfo, abstract_syntax: str
@@ -288,6 +318,7 @@ class Dispatcher:
                 value=status,
                 message=message.name,
             )
+            self.notifier.notify(request, None)
             return [
                 (self._failure(message, PROCESSING_FAILURE, f"{addin} returned no status"), None)
             ]

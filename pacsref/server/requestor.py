@@ -23,7 +23,13 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pacsref.addin import AeInfo, AeTitleError, IAeTitles, IDicomRequest
-from pacsref.dimse import MessageAssembler, encode_command, fragment_message
+from pacsref.dimse import (
+    CommandField,
+    DimseMessage,
+    MessageAssembler,
+    encode_command,
+    fragment_message,
+)
 from pacsref.security import SecureTransport, TLSConfigurationError, handshake_failure, is_tls
 from pacsref.settings import ServerSettings
 from pacsref.ul.constants import ContextResult, Role
@@ -45,6 +51,8 @@ from pacsref.ul.machine import UpperLayer
 log = Logger(namespace="pacsref.requestor")
 
 VERIFICATION = "1.2.840.10008.1.1"
+#: The Message ID of the one C-ECHO-RQ an association of ours carries.
+_ECHO_MESSAGE_ID = 1
 _TRANSFER_SYNTAXES = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2")
 
 
@@ -62,6 +70,14 @@ class ReconnectTimeout(AssociationFailed):
 
 class ExchangeTimeout(AssociationFailed):
     """The whole exchange (connect, associate, request, release) took longer than allowed."""
+
+
+class UnexpectedResponse(AssociationFailed):
+    """The peer answered the C-ECHO-RQ with something else; we aborted the association.
+
+    Anything but one C-ECHO-RSP to our Message ID, carrying a Status (PS3.7 9.3.5.2): a
+    status taken from another message would report an echo that never happened.
+    """
 
 
 class TLSUnavailable(AssociationFailed):
@@ -151,10 +167,15 @@ class _EchoRequestor(Protocol):
             assert self._assembler is not None
             for pdv in primitive.values:
                 message = self._assembler.feed(pdv)
-                if message is not None:
-                    self.status = message.status
-                    message.discard()
-                    self._perform(self.ul.send(ReleaseRequest()))
+                if message is None:
+                    continue
+                message.discard()
+                problem = self._not_our_response(message)
+                if problem is not None:
+                    self._fail_unexpected(problem)
+                    return
+                self.status = message.status
+                self._perform(self.ul.send(ReleaseRequest()))
         elif isinstance(primitive, ReleaseResponse):
             if self.status is not None:
                 self._finish(self.status)
@@ -166,6 +187,30 @@ class _EchoRequestor(Protocol):
             )
         elif isinstance(primitive, TransportClosed) and self.status is not None:
             self._finish(self.status)
+
+    def _not_our_response(self, message: DimseMessage) -> str | None:
+        """Why ``message`` is not the C-ECHO-RSP to our request, or None if it is."""
+        command_field = message.command_field
+        field = f"0x{command_field:04X}" if command_field is not None else "absent"
+        responding_to = message.message_id_being_responded_to
+        arrived = (
+            f"{message.name} (Command Field {field}) responding to message {responding_to}"
+            if responding_to is not None
+            else f"{message.name} (Command Field {field}, Message ID {message.message_id})"
+        )
+        if self.status is not None:
+            return f"{arrived} after the C-ECHO-RSP"
+        if command_field != CommandField.C_ECHO_RSP or responding_to != _ECHO_MESSAGE_ID:
+            return f"{arrived} instead of a C-ECHO-RSP to message {_ECHO_MESSAGE_ID}"
+        if message.status is None:
+            return f"{arrived} without a Status"
+        return None
+
+    def _fail_unexpected(self, problem: str) -> None:
+        """Fail the echo with ``problem`` and abort: the peer does not speak C-ECHO with us."""
+        self._finish(Failure(UnexpectedResponse(f"the peer sent {problem}")))
+        self._perform(self.ul.send(Abort()))
+        self.transport.loseConnection()  # type: ignore[union-attr]
 
     def _send_echo(self, ac: AssociateAccept) -> None:
         accepted = {
@@ -182,7 +227,9 @@ class _EchoRequestor(Protocol):
         from pathlib import Path
 
         self._assembler = MessageAssembler(Path(tempfile.gettempdir()), accepted)
-        command = encode_command({0x0002: VERIFICATION, 0x0100: 0x0030, 0x0110: 1, 0x0800: 0x0101})
+        command = encode_command(
+            {0x0002: VERIFICATION, 0x0100: 0x0030, 0x0110: _ECHO_MESSAGE_ID, 0x0800: 0x0101}
+        )
         for pdv in fragment_message(1, command, None, self.ul.peer_max_pdu):
             self._perform(self.ul.send(DataTransfer((pdv,))))
 

@@ -379,15 +379,18 @@ class AssociationSession:
                 problem=problem,
                 **self._ids(),
             )
+        negotiated = self.negotiated
+        assert negotiated is not None and self.info is not None
+        abstract_syntax = negotiated.contexts[message.context_id].abstract_syntax
         refusal = invalid_request_response(message)
         if refusal is None and message.spool_failure is not None:
             refusal = self._spool_failed(message)
         if refusal is not None:
+            # Scheduled now, delivered once the response below is written (as for a
+            # handler's status): notification subscribers hear of refusals too.
+            self.dispatcher.notify_unserved(message, self.info, abstract_syntax)
             self._respond(message, [(refusal, None)])
             return
-        negotiated = self.negotiated
-        assert negotiated is not None and self.info is not None
-        abstract_syntax = negotiated.contexts[message.context_id].abstract_syntax
         d = self.dispatcher.dispatch(message, self.info, abstract_syntax)
         if d.called:
             responses: list[Response] = []
@@ -434,17 +437,25 @@ class AssociationSession:
         self._pump()
 
     def _respond(self, message: DimseMessage, responses: list[Response]) -> None:
-        message.discard()
-        if self.ended:
-            return
-        peer_max = self.negotiated.peer_max_pdu_length if self.negotiated else 0
-        for command, dataset in responses:
-            encoded = encode_command(command)
-            for pdv in fragment_message(message.context_id, encoded, dataset, peer_max):
-                self._send(DataTransfer((pdv,)))
-        self.control.clients.action(self.client, message.command_field or 0)
-        if self._started:
-            self._log_action(message, responses)
+        """Send the final response(s) to ``message``, then delete its spool file.
+
+        In that order: the peer's answer must not depend on the clean-up (a spool file
+        system gone read-only, where :meth:`DimseMessage.discard` can only warn); and the
+        clean-up happens whatever sending did.
+        """
+        try:
+            if self.ended:
+                return
+            peer_max = self.negotiated.peer_max_pdu_length if self.negotiated else 0
+            for command, dataset in responses:
+                encoded = encode_command(command)
+                for pdv in fragment_message(message.context_id, encoded, dataset, peer_max):
+                    self._send(DataTransfer((pdv,)))
+            self.control.clients.action(self.client, message.command_field or 0)
+            if self._started:
+                self._log_action(message, responses)
+        finally:
+            message.discard()
 
     def _log_action(self, message: DimseMessage, responses: list[Response]) -> None:
         """One service-log line per request (only while the service log runs)."""

@@ -8,10 +8,12 @@ import shutil
 from collections.abc import Iterator
 from io import BytesIO
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pynetdicom.dimse_messages import C_STORE_RQ
 from pynetdicom.dimse_primitives import C_STORE
+from twisted.logger import LogLevel, formatEvent
 
 from pacsref.dimse import (
     MAX_COMMAND_FRAGMENTS,
@@ -150,6 +152,38 @@ def test_discard_deletes_the_spool_file(assembler: MessageAssembler) -> None:
 
     assert not path.exists()
     assert message.dataset_path is None
+
+
+def test_discard_of_an_undeletable_spool_file_warns_once_and_never_raises(
+    assembler: MessageAssembler,
+    monkeypatch: pytest.MonkeyPatch,
+    log_events: list[dict[str, Any]],
+) -> None:
+    """A spool file system gone read-only: discard() returns, the file is left behind with
+    one warning naming it and the error (no traceback), and a second call stays silent."""
+    assembler.feed(PDV(1, True, True, STORE_RQ))
+    message = assembler.feed(PDV(1, False, True, b"data"))
+    assert message is not None and message.dataset_path is not None
+    path = message.dataset_path
+    real_unlink = Path.unlink
+
+    def read_only(self: Path, missing_ok: bool = False) -> None:
+        if self == path:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+        real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", read_only)
+
+    message.discard()
+    message.discard()
+
+    assert path.exists() and message.dataset_path is None
+    [warning] = [e for e in log_events if e.get("kind") == "spool.undeletable"]
+    assert warning["log_level"] is LogLevel.warn and "log_failure" not in warning
+    assert warning["file"] == str(path) and warning["errno"] == errno.EROFS
+    line = formatEvent(warning)
+    assert str(path) in line and os.strerror(errno.EROFS) in line and "EROFS" in line
+    assert [e for e in log_events if "log_failure" in e] == []
 
 
 def test_held_spool_file_survives_discard_until_released(assembler: MessageAssembler) -> None:

@@ -1,4 +1,4 @@
-"""The default IDicomRequest, in memory against our own acceptor (iosim pump).
+"""The default IDicomRequest, in memory against our own acceptor (iosim pump) or a scripted peer.
 
 The interoperability test against DCMTK's storescp lives in tests/interop.
 """
@@ -7,17 +7,34 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 from twisted.test import iosim
 
 from pacsref.addin import AeInfo, IDicomRequest
-from pacsref.server.requestor import AssociationRejected, _EchoRequestor
+from pacsref.dimse import encode_command
+from pacsref.server.requestor import (
+    AssociationFailed,
+    AssociationRejected,
+    UnexpectedResponse,
+    _EchoRequestor,
+)
 from pacsref.testing.harness import ServerHarness
+from pacsref.ul import codec
+from pacsref.ul.constants import ContextResult, PDUType
 from pacsref.ul.events import (
+    AssociateAccept,
     AssociateRequest,
+    DataTransfer,
     PresentationContextProposal,
+    PresentationContextResult,
+    PresentationDataValue,
     UserInformation,
 )
+from pacsref.ul.framing import PDUFramer
 
 
 def _request(called: str) -> AssociateRequest:
@@ -126,3 +143,91 @@ def test_exchange_timeout_when_shorter_than_reconnect() -> None:
     assert failure.check(ExchangeTimeout)  # type: ignore[attr-defined]
     assert "within 2 s" in failure.getErrorMessage()  # type: ignore[attr-defined]
     assert reactor.getDelayedCalls() == []
+
+
+def _accepted_echo() -> tuple[_EchoRequestor, StringTransport, list[object]]:
+    """A requestor whose association was accepted and whose C-ECHO-RQ (message 1) is out."""
+    client = _EchoRequestor(_request("PEER"), Clock(), 5.0)
+    transport = StringTransport()
+    client.makeConnection(transport)
+    accept = AssociateAccept(
+        "PEER",
+        "REQUESTOR",
+        (PresentationContextResult(1, ContextResult.ACCEPTANCE, "1.2.840.10008.1.2"),),
+        UserInformation(16384, "1.2.3.5"),
+    )
+    client.dataReceived(codec.encode_associate_ac(accept))
+    results: list[object] = []
+    client.done.addBoth(results.append)
+    transport.clear()
+    return client, transport, results
+
+
+def _answer(client: _EchoRequestor, fields: dict[int, object]) -> None:
+    """The peer sends one command set on context 1."""
+    pdv = PresentationDataValue(1, True, True, encode_command(fields))
+    client.dataReceived(codec.encode_p_data(DataTransfer((pdv,))))
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        (
+            {0x0100: 0x8001, 0x0120: 99, 0x0800: 0x0101, 0x0900: 0},
+            ("C-STORE-RSP", "Command Field 0x8001", "responding to message 99"),
+        ),
+        (
+            {0x0100: 0x8030, 0x0120: 2, 0x0800: 0x0101, 0x0900: 0},
+            ("C-ECHO-RSP", "Command Field 0x8030", "responding to message 2"),
+        ),
+        (
+            {0x0002: "1.2.840.10008.1.1", 0x0100: 0x0030, 0x0110: 1, 0x0800: 0x0101},
+            ("C-ECHO-RQ", "Command Field 0x0030", "Message ID 1"),
+        ),
+        (
+            {0x0100: 0x8030, 0x0120: 1, 0x0800: 0x0101},
+            ("C-ECHO-RSP", "responding to message 1", "without a Status"),
+        ),
+    ],
+    ids=["store-rsp-other-id", "echo-rsp-other-id", "a-request", "no-status"],
+)
+def test_requestor_refuses_anything_but_the_echo_response(
+    fields: dict[int, object], named: tuple[str, ...]
+) -> None:
+    """Only a C-ECHO-RSP to message 1 with a Status completes the echo; anything else fails
+    it with UnexpectedResponse naming what arrived, and the association is aborted."""
+    client, transport, results = _accepted_echo()
+
+    _answer(client, fields)
+
+    [failure] = results
+    assert isinstance(failure, Failure) and failure.check(UnexpectedResponse)
+    assert failure.check(AssociationFailed)  # callers catching the base class still do
+    message = failure.getErrorMessage()
+    assert all(part in message for part in named), message
+    assert client.status is None
+    [(pdu_type, _)] = _pdus(transport)
+    assert pdu_type is PDUType.A_ABORT
+    assert transport.disconnecting
+
+
+def test_requestor_takes_the_echo_response_to_its_message() -> None:
+    """The C-ECHO-RSP to message 1: its status, after the release."""
+    client, transport, results = _accepted_echo()
+
+    _answer(client, {0x0100: 0x8030, 0x0120: 1, 0x0800: 0x0101, 0x0900: 0x0110})
+
+    assert client.status == 0x0110 and results == []
+    [(pdu_type, _)] = _pdus(transport)
+    assert pdu_type is PDUType.A_RELEASE_RQ
+    client.dataReceived(codec.RELEASE_RP)
+    assert results == [0x0110]
+
+
+def _pdus(transport: StringTransport) -> list[tuple[PDUType, bytes]]:
+    framer = PDUFramer(0)
+    framer.feed(transport.value())
+    out = []
+    while (pdu := framer.next_pdu()) is not None:
+        out.append(pdu)
+    return out
