@@ -316,6 +316,8 @@ class IMessageNotification(Interface):
         ``copy_dataset_image`` is on) and ``message.dataset_path`` the stored
         file. Otherwise ``message.dataset`` is None and ``dataset_path`` may
         no longer exist: copy what you need from the command set.
+        ``message.status`` is the status the peer was answered with, refusals
+        included (None if the association ended before any answer).
         """
 
 

@@ -103,6 +103,11 @@ class DimseRequest:
             add-ins receive after a successful C-STORE: the stored data set as
             a pydicom ``Dataset`` (without Pixel Data unless the server's
             ``copy_dataset_image`` setting is on); None otherwise.
+        status: only in what :class:`~pacsref.addin.interfaces.IMessageNotification`
+            add-ins receive: the status of the final response the server sent (a refusal's
+            too: 0x0122, 0x0211, 0x0212, 0xA700...), or, when the association ended before
+            the response, the status of a handler that finished past its point of no
+            return; None when there is neither. None in what handlers receive.
         deadline: decides between this request's add-in timeout and the handler's point of
             no return (:meth:`point_of_no_return`); the server makes one per request.
     """
@@ -120,6 +125,7 @@ class DimseRequest:
     services: IServiceRegistry = field(repr=False, compare=False)
     dataset_offset: int = 0
     dataset: Dataset | None = field(default=None, repr=False, compare=False)
+    status: int | None = field(default=None, compare=False)
     deadline: AddinDeadline = field(default_factory=AddinDeadline, repr=False, compare=False)
 
     def point_of_no_return(self) -> bool:

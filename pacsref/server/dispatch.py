@@ -37,6 +37,7 @@ from pacsref.addin import (
     status_for_exception,
 )
 from pacsref.dimse import CommandField, DimseMessage, response_command, status_name
+from pacsref.dimse.command import STATUS
 from pacsref.dimse.responses import MAX_ERROR_COMMENT
 from pacsref.dimse.status import (
     PROCESSING_FAILURE,
@@ -94,6 +95,12 @@ def _addin_logger(name: str) -> Logger:
     return Logger(namespace=f"pacsref.addin.{name}")
 
 
+def answered_status(response: dict[int, object]) -> int | None:
+    """The Status (0000,0900) of a response command, for the notification subscribers."""
+    value = response.get(STATUS)
+    return value if isinstance(value, int) else None
+
+
 class Dispatcher:
     """Turns requests into responses by calling add-ins; one per server."""
 
@@ -121,7 +128,7 @@ class Dispatcher:
                 if route is not None
                 else f"{message.name} is not supported by this server"
             )
-            self.notify_unserved(message, association, abstract_syntax)
+            self.notify_unserved(message, association, abstract_syntax, UNRECOGNIZED_OPERATION)
             return succeed([(self._failure(message, UNRECOGNIZED_OPERATION, comment), None)])
         # After the 0x0211 test: a command nobody serves on this context keeps that answer
         # whatever SOP class it names. A missing UID (mandatory in every DIMSE-C request) was
@@ -132,7 +139,7 @@ class Dispatcher:
             and message.affected_sop_class_uid != abstract_syntax
         ):
             refusal = self._sop_class_mismatch(message, association, abstract_syntax)
-            self.notify_unserved(message, association, abstract_syntax)
+            self.notify_unserved(message, association, abstract_syntax, answered_status(refusal))
             return succeed([(refusal, None)])
         addin = addins[0]
         request = self._request(message, association, abstract_syntax, _addin_logger(addin.name))
@@ -187,7 +194,11 @@ class Dispatcher:
         )
 
     def notify_unserved(
-        self, message: DimseMessage, association: AssociationInfo, abstract_syntax: str
+        self,
+        message: DimseMessage,
+        association: AssociationInfo,
+        abstract_syntax: str,
+        status: int | None,
     ) -> None:
         """Schedule the notification of a request answered without calling a handler.
 
@@ -202,7 +213,8 @@ class Dispatcher:
         """
         if not self.notifier.subscribers:
             return
-        self.notifier.notify(self._request(message, association, abstract_syntax, log), None)
+        request = self._request(message, association, abstract_syntax, log)
+        self.notifier.notify(request, None, status)
 
     def _sop_class_mismatch(
         self, message: DimseMessage, association: AssociationInfo, abstract_syntax: str
@@ -318,7 +330,7 @@ class Dispatcher:
                 value=status,
                 message=message.name,
             )
-            self.notifier.notify(request, None)
+            self.notifier.notify(request, None, PROCESSING_FAILURE)
             return [
                 (self._failure(message, PROCESSING_FAILURE, f"{addin} returned no status"), None)
             ]
@@ -351,7 +363,7 @@ class Dispatcher:
         status = result.status if isinstance(result, StoreOutcome) else result
         if not isinstance(status, int) or (status != 0 and (status & 0xF000) != 0xB000):
             stored = None  # only a success or warning stored anything worth notifying
-        self.notifier.notify(request, stored)
+        self.notifier.notify(request, stored, status if isinstance(status, int) else None)
 
     def _error(
         self, message: DimseMessage, addin: str, failure: Failure, request: DimseRequest
@@ -373,9 +385,9 @@ class Dispatcher:
             if committed:
                 message.hold_spool()  # the handler moves it yet; _late_outcome releases it
             else:
-                self.notifier.notify(request, None)
+                self.notifier.notify(request, None, None)  # no response could be sent
             return [(self._failure(message, status, f"{addin}: association ended"), None)]
-        self.notifier.notify(request, None)
+        self.notifier.notify(request, None, status)
         if failure.check(AddinTimeout):
             log.error(
                 "add-in {addin} did not answer {message} within {timeout} s: status {status}",

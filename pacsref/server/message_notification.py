@@ -58,11 +58,12 @@ class MessageNotifier:
         self.threadpool = threadpool
         self.copy_dataset_image = copy_dataset_image
 
-    def notify(self, request: DimseRequest, stored: Path | None) -> None:
-        """Schedule the notification of ``request`` (and its stored file, if any)."""
+    def notify(self, request: DimseRequest, stored: Path | None, status: int | None) -> None:
+        """Schedule the notification of ``request`` answered with ``status`` (and its stored
+        file, if any)."""
         if not self.subscribers:
             return
-        self.reactor.callLater(0, self._start, request, stored)
+        self.reactor.callLater(0, self._start, dataclasses.replace(request, status=status), stored)
 
     def _start(self, request: DimseRequest, stored: Path | None) -> None:
         d = deferToThreadPool(self.reactor, self.threadpool, self._deliver, request, stored)

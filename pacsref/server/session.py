@@ -43,7 +43,7 @@ from pacsref.server.acceptance import Acceptance
 from pacsref.server.clients import ClientInfo
 from pacsref.server.context import ServerContext
 from pacsref.server.control import ServerControl
-from pacsref.server.dispatch import Dispatcher, Response
+from pacsref.server.dispatch import Dispatcher, Response, answered_status
 from pacsref.server.hooks import notify_hooks
 from pacsref.ul.constants import AbortSource
 from pacsref.ul.events import (
@@ -388,7 +388,9 @@ class AssociationSession:
         if refusal is not None:
             # Scheduled now, delivered once the response below is written (as for a
             # handler's status): notification subscribers hear of refusals too.
-            self.dispatcher.notify_unserved(message, self.info, abstract_syntax)
+            self.dispatcher.notify_unserved(
+                message, self.info, abstract_syntax, answered_status(refusal)
+            )
             self._respond(message, [(refusal, None)])
             return
         d = self.dispatcher.dispatch(message, self.info, abstract_syntax)

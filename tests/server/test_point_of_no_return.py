@@ -56,7 +56,7 @@ class Listener:
     def presentation_contexts(self):
         return ()
     def notify(self, message):
-        self.seen.append(message.message_id)
+        self.seen.append((message.message_id, message.status))
 
 listener = Listener()
 '''
@@ -131,7 +131,8 @@ def test_association_ending_after_the_commit_still_notifies(harness: ServerHarne
     harness.clock.advance(0)
     harness.threadpool.run_all()
     assert committer.decisions == [True]  # type: ignore[attr-defined]
-    assert _listener(harness).seen == [7]  # type: ignore[attr-defined]
+    # no response could be sent: the status told is the handler's own
+    assert _listener(harness).seen == [(7, 0xB000)]  # type: ignore[attr-defined]
 
 
 def test_association_ending_before_the_commit_stops_the_handler(harness: ServerHarness) -> None:
@@ -143,4 +144,4 @@ def test_association_ending_before_the_commit_stops_the_handler(harness: ServerH
     harness.clock.advance(0)
     harness.threadpool.run_all()
     assert committer.decisions == [False]  # type: ignore[attr-defined]
-    assert _listener(harness).seen == [7]  # type: ignore[attr-defined]
+    assert _listener(harness).seen == [(7, None)]  # type: ignore[attr-defined]  # no answer

@@ -178,6 +178,7 @@ def test_refused_request_is_notified_after_its_response(
     [message] = listener.seen
     assert message.message_id == 5 and message.context_id in (1, 3)
     assert message.dataset is None
+    assert message.status == status  # what the peer was answered with
     assert broken.calls == 1
     [failure] = [e for e in log_events if e.get("addin") == "broken-listener"]
     assert failure["log_failure"].check(RuntimeError)
@@ -198,4 +199,4 @@ def test_served_and_refused_requests_are_each_notified_once(harness: ServerHarne
     assert statuses == [(1, 0), (2, 0x0122), (3, 0)]
     harness.clock.advance(0)
     harness.threadpool.run_all()
-    assert [m.message_id for m in listener.seen] == [1, 2, 3]
+    assert [(m.message_id, m.status) for m in listener.seen] == statuses

@@ -106,6 +106,7 @@ def test_subscriber_gets_stored_dataset_without_pixels(tmp_path: Path, instances
     assert message.dataset.SOPInstanceUID == uid
     assert "PixelData" not in message.dataset
     assert message.dataset_path.name == f"{uid}.dcm"
+    assert message.status == 0x0000
 
 
 def test_copy_dataset_image_includes_pixels(tmp_path: Path) -> None:
