@@ -9,7 +9,8 @@ messages, so the assembler holds at most one message in progress.
 The command set is small and collected in memory (capped, so a hostile peer
 cannot grow it without bound). The data set may be gigabytes: it is streamed
 fragment by fragment into one spool file and never held in memory (at most one
-64 KiB batch of fragments waits to be written: :mod:`pacsref.dimse.spool`).
+64 KiB batch of fragments waits to be written, keeping at most 192 KiB of received buffers
+alive: :mod:`pacsref.dimse.spool`).
 
 A spool file that cannot be created or written (full disk, quota, I/O error) is
 not the peer's fault and does not end the association: the assembler closes

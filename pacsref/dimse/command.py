@@ -135,6 +135,11 @@ _KIND_OF_VR = {"US": _US, "UL": _UL, "UI": _UI, "AE": _AE, "LO": _LO, "AT": _AT}
 _KIND: dict[int, int] = {tag: _KIND_OF_VR[vr] for tag, vr in VRS.items()}
 #: Maximum value lengths (PS3.5 Table 6.2-1) checked when encoding.
 _MAX_CHARS = {_UI: 64, _AE: 16, _LO: 64}
+#: An LO value holds neither a backslash (the delimiter of multiple values) nor control
+#: characters (PS3.5 Table 6.2-1): each becomes a space, as in the text they came from.
+_LO_SPACES = str.maketrans(dict.fromkeys([*range(0x20), 0x5C, 0x7F], " "))
+#: The length field of an element of undefined length (PS3.5 7.1.1).
+_UNDEFINED_LENGTH = 0xFFFFFFFF
 
 _HEADER = struct.Struct("<HHI")
 _ELEM_US = struct.Struct("<HHIH")
@@ -192,6 +197,11 @@ def decode_command(data: bytes | bytearray | memoryview) -> dict[int, object]:
         start = offset + 8
         offset = start + length
         if offset > end:
+            if length == _UNDEFINED_LENGTH:
+                raise CommandSetError(
+                    f"command element (0000,{elem:04X}) has undefined length (0xFFFFFFFF), "
+                    "not allowed in a command set (PS3.7 6.3.1)"
+                )
             raise CommandSetError(
                 f"command element (0000,{elem:04X}) has length {length} "
                 f"but only {end - start} bytes remain (truncated element)"
@@ -239,8 +249,9 @@ def decode_command(data: bytes | bytearray | memoryview) -> dict[int, object]:
 
 def _encode_text(elem: int, kind: int, value: str) -> bytes:
     if kind == _LO:
-        # Error comments are often built from exception texts: never fail on them.
-        raw = value.encode("ascii", "replace")
+        # Error comments are often built from exception texts: never fail on them, and never
+        # let a path's backslash or a line break make the peer read several values.
+        raw = value.translate(_LO_SPACES).encode("ascii", "replace")
     else:
         try:
             raw = value.encode("ascii")

@@ -11,7 +11,13 @@ copied in Python.
 What a batch may hold is bounded, so that a peer cannot make the server keep more than a read
 or two of its data in memory: at most :data:`BATCH_BYTES` bytes and :data:`BATCH_VIEWS` pieces
 (also below the kernel's ``IOV_MAX``), and a piece under :data:`COPY_BELOW` bytes is copied, so
-that a tiny view never pins the whole read it came from.
+that a tiny view never pins the whole read it came from. A view keeps its whole received buffer
+alive (a read, or a P-DATA-TF PDU joined from several), not only its own bytes: a peer sending
+maximum-size PDUs that each hold one :data:`COPY_BELOW`-byte data PDV and thousands of empty
+ones would otherwise have one batch keep some fifteen whole PDUs (2 MiB at our default maximum
+PDU, 15 MiB at 1 MiB). So the buffers a batch's views keep are counted too, each once, and the
+batch is written once they reach :data:`PIN_BYTES`. A peer's ordinary PDUs, one large PDV each
+or several in a read, fill :data:`BATCH_BYTES` first, as before; and nothing is copied.
 
 A data set of :data:`~pacsref.dimse.writeback.WRITE_BEHIND_START` bytes or more has the
 device's write of its pages started as it arrives (:mod:`pacsref.dimse.writeback`), so that a
@@ -37,6 +43,7 @@ __all__ = [
     "BATCH_BYTES",
     "BATCH_VIEWS",
     "COPY_BELOW",
+    "PIN_BYTES",
     "SpoolWriter",
     "create_spool_file",
     "writev_all",
@@ -48,6 +55,11 @@ BATCH_BYTES = 64 * 1024
 BATCH_VIEWS = 64
 #: Pieces smaller than this are copied rather than kept as views of their read.
 COPY_BELOW = 4096
+#: Bytes of received buffers a batch's views may keep alive before it is written: two 64 KiB
+#: reads and a PDU that spans them. Ordinary PDUs of 4-128 KiB fill :data:`BATCH_BYTES` first
+#: (their batches measured the same with it); 2 x 64 KiB split those of 16 KiB PDUs in 64 KiB
+#: reads, whose parked PDUs make buffers of some 80 KiB.
+PIN_BYTES = 3 * BATCH_BYTES
 
 #: ``tempfile.mkstemp``'s flags: exclusive, no symbolic link followed, not inherited.
 _CREATE_FLAGS = (
@@ -97,15 +109,36 @@ def writev_all(fd: int, pieces: list[bytes | memoryview]) -> None:
             pieces = [memoryview(pieces[0])[written:], *pieces[1:]]
 
 
+def _buffer_size(source: object) -> int:
+    """Bytes of the buffer a ``memoryview`` keeps alive (its ``obj``), whatever its format."""
+    if isinstance(source, (bytes, bytearray)):
+        return len(source)
+    with memoryview(source) as whole:  # type: ignore[arg-type]  # a view's obj exports a buffer
+        return whole.nbytes
+
+
 class SpoolWriter:
     """Write-only spool file over a raw descriptor; :meth:`close` writes what is left."""
 
-    __slots__ = ("_behind", "_fd", "_next_write_behind", "_pending", "_pending_bytes", "_written")
+    __slots__ = (
+        "_behind",
+        "_fd",
+        "_next_write_behind",
+        "_pending",
+        "_pending_bytes",
+        "_pinned",
+        "_source",
+        "_written",
+    )
 
     def __init__(self, fd: int, write_behind: WriteBehind = WRITE_BEHIND) -> None:
         self._fd: int | None = fd
         self._pending: list[bytes | memoryview] = []
         self._pending_bytes = 0
+        #: bytes of the received buffers the pending views keep alive, each counted once ...
+        self._pinned = 0
+        #: ... and the last one counted: a read's PDVs arrive one after the other
+        self._source: object = None
         self._written = 0
         self._next_write_behind = WRITE_BEHIND_START
         self._behind = write_behind
@@ -120,11 +153,21 @@ class SpoolWriter:
         size = len(data)
         if not size:
             return
-        if size < COPY_BELOW and isinstance(data, memoryview):
-            data = bytes(data)
+        if isinstance(data, memoryview):
+            if size < COPY_BELOW:
+                data = bytes(data)
+            else:
+                source = data.obj
+                if source is not self._source:
+                    self._source = source
+                    self._pinned += _buffer_size(source)
         self._pending.append(data)
         self._pending_bytes += size
-        if self._pending_bytes >= BATCH_BYTES or len(self._pending) >= BATCH_VIEWS:
+        if (
+            self._pending_bytes >= BATCH_BYTES
+            or len(self._pending) >= BATCH_VIEWS
+            or self._pinned >= PIN_BYTES
+        ):
             self.flush()
 
     def flush(self) -> None:
@@ -135,11 +178,13 @@ class SpoolWriter:
         written = self._pending_bytes
         self._pending = []
         self._pending_bytes = 0
+        self._pinned = 0
+        self._source = None  # or the written batch's last buffer stays alive until the next
         writev_all(self._fd, pending)
         self._written += written
         if self._written >= self._next_write_behind:
             self._next_write_behind = self._written + WRITE_BEHIND_STEP
-            self._behind.hand_over(self._fd)
+            self._behind.hand_over(self._fd, self)
 
     def close(self) -> None:
         """Write what is gathered, then close the descriptor (even when the write fails)."""
@@ -159,5 +204,7 @@ class SpoolWriter:
         self._fd = None
         self._pending = []
         self._pending_bytes = 0
+        self._pinned = 0
+        self._source = None
         if fd is not None:
             os.close(fd)

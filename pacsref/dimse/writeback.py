@@ -26,6 +26,13 @@ the call: it hands a duplicate of the descriptor to one background thread per pr
 keeps the file open (even if the transfer is aborted and the file deleted meanwhile) until
 the call is made. The call is a hint: its errors are ignored, ``fdatasync`` reports what
 matters. Where the C library has no ``sync_file_range`` (not Linux) nothing is started.
+
+Being a hint, it is also dropped rather than queued without end. While the thread waits for
+a congested device, each further :data:`WRITE_BEHIND_STEP` of every large data set would add
+a duplicate descriptor (four 4 GiB stores: some two thousand open at once, past a default
+limit of 1024). So a spool file has at most one hand-over waiting or in progress (the call
+made for it starts whatever is dirty by then, later pages included), and no more than
+:data:`MAX_HANDED` of them exist at once; a hint beyond either is not made.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ import threading
 from collections.abc import Callable
 
 __all__ = [
+    "MAX_HANDED",
     "WRITE_BEHIND",
     "WRITE_BEHIND_START",
     "WRITE_BEHIND_STEP",
@@ -51,6 +59,9 @@ __all__ = [
 WRITE_BEHIND_START = 16 * 1024 * 1024
 #: ... and again after every further this many bytes.
 WRITE_BEHIND_STEP = 8 * 1024 * 1024
+
+#: Duplicated descriptors waiting for (or in) the thread's call at most; more are not made.
+MAX_HANDED = 64
 
 #: ``sync_file_range`` flag: start writing the range's dirty pages, do not wait for them.
 _SYNC_FILE_RANGE_WRITE = 2
@@ -95,31 +106,43 @@ class WriteBehind:
     def __init__(self, start: Callable[[int], None] | None, enabled: bool = False) -> None:
         self.enabled = enabled
         self._start = start
-        self._files: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._files: queue.SimpleQueue[tuple[int, object]] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        #: duplicates handed over and not yet closed by the thread, and their owners
+        self._handed = 0
+        self._owners: set[object] = set()
 
-    def hand_over(self, fd: int) -> None:
-        """Have the write of ``fd``'s dirty pages started soon; ``fd`` stays the caller's."""
+    def hand_over(self, fd: int, owner: object = None) -> None:
+        """Have the write of ``fd``'s dirty pages started soon; ``fd`` stays the caller's.
+
+        ``owner`` (the caller's spool writer): nothing is done while a hand-over of the same
+        owner waits or is in progress, since that call starts this file's pages too. None:
+        no such check. Nothing either when :data:`MAX_HANDED` are out (module docstring).
+        """
         if not self.enabled or self._start is None:
             return
-        try:
-            duplicate = os.dup(fd)
-        except OSError:
-            return  # out of descriptors: the final fdatasync writes everything, as before
-        self._files.put(duplicate)
-        if self._thread is None:
-            with self._lock:
-                if self._thread is None:
-                    self._thread = threading.Thread(
-                        target=self._run, args=(self._start,), name="pacsref-write-behind",
-                        daemon=True,
-                    )  # fmt: skip
-                    self._thread.start()
+        with self._lock:
+            if self._handed >= MAX_HANDED or (owner is not None and owner in self._owners):
+                return
+            try:
+                duplicate = os.dup(fd)
+            except OSError:
+                return  # out of descriptors: the final fdatasync writes everything, as before
+            self._handed += 1
+            if owner is not None:
+                self._owners.add(owner)
+            self._files.put((duplicate, owner))
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, args=(self._start,), name="pacsref-write-behind",
+                    daemon=True,
+                )  # fmt: skip
+                self._thread.start()
 
     def _run(self, start: Callable[[int], None]) -> None:
         while True:
-            fd = self._files.get()
+            fd, owner = self._files.get()
             try:
                 start(fd)
             except Exception:  # a hint: fdatasync reports real I/O errors
@@ -127,6 +150,9 @@ class WriteBehind:
             finally:
                 with contextlib.suppress(OSError):
                     os.close(fd)
+                with self._lock:
+                    self._handed -= 1
+                    self._owners.discard(owner)
 
 
 #: The process's write-behind thread, used by every :class:`~pacsref.dimse.spool.SpoolWriter`.

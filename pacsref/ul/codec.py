@@ -335,11 +335,23 @@ def decode_p_data(body: bytes | memoryview) -> DataTransfer:
 
     Each PDV's data is a ``memoryview`` of ``body``, not a copy: a data set
     fragment goes from the received bytes straight to its spool file.
+
+    An empty fragment (item length 2: the context ID and the control header) is legal, as
+    PS3.8 9.3.5.1 asks only for those two bytes, and is decoded like any other, except an
+    empty data set fragment, not the last, that follows a data set fragment, not the last, on
+    the same presentation context: it is left out. It carries nothing, and after its
+    predecessor it can break no rule that its predecessor did not (the message assembler and
+    the upper layer's context check find the same errors, and write the same bytes, without
+    it); while a 1 MiB P-DATA-TF of them would otherwise be 174,762 objects at once. Empty
+    command fragments all stay: each counts towards the assembler's limit on fragments.
     """
     values: list[PresentationDataValue] = []
     offset = 0
     end = len(body)
     view = memoryview(body)
+    # the context ID of the last PDV kept if that is a data set fragment but not the last
+    # (else -1): an empty one of the same kind and context after it is left out (see above)
+    skippable = -1
     while offset < end:
         if end - offset < 6:
             raise MalformedPDU(f"P-DATA-TF: truncated PDV item header at offset {offset}")
@@ -350,8 +362,12 @@ def decode_p_data(body: bytes | memoryview) -> DataTransfer:
             )
         if context_id % 2 == 0:
             raise MalformedPDU(f"P-DATA-TF: PDV presentation context ID {context_id} is not odd")
+        if length == 2 and context_id == skippable and not control & 3:
+            offset += 6
+            continue
         data = view[offset + 6 : offset + 4 + length]  # no copy: see PresentationDataValue
         values.append(PresentationDataValue(context_id, bool(control & 1), bool(control & 2), data))
+        skippable = -1 if control & 3 else context_id
         offset += 4 + length
     if not values:
         raise MalformedPDU("P-DATA-TF: contains no PDV item (PS3.8 9.3.5 requires one or more)")

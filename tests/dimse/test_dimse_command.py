@@ -258,7 +258,11 @@ def test_memoryview_input_is_accepted() -> None:
         (struct.pack("<HHI", 8, 0x16, 2) + b"1\x00", "element (0008,0016)"),
         (element(0x0100, b"\x30\x00")[:9], "truncated element"),
         (b"\x00\x00\x00\x01\x02", "truncated: 5 bytes left"),
-        (struct.pack("<HHI", 0, 0x0002, 0xFFFFFFFF), "has length 4294967295"),
+        (
+            struct.pack("<HHI", 0, 0x0002, 0xFFFFFFFF),
+            "(0000,0002) has undefined length (0xFFFFFFFF), not allowed in a command set "
+            "(PS3.7 6.3.1)",
+        ),
         (element(0x0100, b"\x30\x00") * 2, "(0000,0100) occurs twice"),
         (element(0x0002, b"1.2\xff"), "UI value is not ASCII"),
     ],
@@ -269,6 +273,26 @@ def test_malformed_command_sets_raise_specific_errors(raw: bytes, message: str) 
         decode_command(raw)
 
     assert message in caught.value.detail
+
+
+def test_an_undefined_length_is_named_as_such_not_as_a_truncated_element() -> None:
+    """0xFFFFFFFF (a sequence's length elsewhere) is said to be what it is, even with a value
+    and a sequence delimiter after it: it used to read "has length 4294967295 but only 26
+    bytes remain (truncated element)", which sent one looking for a cut-off transfer."""
+    raw = (
+        element(0x0100, b"\x30\x00")
+        + struct.pack("<HHI", 0, 0x0002, 0xFFFFFFFF)
+        + b"1.2.840.10008.1.1\x00"
+        + b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+    )
+
+    with pytest.raises(CommandSetError) as caught:
+        decode_command(raw)
+
+    assert caught.value.detail == (
+        "command element (0000,0002) has undefined length (0xFFFFFFFF), "
+        "not allowed in a command set (PS3.7 6.3.1)"
+    )
 
 
 def test_group_length_element_names_group_0000_rule_when_not_in_group() -> None:
@@ -304,6 +328,24 @@ def test_non_ascii_error_comment_is_replaced_not_refused() -> None:
     command = decode_command(encode_command({0x0902: "disk voll: Datei über"}))
 
     assert command[0x0902] == "disk voll: Datei ?ber"
+
+
+def test_error_comment_backslash_and_control_characters_become_spaces() -> None:
+    """An exception text with a Windows path and a line break is one LO value for the peer:
+    no backslash (the value delimiter) and no control character (PS3.5 Table 6.2-1); pydicom
+    used to read three values out of it. The length does not change, so a comment cut to 64
+    characters before stays within 64."""
+    comment = "cannot read D:\\incoming\\x.dcm\nretry\tlater\r\x7f\x1b\x00über"
+    raw = encode_command({0x0100: 0x8001, 0x0902: comment})
+
+    value = raw[raw.index(b"cannot") :]
+    assert all(0x20 <= byte < 0x7F and byte != 0x5C for byte in value)
+    ds = read_dataset(BytesIO(raw), is_implicit_VR=True, is_little_endian=True)
+    assert ds["ErrorComment"].VM == 1
+    expected = "cannot read D: incoming x.dcm retry later    ?ber"
+    assert ds.ErrorComment == expected
+    assert decode_command(raw)[0x0902] == expected
+    assert len(encode_command({0x0902: "\\\n" * 32})) == 12 + 8 + 64  # 64 still fit
 
 
 def test_single_at_value_and_keyword_tables() -> None:

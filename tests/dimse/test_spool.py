@@ -7,6 +7,9 @@ import itertools
 import os
 import stat
 import sys
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,6 +20,7 @@ from pacsref.dimse.spool import (
     BATCH_BYTES,
     BATCH_VIEWS,
     COPY_BELOW,
+    PIN_BYTES,
     SpoolWriter,
     create_spool_file,
     writev_all,
@@ -66,6 +70,67 @@ def test_small_views_are_copied_so_they_pin_nothing(tmp_path: Path) -> None:
     source[:] = b"b" * len(source)
     writer.close()
     assert path.read_bytes() == b"a" * (COPY_BELOW - 1)
+
+
+def _pinned(buffer: bytearray) -> bool:
+    """Whether a view of ``buffer`` is still alive: a bytearray with one cannot be resized."""
+    try:
+        buffer.append(0)
+    except BufferError:
+        return True
+    buffer.pop()
+    return False
+
+
+def test_a_batch_keeps_no_more_than_pin_bytes_of_received_buffers_alive(tmp_path: Path) -> None:
+    """A hostile peer's 128 KiB PDUs, each one COPY_BELOW-byte data PDV and thousands of empty
+    ones: each view is large enough to be kept, yet the batch is written before the whole
+    PDUs behind its views add up to PIN_BYTES (it used to keep fifteen, 1.9 MiB)."""
+    path = tmp_path / "spool"
+    writer = _writer(path)
+    reads = [bytearray(bytes([i]) * 131078) for i in range(15)]
+    for i, read in enumerate(reads):
+        writer.write(memoryview(read)[12 : 12 + COPY_BELOW])
+        kept = sum(len(r) for r in reads[: i + 1] if _pinned(r))
+        assert kept < PIN_BYTES, f"after {i + 1} PDUs the batch keeps {kept} bytes alive"
+    writer.close()
+    assert not any(_pinned(r) for r in reads)
+    assert path.read_bytes() == b"".join(bytes([i]) * COPY_BELOW for i in range(15))
+
+
+def test_views_of_ordinary_reads_still_fill_a_batch_uncopied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """16 KiB PDVs from two 80 KiB reads (16 KiB PDUs parked across 64 KiB reads) wait until
+    BATCH_BYTES as before, and a 128 KiB PDU's one PDV is written as the view itself."""
+    batches: list[list[bytes | memoryview]] = []
+    real_writev = os.writev
+
+    def recording(fd: int, buffers: list[bytes | memoryview]) -> int:
+        batches.append(list(buffers))
+        return real_writev(fd, buffers)
+
+    monkeypatch.setattr(os, "writev", recording)
+    path = tmp_path / "spool"
+    writer = _writer(path)
+    reads = [bytes([1]) * 81920, bytes([2]) * 81920]
+    pieces = [memoryview(reads[0])[i : i + 16384] for i in range(0, 81920, 16384)]
+    pieces.append(memoryview(reads[1])[:16384])
+    for piece in pieces[:3]:
+        writer.write(piece)
+    assert batches == []
+    writer.write(pieces[3])
+    assert len(batches) == 1
+    assert all(b is p for b, p in zip(batches[0], pieces[:4], strict=True))  # not copied
+    writer.write(pieces[4])
+    writer.write(pieces[5])  # the second read's: both reads pinned, 160 KiB < PIN_BYTES
+    assert len(batches) == 1
+    pdu = bytes([3]) * 131078
+    whole = memoryview(pdu)[12:]
+    writer.write(whole)
+    assert len(batches) == 2 and batches[1][-1] is whole
+    writer.close()
+    assert path.read_bytes() == b"".join(bytes(p) for p in [*pieces, whole])
 
 
 def test_empty_pieces_are_ignored(tmp_path: Path) -> None:
@@ -194,7 +259,7 @@ class _RecordingWriteBehind:
     def __init__(self) -> None:
         self.handed: list[int] = []
 
-    def hand_over(self, fd: int) -> None:
+    def hand_over(self, fd: int, owner: object = None) -> None:
         self.handed.append(fd)
 
 
@@ -294,3 +359,83 @@ def test_the_real_write_start_is_accepted(tmp_path: Path) -> None:
     start_writeback(fd)
     os.close(fd)
     assert path.read_bytes() == b"\1" * 100_000
+
+
+def _open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _wait_for(condition: Callable[[], bool]) -> bool:
+    deadline = time.monotonic() + 10
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts /proc/self/fd")
+def test_a_stuck_write_behind_thread_holds_one_duplicate_per_spool_file() -> None:
+    """While the thread waits for a congested device, more hints for the same file add no
+    descriptor (they used to queue one per WRITE_BEHIND_STEP: 2054 for four 4 GiB stores);
+    once it is free every file is started once and every duplicate closed."""
+    from pacsref.dimse.writeback import WRITE_BEHIND_START, WRITE_BEHIND_STEP, WriteBehind
+
+    gate = threading.Event()
+    started: list[int] = []
+
+    def congested(fd: int) -> None:
+        started.append(fd)
+        gate.wait(10)
+
+    behind = WriteBehind(congested, enabled=True)
+    before = _open_descriptors()
+    writers = [SpoolWriter(os.open(os.devnull, os.O_WRONLY), behind) for _ in range(3)]
+    piece = b"\0" * (1 << 20)
+    for writer in writers:
+        for _ in range((WRITE_BEHIND_START + 4 * WRITE_BEHIND_STEP) >> 20):
+            writer.write(piece)  # five hints each
+    try:
+        assert _open_descriptors() == before + 3 + 3  # each writer's own, and one duplicate
+    finally:
+        gate.set()
+    assert _wait_for(lambda: _open_descriptors() == before + 3)
+    assert len(started) == 3
+    for _ in range(WRITE_BEHIND_STEP >> 20):
+        writers[0].write(piece)  # its next hint is taken up: the last one was acted on
+    assert _wait_for(lambda: len(started) == 4)
+    for writer in writers:
+        writer.close()
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts /proc/self/fd")
+def test_no_more_than_max_handed_duplicates_exist_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hints from more spool files than MAX_HANDED while the thread is stuck are dropped."""
+    from pacsref.dimse import writeback
+    from pacsref.dimse.writeback import WriteBehind
+
+    monkeypatch.setattr(writeback, "MAX_HANDED", 4)
+    gate = threading.Event()
+    started: list[int] = []
+
+    def congested(fd: int) -> None:
+        started.append(fd)
+        gate.wait(10)
+
+    behind = WriteBehind(congested, enabled=True)
+    fd, _ = create_spool_file(tmp_path, "pacsref-dimse-", ".dataset")
+    before = _open_descriptors()
+    owners = [object() for _ in range(10)]
+    for owner in owners:
+        behind.hand_over(fd, owner)
+    try:
+        assert _open_descriptors() == before + 4
+    finally:
+        gate.set()
+    assert _wait_for(lambda: _open_descriptors() == before)
+    assert len(started) == 4
+    behind.hand_over(fd, owners[-1])  # room again: a later hint is acted on
+    assert _wait_for(lambda: len(started) == 5)
+    os.close(fd)

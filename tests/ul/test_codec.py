@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import struct
+import tempfile
+from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pynetdicom import pdu as pn_pdu
 from pynetdicom import pdu_primitives as pp
 from pynetdicom.presentation import build_context
 
+from pacsref.dimse import DimseProtocolError, MessageAssembler, encode_command
 from pacsref.ul import codec
 from pacsref.ul.constants import AbortReason, AbortSource, ContextResult, PDUType
 from pacsref.ul.errors import MalformedPDU
@@ -369,3 +374,93 @@ def test_an_accepted_transfer_syntax_that_is_not_a_uid_is_malformed() -> None:
     odd = encoded.replace(b"1.2.840.10008.1.29", b"1.2.840.10008.1.2x")
     with pytest.raises(MalformedPDU, match=r"syntax '1\.2\.840\.10008\.1\.2x' is not a UID"):
         codec.decode_associate_ac(odd)
+
+
+def _body(pdvs: list[tuple[int, int, bytes]]) -> bytes:
+    return b"".join(_pdv(context, control, data) for context, control, data in pdvs)
+
+
+def _values(pdvs: list[tuple[int, int, bytes]]) -> tuple[PresentationDataValue, ...]:
+    """What decoding every PDV item would give."""
+    return tuple(
+        PresentationDataValue(context, bool(control & 1), bool(control & 2), data)
+        for context, control, data in pdvs
+    )
+
+
+def test_empty_data_fragments_after_a_data_fragment_are_left_out() -> None:
+    """A P-DATA-TF of one 4 KiB data set PDV and 21,000 empty ones after it on the same
+    context decodes to that one PDV, not 21,001 objects (5.6 MiB at once; 45 MiB for a 1 MiB
+    PDU); empty ones in front of a last or a non-empty fragment do not change that."""
+    data = bytes(range(256)) * 16
+    pdvs = [(1, 0x00, data)] + [(1, 0x00, b"")] * 21000 + [(1, 0x04, b"")]  # reserved bit
+    assert codec.decode_p_data(_body(pdvs)).values == _values(pdvs[:1])
+    pdvs = [(3, 0x00, b"")] * 1000 + [(3, 0x00, b"ab")] + [(3, 0x00, b"")] * 9 + [(3, 0x02, b"")]
+    expected = [pdvs[0], pdvs[1000], pdvs[-1]]
+    assert codec.decode_p_data(_body(pdvs)).values == _values(expected)
+
+
+@pytest.mark.parametrize(
+    "pdvs",
+    [
+        [(1, 0x00, b"")],  # the first: the assembler may refuse it
+        [(1, 0x01, b"x"), (1, 0x00, b"")],  # after a command fragment: refused there
+        [(1, 0x00, b"x"), (3, 0x00, b"")],  # another context: refused as interleaved
+        [(1, 0x02, b"x"), (1, 0x00, b"")],  # after the last: no data set in progress
+        [(1, 0x00, b"x"), (1, 0x02, b"")],  # the last: completes the message
+        [(1, 0x00, b"x"), (1, 0x01, b""), (1, 0x01, b"")],  # commands count as fragments
+    ],
+)
+def test_empty_fragments_that_may_break_a_rule_are_kept(pdvs: list[tuple[int, int, bytes]]) -> None:
+    assert codec.decode_p_data(_body(pdvs)).values == _values(pdvs)
+
+
+_STORE_RQ = encode_command({
+    0x0002: "1.2.840.10008.5.1.4.1.1.7", 0x0100: 0x0001, 0x0110: 5, 0x0700: 0, 0x0800: 0x0000,
+    0x1000: "1.2.3.4",
+})  # fmt: skip
+_ECHO_RQ = encode_command({0x0002: "1.2.840.10008.1.1", 0x0100: 0x0030, 0x0110: 1, 0x0800: 0x0101})
+_SOME_PDVS = [
+    (1, 0x03, _STORE_RQ), (3, 0x03, _STORE_RQ), (1, 0x03, _ECHO_RQ), (5, 0x03, _ECHO_RQ),
+    (1, 0x01, b""), (3, 0x01, b""), (1, 0x01, _STORE_RQ[:10]), (1, 0x03, _STORE_RQ[10:]),
+    (1, 0x00, b""), (1, 0x00, b""), (1, 0x00, b"ab"), (1, 0x02, b""), (1, 0x02, b"cd"),
+    (3, 0x00, b""), (3, 0x00, b"ef"), (3, 0x02, b""), (5, 0x00, b""), (1, 0x04, b""),
+]  # fmt: skip
+
+
+def _outcome(values: tuple[PresentationDataValue, ...]) -> tuple[object, ...]:
+    """What the upper layer's context check and a message assembler make of ``values``."""
+    accepted = {1: "1.2.840.10008.1.2", 3: "1.2.840.10008.1.2"}
+    refused = [pdv.context_id for pdv in values if pdv.context_id not in accepted][:1]
+    delivered: list[tuple[object, ...]] = []
+    with tempfile.TemporaryDirectory() as spool:
+        assembler = MessageAssembler(Path(spool), accepted)
+        try:
+            for pdv in values:
+                message = assembler.feed(pdv)
+                if message is not None:
+                    path = message.dataset_path
+                    data = path.read_bytes() if path is not None else None
+                    delivered.append((message.context_id, message.command_field, data))
+                    message.discard()
+        except DimseProtocolError as exc:
+            return refused, delivered, exc.detail
+        finally:
+            assembler.abort()
+    return refused, delivered, None
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.sampled_from([[], [(1, 0x03, _STORE_RQ)], [(3, 0x03, _STORE_RQ)]]),
+    st.lists(st.sampled_from(_SOME_PDVS), min_size=1, max_size=30),
+)
+def test_empty_fragments_left_out_change_nothing_for_the_assembler(
+    start: list[tuple[int, int, bytes]], more: list[tuple[int, int, bytes]]
+) -> None:
+    """Whatever the PDVs around them, decoding without the empty ones it leaves out gives the
+    same context check, the same messages and data sets, and the same error, as all of them
+    (most sequences start with a C-STORE-RQ, so that a data set is in progress)."""
+    pdvs = start + more
+    decoded = codec.decode_p_data(_body(pdvs)).values
+    assert _outcome(decoded) == _outcome(_values(pdvs))
