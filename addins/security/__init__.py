@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import stat
+import tomllib
 from pathlib import Path
 
 from twisted.logger import Logger
@@ -109,7 +110,27 @@ def security_addin(server_dir: Path) -> ActiveSecurityAddin | InactiveSecurityAd
     _warn_readable(options.private_key, "private key")
     if options.passphrase is not None:
         _warn_readable(options_file, "options file (holds or names the key passphrase)")
+        passphrase_file = _passphrase_file(options_file, Path(server_dir))
+        if passphrase_file is not None:
+            _warn_readable(passphrase_file, "passphrase file")
     return ActiveSecurityAddin(options, options_file)
+
+
+def _passphrase_file(options_file: Path, server_dir: Path) -> Path | None:
+    """The ``passphrase_file`` the options file names, resolved as ``load_options`` does.
+
+    The passphrase in it unlocks the key, so it is as secret as the key; but
+    :class:`SecurityOptions` keeps only the passphrase, not where it came from,
+    so the path is read again from the file ``load_options`` has just validated.
+    """
+    try:
+        value = tomllib.loads(options_file.read_text(encoding="utf-8")).get("passphrase_file")
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    if not isinstance(value, str) or not value.strip():
+        return None
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else server_dir / path
 
 
 #: ``<server dir>/addins/security/__init__.py`` -> ``<server dir>``.

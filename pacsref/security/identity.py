@@ -47,6 +47,10 @@ __all__ = [
 
 _HEX64 = re.compile(r"[0-9a-f]{64}\Z")
 
+#: What ``cryptography`` raises for a subject or extension it cannot parse: ``ValueError``
+#: for bad DER or string encodings, the other two for structures it refuses outright.
+_PARSE_ERRORS = (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
+
 
 class IdentityKind(enum.StrEnum):
     """The certificate selectors a binding may use; the value is the options-file key."""
@@ -89,23 +93,48 @@ class CertificateIdentity:
 
     @classmethod
     def of(cls, certificate: x509.Certificate) -> CertificateIdentity:
-        """Read the identity of a ``cryptography`` certificate."""
+        """Read the identity of a ``cryptography`` certificate.
+
+        ``cryptography`` parses the subject and the extensions only when they
+        are first read, and more strictly than OpenSSL: a certificate OpenSSL
+        verified (a byte 0xE9 in a SAN dNSName, say) can still fail here. Such a
+        certificate identifies nobody, so the caller must refuse the peer; the
+        error says which part is malformed and names the certificate by what
+        can still be read (its fingerprint always can).
+
+        Raises:
+            ValueError: the subject or the extensions cannot be parsed.
+        """
         der = certificate.public_bytes(Encoding.DER)
-        cns = tuple(
-            str(attribute.value)
-            for attribute in certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-        )
+        fingerprint = hashlib.sha256(der).hexdigest()
+        try:
+            subject = certificate.subject
+            cns = tuple(
+                str(attribute.value)
+                for attribute in subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+            )
+            subject_text = subject.rfc4514_string()
+        except _PARSE_ERRORS as exc:
+            raise ValueError(
+                f"certificate (sha256 {fingerprint[:16]}...) cannot be read: its subject is "
+                f"malformed ({_first_line(exc)})"
+            ) from None
         try:
             san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
         except x509.ExtensionNotFound:
             dns: tuple[str, ...] = ()
+        except _PARSE_ERRORS as exc:
+            raise ValueError(
+                f"certificate {subject_text or '(empty subject)'} (sha256 {fingerprint[:16]}...) "
+                f"cannot be read: its extensions are malformed ({_first_line(exc)})"
+            ) from None
         else:
             dns = tuple(name.lower() for name in san.value.get_values_for_type(x509.DNSName))
         return cls(
-            fingerprint_sha256=hashlib.sha256(der).hexdigest(),
+            fingerprint_sha256=fingerprint,
             subject_cns=cns,
             san_dns=dns,
-            subject=certificate.subject.rfc4514_string(),
+            subject=subject_text,
         )
 
     def describe(self) -> str:
@@ -207,3 +236,7 @@ def binding_refusal(
 
 def _titles(rows: Iterable[CertificateBinding]) -> frozenset[str]:
     return frozenset(title for row in rows for title in row.ae_titles)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0]

@@ -226,10 +226,24 @@ class DicomServerProtocol(Protocol):
             self.factory.control.clients.remove(self.client, why)
 
     def handshakeCompleted(self) -> None:
-        """TLS is up: log what was negotiated and keep the verified peer identity."""
+        """TLS is up: log what was negotiated and keep the verified peer identity.
+
+        OpenSSL verified the peer certificate, but ``cryptography``, which reads
+        its identity for the binding table, parses more strictly and may fail
+        (a byte 0xE9 in a SAN dNSName, say). A peer whose identity cannot be
+        read cannot be policed, so it is refused like any other bad certificate:
+        one ``tls.refused`` line and the connection cut, before any of its data
+        is read. Raised here, the error would escape into the reactor (a
+        traceback, and a close with no reason).
+        """
         self._tls_pending = False
+        try:
+            identity = peer_identity(self.transport)
+        except ValueError as exc:
+            self._refuse_tls(f"TLS handshake failed: peer certificate refused: {exc}")
+            return
         if self.session is not None:
-            self.session.peer_certificate = peer_identity(self.transport)
+            self.session.peer_certificate = identity
         log.info(
             "connection {client}: TLS established ({tls_version}, {cipher}), "
             "peer certificate {peer_certificate}",
@@ -237,6 +251,25 @@ class DicomServerProtocol(Protocol):
             client=self.client.id if self.client else 0,
             **tls_session(self.transport),
         )
+
+    def _refuse_tls(self, why: str) -> None:
+        """Log ``why`` as a ``tls.refused`` line (as ``connectionLost`` does) and cut.
+
+        The session ends first with ``why``, so the ``connection.closed`` line
+        gives it too. Cut, not closed: a close would still hand the peer's
+        A-ASSOCIATE-RQ (already sent, under TLS 1.3) to the Upper Layer.
+        """
+        log.warn(
+            "connection {client} from {host}:{port}: {why}",
+            kind="tls.refused",
+            client=self.client.id if self.client else 0,
+            host=self.client.ip if self.client else "",
+            port=self.client.port if self.client else 0,
+            why=why,
+        )
+        if self.session is not None:
+            self.session.end(why)
+        self.cut()
 
     def disconnect(self, reason: str) -> None:
         """End this connection: A-ABORT when an association exists, then close.

@@ -228,3 +228,51 @@ def test_absolute_paths_are_kept(server_dir: Path, tmp_path: Path) -> None:
     )
     options = load_options(server_dir)
     assert options is not None and options.certificate == elsewhere / "server.pem"
+
+
+def _warnings_of_loading(server_dir: Path) -> list[str]:
+    """The add-in's warnings while it loads from ``server_dir``."""
+    lines: list[str] = []
+
+    def observe(event: LogEvent) -> None:
+        if event.get("log_namespace") == "pacsref.addin.security" and (
+            event["log_level"].name == "warn"
+        ):
+            lines.append(formatEvent(event))
+
+    globalLogPublisher.addObserver(observe)
+    try:
+        _security_addin(server_dir)
+    finally:
+        globalLogPublisher.removeObserver(observe)
+    return lines
+
+
+def test_a_passphrase_file_readable_by_others_is_warned_about(server_dir: Path) -> None:
+    """The passphrase unlocks the key, so its file draws the same warning as a readable key;
+    with the key, the options file and the passphrase file all private, there is none."""
+    plain = server_dir / "tls" / "server.key"
+    key = serialization.load_pem_private_key(plain.read_bytes(), None)
+    encrypted = server_dir / "tls" / "server.enc.key"
+    encrypted.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"open sesame"),
+        )
+    )
+    passphrase_file = server_dir / "tls" / "pass.txt"
+    passphrase_file.write_text("open sesame\n")
+    options_file = _write_options(
+        server_dir,
+        'certificate = "tls/server.pem"\nprivate_key = "tls/server.enc.key"\n'
+        'trusted_ca = "tls/ca.pem"\npassphrase_file = "tls/pass.txt"\n',
+    )
+    encrypted.chmod(0o600)
+    options_file.chmod(0o600)
+    passphrase_file.chmod(0o644)
+    assert _warnings_of_loading(server_dir) == [
+        f"passphrase file {passphrase_file} is readable by other users (mode 644); chmod 600 it"
+    ]
+    passphrase_file.chmod(0o600)
+    assert _warnings_of_loading(server_dir) == []

@@ -12,9 +12,17 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
+from OpenSSL import SSL
 
-from pacsref.security import StaticSecurity, TLSConfigurationError, load_credentials
-from pacsref.testing.tls import TestPKI
+from pacsref.security import (
+    BCP195_TLS12_CIPHERS,
+    StaticSecurity,
+    TLSConfigurationError,
+    load_credentials,
+)
+from pacsref.testing.tls import RawClientTLS, RawServerTLS, TestPKI
+
+from .helpers import Issuer, attempt, build_certificate, key_usage
 
 
 @pytest.fixture
@@ -109,6 +117,47 @@ def test_extended_key_usage(pki: TestPKI) -> None:
     server_only = pki.issue_server_only("s", "S")
     [warning] = load_credentials(pki.security(server_only)).warnings
     assert "no clientAuth" in warning
+
+
+@pytest.mark.parametrize(
+    "usage",
+    [key_usage(key_agreement=True), key_usage(key_encipherment=True), key_usage(crl_sign=True)],
+    ids=["keyAgreement", "keyEncipherment", "cRLSign"],
+)
+def test_key_usage_without_digital_signature_refused(pki: TestPKI, usage: x509.KeyUsage) -> None:
+    """Every suite we offer signs the handshake with our key: a Key Usage without
+    digitalSignature used to load, then fail every TLS 1.2 handshake ("no shared cipher")."""
+    leaf, _ = build_certificate(pki.directory, "ku", "KU", issuer=Issuer.of(pki), usage=usage)
+    with pytest.raises(TLSConfigurationError) as info:
+        load_credentials(pki.security(leaf))
+    assert info.value.field == "certificate" and info.value.path == leaf.certificate
+    text = str(info.value)
+    assert text.startswith(f"certificate {leaf.certificate}: has a Key Usage extension without ")
+    assert "digitalSignature" in text and "TLS 1.3" in text and "RFC 5280 4.2.1.3" in text
+    assert 'every TLS 1.2 handshake would fail with "no shared cipher"' in text  # an EC key
+
+
+@pytest.mark.parametrize(
+    "usage",
+    [key_usage(digital_signature=True), key_usage(digital_signature=True, key_encipherment=True)],
+    ids=["digitalSignature", "digitalSignature+keyEncipherment"],
+)
+def test_key_usage_with_digital_signature_loads(pki: TestPKI, usage: x509.KeyUsage) -> None:
+    """keyEncipherment is neither needed (no RSA key transport suite) nor in the way."""
+    leaf, _ = build_certificate(pki.directory, "ku", "KU", issuer=Issuer.of(pki), usage=usage)
+    assert load_credentials(pki.security(leaf)).warnings == ()
+
+
+def test_why_digital_signature_is_required(pki: TestPKI) -> None:
+    """The premise of the refusal above: with only the BCP 195 (ECDHE) suites, OpenSSL finds
+    no shared cipher for an EC certificate whose Key Usage lacks digitalSignature."""
+    leaf, _ = build_certificate(
+        pki.directory, "ku", "KU", issuer=Issuer.of(pki), usage=key_usage(key_agreement=True)
+    )
+    suites = ":".join(BCP195_TLS12_CIPHERS)
+    server = RawServerTLS(leaf, max_version=SSL.TLS1_2_VERSION, ciphers=suites)
+    outcome = attempt(server, RawClientTLS(None, max_version=SSL.TLS1_2_VERSION, ciphers=suites))
+    assert not outcome.accepted and "no shared cipher" in outcome.server_reason
 
 
 def test_weak_rsa_key_refused(pki: TestPKI, tmp_path: Path) -> None:

@@ -17,6 +17,8 @@ from pacsref.security import (
 )
 from pacsref.testing.tls import TestPKI
 
+from .helpers import issue_unparseable_san
+
 CT = CertificateIdentity("aa" * 32, ("CT_ROOM_1",), ("ct1.example",), "CN=CT_ROOM_1")
 MR = CertificateIdentity("bb" * 32, ("MR_1",), (), "CN=MR_1")
 STRANGER = CertificateIdentity("cc" * 32, ("STRANGER",), (), "CN=STRANGER")
@@ -120,3 +122,17 @@ def test_refusal_reasons_name_the_parties() -> None:
 def test_calling_title_padding_is_ignored() -> None:
     """The Calling AE Title arrives space-padded to 16 characters; padding is not significant."""
     assert binding_refusal(TABLE, "MR_1            ", MR) is None
+
+
+def test_identity_of_an_unparseable_certificate_names_the_problem(tmp_path: Path) -> None:
+    """OpenSSL verifies a SAN dNSName with a 0xE9 byte; cryptography cannot parse it. The
+    error names the certificate (by what can still be read) and the malformed part."""
+    files = issue_unparseable_san(TestPKI(tmp_path), "bad", "BADSAN")
+    certificate = x509.load_pem_x509_certificate(files.certificate.read_bytes())
+    fingerprint = certificate.fingerprint(hashes.SHA256()).hex()
+    with pytest.raises(ValueError, match="subject_alternative_name") as info:
+        CertificateIdentity.of(certificate)
+    assert str(info.value).startswith(
+        f"certificate CN=BADSAN (sha256 {fingerprint[:16]}...) cannot be read: "
+        "its extensions are malformed ("
+    )
