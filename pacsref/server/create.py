@@ -9,6 +9,11 @@ settings other than the defaults before the server starts::
 
 ``--set`` values are read as TOML values (``30``, ``true``, ``"text"``);
 anything that is not valid TOML is taken as a string.
+
+Exit status as the rest of ``pacsref`` (docs/manager.md): 0 created; 1 failed
+(the directory already holds a server, or the system refused: one line
+``pacsref: <reason>``); 2 bad usage, an invalid setting value included (one
+line ``pacsref: create: <what is wrong> (see: pacsref create --help)``).
 """
 
 from __future__ import annotations
@@ -73,16 +78,27 @@ def parse_assignment(text: str) -> tuple[str, object]:
     return key.strip().replace("-", "_"), value
 
 
+def _one_line(error: SettingsError) -> str:
+    """A settings error's problems (one a line) on the single line a script can log."""
+    return "; ".join(str(error).splitlines())
+
+
 def main(argv: Sequence[str] | None = None, prog: str = "python -m pacsref.server.create") -> int:
     """Entry point of ``python -m pacsref.server.create``, and of ``pacsref create``.
 
     ``prog`` lets ``pacsref create --help`` and its usage errors name the command the user
     typed rather than the module behind it.
     """
-    parser = argparse.ArgumentParser(
+    # Imported here: pacsref.manager.cli imports this module to run ``pacsref create``, and the
+    # twistd plugin, which imports create_server, needs none of the manager.
+    from pacsref.manager.cli import USAGE_EXIT, ManagerArgumentParser
+    from pacsref.manager.daemon import os_reason
+
+    parser = ManagerArgumentParser(
         prog=prog,
         description="Create a pacsref server directory with default settings and every "
         "shipped add-in in its addins/ folder.",
+        epilog="exit status: 0 created, 1 failed, 2 bad usage (an invalid setting included)",
     )
     parser.add_argument("--server-dir", type=Path, required=True, help="directory to create")
     parser.add_argument("--ae-title", required=True, help="the server's AE title")
@@ -105,10 +121,27 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m pacsref.serve
         values["ip_address"] = args.ip_address
     values.update(dict(args.assignments))
     try:
-        create_server(args.server_dir, values)
-    except (SettingsError, OSError) as exc:
-        print(f"pacsref: {exc}", file=sys.stderr)
-        return 2
+        settings = settings_from_mapping(values, source="command line")
+    except SettingsError as exc:
+        # A value the settings refuse is the command line's fault: bad usage, in the parser's
+        # own words and status, but returned like the failures below rather than raised.
+        command = prog.removeprefix("pacsref").strip()
+        prefix = f"{command}: " if command else ""
+        print(f"pacsref: {prefix}{_one_line(exc)} (see: {prog} --help)", file=sys.stderr)
+        return USAGE_EXIT
+    try:
+        create_server_directory(args.server_dir, settings, shipped_addins())
+    except SettingsError as exc:  # already a server, or a shipped add-in is missing
+        print(f"pacsref: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        named = exc.filename and Path(exc.filename) != args.server_dir
+        where = f" ({exc.filename})" if named else ""
+        print(
+            f"pacsref: cannot create server directory {args.server_dir}: {os_reason(exc)}{where}",
+            file=sys.stderr,
+        )
+        return 1
     print(f"created {args.server_dir}")
     return 0
 

@@ -3,18 +3,23 @@
 - ``--server-dir DIR`` runs the server DIR describes;
 - with ``--ae-title``/``--port``/``--ip-address`` as well, DIR is created
   first if it does not exist (defaults plus every shipped add-in);
-- with no ``--server-dir``, the embedded default server in
-  ``./pacsref-data/PACSREF`` is created if needed and run; it does not check
-  the called AE title, so stock tools work against it with no set-up.
+- with no ``--server-dir`` and no ``--ae-title``, the embedded default server
+  in ``./pacsref-data/PACSREF`` is created if needed and run; it does not check
+  the called AE title, so stock tools work against it with no set-up;
+- with ``--ae-title AE`` but no ``--server-dir``, the server is
+  ``./pacsref-data/AE``, laid out as the manager's root (``<root>/<AE>/``) so
+  ``pacsref`` finds it; like any server created with an AE title of its own it
+  refuses other called AE titles.
 
 Start-up problems (bad settings, a temporary directory that cannot be created
 or written, port taken, an IP that is not ours, Server Secure on without a
-usable security add-in, an admin socket path that is too long, taken by a live
-server or blocked by a file that is not a socket) end twistd with one line
-naming the problem and exit status 1. They are all checked here, before twistd
-daemonizes and the reactor starts: a failure in ``startService`` reaches a
-daemon's parent only as twistd's 100-byte status-pipe message, and used to
-leave the DICOM port open in a process that never exited.
+usable security add-in, two add-ins providing the same base service, an admin
+socket path that is too long, taken by a live server or blocked by a file that
+is not a socket) end twistd with one line naming the problem and exit status
+1. They are all checked here, before twistd daemonizes and the reactor starts:
+a failure in ``startService`` reaches a daemon's parent only as twistd's
+100-byte status-pipe message, and used to leave the DICOM port open in a
+process that never exited.
 """
 
 from __future__ import annotations
@@ -27,13 +32,18 @@ from typing import Any
 from twisted.application.service import IService
 from twisted.python import usage
 
-from pacsref.addin import AeTableFileError
+from pacsref.addin import AeTableFileError, ServiceConflict
 from pacsref.admin.service import AdminSocketError, admin_socket_path, prepare_socket_path
+from pacsref.manager.daemon import ManagerError, check_server_name
 from pacsref.security import secure_startup_problem
 from pacsref.server.context import build_server_context
 from pacsref.server.create import DEFAULT_AE_TITLE, DEFAULT_SERVER_DIR, create_server
 from pacsref.server.service import server_service
-from pacsref.settings import SETTINGS_FILE_NAME, SettingsError
+from pacsref.settings import SETTINGS_FILE_NAME, SettingsError, load_settings, settings_from_mapping
+
+#: Where servers live when twistd gets no --server-dir: the embedded default's folder, which is
+#: also the manager's default root, so ``<root>/<AE title>/`` holds a server made with --ae-title.
+DEFAULT_ROOT = DEFAULT_SERVER_DIR.parent
 
 
 class Options(usage.Options):
@@ -41,15 +51,21 @@ class Options(usage.Options):
 
     synopsis = "[--server-dir DIR] [--ae-title AE] [--port P] [--ip-address IP]"
     longdesc = (
-        "Run a pacsref DICOM server. With no --server-dir, an embedded default server "
-        f"(AE title {DEFAULT_AE_TITLE}, port 11112, any called AE title answered) is created in "
-        f"./{DEFAULT_SERVER_DIR} and run. --ae-title, --port and --ip-address are used only "
-        "to create a server directory that does not exist yet; an existing one is run as its "
-        "settings.toml says."
+        "Run a pacsref DICOM server. With neither --server-dir nor --ae-title, an embedded "
+        f"default server (AE title {DEFAULT_AE_TITLE}, port 11112, any called AE title "
+        f"answered) is created in ./{DEFAULT_SERVER_DIR} and run; with --ae-title AE but no "
+        f"--server-dir, the server is ./{DEFAULT_ROOT}/AE and answers only its own AE title. "
+        "--ae-title, --port and --ip-address are used only to create a server directory that "
+        "does not exist yet; an existing one is run as its settings.toml says."
     )
     optParameters = [
         ["server-dir", "d", None, "server directory (holds settings.toml and addins/)"],
-        ["ae-title", "a", None, "AE title for a new server directory"],
+        [
+            "ae-title",
+            "a",
+            None,
+            f"AE title for a new server directory (without --server-dir: ./{DEFAULT_ROOT}/AE)",
+        ],
         ["port", "p", None, "DICOM port for a new server directory", int],
         ["ip-address", "i", None, "address to listen on, for a new server directory"],
     ]
@@ -59,20 +75,53 @@ def _fail(message: str) -> SystemExit:
     return SystemExit(f"pacsref: {message}")
 
 
+def _named_server_dir(ae_title: str) -> tuple[Path, str]:
+    """``./pacsref-data/<AE>`` for ``--ae-title AE`` without ``--server-dir``, and the AE title.
+
+    The AE title is checked (and stripped of its padding spaces, PS3.5) first, so the directory
+    is named after the title the server will really have; one that cannot be a single folder
+    name (``/``, a leading ``.``) is refused, as the manager refuses it as a server name.
+    """
+    title = settings_from_mapping({"ae_title": ae_title}, source="command line").ae_title
+    try:
+        check_server_name(title)
+    except ManagerError as exc:
+        raise _fail(f"{exc}; give --server-dir DIR to run a server with this AE title") from None
+    return DEFAULT_ROOT / title, title
+
+
 def ensure_server_dir(options: Options) -> Path:
     """The server directory to run, created first when the options ask for it."""
-    server_dir = Path(options["server-dir"] or DEFAULT_SERVER_DIR)
-    if (server_dir / SETTINGS_FILE_NAME).exists():
+    ae_title: str | None = options["ae-title"] or None
+    if options["server-dir"]:
+        server_dir = Path(options["server-dir"])
+    elif ae_title is not None:
+        server_dir, ae_title = _named_server_dir(ae_title)
+    else:
+        server_dir = DEFAULT_SERVER_DIR
+    settings_file = server_dir / SETTINGS_FILE_NAME
+    if settings_file.exists():
+        if not options["server-dir"] and ae_title is not None:
+            # The directory was chosen by its name alone: running what it holds under another
+            # AE title (a hand-made copy, a case-insensitive file system) would answer as a
+            # server the operator did not ask for.
+            found = load_settings(settings_file).ae_title
+            if found != ae_title:
+                raise _fail(
+                    f"{server_dir} holds the server with AE title {found!r}, not {ae_title!r}; "
+                    "give --server-dir DIR to create or run a server elsewhere"
+                )
         return server_dir
-    if options["server-dir"] and not options["ae-title"]:
+    if options["server-dir"] and ae_title is None:
         raise _fail(
             f"{server_dir} is not a server directory (no {SETTINGS_FILE_NAME}); "
             "give --ae-title (and --port) to create it"
         )
-    values: dict[str, object] = {"ae_title": options["ae-title"] or DEFAULT_AE_TITLE}
-    if not options["server-dir"]:
+    values: dict[str, object] = {"ae_title": ae_title or DEFAULT_AE_TITLE}
+    if ae_title is None:
         # The embedded default answers whatever called AE title a stock tool sends
         # (echoscu's default is ANY-SCP), as DCMTK's storescp and Orthanc do out of the box.
+        # A server given an AE title of its own keeps the default check (README).
         values["check_called_ae_title"] = False
     if options["port"] is not None:
         values["port"] = options["port"]
@@ -113,7 +162,9 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     try:
         server_dir = ensure_server_dir(options)
         server = build_server_context(server_dir, reactor)
-    except (SettingsError, AeTableFileError) as exc:
+    except (SettingsError, AeTableFileError, ServiceConflict) as exc:
+        # ServiceConflict: two add-ins provide the same base service (both IAeTitles, say); its
+        # message names the service and both add-ins, all the operator needs to remove one.
         raise _fail(str(exc)) from None
     problem = secure_startup_problem(server.settings.server_secure, server.addins, server.failures)
     if problem is not None:

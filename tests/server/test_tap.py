@@ -132,6 +132,68 @@ def test_create_cli_bad_value_exit_2(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "port" in capsys.readouterr().err
 
 
+def test_create_cli_bad_values_are_one_usage_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Several bad values are bad usage: one line in the usage form, exit 2, nothing created."""
+    server_dir = tmp_path / "D"
+    argv = ["--server-dir", str(server_dir), "--ae-title", "D"]
+    code = create_main([*argv, "--set", "port=0", "--set", "max_clients=-1"], prog="pacsref create")
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("pacsref: create: command line: port = 0 "), err
+    assert "; command line: max_clients = -1 " in err
+    assert err.endswith(" (see: pacsref create --help)\n"), err
+    assert not server_dir.exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (
+            ["--ae-title", "E", "--set", "foo"],
+            "pacsref: create: argument --set: --set expects key=value, got 'foo' "
+            "(see: pacsref create --help)",
+        ),
+        (
+            ["--ae-title", "E", "--port", "x"],
+            "pacsref: create: argument --port: expected an integer, not 'x' "
+            "(see: pacsref create --help)",
+        ),
+    ],
+)
+def test_create_cli_usage_error_is_one_line_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], line: str
+) -> None:
+    """pacsref create's usage errors are one line, as every other pacsref command's, exit 2."""
+    with pytest.raises(SystemExit) as info:
+        create_main(["--server-dir", str(tmp_path / "E"), *argv], prog="pacsref create")
+    assert info.value.code == 2
+    assert capsys.readouterr().err == line + "\n"
+
+
+def test_create_cli_system_failure_is_one_line_exit_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What the system refuses is a failure (exit 1, docs/manager.md), without "[Errno N]"."""
+    code = create_main(["--server-dir", "/proc/nope", "--ae-title", "F"], prog="pacsref create")
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err == "pacsref: cannot create server directory /proc/nope: No such file or directory\n"
+
+
+def test_create_cli_existing_server_is_a_failure_exit_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A directory that already is a server is a failure, not bad usage: one line, exit 1."""
+    argv = ["--server-dir", str(tmp_path / "G"), "--ae-title", "G"]
+    assert create_main(argv) == 0
+    capsys.readouterr()
+    assert create_main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "already exists (the directory is already a server)" in err
+
+
 def test_embedded_default_answers_any_called_ae(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -142,6 +204,68 @@ def test_embedded_default_answers_any_called_ae(
     settings = load_settings(tmp_path / "pacsref-data" / "PACSREF" / "settings.toml")
     assert (settings.ae_title, settings.port) == ("PACSREF", 11112)
     assert settings.check_called_ae_title is False and settings.allow_anonymous is True
+
+
+@pytest.mark.parametrize("given", ["STORE", " STORE "])
+def test_ae_title_without_server_dir_checks_the_called_ae(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: str
+) -> None:
+    """--ae-title AE alone makes ./pacsref-data/AE (the manager's <root>/<AE>/), and like any
+    server created with an AE title of its own it refuses other called AE titles (README)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("pacsref.server.tap.check_can_listen", lambda ip, port: None)
+    makeService(_options("--ae-title", given, "--port", "11113"), reactor=Clock())
+    settings = load_settings(tmp_path / "pacsref-data" / "STORE" / "settings.toml")
+    assert (settings.ae_title, settings.port) == ("STORE", 11113)
+    assert settings.check_called_ae_title is True
+    assert not (tmp_path / "pacsref-data" / "PACSREF").exists()
+
+
+def test_ae_title_without_server_dir_runs_the_existing_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second start with the same --ae-title runs ./pacsref-data/AE as its settings say."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("pacsref.server.tap.check_can_listen", lambda ip, port: None)
+    makeService(_options("--ae-title", "STORE", "--port", "11113"), reactor=Clock())
+    makeService(_options("--ae-title", "STORE", "--port", "5"), reactor=Clock())
+    assert load_settings(tmp_path / "pacsref-data" / "STORE" / "settings.toml").port == 11113
+
+
+def test_ae_title_without_server_dir_refuses_another_server_s_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """./pacsref-data/AE holding a server of another AE title is refused, not run under it."""
+    monkeypatch.chdir(tmp_path)
+    server_dir = Path("pacsref-data") / "STORE"
+    assert create_main(["--server-dir", str(server_dir), "--ae-title", "OTHER"]) == 0
+    with pytest.raises(SystemExit) as info:
+        makeService(_options("--ae-title", "STORE"), reactor=Clock())
+    assert str(info.value.code) == (
+        f"pacsref: {server_dir} holds the server with AE title 'OTHER', not 'STORE'; "
+        "give --server-dir DIR to create or run a server elsewhere"
+    )
+
+
+@pytest.mark.parametrize(
+    ("given", "words"),
+    [
+        ("../X", "'../X' cannot be used as a server name: it contains '/'"),
+        (".X", "'.X' cannot be used as a server name: it starts with '.'"),
+        ("A\\B", 'ae_title = "A\\\\B" contains a backslash'),
+    ],
+)
+def test_ae_title_that_cannot_name_a_directory_needs_server_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: str, words: str
+) -> None:
+    """An AE title that is no single folder name (or no AE title) is refused in one line,
+    before anything is created, so none reaches outside ./pacsref-data."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        makeService(_options("--ae-title", given), reactor=Clock())
+    message = str(info.value.code)
+    assert "\n" not in message and message.startswith("pacsref: ") and words in message, message
+    assert list(tmp_path.iterdir()) == []
 
 
 def _server(tmp_path: Path, name: str = "S", **settings: str) -> Path:
@@ -160,6 +284,40 @@ def _refusal(server_dir: Path) -> str:
     message = str(info.value.code)
     assert "\n" not in message and message.startswith("pacsref: "), message
     return message
+
+
+#: An add-in providing IAeTitles (a base service only one add-in may provide); {name} is its name.
+AE_TABLE_ADDIN = """
+from zope.interface import implementer
+
+from pacsref.addin import IAddin, IAeTitles
+from pacsref.addin.aetitles import MemoryAeTitles
+
+
+@implementer(IAddin, IAeTitles)
+class Titles(MemoryAeTitles):
+    name = "{name}"
+    description = "an AE title table"
+
+    def presentation_contexts(self):
+        return ()
+
+
+addin = Titles(())
+"""
+
+
+def test_two_addins_providing_the_same_base_service_are_one_line(tmp_path: Path) -> None:
+    """Two add-ins providing IAeTitles stop start-up with one line naming the service and both
+    add-ins (the server cannot guess which one the operator meant), not a traceback."""
+    server_dir = _server(tmp_path)
+    for name in ("titles_one", "titles_two"):
+        (server_dir / "addins" / f"{name}.py").write_text(AE_TABLE_ADDIN.format(name=name))
+    message = _refusal(server_dir)
+    assert message == (
+        "pacsref: IAeTitles is provided by both add-in 'titles_one' and add-in 'titles_two'; "
+        "only one provider is allowed"
+    )
 
 
 def test_too_long_admin_socket_path_is_refused_before_the_reactor_starts(tmp_path: Path) -> None:
