@@ -12,6 +12,7 @@ the server reads it when it starts.
 from __future__ import annotations
 
 import argparse
+import difflib
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +23,16 @@ from pacsref.addin import (
     OptionsFile,
     load_addins,
 )
-from pacsref.addin.options import as_schema, parse_assignment, parse_cli_value
+from pacsref.addin.options import OptionProblem, as_schema, parse_assignment, parse_cli_value
 from pacsref.admin.client import AdminConnectionError
 from pacsref.manager.daemon import ManagerError, Server, call_running, find_server, running
 from pacsref.settings import ADDINS_DIR_NAME
 from pacsref.settings.tomltext import toml_scalar
 
 __all__ = ["register"]
+
+#: Where the values given as ``KEY=VALUE`` come from, in the problems that name them.
+COMMAND_LINE = "command line"
 
 
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -45,7 +49,11 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     config.add_argument("name", help="the server")
     config.add_argument("addin", help="the add-in's name")
     config.add_argument(
-        "assignments", nargs="*", metavar="KEY=VALUE", help="new values, read as TOML"
+        "assignments",
+        nargs="*",
+        type=_assignment,
+        metavar="KEY=VALUE",
+        help="new values, read as TOML",
     )
     config.set_defaults(handler=_config)
 
@@ -99,15 +107,33 @@ class _Directory:
             raise ManagerError(_one_line(exc)) from None
 
     def set(self, name: str, assignments: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
+        """Validate the changes over the file's other values and save them.
+
+        The file's values and the command line's are judged apart, so that each problem
+        names where it is (an unknown key typed here is not the file's fault), and together,
+        so that every problem is told at once and a change can repair a bad value.
+        """
         addin, file = self.file_of(name)
         changes = {}
         for key, text in assignments.items():
             option = file.schema.get(key)
             changes[key] = parse_cli_value(option.kind if option else None, text)
         try:
-            new = file.validate({**file.read_raw(), **changes})
+            raw = file.read_raw()
         except AddInOptionsError as exc:
             raise ManagerError(_one_line(exc)) from None
+        problems: list[OptionProblem] = []
+        try:
+            base = file.validate({k: v for k, v in raw.items() if k not in changes})
+        except AddInOptionsError as exc:
+            problems += exc.problems
+            base = None
+        try:
+            new = file.schema.validate(changes, addin=name, source=COMMAND_LINE, base=base)
+        except AddInOptionsError as exc:
+            problems += exc.problems
+        if problems:
+            raise ManagerError(_one_line(AddInOptionsError.of(problems)))
         try:
             addin.options_changed(new)
         except Exception as exc:
@@ -176,20 +202,35 @@ def _options_over_socket(server: Server, name: str) -> list[dict[str, Any]] | No
     raise ManagerError(f"server {server.name}: GetAddInOptions failed: {reply.error}")
 
 
-def _assignments(texts: list[str]) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for text in texts:
-        try:
-            key, value = parse_assignment(text)
-        except ValueError as exc:
-            raise ManagerError(str(exc)) from None
-        found[key] = value
-    return found
+def _assignment(text: str) -> tuple[str, str]:
+    """argparse type of ``KEY=VALUE``: a word without ``=`` is bad usage (exit status 2)."""
+    try:
+        return parse_assignment(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _unknown_keys(addin: str, keys: list[str], known: list[str]) -> None:
+    """Refuse keys the running add-in does not declare, before anything is sent.
+
+    The server would blame them on the options file, where they are not; worded as the
+    add-in options schema words an unknown key.
+    """
+    problems = []
+    for key in keys:
+        if key in known:
+            continue
+        guesses = difflib.get_close_matches(key.strip().lower().replace("-", "_"), known, 1)
+        hint = f" (did you mean {guesses[0]}?)" if guesses else ""
+        reason = f"unknown option{hint}; known: {', '.join(known) or 'none'}"
+        problems.append(OptionProblem(COMMAND_LINE, addin, key, None, reason, unknown=True))
+    if problems:
+        raise ManagerError(_one_line(AddInOptionsError.of(problems)))
 
 
 def _config(root: Path, args: argparse.Namespace) -> int:
     server = find_server(root, args.name)
-    assignments = _assignments(args.assignments)
+    assignments = dict(args.assignments)
     running = _running(server)
     if not assignments:
         if running:
@@ -200,6 +241,7 @@ def _config(root: Path, args: argparse.Namespace) -> int:
         return 0
     if running:
         declared = {o["name"]: o for o in _call(server, "GetAddInOptions", args.addin)[0]}
+        _unknown_keys(args.addin, list(assignments), list(declared))
         changes = {
             key: parse_cli_value(declared.get(key, {}).get("kind"), text)
             for key, text in assignments.items()

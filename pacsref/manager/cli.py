@@ -17,7 +17,8 @@ The core commands and the service manager (see docs/manager.md)::
 ``IDicomRequest`` requestor, so it also checks that code against any peer.
 
 Exit status: 0 done, 1 failed (one line ``pacsref: <reason>`` on standard error), 2 bad usage
-(one line too), 3 ``server status`` of a server that is not running.
+(one line too), 3 ``server status`` of a server that is not running, 130 interrupted (Ctrl-C;
+one line saying what had been done, e.g. a SIGTERM already sent).
 """
 
 from __future__ import annotations
@@ -41,6 +42,12 @@ from pacsref.server import create as create_command
 #: Exit status of a command line that could not be understood (argparse's, and the convention).
 USAGE_EXIT = 2
 
+#: Exit status after Ctrl-C: 128 + SIGINT, what a shell reports for a command SIGINT ended.
+INTERRUPTED_EXIT = 130
+
+#: Where the innermost (sub)command's parser leaves itself in the parsed namespace.
+_PARSER_ATTR = "_manager_parser"
+
 _ARGPARSE_TYPES = {"int": "an integer", "float": "a number"}
 
 
@@ -60,6 +67,21 @@ class ManagerArgumentParser(argparse.ArgumentParser):
         where = self.prog.removeprefix("pacsref").strip()
         prefix = f"{where}: " if where else ""
         self.exit(USAGE_EXIT, f"pacsref: {prefix}{message} (see: {self.prog} --help)\n")
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        """Parse, remembering the innermost subcommand's parser in the namespace.
+
+        argparse hands arguments a subcommand does not know up to the top parser, whose error
+        would then name neither the subcommand nor its ``--help``: :func:`main` reports them
+        with the parser this leaves behind. Subcommands parse first, so the innermost one
+        sets the attribute and the outer ones keep it.
+        """
+        parsed, extras = super().parse_known_args(args, namespace)
+        if getattr(parsed, _PARSER_ATTR, None) is None:
+            setattr(parsed, _PARSER_ATTR, self)
+        return parsed, extras
 
 
 class _OneLineLog:
@@ -224,11 +246,26 @@ def _check_main(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``pacsref`` console script."""
+    """Entry point of the ``pacsref`` console script.
+
+    Ctrl-C ends any command with one line and exit status 130, never a traceback: the line
+    says what had already been done when it is known (``server stop``: the SIGTERM went out
+    and the server goes on stopping). ``clients watch`` ends on Ctrl-C by design (status 0).
+    """
+    try:
+        return _main(argv)
+    except KeyboardInterrupt as exc:
+        done = str(exc)
+        print(f"pacsref: interrupted{'; ' + done if done else ''}", file=sys.stderr)
+        return INTERRUPTED_EXIT
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = ManagerArgumentParser(
         prog="pacsref",
         description="pacsref service manager",
-        epilog="exit status: 0 done, 1 failed, 2 bad usage, 3 (server status) not running",
+        epilog="exit status: 0 done, 1 failed, 2 bad usage, 3 (server status) not running, "
+        "130 interrupted (Ctrl-C)",
     )
     parser.add_argument("--version", action="version", version=f"pacsref {_version()}")
     root_help = "directory holding the servers (default: $PACSREF_ROOT or ./pacsref-data)"
@@ -274,7 +311,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["create"]:
         return create_command.main(argv[1:], prog="pacsref create")
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        innermost = getattr(args, _PARSER_ATTR, None) or parser
+        innermost.error(f"unrecognized arguments: {' '.join(unknown)}")
     handler = getattr(args, "handler", None)
     if handler is not None:
         _begin_logging()

@@ -1,11 +1,15 @@
 """Finding, starting and stopping servers under ``<root>``; the shared helpers of the manager.
 
 A server is ``<root>/<NAME>/settings.toml``. Running means: ``<dir>/twistd.pid`` names a live
-process. Paused or running is then asked over the admin socket (GetStatus).
+process that is this server's twistd (:func:`runs_server`). Paused or running is then asked over
+the admin socket (GetStatus). Starts, stops and deletes of one server take turns on its lock
+file ``<dir>/manager.lock`` (:func:`exclusive`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shlex
 import signal
@@ -22,8 +26,10 @@ from typing import Any
 
 from pacsref.admin.client import AdminClient, AdminConnectionError
 from pacsref.admin.service import admin_socket_path
+from pacsref.server.create import DEFAULT_SERVER_DIR
 from pacsref.server.graceful import ABORT_GRACE_S, CUT_GRACE_S
 from pacsref.settings import (
+    DEFAULT_STOP_TIMEOUT,
     LOGS_DIR_NAME,
     SETTINGS_FILE_NAME,
     ServerSettings,
@@ -31,12 +37,23 @@ from pacsref.settings import (
     StartMode,
     load_settings,
 )
-from pacsref.settings.fields import DEFAULT_START_MODE, Invalid, check_start_mode
+from pacsref.settings.fields import (
+    DEFAULT_START_MODE,
+    Invalid,
+    check_start_mode,
+    validate_mapping,
+)
 
 #: twistd run with this interpreter (its module has no ``__main__`` guard, hence ``-c``).
 TWISTD_CODE = "from twisted.scripts.twistd import run; run()"
 PIDFILE_NAME = "twistd.pid"
 LOGFILE_NAME = "twistd.log"
+#: The lock file a start, stop or delete of one server holds, so that no other one runs meanwhile.
+LOCK_NAME = "manager.lock"
+#: The twistd plugin's name on a server's command line; its own options follow it.
+PLUGIN_NAME = "pacsref"
+#: The plugin's option naming the server directory, long and short (see ``twistd_command``).
+SERVER_DIR_OPTIONS = ("--server-dir", "-d")
 START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 20.0
 
@@ -45,10 +62,23 @@ class ManagerError(Exception):
     """A manager command failed; the message is the one line printed to the user."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, with what the command had already done when it came (the text printed).
+
+    Stopping the manager stops neither a SIGTERM already sent nor a daemon already detached:
+    the user must learn that the server goes on with it, not read a traceback.
+    """
+
+
+def warn(text: str) -> None:
+    """One ``pacsref: warning: <text>`` line on standard error; it never fails a command."""
+    print(f"pacsref: warning: {text}", file=sys.stderr, flush=True)
+
+
 #: What a server name may be, completing "... cannot be used as a server name: <why>; ...".
 SERVER_NAME_ALLOWED = (
     "a server name is its directory under the root: one path component, "
-    "not empty, no '/', no NUL, not starting with '.'"
+    "not empty, no '/', no NUL, not starting with '.', no leading or trailing spaces"
 )
 
 
@@ -60,11 +90,20 @@ def check_server_name(name: str) -> str:
     finds. AE titles may legally contain ``/`` (PS3.5, AE VR), but such a server cannot be
     given a directory named after it; a leading ``.`` is refused too, since ``.`` and ``..``
     are the root itself and its parent, and hidden entries are where editors and tools keep
-    their own files.
+    their own files. Leading and trailing spaces of an AE title are not significant (PS3.5),
+    so the server added as ``' CT'`` would answer and name its admin socket as ``CT`` while its
+    directory is ``' CT'``: two names for one server, and ``CT`` unknown to every command.
     """
     why = None
     if not name:
         why = "it is empty"
+    elif not name.strip():
+        why = "it is only spaces"
+    elif name != name.strip():
+        why = (
+            "it begins or ends with a space (an AE title's leading and trailing spaces are "
+            f"not significant, so the server would answer as {name.strip()!r})"
+        )
     elif "/" in name:
         why = "it contains '/' (an AE title with '/' cannot name a server directory)"
     elif "\0" in name:
@@ -93,13 +132,23 @@ def default_root() -> Path:
     return Path(os.environ.get("PACSREF_ROOT") or "pacsref-data")
 
 
-@dataclass
-class Server:
-    """One server directory and its settings."""
+class _Registered:
+    """What a registered server's directory tells, whether its settings can be read or not.
+
+    The pidfile and the admin socket are enough to find, ask and stop a running server: one
+    whose ``settings.toml`` a hand edit broke must still be stoppable and repairable by name.
+    """
 
     name: str
     directory: Path
-    settings: ServerSettings
+
+    @property
+    def ae_title(self) -> str:  # pragma: no cover  (each kind of server says)
+        raise NotImplementedError
+
+    @property
+    def stop_timeout(self) -> float:  # pragma: no cover  (each kind of server says)
+        raise NotImplementedError
 
     @property
     def pidfile(self) -> Path:
@@ -111,10 +160,10 @@ class Server:
 
     @property
     def socket_path(self) -> Path:
-        return admin_socket_path(self.directory, self.settings.ae_title)
+        return admin_socket_path(self.directory, self.ae_title)
 
     def pid(self) -> int | None:
-        """The pid in the pidfile when that process is alive, else None."""
+        """The pid in the pidfile when that process is alive and is this server's twistd."""
         return live_pid(self.pidfile)
 
     def admin(self, timeout: float = 10.0) -> AdminClient:
@@ -144,11 +193,88 @@ class Server:
                 reply = admin.call("GetStatus")
         except (AdminConnectionError, OSError):
             return "running" if by_pid else "stopped"
-        if not by_pid and not (reply.success and reply.service == self.settings.ae_title):
+        if not by_pid and not (reply.success and reply.service == self.ae_title):
             return "stopped"
         if reply.success and reply.data:
             return str(reply.data[0].get("state", "running"))
         return "running"
+
+
+@dataclass
+class Server(_Registered):
+    """One server directory and its settings."""
+
+    name: str
+    directory: Path
+    settings: ServerSettings
+
+    @property
+    def ae_title(self) -> str:
+        return self.settings.ae_title
+
+    @property
+    def stop_timeout(self) -> float:
+        return self.settings.stop_timeout
+
+
+@dataclass
+class BrokenServer(_Registered):
+    """A registered server (it has ``settings.toml``) whose settings cannot be read.
+
+    Kept apart from :class:`Server` rather than skipped: a server that vanishes from ``list``
+    and is passed over by ``start-all`` with exit status 0 hides exactly the problem the
+    administrator needs to see. It may still run (its file broke after it started): its
+    pidfile and admin socket find it, for ``stop``, ``status``, ``pause``, ``resume`` and an
+    ``edit`` that repairs the file.
+    """
+
+    name: str
+    directory: Path
+    reason: str
+
+    def _document(self) -> dict[str, Any] | None:
+        """The file as TOML, or None when it is not even that."""
+        try:
+            return tomllib.loads(
+                (self.directory / SETTINGS_FILE_NAME).read_bytes().decode("utf-8-sig")
+            )
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            return None
+
+    def _valid_values(self) -> dict[str, object]:
+        """The fields of the file that are valid on their own ({} when it is not TOML)."""
+        document = self._document()
+        if document is None:
+            return {}
+        return validate_mapping(document, str(self.directory / SETTINGS_FILE_NAME))[0]
+
+    @property
+    def ae_title(self) -> str:
+        """The file's AE title when it is still valid, else the name (what it was added as)."""
+        value = self._valid_values().get("ae_title")
+        return value if isinstance(value, str) else self.name
+
+    @property
+    def stop_timeout(self) -> float:
+        """The file's ``stop_timeout`` when it is still valid, else the default."""
+        value = self._valid_values().get("stop_timeout", DEFAULT_STOP_TIMEOUT)
+        return float(value) if isinstance(value, int | float) else DEFAULT_STOP_TIMEOUT
+
+    def start_mode(self) -> StartMode | None:
+        """The start mode the file still states, or None when it cannot be told.
+
+        A file broken elsewhere may still say ``start_mode = "manual"``: such a server is not
+        one ``start-all`` must start, so it need not fail because of it.
+        """
+        document = self._document()
+        if document is None:
+            return None
+        if "start_mode" not in document:
+            return DEFAULT_START_MODE
+        try:
+            return check_start_mode(document["start_mode"])
+        except Invalid:
+            return None
 
 
 def socket_answers(path: Path) -> bool:
@@ -166,7 +292,7 @@ def socket_answers(path: Path) -> bool:
     return True
 
 
-def running(server: Server) -> bool:
+def running(server: _Registered) -> bool:
     """Running by its pidfile, or by its admin socket (systemd runs servers without one).
 
     For the commands that work on a stopped server too (``ae``, ``addins``): a server that
@@ -175,7 +301,7 @@ def running(server: Server) -> bool:
     return server.pid() is not None or socket_answers(server.socket_path)
 
 
-def call_running(server: Server, message: str, *data: Any) -> list[Any]:
+def call_running(server: _Registered, message: str, *data: Any) -> list[Any]:
     """Like ``Server.call``, without requiring a pidfile (servers run by systemd have none)."""
     try:
         with server.admin() as admin:
@@ -187,14 +313,30 @@ def call_running(server: Server, message: str, *data: Any) -> list[Any]:
     return list(reply.data)
 
 
-def live_pid(pidfile: Path) -> int | None:
-    """The pid ``pidfile`` names when that process is alive; None for no file, junk or a
-    dead process (a killed daemon leaves its pidfile behind)."""
+def pidfile_pid(pidfile: Path) -> int | None:
+    """The pid ``pidfile`` holds; None for no file or junk."""
     try:
-        pid = int(pidfile.read_text().strip())
+        return int(pidfile.read_text().strip())
     except (OSError, ValueError):
         return None
-    return pid if process_alive(pid) else None
+
+
+def live_pid(pidfile: Path) -> int | None:
+    """The pid ``pidfile`` names when that process is alive and is the twistd of the server
+    directory holding the pidfile; None for no file, junk, a dead process (a killed daemon
+    leaves its pidfile behind) or another process that has since been given its pid."""
+    pid = pidfile_pid(pidfile)
+    if pid is None or not process_alive(pid):
+        return None
+    return None if runs_server(pid, pidfile.parent) is False else pid
+
+
+def stale_pid(pidfile: Path) -> int | None:
+    """The live pid ``pidfile`` names when that process is *not* its server's twistd."""
+    pid = pidfile_pid(pidfile)
+    if pid is None or not process_alive(pid):
+        return None
+    return pid if runs_server(pid, pidfile.parent) is False else None
 
 
 def process_alive(pid: int) -> bool:
@@ -212,57 +354,161 @@ def process_alive(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
+def command_line(pid: int) -> list[str] | None:
+    """The arguments ``pid`` was run with (``/proc/<pid>/cmdline``); None when unknown.
+
+    ``[]`` for a process that has none (a kernel thread) or no longer exists while ``/proc``
+    does; None where there is no ``/proc`` or it may not be read.
+    """
+    try:
+        raw = Path("/proc", str(pid), "cmdline").read_bytes()
+    except FileNotFoundError:
+        return [] if Path("/proc/self").is_dir() else None
+    except OSError:
+        return None
+    words = [os.fsdecode(word) for word in raw.split(b"\0")]
+    if words and words[-1] == "":
+        words.pop()  # the NUL ending the last argument
+    return words
+
+
+def _server_dir_argument(options: list[str]) -> str | None:
+    """The directory the plugin's ``options`` name (the last given, as getopt reads them)."""
+    found = None
+    words = iter(options)
+    for word in words:
+        if word == "--":
+            break
+        if word in SERVER_DIR_OPTIONS:
+            found = next(words, found)
+        elif word.startswith(SERVER_DIR_OPTIONS[0] + "="):
+            found = word.partition("=")[2]
+        elif word.startswith(SERVER_DIR_OPTIONS[1]) and not word.startswith("--"):
+            found = word[len(SERVER_DIR_OPTIONS[1]) :]
+    return found
+
+
+def _same_directory(first: Path, second: Path) -> bool:
+    try:
+        return os.path.samefile(first, second)
+    except OSError:
+        return os.path.realpath(first) == os.path.realpath(second)
+
+
+def runs_server(pid: int, directory: Path) -> bool | None:
+    """Whether process ``pid`` is twistd running the pacsref server of ``directory``.
+
+    A pidfile outlives its daemon (kill -9, a crash, a reboot), and its pid may since have
+    been given to any process, which must then be neither signalled nor taken for the server.
+    The command line says what a process runs: the twistd plugin ``pacsref`` followed by
+    ``--server-dir DIR`` (:func:`twistd_command`; ``-d DIR`` or ``--server-dir=DIR`` when
+    typed by hand; relative to the process's working directory; no such option: twistd's
+    embedded default server). None when the system cannot tell (no ``/proc``, or it may not
+    be read): then the pid is trusted, as before this check.
+    """
+    words = command_line(pid)
+    if words is None:
+        return None
+    if PLUGIN_NAME not in words:
+        return False
+    given = _server_dir_argument(words[words.index(PLUGIN_NAME) + 1 :])
+    served = Path(given) if given is not None else DEFAULT_SERVER_DIR
+    if not served.is_absolute():
+        try:
+            served = Path(os.readlink(f"/proc/{pid}/cwd")) / served
+        except OSError:
+            return None
+    return _same_directory(served, directory)
+
+
+def discard_stale_pidfile(server: _Registered) -> None:
+    """Remove a pidfile whose pid now belongs to another process, with a warning.
+
+    Called where a command would act on the pidfile: ``stop`` would SIGTERM that process,
+    ``start`` would be refused (twistd itself too, while the pid lives), ``delete`` too.
+    """
+    pid = stale_pid(server.pidfile)
+    if pid is None:
+        return
+    try:
+        server.pidfile.unlink()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ManagerError(
+            f"server {server.name}: cannot remove its stale pidfile {server.pidfile} (pid {pid} "
+            f"is another process): {os_reason(exc)}"
+        ) from None
+    what = " ".join(command_line(pid) or []) or "?"
+    if len(what) > 60:
+        what = what[:57] + "..."
+    warn(
+        f"server {server.name}: removed the stale pidfile {server.pidfile}: pid {pid} is not "
+        f"this server's twistd ({what})"
+    )
+
+
+@contextlib.contextmanager
+def exclusive(server: _Registered, doing: str) -> Iterator[None]:
+    """Hold the server's lock file (``<dir>/manager.lock``) while it is started, stopped or
+    deleted; refuse at once when another ``pacsref`` holds it, saying what that one is
+    ``doing`` (``starting``, ``stopping``, ``being deleted``).
+
+    Two starts at once both found the server stopped: each twistd wrote its pid over the
+    other's, and the one that failed removed the pidfile as it exited, leaving the other
+    running without one. The lock is an ``flock`` on an open file description: the kernel
+    drops it when this process ends, however it ends, and twistd does not inherit it (the
+    descriptor is close-on-exec and ``subprocess`` closes the others).
+    """
+    path = server.directory / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise ManagerError(
+            f"server {server.name}: cannot open its lock file {path}: {os_reason(exc)}"
+        ) from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").split(maxsplit=1)
+            if len(holder) == 2 and holder[0].isdigit():
+                busy = f"{holder[1].strip()} (by pacsref pid {holder[0]})"
+            else:
+                busy = "being started, stopped or deleted by another pacsref"
+            raise ManagerError(
+                f"server {server.name} is already {busy}; try again once that is done"
+            ) from None
+        except OSError as exc:
+            raise ManagerError(
+                f"server {server.name}: cannot lock {path}: {os_reason(exc)}"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()} {doing}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
 def find_server(root: Path, name: str) -> Server:
     """The server ``name`` under ``root``; ManagerError when unknown or unreadable."""
+    found = load_server(root, name)
+    if isinstance(found, BrokenServer):
+        raise ManagerError(found.reason)
+    return found
+
+
+def load_server(root: Path, name: str) -> Server | BrokenServer:
+    """The server ``name`` under ``root``, a :class:`BrokenServer` when its settings cannot
+    be read; ManagerError for a name that is not allowed or a server that does not exist."""
     directory = root / check_server_name(name)
     if not (directory / SETTINGS_FILE_NAME).is_file():
         raise ManagerError(f"unknown server {name!r} (no {directory / SETTINGS_FILE_NAME})")
     try:
         settings = load_settings(directory / SETTINGS_FILE_NAME)
     except SettingsError as exc:
-        raise ManagerError(str(exc).splitlines()[0]) from None
+        return BrokenServer(name, directory, str(exc).splitlines()[0])
     return Server(name, directory, settings)
-
-
-@dataclass
-class BrokenServer:
-    """A registered server (it has ``settings.toml``) whose settings cannot be read.
-
-    Kept apart from :class:`Server` rather than skipped: a server that vanishes from ``list``
-    and is passed over by ``start-all`` with exit status 0 hides exactly the problem the
-    administrator needs to see.
-    """
-
-    name: str
-    directory: Path
-    reason: str
-
-    @property
-    def pidfile(self) -> Path:
-        return self.directory / PIDFILE_NAME
-
-    def pid(self) -> int | None:
-        """The pid in the pidfile when that process is alive (started before the file broke)."""
-        return live_pid(self.pidfile)
-
-    def start_mode(self) -> StartMode | None:
-        """The start mode the file still states, or None when it cannot be told.
-
-        A file broken elsewhere may still say ``start_mode = "manual"``: such a server is not
-        one ``start-all`` must start, so it need not fail because of it.
-        """
-        try:
-            document = tomllib.loads(
-                (self.directory / SETTINGS_FILE_NAME).read_bytes().decode("utf-8-sig")
-            )
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-            return None
-        if "start_mode" not in document:
-            return DEFAULT_START_MODE
-        try:
-            return check_start_mode(document["start_mode"])
-        except Invalid:
-            return None
 
 
 def scan(root: Path) -> Iterator[Server | BrokenServer]:
@@ -274,7 +520,7 @@ def scan(root: Path) -> Iterator[Server | BrokenServer]:
     for directory in entries:
         if (directory / SETTINGS_FILE_NAME).is_file():
             try:
-                yield find_server(root, directory.name)
+                yield load_server(root, directory.name)
             except ManagerError as exc:
                 yield BrokenServer(directory.name, directory, str(exc))
 
@@ -306,14 +552,18 @@ def child_env() -> dict[str, str]:
 
 
 def twistd_command(server: Server, *, daemon: bool) -> list[str]:
-    """The twistd command line of ``server`` (absolute paths)."""
+    """The twistd command line of ``server`` (absolute paths).
+
+    ``--server-dir`` with the absolute directory is also what :func:`runs_server` looks for
+    to tell this server's daemon from a process that inherited its pid.
+    """
     directory = server.directory.resolve()
     command = [sys.executable, "-c", TWISTD_CODE]
     if not daemon:
         command.append("-n")
     pidfile = str(directory / PIDFILE_NAME) if daemon else ""
     command += [f"--pidfile={pidfile}", f"--logfile={directory / LOGS_DIR_NAME / LOGFILE_NAME}"]
-    command += ["pacsref", "--server-dir", str(directory)]
+    command += [PLUGIN_NAME, SERVER_DIR_OPTIONS[0], str(directory)]
     return command
 
 
@@ -325,16 +575,64 @@ def log_tail(server: Server, lines: int = 5) -> str:
     return " | ".join(line.strip() for line in text[-lines:] if line.strip())
 
 
+#: What twistd prints when the daemon it forked fails in ``startService``: the reason it then
+#: gets through its status pipe is cut at 100 bytes and shown as a bytes literal.
+DAEMON_FAILED = "An error has occurred"
+#: How the server logs that failure, whole (``pacsref.server.service``).
+START_FAILURE_LOGGED = "cannot start server "
+
+
+def _log_size(server: Server) -> int:
+    try:
+        return server.logfile.stat().st_size
+    except OSError:
+        return 0
+
+
+def logged_start_failure(server: Server, offset: int = 0) -> str | None:
+    """The reason of the last ``cannot start server AE: <reason>`` line the server logged
+    after ``offset`` (the log's size before this start: older failures are not this one's)."""
+    try:
+        with server.logfile.open("rb") as log:
+            if log.seek(0, os.SEEK_END) >= offset:  # smaller: rotated meanwhile, read it all
+                log.seek(offset)
+            else:
+                log.seek(0)
+            text = log.read().decode(errors="replace")
+    except OSError:
+        return None
+    found = None
+    for line in text.splitlines():
+        message = line.partition("] ")[2].strip()  # after "<time> [<namespace>#<level>] "
+        if message.startswith(START_FAILURE_LOGGED):
+            found = message
+    if found is None:
+        return None
+    own = f"{START_FAILURE_LOGGED}{server.settings.ae_title}: "
+    return found.removeprefix(own) or found
+
+
 def start(server: Server, timeout: float = START_TIMEOUT_S) -> int:
-    """Start ``server`` as a twistd daemon; return its pid once GetStatus answers."""
+    """Start ``server`` as a twistd daemon; return its pid once GetStatus answers.
+
+    Holds the server's lock (:func:`exclusive`) throughout, so that a second start waits for
+    no pidfile race but is refused with what is going on.
+    """
     if server.settings.start_mode is StartMode.DISABLED:
         raise ManagerError(
             f'server {server.name} has Start Mode "disabled" and refuses to start; '
             "allow it first: "
             + command_hint("server", "edit", server.name, "--start-mode", "manual")
         )
-    if server.pid() is not None:
-        raise ManagerError(f"server {server.name} is already running (pid {server.pid()})")
+    with exclusive(server, "starting"):
+        return _start(server, timeout)
+
+
+def _start(server: Server, timeout: float) -> int:
+    discard_stale_pidfile(server)  # twistd would refuse to start while that pid lives
+    pid = server.pid()
+    if pid is not None:
+        raise ManagerError(f"server {server.name} is already running (pid {pid})")
     if socket_answers(server.socket_path):
         raise ManagerError(
             f"another server is already listening on {server.socket_path}: {server.name} "
@@ -347,6 +645,8 @@ def start(server: Server, timeout: float = START_TIMEOUT_S) -> int:
             f"server {server.name}: cannot create its log folder {server.logfile.parent}: "
             f"{os_reason(exc)}"
         ) from None
+    log_offset = _log_size(server)
+    status = command_hint("server", "status", server.name)
     try:
         done = subprocess.run(
             twistd_command(server, daemon=True),
@@ -363,6 +663,10 @@ def start(server: Server, timeout: float = START_TIMEOUT_S) -> int:
         ) from None
     except OSError as exc:
         raise ManagerError(f"server {server.name}: cannot run twistd: {os_reason(exc)}") from None
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"twistd was starting server {server.name}; it may have started: {status}"
+        ) from None
     if done.returncode != 0:
         # twistd prints the plugin's own "pacsref: <reason>"; this command adds that prefix.
         output = " | ".join(
@@ -370,15 +674,27 @@ def start(server: Server, timeout: float = START_TIMEOUT_S) -> int:
             for line in (done.stderr + done.stdout).splitlines()
             if line.strip()
         )
-        reason = output[-500:] or log_tail(server) or f"twistd exited {done.returncode}"
+        logged = logged_start_failure(server, log_offset) if DAEMON_FAILED in output else None
+        reason = logged or output[-500:] or log_tail(server) or f"twistd exited {done.returncode}"
         raise ManagerError(f"server {server.name} failed to start: {reason}")
+    try:
+        return _wait_until_it_answers(server, timeout, log_offset)
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"server {server.name} was started (twistd detached) and had not answered yet; "
+            f"it goes on starting: {status}"
+        ) from None
+
+
+def _wait_until_it_answers(server: Server, timeout: float, log_offset: int) -> int:
     began = time.monotonic()
     deadline = began + timeout
     interval = 0.01
     while True:
         pid = server.pid()
         if pid is None and time.monotonic() - began > 2.0:  # the daemon wrote it, then died
-            raise ManagerError(f"server {server.name} exited at start: {log_tail(server)}")
+            reason = logged_start_failure(server, log_offset) or log_tail(server)
+            raise ManagerError(f"server {server.name} exited at start: {reason}")
         if pid is not None:
             try:
                 with server.admin(timeout=2.0) as admin:
@@ -395,38 +711,52 @@ def start(server: Server, timeout: float = START_TIMEOUT_S) -> int:
         interval = min(interval * 2, 0.1)
 
 
-def stop(server: Server, timeout: float | None = None) -> int:
+def stop(server: Server | BrokenServer, timeout: float | None = None) -> int:
     """SIGTERM the server's daemon and wait for it to exit; return the pid it had.
 
     The server first lets open associations finish for its ``stop_timeout``, then aborts
     them, so the default wait is that plus :data:`STOP_TIMEOUT_S` for the rest of the stop.
+    A broken server (unreadable ``settings.toml``) is stopped by its pidfile alone, waiting
+    for the file's ``stop_timeout`` if that is still valid, else the default.
     """
     if timeout is None:
-        timeout = server.settings.stop_timeout + ABORT_GRACE_S + CUT_GRACE_S + STOP_TIMEOUT_S
-    pid = server.pid()
-    if pid is None:
-        if socket_answers(server.socket_path):
-            raise ManagerError(
-                f"server {server.name} runs without a pidfile (its admin socket answers: run "
-                f"by systemd?); stop it there: systemctl stop pacsref-{server.name}"
-            )
-        raise ManagerError(f"server {server.name} is not running")
-    return stop_pid(server.name, pid, timeout)
+        timeout = server.stop_timeout + ABORT_GRACE_S + CUT_GRACE_S + STOP_TIMEOUT_S
+    with exclusive(server, "stopping"):
+        discard_stale_pidfile(server)  # never SIGTERM a process that inherited its pid
+        pid = server.pid()
+        if pid is None:
+            if socket_answers(server.socket_path):
+                raise ManagerError(
+                    f"server {server.name} runs without a pidfile (its admin socket answers: "
+                    f"run by systemd?); stop it there: systemctl stop pacsref-{server.name}"
+                )
+            raise ManagerError(f"server {server.name} is not running")
+        return stop_pid(server.name, pid, timeout)
 
 
 def stop_pid(name: str, pid: int, timeout: float) -> int:
-    """SIGTERM ``pid`` (the daemon of server ``name``) and wait up to ``timeout`` s for its end."""
+    """SIGTERM ``pid`` (the daemon of server ``name``) and wait up to ``timeout`` s for its end.
+
+    Ctrl-C while it waits raises :class:`Interrupted` saying the SIGTERM went out: the server
+    goes on with its graceful stop whether this command waits or not.
+    """
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         return pid
     except PermissionError as exc:
         raise ManagerError(f"server {name} (pid {pid}): cannot stop it: {os_reason(exc)}") from None
-    deadline = time.monotonic() + timeout
-    interval = 0.01
-    while process_alive(pid):
-        if time.monotonic() > deadline:
-            raise ManagerError(f"server {name} (pid {pid}) did not exit within {timeout:g} s")
-        time.sleep(interval)
-        interval = min(interval * 2, 0.1)
+    try:
+        deadline = time.monotonic() + timeout
+        interval = 0.01
+        while process_alive(pid):
+            if time.monotonic() > deadline:
+                raise ManagerError(f"server {name} (pid {pid}) did not exit within {timeout:g} s")
+            time.sleep(interval)
+            interval = min(interval * 2, 0.1)
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"server {name} (pid {pid}) was sent SIGTERM and goes on with its graceful stop: "
+            + command_hint("server", "status", name)
+        ) from None
     return pid

@@ -11,7 +11,10 @@ import argparse
 import ipaddress
 import json
 import math
+import os
+import re
 import shlex
+import shutil
 import sys
 from pathlib import Path
 
@@ -23,13 +26,13 @@ from pacsref.manager.daemon import (
     check_server_name,
     command_hint,
     find_server,
+    load_server,
     os_reason,
+    warn,
 )
 from pacsref.manager.settings_options import add_settings_options, settings_changes
 from pacsref.server.create import shipped_addins
-from pacsref.server.graceful import ABORT_GRACE_S, CUT_GRACE_S
 from pacsref.settings import (
-    DEFAULT_STOP_TIMEOUT,
     SETTINGS_FILE_NAME,
     ServerSettings,
     SettingsError,
@@ -170,6 +173,57 @@ def warn_port_conflicts(root: Path, name: str, settings: ServerSettings) -> None
             )
 
 
+class _Created:
+    """What ``server add`` is about to create under ``directory``, to take it back on failure.
+
+    A failed add (a full disk while the add-ins are copied) must not leave a half-made
+    directory behind, eating the space and looking like a server to whoever looks next. The
+    directory may exist already (made empty by an installer, as ``create_server_directory``
+    allows): then only the entries this add makes go, never what was there before.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.top = directory
+        while not self.top.parent.exists() and self.top.parent != self.top:
+            self.top = self.top.parent  # the root itself may be made by this add
+        self.before: set[Path] | None = None
+        if directory.exists():
+            self.top = directory
+            self.before = {directory, *directory.rglob("*")}
+
+    def remove(self) -> Path | None:
+        """Remove what was created; the first path that could not be removed, or None."""
+        if self.before is None:
+            shutil.rmtree(self.top, ignore_errors=True)
+            return self.top if self.top.exists() or self.top.is_symlink() else None
+        made = sorted(set(self.top.rglob("*")) - self.before, key=lambda p: len(p.parts))
+        for path in made:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        return next((p for p in made if p.exists() or p.is_symlink()), None)
+
+
+def _create_failure(exc: OSError, directory: Path) -> str:
+    """The reason ``create_server_directory`` failed, in one line.
+
+    ``shutil.copytree`` gathers one ``(source, destination, why)`` per file it could not copy
+    into :class:`shutil.Error` (no ``strerror``): on a full disk, every add-in file. The first
+    says what is wrong and where; the count says how much more.
+    """
+    if isinstance(exc, shutil.Error) and exc.args and isinstance(exc.args[0], list):
+        entries = [e for e in exc.args[0] if isinstance(e, tuple) and len(e) == 3]
+        if entries:
+            _, destination, why = entries[0]
+            number = re.match(r"\[Errno (\d+)\]", str(why))
+            reason = os.strerror(int(number.group(1))) if number else str(why)
+            more = f" and {len(entries) - 1} more file(s)" if len(entries) > 1 else ""
+            return f"{reason} ({destination}{more})"
+    where = f" ({exc.filename})" if exc.filename and Path(exc.filename) != directory else ""
+    return f"{os_reason(exc)}{where}"
+
+
 def _add(root: Path, args: argparse.Namespace) -> int:
     check_server_name(args.name)
     chosen = _chosen_addins(args.addins)
@@ -187,14 +241,16 @@ def _add(root: Path, args: argparse.Namespace) -> int:
     except SettingsError as exc:
         raise ManagerError(" ".join(str(exc).split())) from None
     check_temporary_directory(settings, directory)
+    created = _Created(directory)
     try:
         create_server_directory(directory, settings, chosen)
     except SettingsError as exc:
         raise ManagerError(" ".join(str(exc).split())) from None
     except OSError as exc:
-        where = f" ({exc.filename})" if exc.filename and Path(exc.filename) != directory else ""
+        left = created.remove()
         raise ManagerError(
-            f"cannot create server directory {directory}: {os_reason(exc)}{where}"
+            f"cannot create server directory {directory}: {_create_failure(exc, directory)}"
+            + (f" (and could not remove the partial {left})" if left else "")
         ) from None
     print(f"added server {args.name} in {directory}")
     warn_port_conflicts(root, args.name, settings)
@@ -202,7 +258,13 @@ def _add(root: Path, args: argparse.Namespace) -> int:
 
 
 def _edit(root: Path, args: argparse.Namespace) -> int:
-    server = find_server(root, args.name)
+    """Validate the changes with the whole file, then save them (stopped) or send them.
+
+    A broken ``settings.toml`` (a bad hand edit) is edited too: the changes may be what
+    repairs it, and every problem left is reported at once. Running, the server is found by
+    its pidfile or admin socket, and judges the change against the same file itself.
+    """
+    server = load_server(root, args.name)
     changes = settings_changes(args)
     if not changes:
         raise ManagerError(
@@ -246,6 +308,12 @@ def _edit(root: Path, args: argparse.Namespace) -> int:
 
 def _delete(root: Path, args: argparse.Namespace) -> int:
     server = find_server(root, args.name)
+    with daemon.exclusive(server, "being deleted"):  # no start may slip in meanwhile
+        daemon.discard_stale_pidfile(server)
+        return _unregister(server)
+
+
+def _unregister(server: Server) -> int:
     if daemon.running(server):
         pid = server.pid()
         if pid is not None:
@@ -294,21 +362,31 @@ def _start(root: Path, args: argparse.Namespace) -> int:
     return 0
 
 
+def _reachable(root: Path, name: str) -> Server | BrokenServer:
+    """The server ``name``, broken or not, for the commands that need only its pidfile or
+    admin socket (stop, pause, resume, status), as ``stop-all`` does; a broken one's problem
+    comes first as a warning, so the file gets repaired."""
+    server = load_server(root, name)
+    if isinstance(server, BrokenServer):
+        warn(server.reason)
+    return server
+
+
 def _stop(root: Path, args: argparse.Namespace) -> int:
-    server = find_server(root, args.name)
+    server = _reachable(root, args.name)
     pid = daemon.stop(server)
     print(f"stopped {server.name} (pid {pid})")
     return 0
 
 
 def _pause(root: Path, args: argparse.Namespace) -> int:
-    find_server(root, args.name).call("Pause")
+    _reachable(root, args.name).call("Pause")
     print(f"paused {args.name}")
     return 0
 
 
 def _resume(root: Path, args: argparse.Namespace) -> int:
-    find_server(root, args.name).call("Resume")
+    _reachable(root, args.name).call("Resume")
     print(f"resumed {args.name}")
     return 0
 
@@ -319,7 +397,7 @@ def _status(root: Path, args: argparse.Namespace) -> int:
     "Not running" is an answer, not a failure (the command worked), but a script must tell it
     from "running" without parsing: hence its own exit status, the one systemctl uses.
     """
-    server = find_server(root, args.name)
+    server = _reachable(root, args.name)
     if not daemon.running(server):
         print(f"{server.name}: stopped")
         return NOT_RUNNING_EXIT
@@ -339,21 +417,17 @@ def _each(servers: list[Server | BrokenServer], action: str) -> int:
     """Start or stop each server, going on after a failure; ManagerError if any failed.
 
     A broken server is only reached here when it must be acted on: stopping one that runs
-    needs just its pid (with the default grace), starting one is a failure to report.
+    needs just its pidfile, starting one is a failure to report.
     """
     failed = 0
     for server in servers:
         try:
-            if isinstance(server, BrokenServer):
-                pid = server.pid()
-                if action == "start" or pid is None:
-                    raise ManagerError(
-                        f"server {server.name} cannot be {_PAST[action]}: {server.reason}"
-                    )
-                timeout = DEFAULT_STOP_TIMEOUT + ABORT_GRACE_S + CUT_GRACE_S + daemon.STOP_TIMEOUT_S
-                pid = daemon.stop_pid(server.name, pid, timeout)
+            if action == "stop":
+                pid = daemon.stop(server)
+            elif isinstance(server, BrokenServer):
+                raise ManagerError(f"server {server.name} cannot be started: {server.reason}")
             else:
-                pid = daemon.start(server) if action == "start" else daemon.stop(server)
+                pid = daemon.start(server)
         except ManagerError as exc:
             print(f"pacsref: {exc}", file=sys.stderr)
             failed += 1
@@ -383,26 +457,52 @@ def _stop_all(root: Path, args: argparse.Namespace) -> int:
     return _each([s for s in daemon.scan(root) if s.pid() is not None], "stop")
 
 
+def systemd_escape(text: str, *, exec_line: bool = False) -> str:
+    """``text`` as a systemd unit setting takes it literally (systemd.unit(5), .service(5)).
+
+    ``%`` starts a specifier in every setting the unit writes (``Description``,
+    ``WorkingDirectory``, ``Environment``, ``ExecStart``): ``%%`` is a ``%``. Only the
+    arguments of a command line expand ``$VAR`` (not its program): there ``$$`` is a ``$``.
+    An AE title may hold both (PS3.5), and the root folder any character.
+    """
+    text = text.replace("%", "%%")
+    return text.replace("$", "$$") if exec_line else text
+
+
+def systemd_word(text: str, *, exec_line: bool = False) -> str:
+    """One argument of a systemd command line or ``Environment=`` assignment.
+
+    systemd splits these on whitespace, honours double and single quotes and reads C-style
+    backslash escapes; a word holding any of those, or ``;`` (which separates commands), is
+    double-quoted with ``\\`` and ``\"`` escaped.
+    """
+    text = systemd_escape(text, exec_line=exec_line)
+    if text and not any(c.isspace() or c in "\"';\\" for c in text):
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def unit_text(server: Server) -> str:
     """A systemd unit running ``server`` in the foreground (Type=simple)."""
     directory = server.directory.resolve()
+    program, *arguments = daemon.twistd_command(server, daemon=False)
+    # systemd expands $VAR in the arguments only, never in the program's path.
     command = " ".join(
-        f'"{arg}"' if " " in arg or ";" in arg else arg
-        for arg in daemon.twistd_command(server, daemon=False)
+        [systemd_word(program), *(systemd_word(arg, exec_line=True) for arg in arguments)]
     )
     lines = [
         "[Unit]",
-        f"Description=pacsref DICOM server {server.settings.ae_title}",
+        f"Description={systemd_escape(f'pacsref DICOM server {server.settings.ae_title}')}",
         "After=network-online.target",
         "Wants=network-online.target",
         "",
         "[Service]",
         "Type=simple",
-        f"WorkingDirectory={directory}",
+        f"WorkingDirectory={systemd_escape(str(directory))}",
     ]
     extra = daemon._pythonpath()
     if extra is not None:
-        lines.append(f"Environment={shlex.quote('PYTHONPATH=' + extra)}")
+        lines.append(f"Environment={systemd_word('PYTHONPATH=' + extra)}")
     lines += [
         f"ExecStart={command}",
         "KillSignal=SIGTERM",

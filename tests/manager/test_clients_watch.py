@@ -1,9 +1,10 @@
 """``pacsref clients watch``: notification lines, against a stand-in admin socket.
 
 The stand-in is a Unix socket served by a thread in this process, in a server directory made
-by ``pacsref server add`` whose pidfile names this (live) process: ``watch`` cannot tell it
-from a running server, and the test decides exactly which lines arrive and when the server
-"goes away". The real-server round trip is in ``features/service_manager.feature``.
+by ``pacsref server add`` whose pidfile names a live process with its twistd's command line:
+``watch`` cannot tell it from a running server, and the test decides exactly which lines
+arrive and when the server "goes away". The real-server round trip is in
+``features/service_manager.feature``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from pacsref.admin.messages import NOTIFICATIONS, ServiceMessage
 from pacsref.manager.cli import main
 from pacsref.manager.clients import FORMATTERS, format_notification
 from pacsref.manager.daemon import find_server
+
+from .test_manager import stand_in_twistd
 
 CLIENT = {
     "id": 3,
@@ -46,12 +49,13 @@ def line(message: ServiceMessage) -> bytes:
 
 
 @pytest.fixture
-def server_dir(tmp_path: Path) -> Path:
-    """A server directory whose pidfile names this live process (so it counts as running)."""
+def server_dir(tmp_path: Path) -> Iterator[Path]:
+    """A server directory whose pidfile names a live stand-in for its twistd (so it counts as
+    running: a pidfile naming any other process, this one included, is stale)."""
     assert main(["--root", str(tmp_path), "server", "add", "WATCHED", "--addins", "none"]) == 0
     directory = tmp_path / "WATCHED"
-    (directory / "twistd.pid").write_text(str(os.getpid()))
-    return directory
+    with stand_in_twistd(directory):
+        yield directory
 
 
 @pytest.fixture

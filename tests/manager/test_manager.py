@@ -6,6 +6,10 @@ import os
 import select
 import signal
 import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -50,6 +54,43 @@ def kill_by_pidfile(directory: Path) -> None:
             select.select([handle], [], [], 10)  # readable once the process has exited
         finally:
             os.close(handle)
+
+
+#: A stand-in daemon: says "ready" once SIGTERM is handled, prints "TERM" for each one, and
+#: goes on living until killed unless ``exit`` (sys.argv[1]) says SIGTERM ends it.
+_STAND_IN = """
+import signal, sys, time
+def term(*_):
+    print("TERM", flush=True)
+    if sys.argv[1] == "exit":
+        sys.exit(0)
+signal.signal(signal.SIGTERM, term)
+print("ready", flush=True)
+while True:
+    time.sleep(1)
+"""
+
+
+@contextmanager
+def stand_in_twistd(
+    directory: Path, *, exits_on_term: bool = True
+) -> Iterator[subprocess.Popen[str]]:
+    """A live process whose command line is that of ``directory``'s twistd, in its pidfile.
+
+    The manager takes a pidfile's pid for the server only when that process runs the plugin
+    ``pacsref`` with ``--server-dir`` naming the directory; this one does, without being a
+    server. Killed (and the pidfile left as it is) on the way out.
+    """
+    argv = [sys.executable, "-c", _STAND_IN, "exit" if exits_on_term else "stay"]
+    argv += ["pacsref", "--server-dir", str(directory.resolve())]
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None and process.stdout.readline() == "ready\n"
+        (directory / "twistd.pid").write_text(f"{process.pid}\n")
+        yield process
+    finally:
+        process.kill()
+        process.wait(10)
 
 
 def test_add_copies_only_the_named_addins(tmp_path: Path, capsys) -> None:
