@@ -202,14 +202,7 @@ class DicomServerProtocol(Protocol):
         if self._tls_pending:
             tls_failure = self._tls_timeout or handshake_failure(self.transport, reason)
             tls_failure = f"TLS handshake failed: {tls_failure}"
-            log.warn(
-                "connection {client} from {host}:{port}: {why}",
-                kind="tls.refused",
-                client=self.client.id if self.client else 0,
-                host=self.client.ip if self.client else "",
-                port=self.client.port if self.client else 0,
-                why=tls_failure,
-            )
+            self._log_tls_refused(tls_failure)
         if self.session is not None:
             self.session.end(tls_failure or why)
             why = tls_failure or self.session.end_reason or why
@@ -259,6 +252,12 @@ class DicomServerProtocol(Protocol):
         gives it too. Cut, not closed: a close would still hand the peer's
         A-ASSOCIATE-RQ (already sent, under TLS 1.3) to the Upper Layer.
         """
+        self._log_tls_refused(why)
+        if self.session is not None:
+            self.session.end(why)
+        self.cut()
+
+    def _log_tls_refused(self, why: str) -> None:
         log.warn(
             "connection {client} from {host}:{port}: {why}",
             kind="tls.refused",
@@ -267,9 +266,6 @@ class DicomServerProtocol(Protocol):
             port=self.client.port if self.client else 0,
             why=why,
         )
-        if self.session is not None:
-            self.session.end(why)
-        self.cut()
 
     def disconnect(self, reason: str) -> None:
         """End this connection: A-ABORT when an association exists, then close.

@@ -23,6 +23,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from OpenSSL import SSL
 from twisted.internet.address import IPv4Address
@@ -45,6 +46,7 @@ __all__ = [
     "TLSConnection",
     "TestPKI",
     "connect_tls",
+    "write_leaf",
     "write_security_options",
 ]
 
@@ -59,6 +61,22 @@ class LeafFiles:
 
     certificate: Path
     private_key: Path
+
+
+def write_leaf(
+    directory: Path, name: str, certificate: x509.Certificate, key: CertificateIssuerPrivateKeyTypes
+) -> LeafFiles:
+    """Write ``certificate`` and its unencrypted ``key`` as ``name.pem`` and ``name.key``."""
+    files = LeafFiles(directory / f"{name}.pem", directory / f"{name}.key")
+    files.certificate.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    files.private_key.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return files
 
 
 class TestPKI:
@@ -156,16 +174,7 @@ class TestPKI:
             .add_extension(x509.ExtendedKeyUsage(list(usages)), critical=False)
             .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
         )
-        files = LeafFiles(self.directory / f"{name}.pem", self.directory / f"{name}.key")
-        files.certificate.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-        files.private_key.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        return files
+        return write_leaf(self.directory, name, certificate, key)
 
     def issue_server_only(self, name: str, common_name: str) -> LeafFiles:
         """serverAuth only: the wrong purpose for a client certificate."""

@@ -25,6 +25,7 @@ from pacsref.dimse.spool import (
     create_spool_file,
     writev_all,
 )
+from pacsref.dimse.writeback import WriteBehind
 from pacsref.ul.events import PresentationDataValue as PDV
 
 DEV_FULL = Path("/dev/full")
@@ -374,13 +375,9 @@ def _wait_for(condition: Callable[[], bool]) -> bool:
     return True
 
 
-@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts /proc/self/fd")
-def test_a_stuck_write_behind_thread_holds_one_duplicate_per_spool_file() -> None:
-    """While the thread waits for a congested device, more hints for the same file add no
-    descriptor (they used to queue one per WRITE_BEHIND_STEP: 2054 for four 4 GiB stores);
-    once it is free every file is started once and every duplicate closed."""
-    from pacsref.dimse.writeback import WRITE_BEHIND_START, WRITE_BEHIND_STEP, WriteBehind
-
+def _congested_write_behind() -> tuple[threading.Event, list[int], WriteBehind]:
+    """A write-behind whose thread waits (up to 10 s) until the returned gate is set; the
+    descriptors it was handed, in order."""
     gate = threading.Event()
     started: list[int] = []
 
@@ -388,7 +385,17 @@ def test_a_stuck_write_behind_thread_holds_one_duplicate_per_spool_file() -> Non
         started.append(fd)
         gate.wait(10)
 
-    behind = WriteBehind(congested, enabled=True)
+    return gate, started, WriteBehind(congested, enabled=True)
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts /proc/self/fd")
+def test_a_stuck_write_behind_thread_holds_one_duplicate_per_spool_file() -> None:
+    """While the thread waits for a congested device, more hints for the same file add no
+    descriptor (they used to queue one per WRITE_BEHIND_STEP: 2054 for four 4 GiB stores);
+    once it is free every file is started once and every duplicate closed."""
+    from pacsref.dimse.writeback import WRITE_BEHIND_START, WRITE_BEHIND_STEP
+
+    gate, started, behind = _congested_write_behind()
     before = _open_descriptors()
     writers = [SpoolWriter(os.open(os.devnull, os.O_WRONLY), behind) for _ in range(3)]
     piece = b"\0" * (1 << 20)
@@ -414,17 +421,9 @@ def test_no_more_than_max_handed_duplicates_exist_at_once(
 ) -> None:
     """Hints from more spool files than MAX_HANDED while the thread is stuck are dropped."""
     from pacsref.dimse import writeback
-    from pacsref.dimse.writeback import WriteBehind
 
     monkeypatch.setattr(writeback, "MAX_HANDED", 4)
-    gate = threading.Event()
-    started: list[int] = []
-
-    def congested(fd: int) -> None:
-        started.append(fd)
-        gate.wait(10)
-
-    behind = WriteBehind(congested, enabled=True)
+    gate, started, behind = _congested_write_behind()
     fd, _ = create_spool_file(tmp_path, "pacsref-dimse-", ".dataset")
     before = _open_descriptors()
     owners = [object() for _ in range(10)]

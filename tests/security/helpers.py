@@ -20,7 +20,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pacsref.security import handshake_failure, tls_session
-from pacsref.testing.tls import LeafFiles, TestPKI, TLSConnection, connect_tls
+from pacsref.testing.tls import LeafFiles, TestPKI, TLSConnection, connect_tls, write_leaf
 
 
 @implementer(IHandshakeListener)
@@ -179,16 +179,7 @@ def build_certificate(
         names = [x509.DNSName(n) for n in dns_names]
         builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
     certificate = builder.sign(issuer.key if issuer else key, hashes.SHA256())
-    files = LeafFiles(directory / f"{name}.pem", directory / f"{name}.key")
-    files.certificate.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    files.private_key.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return files, Issuer(certificate, key)
+    return write_leaf(directory, name, certificate, key), Issuer(certificate, key)
 
 
 def _der(tag: int, body: bytes) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pacsref.dimse import decode_command, encode_command
+from pacsref.testing.harness import Connection, ServerHarness
 from pacsref.ul import codec
 from pacsref.ul.constants import PDUType
 from pacsref.ul.events import (
@@ -17,6 +18,8 @@ VERIFICATION = "1.2.840.10008.1.1"
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
 IMPLICIT = "1.2.840.10008.1.2"
 EXPLICIT = "1.2.840.10008.1.2.1"
+#: The storage class of the tests' own store add-ins (not a standard one).
+TEST_STORE_SYNTAX = "1.2.826.0.1.3680043.9.7.20"
 
 
 def associate_rq(
@@ -71,3 +74,19 @@ def responses(pdus: list[tuple[PDUType, bytes]]) -> list[dict[int, object]]:
                     out.append(decode_command(buffer))
                     buffer = b""
     return out
+
+
+def associate_store_and_echo(harness: ServerHarness, store_syntax: str) -> Connection:
+    """An accepted association: context 1 ``store_syntax``, context 3 Verification."""
+    conn = harness.connect()
+    conn.send(
+        associate_rq(
+            contexts=(
+                PresentationContextProposal(1, store_syntax, (IMPLICIT,)),
+                PresentationContextProposal(3, VERIFICATION, (IMPLICIT,)),
+            )
+        )
+    )
+    [(pdu_type, body)] = conn.received()
+    assert pdu_type is PDUType.A_ASSOCIATE_AC, body
+    return conn

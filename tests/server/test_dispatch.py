@@ -19,13 +19,21 @@ from pacsref.dimse import DimseMessage
 from pacsref.dimse.responses import MAX_ERROR_COMMENT
 from pacsref.testing.harness import Connection, ServerHarness
 from pacsref.ul import codec
-from pacsref.ul.constants import PDUType
-from pacsref.ul.events import DataTransfer, PresentationContextProposal, PresentationDataValue
+from pacsref.ul.events import DataTransfer, PresentationDataValue
 
-from .helpers import CT_IMAGE, IMPLICIT, VERIFICATION, associate_rq, command_pdu, echo_rq, responses
+from .helpers import (
+    CT_IMAGE,
+    IMPLICIT,
+    TEST_STORE_SYNTAX,
+    VERIFICATION,
+    associate_store_and_echo,
+    command_pdu,
+    echo_rq,
+    responses,
+)
 
 #: A private storage class only the recorder add-in declares, so no shipped add-in is involved.
-STORE_SYNTAX = "1.2.826.0.1.3680043.9.7.20"
+STORE_SYNTAX = TEST_STORE_SYNTAX
 STATUS = 0x0900
 ERROR_COMMENT = 0x0902
 SOP_CLASS_NOT_SUPPORTED = 0x0122
@@ -66,19 +74,7 @@ def _calls(harness: ServerHarness) -> list[str]:
 
 
 def _associate(harness: ServerHarness) -> Connection:
-    """Context 1: the recorder's storage class; context 3: Verification."""
-    conn = harness.connect()
-    conn.send(
-        associate_rq(
-            contexts=(
-                PresentationContextProposal(1, STORE_SYNTAX, (IMPLICIT,)),
-                PresentationContextProposal(3, VERIFICATION, (IMPLICIT,)),
-            )
-        )
-    )
-    [(pdu_type, body)] = conn.received()
-    assert pdu_type is PDUType.A_ASSOCIATE_AC, body
-    return conn
+    return associate_store_and_echo(harness, STORE_SYNTAX)
 
 
 def _store(conn: Connection, message_id: int, sop_class: str) -> dict[int, object]:

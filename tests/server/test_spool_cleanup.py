@@ -21,12 +21,19 @@ from pacsref.dimse import SPOOL_PREFIX, DimseMessage
 from pacsref.testing.harness import Connection, ServerHarness
 from pacsref.ul import codec
 from pacsref.ul.constants import PDUType
-from pacsref.ul.events import DataTransfer, PresentationContextProposal, PresentationDataValue
+from pacsref.ul.events import DataTransfer, PresentationDataValue
 
-from .helpers import IMPLICIT, VERIFICATION, associate_rq, command_pdu, echo_rq, responses
+from .helpers import (
+    IMPLICIT,
+    TEST_STORE_SYNTAX,
+    associate_store_and_echo,
+    command_pdu,
+    echo_rq,
+    responses,
+)
 
 #: A private storage class only the failing add-in declares, so no shipped add-in is involved.
-STORE_SYNTAX = "1.2.826.0.1.3680043.9.7.20"
+STORE_SYNTAX = TEST_STORE_SYNTAX
 STATUS = 0x0900
 PROCESSING_FAILURE = 0x0110
 
@@ -63,19 +70,7 @@ def _harness(tmp_path: Path, on_reactor: bool) -> ServerHarness:
 
 
 def _associate(harness: ServerHarness) -> Connection:
-    """Context 1: the failing add-in's storage class; context 3: Verification."""
-    conn = harness.connect()
-    conn.send(
-        associate_rq(
-            contexts=(
-                PresentationContextProposal(1, STORE_SYNTAX, (IMPLICIT,)),
-                PresentationContextProposal(3, VERIFICATION, (IMPLICIT,)),
-            )
-        )
-    )
-    [(pdu_type, body)] = conn.received()
-    assert pdu_type is PDUType.A_ASSOCIATE_AC, body
-    return conn
+    return associate_store_and_echo(harness, STORE_SYNTAX)
 
 
 def _send_store(harness: ServerHarness, conn: Connection, message_id: int) -> None:
