@@ -65,9 +65,9 @@ Feature: Options of a server's add-ins
     When I run "pacsref addins config CAREFUL storage duplicats=refuse"
     Then it fails, saying "duplicats: unknown option (did you mean duplicates?); known: accept_unknown_storage_classes, duplicates, durability, index_dsn, minimum_free_space_mib, simulate_full_disk, simulate_crash_after_rename (add-in storage)"
     When I run "pacsref addins config CAREFUL storage duplicates=maybe"
-    Then it fails, saying "<root>/CAREFUL/addin-options/storage.toml: duplicates = 'maybe': must be one of "keep-first", "overwrite", "refuse" (add-in storage)"
+    Then it fails, saying "command line: duplicates = 'maybe': must be one of "keep-first", "overwrite", "refuse" (add-in storage)"
     When I run "pacsref addins config CAREFUL storage duplicates"
-    Then it fails, saying "'duplicates' is not KEY=VALUE"
+    Then it is refused as bad usage, saying "addins config: argument KEY=VALUE: 'duplicates' is not KEY=VALUE"
     When I run "pacsref addins config CAREFUL storage"
     Then it succeeds
     And the output has a line matching "^duplicates = "keep-first"  \(default "keep-first"; live\)"

@@ -740,13 +740,19 @@ def stop_pid(name: str, pid: int, timeout: float) -> int:
     Ctrl-C while it waits raises :class:`Interrupted` saying the SIGTERM went out: the server
     goes on with its graceful stop whether this command waits or not.
     """
+    # Ctrl-C is held back from just before the SIGTERM until the wait below can say it was sent:
+    # one landing in between would otherwise be reported as if nothing had been done.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         return pid
     except PermissionError as exc:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         raise ManagerError(f"server {name} (pid {pid}): cannot stop it: {os_reason(exc)}") from None
     try:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         deadline = time.monotonic() + timeout
         interval = 0.01
         while process_alive(pid):
