@@ -223,6 +223,8 @@ def build_server_context(server_dir: Path, reactor: Any | None = None) -> Server
         fallback=_fallback_for(result.addins),
     )
     spool_dir = prepare_spool_dir(settings, server_dir, layout.settings_file)
+    if requestor is not None:
+        requestor.spool_dir = spool_dir
     threadpool = ThreadPool(minthreads=1, maxthreads=20, name=f"pacsref-{settings.ae_title}")
     addresses = HostAddresses()
     titles = registry.get(IAeTitles)

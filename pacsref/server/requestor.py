@@ -12,6 +12,8 @@ and its certificate must name the entry's host (service_identity, see
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail
@@ -88,10 +90,14 @@ class TLSUnavailable(AssociationFailed):
 class _EchoRequestor(Protocol):
     """One association that performs a single C-ECHO and releases."""
 
-    def __init__(self, request: AssociateRequest, reactor: Any, artim: float) -> None:
+    def __init__(
+        self, request: AssociateRequest, reactor: Any, artim: float, spool_dir: Path | None = None
+    ) -> None:
         self.request = request
         self.reactor = reactor
         self.artim = artim
+        #: where a data set the peer sends (none is expected with a C-ECHO-RSP) is spooled
+        self.spool_dir = spool_dir or Path(tempfile.gettempdir())
         self.ul = UpperLayer(Role.REQUESTOR)
         #: Cancelling it (e.g. its timeout) also stops the connection attempt or aborts
         #: the connection, so nothing outlives the caller's interest.
@@ -223,10 +229,7 @@ class _EchoRequestor(Protocol):
             self._perform(self.ul.send(Abort()))
             self.transport.loseConnection()  # type: ignore[union-attr]
             return
-        import tempfile
-        from pathlib import Path
-
-        self._assembler = MessageAssembler(Path(tempfile.gettempdir()), accepted)
+        self._assembler = MessageAssembler(self.spool_dir, accepted)
         command = encode_command(
             {0x0002: VERIFICATION, 0x0100: 0x0030, 0x0110: _ECHO_MESSAGE_ID, 0x0800: 0x0101}
         )
@@ -249,6 +252,9 @@ class DicomRequestor:
         self.registry: Any = None
         #: TLS for peers marked ``secure``; set from the security add-in at start-up.
         self.security: SecureTransport | None = None
+        #: The server's spool directory, set at start-up (the system's temporary directory
+        #: for a requestor without a server, such as ``pacsref echo``).
+        self.spool_dir: Path | None = None
 
     def bind(self, registry: Any) -> None:
         """Give the requestor the registry in which it finds ``IAeTitles``."""
@@ -282,7 +288,7 @@ class DicomRequestor:
                 implementation_version_name=settings.implementation_version_name,
             ),
         )
-        protocol = _EchoRequestor(request, self.reactor, settings.artim_timeout)
+        protocol = _EchoRequestor(request, self.reactor, settings.artim_timeout, self.spool_dir)
         return self._run(protocol, peer, timeout)
 
     def _run(self, protocol: _EchoRequestor, peer: AeInfo, timeout: float | None) -> Deferred[int]:

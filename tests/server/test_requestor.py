@@ -97,6 +97,17 @@ def test_default_requestor_is_registered(tmp_path: Path) -> None:
     assert isinstance(AeInfo("X", "127.0.0.1", 104), AeInfo)
 
 
+def test_requestor_spools_into_the_server_spool_directory(tmp_path: Path) -> None:
+    """Whatever a peer sends it is spooled where the server's own data sets are (the
+    Temporary Directory setting), not in the system's temporary directory."""
+    harness = ServerHarness(tmp_path / "PACSREF")
+    requestor = harness.server.registry.get(IDicomRequest)
+    assert requestor.spool_dir == harness.server.spool_dir  # type: ignore[attr-defined]
+    client, _, _ = _accepted_echo(requestor.spool_dir)  # type: ignore[attr-defined]
+    assert client._assembler is not None
+    assert client._assembler._spool_dir == harness.server.spool_dir
+
+
 def _echo_unreachable(reconnect: float, timeout: float | None = None):  # type: ignore[no-untyped-def]
     from twisted.internet.testing import MemoryReactorClock
 
@@ -145,9 +156,11 @@ def test_exchange_timeout_when_shorter_than_reconnect() -> None:
     assert reactor.getDelayedCalls() == []
 
 
-def _accepted_echo() -> tuple[_EchoRequestor, StringTransport, list[object]]:
+def _accepted_echo(
+    spool_dir: Path | None = None,
+) -> tuple[_EchoRequestor, StringTransport, list[object]]:
     """A requestor whose association was accepted and whose C-ECHO-RQ (message 1) is out."""
-    client = _EchoRequestor(_request("PEER"), Clock(), 5.0)
+    client = _EchoRequestor(_request("PEER"), Clock(), 5.0, spool_dir)
     transport = StringTransport()
     client.makeConnection(transport)
     accept = AssociateAccept(
