@@ -83,7 +83,10 @@ class IAddin(Interface):
     def presentation_contexts() -> Iterable[SupportedContext]:
         """The abstract syntaxes this add-in serves, with transfer syntaxes and roles.
 
-        Called once at load time. Messages arriving on a presentation context
+        Asked at load time only (the loader's check, then the server keeps the answer for
+        its whole run, never asking per association or request); an exception, or a value
+        that is not a ``SupportedContext``, makes the add-in a load failure, and the server
+        starts without it. Messages arriving on a presentation context
         whose abstract syntax an add-in declared are dispatched to that
         add-in's handler for the message's command. An add-in that only hooks
         associations or notifications returns an empty iterable.

@@ -61,6 +61,8 @@ class ServerContext:
         security: TLS for the listener and outbound requests, from the add-in
             providing ISecurity; None without a usable one (see
             :func:`pacsref.security.configure_security`).
+        declared: each add-in's declared abstract syntaxes, by add-in name, from its one
+            ``presentation_contexts()`` call at start-up (:func:`_declared_contexts`).
     """
 
     server_dir: Path
@@ -74,6 +76,7 @@ class ServerContext:
     addresses: HostAddresses = field(default_factory=HostAddresses)
     service_log: ServiceLog | None = None
     security: SecureTransport | None = None
+    declared: dict[str, frozenset[str]] = field(default_factory=dict)
     acceptor: AcceptorConfig = field(init=False)
     next_association_id: int = 0
     _routes: dict[tuple[str, Any], list[Any]] = field(default_factory=dict, repr=False)
@@ -94,7 +97,7 @@ class ServerContext:
                 addin
                 for addin in self.addins
                 if interface.providedBy(addin)
-                and any(c.abstract_syntax == abstract_syntax for c in addin.presentation_contexts())
+                and abstract_syntax in self.declared.get(addin.name, ())
             ]
             if found or abstract_syntax in self.contexts:
                 self._routes[key] = found
@@ -190,6 +193,39 @@ def prepare_spool_dir(settings: ServerSettings, server_dir: Path, source: Path) 
     return spool_dir
 
 
+def _declared_contexts(
+    addins: list[Any], failures: list[AddinFailure]
+) -> tuple[list[Any], dict[str, tuple[SupportedContext, ...]]]:
+    """Each add-in's presentation contexts, asked for once; the add-ins that answered.
+
+    The server keeps these answers for its whole run: an add-in's
+    ``presentation_contexts()`` is not called per association or per request, where a slow,
+    changing or raising answer would cost every peer (and a raise here at start-up would
+    end it with a traceback). One that raises now, or yields anything but
+    ``SupportedContext``, becomes a load failure like any other (``failures``), shown by the
+    admin interface and ``pacsref addins list``; the server starts without it.
+    """
+    kept: list[Any] = []
+    declared: dict[str, tuple[SupportedContext, ...]] = {}
+    for addin in addins:
+        name = getattr(addin, "name", repr(addin))
+        try:
+            contexts = tuple(IAddin(addin).presentation_contexts())
+            for context in contexts:
+                if not isinstance(context, SupportedContext):
+                    raise TypeError(
+                        f"presentation_contexts() must yield SupportedContext, not {context!r}"
+                    )
+        except Exception as exc:
+            failures.append(
+                AddinFailure(name, f"{type(exc).__name__}: {exc} (presentation_contexts())")
+            )
+            continue
+        kept.append(addin)
+        declared[name] = contexts
+    return kept, declared
+
+
 def build_server_context(server_dir: Path, reactor: Any | None = None) -> ServerContext:
     """Load settings and add-ins of ``server_dir`` into a :class:`ServerContext`.
 
@@ -200,6 +236,7 @@ def build_server_context(server_dir: Path, reactor: Any | None = None) -> Server
     layout = ServerLayout(server_dir)
     settings = load_settings(layout.settings_file)
     result = load_addins(layout.addins_dir, strict=False)
+    addins, declared = _declared_contexts(result.addins, result.failures)
     for failure in result.failures:
         log.error("add-in {addin} failed to load: {error}", addin=failure.name, error=failure.error)
     defaults = default_services()
@@ -214,13 +251,13 @@ def build_server_context(server_dir: Path, reactor: Any | None = None) -> Server
     registry = ServiceRegistry(defaults)
     if requestor is not None:
         requestor.bind(registry)
-    registry.register_addins(result.addins)
-    security = configure_security(result.addins)
+    registry.register_addins(addins)
+    security = configure_security(addins)
     if requestor is not None:
         requestor.security = security
     contexts = ContextTable(
-        (context for addin in result.addins for context in IAddin(addin).presentation_contexts()),
-        fallback=_fallback_for(result.addins),
+        (context for addin in addins for context in declared[addin.name]),
+        fallback=_fallback_for(addins),
     )
     spool_dir = prepare_spool_dir(settings, server_dir, layout.settings_file)
     if requestor is not None:
@@ -236,8 +273,9 @@ def build_server_context(server_dir: Path, reactor: Any | None = None) -> Server
     context = ServerContext(
         server_dir=server_dir,
         settings=settings,
-        addins=list(result.addins),
+        addins=addins,
         failures=list(result.failures),
+        declared={name: frozenset(c.abstract_syntax for c in cs) for name, cs in declared.items()},
         contexts=contexts,
         registry=registry,
         threadpool=threadpool,
