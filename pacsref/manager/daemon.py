@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
 import shlex
 import signal
@@ -241,8 +242,10 @@ class BrokenServer(_Registered):
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
             return None
 
+    @functools.cached_property
     def _valid_values(self) -> dict[str, object]:
-        """The fields of the file that are valid on their own ({} when it is not TOML)."""
+        """The fields of the file that are valid on their own ({} when it is not TOML); read
+        once per command, however often the AE title and stop timeout are asked for."""
         document = self._document()
         if document is None:
             return {}
@@ -251,13 +254,13 @@ class BrokenServer(_Registered):
     @property
     def ae_title(self) -> str:
         """The file's AE title when it is still valid, else the name (what it was added as)."""
-        value = self._valid_values().get("ae_title")
+        value = self._valid_values.get("ae_title")
         return value if isinstance(value, str) else self.name
 
     @property
     def stop_timeout(self) -> float:
         """The file's ``stop_timeout`` when it is still valid, else the default."""
-        value = self._valid_values().get("stop_timeout", DEFAULT_STOP_TIMEOUT)
+        value = self._valid_values.get("stop_timeout", DEFAULT_STOP_TIMEOUT)
         return float(value) if isinstance(value, int | float) else DEFAULT_STOP_TIMEOUT
 
     def start_mode(self) -> StartMode | None:
@@ -321,22 +324,28 @@ def pidfile_pid(pidfile: Path) -> int | None:
         return None
 
 
-def live_pid(pidfile: Path) -> int | None:
-    """The pid ``pidfile`` names when that process is alive and is the twistd of the server
-    directory holding the pidfile; None for no file, junk, a dead process (a killed daemon
-    leaves its pidfile behind) or another process that has since been given its pid."""
+def _pidfile_process(pidfile: Path) -> tuple[int, bool] | None:
+    """The live pid ``pidfile`` names, and whether it may be its server's twistd (False only
+    when its command line says it is another process); None for no file, junk or a dead
+    process (a killed daemon leaves its pidfile behind)."""
     pid = pidfile_pid(pidfile)
     if pid is None or not process_alive(pid):
         return None
-    return None if runs_server(pid, pidfile.parent) is False else pid
+    return pid, runs_server(pid, pidfile.parent) is not False
+
+
+def live_pid(pidfile: Path) -> int | None:
+    """The pid ``pidfile`` names when that process is alive and is the twistd of the server
+    directory holding the pidfile; None otherwise, also for another process that has since
+    been given its pid."""
+    found = _pidfile_process(pidfile)
+    return found[0] if found is not None and found[1] else None
 
 
 def stale_pid(pidfile: Path) -> int | None:
     """The live pid ``pidfile`` names when that process is *not* its server's twistd."""
-    pid = pidfile_pid(pidfile)
-    if pid is None or not process_alive(pid):
-        return None
-    return pid if runs_server(pid, pidfile.parent) is False else None
+    found = _pidfile_process(pidfile)
+    return found[0] if found is not None and not found[1] else None
 
 
 def process_alive(pid: int) -> bool:
