@@ -27,7 +27,7 @@ from typing import Any
 
 from pacsref.admin.client import AdminClient, AdminConnectionError
 from pacsref.admin.service import admin_socket_path
-from pacsref.server.create import DEFAULT_SERVER_DIR
+from pacsref.server.create import DEFAULT_SERVER_DIR, SERVER_NAME_ALLOWED, server_name_problem
 from pacsref.server.graceful import ABORT_GRACE_S, CUT_GRACE_S
 from pacsref.settings import (
     DEFAULT_STOP_TIMEOUT,
@@ -76,41 +76,12 @@ def warn(text: str) -> None:
     print(f"pacsref: warning: {text}", file=sys.stderr, flush=True)
 
 
-#: What a server name may be, completing "... cannot be used as a server name: <why>; ...".
-SERVER_NAME_ALLOWED = (
-    "a server name is its directory under the root: one path component, "
-    "not empty, no '/', no NUL, not starting with '.', no leading or trailing spaces"
-)
-
-
 def check_server_name(name: str) -> str:
     """Refuse a name that is not one plain directory entry of the root; return it unchanged.
 
-    The name is joined to the root as a path, so ``..``, ``a/b`` or ``/tmp/x`` would put (or
-    look for) a server outside the root, or in a subdirectory the scan of ``<root>/*`` never
-    finds. AE titles may legally contain ``/`` (PS3.5, AE VR), but such a server cannot be
-    given a directory named after it; a leading ``.`` is refused too, since ``.`` and ``..``
-    are the root itself and its parent, and hidden entries are where editors and tools keep
-    their own files. Leading and trailing spaces of an AE title are not significant (PS3.5),
-    so the server added as ``' CT'`` would answer and name its admin socket as ``CT`` while its
-    directory is ``' CT'``: two names for one server, and ``CT`` unknown to every command.
+    The rules and their reasons: :func:`pacsref.server.create.server_name_problem`.
     """
-    why = None
-    if not name:
-        why = "it is empty"
-    elif not name.strip():
-        why = "it is only spaces"
-    elif name != name.strip():
-        why = (
-            "it begins or ends with a space (an AE title's leading and trailing spaces are "
-            f"not significant, so the server would answer as {name.strip()!r})"
-        )
-    elif "/" in name:
-        why = "it contains '/' (an AE title with '/' cannot name a server directory)"
-    elif "\0" in name:
-        why = "it contains a NUL character"
-    elif name.startswith("."):
-        why = "it starts with '.'"
+    why = server_name_problem(name)
     if why is not None:
         raise ManagerError(
             f"{name!r} cannot be used as a server name: {why}; {SERVER_NAME_ALLOWED}"

@@ -31,6 +31,43 @@ from pacsref.settings import SettingsError, create_server_directory, settings_fr
 DEFAULT_SERVER_DIR = Path("pacsref-data") / "PACSREF"
 DEFAULT_AE_TITLE = "PACSREF"
 
+#: What a server name may be, completing "... cannot be used as a server name: <why>; ...".
+SERVER_NAME_ALLOWED = (
+    "a server name is its directory under the root: one path component, "
+    "not empty, no '/', no NUL, not starting with '.', no leading or trailing spaces"
+)
+
+
+def server_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a server's directory under a root (None if it can).
+
+    The name is joined to the root as a path, so ``..``, ``a/b`` or ``/tmp/x`` would put (or
+    look for) a server outside the root, or in a subdirectory the scan of ``<root>/*`` never
+    finds. AE titles may legally contain ``/`` (PS3.5, AE VR), but such a server cannot be
+    given a directory named after it; a leading ``.`` is refused too, since ``.`` and ``..``
+    are the root itself and its parent, and hidden entries are where editors and tools keep
+    their own files. Leading and trailing spaces of an AE title are not significant (PS3.5),
+    so the server added as ``' CT'`` would answer and name its admin socket as ``CT`` while its
+    directory is ``' CT'``: two names for one server, and ``CT`` unknown to every command.
+    """
+    why = None
+    if not name:
+        why = "it is empty"
+    elif not name.strip():
+        why = "it is only spaces"
+    elif name != name.strip():
+        why = (
+            "it begins or ends with a space (an AE title's leading and trailing spaces are "
+            f"not significant, so the server would answer as {name.strip()!r})"
+        )
+    elif "/" in name:
+        why = "it contains '/' (an AE title with '/' cannot name a server directory)"
+    elif "\0" in name:
+        why = "it contains a NUL character"
+    elif name.startswith("."):
+        why = "it starts with '.'"
+    return why
+
 
 def shipped_addins_dir() -> Path:
     """The folder of add-ins that ship with pacsref (top-level ``addins/``).

@@ -34,10 +34,15 @@ from twisted.python import usage
 
 from pacsref.addin import AeTableFileError, ServiceConflict
 from pacsref.admin.service import AdminSocketError, admin_socket_path, prepare_socket_path
-from pacsref.manager.daemon import ManagerError, check_server_name
 from pacsref.security import secure_startup_problem
 from pacsref.server.context import build_server_context
-from pacsref.server.create import DEFAULT_AE_TITLE, DEFAULT_SERVER_DIR, create_server
+from pacsref.server.create import (
+    DEFAULT_AE_TITLE,
+    DEFAULT_SERVER_DIR,
+    SERVER_NAME_ALLOWED,
+    create_server,
+    server_name_problem,
+)
 from pacsref.server.service import server_service
 from pacsref.settings import SETTINGS_FILE_NAME, SettingsError, load_settings, settings_from_mapping
 
@@ -83,10 +88,12 @@ def _named_server_dir(ae_title: str) -> tuple[Path, str]:
     name (``/``, a leading ``.``) is refused, as the manager refuses it as a server name.
     """
     title = settings_from_mapping({"ae_title": ae_title}, source="command line").ae_title
-    try:
-        check_server_name(title)
-    except ManagerError as exc:
-        raise _fail(f"{exc}; give --server-dir DIR to run a server with this AE title") from None
+    why = server_name_problem(title)
+    if why is not None:
+        raise _fail(
+            f"{title!r} cannot be used as a server name: {why}; {SERVER_NAME_ALLOWED}; "
+            "give --server-dir DIR to run a server with this AE title"
+        )
     return DEFAULT_ROOT / title, title
 
 
