@@ -45,6 +45,7 @@ from pacsref.addin.interfaces import (
     ISecurity,
     IServiceRegistry,
     IStoreHandler,
+    IUserIdentityNegotiation,
 )
 from pacsref.addin.loader import ENTRY_POINT_GROUP, LoadResult, load_addins, package_name_for
 from pacsref.addin.options import (
@@ -65,6 +66,7 @@ from pacsref.addin.runner import (
 )
 from pacsref.addin.status import CANCEL, PENDING, PENDING_WARNING, PROCESSING_FAILURE, SUCCESS
 from pacsref.association import SupportedContext
+from pacsref.ul.events import UserIdentity, UserIdentityType
 
 __all__ = [
     "AE_TITLES_FILE_NAME",
@@ -107,6 +109,7 @@ __all__ = [
     "ISecurity",
     "IServiceRegistry",
     "IStoreHandler",
+    "IUserIdentityNegotiation",
     "LoadResult",
     "MemoryAeTitles",
     "OptionValues",
@@ -118,6 +121,8 @@ __all__ = [
     "StoreOutcome",
     "SubOperation",
     "SupportedContext",
+    "UserIdentity",
+    "UserIdentityType",
     "call_with_timeout",
     "default_services",
     "is_nonblocking",

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from pacsref.addin.aetitles import AeInfo
     from pacsref.addin.requests import AssociationInfo, DimseRequest, SubOperation
     from pacsref.association import SupportedContext
-    from pacsref.ul.events import AssociateReject
+    from pacsref.ul.events import AssociateReject, UserIdentity
 
 __all__ = [
     "IAbstractSyntaxFallback",
@@ -54,6 +54,7 @@ __all__ = [
     "ISecurity",
     "IServiceRegistry",
     "IStoreHandler",
+    "IUserIdentityNegotiation",
 ]
 
 
@@ -280,6 +281,41 @@ class IAssociationHook(Interface):
 
     def association_aborted(info: AssociationInfo) -> None:
         """The association ended by A-ABORT, A-P-ABORT or a dropped connection (PS3.8 7.3, 7.4)."""
+
+
+class IUserIdentityNegotiation(Interface):
+    """Verifies the User Identity a requestor sends in its A-ASSOCIATE-RQ (PS3.7 D.3.3.7).
+
+    Who may use the server is site policy (a user table, LDAP, a Kerberos realm, a JWT
+    issuer), so the core only carries the identity and the answer. Consulted after the
+    server's own acceptance policy and negotiation and before the IAssociationHook
+    add-ins (which then see ``info.user_identity`` and ``info.user_verified``), only
+    for requests that carry a User Identity sub-item: an add-in that wants every
+    association to carry one refuses the others in ``association_requested``.
+
+    Several such add-ins are asked in load order until one accepts (one per
+    authentication source, as PAM stacks "sufficient" modules). When none accepts, the
+    association is rejected with A-ASSOCIATE-RJ (1, 2, 1), the rejection PS3.7 D.3.3.7
+    prescribes for an authorization failure. With no such add-in loaded the identity is
+    not verified, no User Identity response is sent and the association goes on
+    (``info.user_verified`` False), which D.3.3.7 allows an acceptor that does not
+    support user identities; a requestor that asked for a positive response then
+    decides itself.
+    """
+
+    def verify_user_identity(info: AssociationInfo, identity: UserIdentity) -> bool | bytes | None:
+        """Accept or refuse ``identity`` (passcode included) for the association ``info``.
+
+        Returns:
+            ``True`` to accept; ``bytes`` to accept with that Server-response (the
+            Kerberos server ticket, SAML response or JWT for types 3-5, sent when the
+            requestor asked for a positive response; types 1 and 2 always get an empty
+            one, as PS3.7 D.3.3.7.2 requires); ``False`` or ``None`` to leave the
+            identity to the next such add-in, the association being rejected when no
+            add-in accepts. An exception, a timeout or any other value counts as a
+            refusal and is logged. Runs on the thread pool under the add-in timeout
+            (a directory look-up may block) unless marked ``nonblocking``.
+        """
 
 
 class IAbstractSyntaxFallback(Interface):

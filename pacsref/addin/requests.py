@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from pacsref.addin.interfaces import IServiceRegistry
     from pacsref.security import CertificateIdentity
+    from pacsref.ul.events import UserIdentity
 
 __all__ = ["AssociationInfo", "DimseRequest", "StoreOutcome", "SubOperation"]
 
@@ -45,6 +46,14 @@ class AssociationInfo:
             DNS names, SHA-256 fingerprint), or None without TLS or without a
             client certificate; lets an association hook apply its own
             certificate policy.
+        user_identity: the User Identity the requestor sent (PS3.7 D.3.3.7), without its
+            passcode (only :class:`~pacsref.addin.IUserIdentityNegotiation` add-ins see
+            that), or None when it sent none. ``user_identity.username`` is the user
+            for types 1 and 2.
+        user_verified: True once an ``IUserIdentityNegotiation`` add-in accepted
+            ``user_identity``. False when none is loaded: the identity is then only
+            what the peer claims (the server accepts it unverified, as PS3.7 D.3.3.7
+            lets an acceptor that does not support user identities do).
     """
 
     calling_ae: str
@@ -54,6 +63,8 @@ class AssociationInfo:
     secure: bool = False
     association_id: int = 0
     peer_certificate: CertificateIdentity | None = None
+    user_identity: UserIdentity | None = None
+    user_verified: bool = False
 
     @property
     def peer(self) -> tuple[str, int]:

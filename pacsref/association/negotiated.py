@@ -85,7 +85,7 @@ class NegotiatedAssociation:
     peer_implementation_class_uid: str = ""
     peer_implementation_version_name: str = ""
     refused: tuple[RefusedContext, ...] = ()
-    #: User Information sub-items we did not interpret (user identity,
+    #: User Information sub-items we did not interpret (SOP class
     #: extended negotiation, ...), as (item type, raw value), for add-ins.
     peer_other_items: tuple[tuple[int, bytes], ...] = ()
 

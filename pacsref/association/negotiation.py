@@ -52,9 +52,11 @@ Decisions, and where they come from:
   (PS3.7 D.3.3.3: absence means the default, one and one).
 * **Protocol version**: only bit 0 is tested (PS3.8 9.3.2); without it,
   reject (1, 2, 2) protocol-version-not-supported.
-* User Information sub-items we do not interpret (extended negotiation, user
-  identity) get no answer, which PS3.7 D.3.3.5 / D.3.3.7 allow; they are kept
-  in :attr:`NegotiatedAssociation.peer_other_items` for add-ins.
+* User Information sub-items we do not interpret (extended negotiation) get no
+  answer, which PS3.7 D.3.3.5 allows; they are kept in
+  :attr:`NegotiatedAssociation.peer_other_items` for add-ins. The User Identity
+  sub-item (D.3.3.7) is decoded and verified after negotiation, by add-ins
+  (:mod:`pacsref.server.acceptance`), which may add the response to our AC.
 """
 
 from __future__ import annotations

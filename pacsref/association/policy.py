@@ -98,6 +98,8 @@ class Rule(enum.StrEnum):
     MULTIPLE_CONNECTIONS = "multiple-connections"
     #: Refusals decided elsewhere but logged and notified the same way.
     NEGOTIATION = "negotiation"
+    #: No IUserIdentityNegotiation add-in accepted the requestor's User Identity.
+    USER_IDENTITY = "user-identity"
     ADDIN = "addin"
 
 

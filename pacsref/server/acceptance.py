@@ -7,12 +7,16 @@ callbacks, ``accept(result, info)`` or ``refuse(refusal)``:
    from the server's state (the one place the acceptance rules live);
 2. the calling AE's place in Max Clients and Multiple Connections is taken;
 3. :func:`pacsref.association.negotiate` (presentation contexts, roles, PDU);
-4. the IAssociationHook add-ins (:func:`pacsref.server.hooks.consult_hooks`); if they took
-   time and the server was paused or began stopping meanwhile, the request is refused
-   (2, 3, 1) as it would have been had it arrived then.
+4. a User Identity sub-item, if the request has one and IUserIdentityNegotiation add-ins
+   are loaded, is verified (:func:`pacsref.server.identity.verify_identity`): refused,
+   the request is rejected (1, 2, 1); accepted, ``info.user_verified`` is set and the
+   A-ASSOCIATE-AC carries the Server-response when the requestor asked for one;
+5. the IAssociationHook add-ins (:func:`pacsref.server.hooks.consult_hooks`).
+   If steps 4 and 5 took time and the server was paused or began stopping meanwhile,
+   the request is refused (2, 3, 1) as it would have been had it arrived then.
 
-Steps 1 and 4 may wait (a host name of an add-in's AE table to resolve on the
-thread pool, a blocking hook); PS3.8 lets the acceptor take its time in Sta3,
+Steps 1, 4 and 5 may wait (a host name of an add-in's AE table to resolve on the
+thread pool, a blocking verifier or hook); PS3.8 lets the acceptor take its time in Sta3,
 and each wait is bounded (ARTIM for DNS, the add-in timeout for hooks). If the
 peer goes away meanwhile, :meth:`Acceptance.cancel` drops the pending work and
 neither callback is called.
@@ -21,6 +25,7 @@ neither callback is called.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred
@@ -40,7 +45,8 @@ from pacsref.server.clients import ClientInfo
 from pacsref.server.context import ServerContext
 from pacsref.server.control import ServerControl
 from pacsref.server.hooks import consult_hooks
-from pacsref.ul.events import AssociateRequest
+from pacsref.server.identity import IdentityVerdict, verify_identity
+from pacsref.ul.events import REJECT_USER_IDENTITY, AssociateAccept, AssociateRequest
 
 __all__ = ["Acceptance", "policy_view"]
 
@@ -146,9 +152,46 @@ class Acceptance:
         if result.association is None:
             self._refuse(Refusal(result.response, Rule.NEGOTIATION, result.reason))  # type: ignore[arg-type]
             return
+        identity = request.user_information.user_identity
+        verifiers = self.server.identity_verifiers
+        if identity is None or not verifiers:
+            self._consult_hooks(result, waited=False)
+            return
+        d = verify_identity(
+            verifiers,
+            self.info,
+            identity,
+            self.reactor,
+            self.server.threadpool,
+            self.server.settings.addin_timeout,
+        )
+        self._wait(d, lambda verdict: self._after_identity(verdict, result))
+
+    def _after_identity(self, verdict: IdentityVerdict, result: NegotiationResult) -> None:
+        """Reject (1, 2, 1) an identity nobody accepted; else note it and go on to the hooks."""
+        if not verdict.accepted:
+            self._refuse(Refusal(REJECT_USER_IDENTITY, Rule.USER_IDENTITY, verdict.why))
+            return
+        self.info = replace(self.info, user_verified=True)
+        if verdict.response is not None:
+            accept = result.response
+            assert isinstance(accept, AssociateAccept)
+            answer = replace(
+                accept,
+                user_information=replace(
+                    accept.user_information, user_identity_response=verdict.response
+                ),
+            )
+            result = replace(result, response=answer)
+        self._consult_hooks(result, waited=True)
+
+    def _consult_hooks(self, result: NegotiationResult, waited: bool) -> None:
         hooks = self.server.association_hooks
         if not hooks:
-            self._accept(result)
+            if waited:
+                self._after_hooks(None, result)
+            else:
+                self._accept(result)
             return
         settings = self.server.settings
         d = consult_hooks(
@@ -157,16 +200,17 @@ class Acceptance:
         self._wait(d, lambda refusal: self._after_hooks(refusal, result))
 
     def _after_hooks(self, refusal: Refusal | None, result: NegotiationResult) -> None:
-        """Refuse or accept once the hooks answered; a pause meanwhile refuses (2, 3, 1).
+        """Refuse or accept once the add-ins answered; a pause meanwhile refuses (2, 3, 1).
 
-        A hook may take up to the add-in timeout. An administrator who paused the server
-        (or began a graceful stop) in that time expects no association to open after it.
+        A verifier or hook may take up to the add-in timeout. An administrator who paused
+        the server (or began a graceful stop) in that time expects no association to open
+        after it.
         """
         if refusal is None:
             refusal = closed_refusal(
                 paused=self.control.paused,
                 stopping=self.control.stopping,
-                why_suffix=" (since the request arrived, while its association hooks ran)",
+                why_suffix=" (since the request arrived, while add-ins were consulted)",
             )
         if refusal is not None:
             self._refuse(refusal)

@@ -29,6 +29,7 @@ from pacsref.addin import (
     IAeTitles,
     IAssociationHook,
     IDicomRequest,
+    IUserIdentityNegotiation,
     ServiceRegistry,
     default_services,
     load_addins,
@@ -125,6 +126,17 @@ class ServerContext:
         found = self._routes.get(key)
         if found is None:
             found = self._routes[key] = [a for a in self.addins if IAssociationHook.providedBy(a)]
+        return found
+
+    @property
+    def identity_verifiers(self) -> list[Any]:
+        """Add-ins providing :class:`~pacsref.addin.IUserIdentityNegotiation`, in load order."""
+        key = ("", IUserIdentityNegotiation)
+        found = self._routes.get(key)
+        if found is None:
+            found = self._routes[key] = [
+                a for a in self.addins if IUserIdentityNegotiation.providedBy(a)
+            ]
         return found
 
     def new_association_id(self) -> int:

@@ -29,20 +29,23 @@ from pacsref.ul.events import REJECT_NO_REASON, AssociateReject
 
 log = Logger(namespace="pacsref.hooks")
 
-__all__ = ["consult_hooks", "notify_hooks"]
+__all__ = ["addin_name", "call_addin", "consult_hooks", "notify_hooks"]
 
 
-def _name(hook: object) -> str:
-    name = getattr(hook, "name", None)
-    return name if isinstance(name, str) else type(hook).__qualname__
+def addin_name(addin: object) -> str:
+    """The add-in's ``name``, or its class name when it has none, for log lines."""
+    name = getattr(addin, "name", None)
+    return name if isinstance(name, str) else type(addin).__qualname__
 
 
-def _call(
-    method: Any, info: AssociationInfo, reactor: Any, threadpool: Any, timeout: float, label: str
+def call_addin(
+    method: Any, args: tuple[Any, ...], reactor: Any, threadpool: Any, timeout: float, label: str
 ) -> Deferred[Any]:
+    """Call an add-in method at association time: inline if ``nonblocking``, else on the
+    thread pool under the add-in timeout."""
     if is_nonblocking(method):
-        return maybeDeferred(method, info)
-    return call_with_timeout(reactor, threadpool, timeout, method, info, name=label)
+        return maybeDeferred(method, *args)
+    return call_with_timeout(reactor, threadpool, timeout, method, *args, name=label)
 
 
 def consult_hooks(
@@ -72,10 +75,10 @@ def consult_hooks(
             result.callback(None)
             return
         hook = hooks[index]
-        name = _name(hook)
-        d = _call(
+        name = addin_name(hook)
+        d = call_addin(
             hook.association_requested,  # type: ignore[attr-defined]
-            info,
+            (info,),
             reactor,
             threadpool,
             timeout,
@@ -151,7 +154,7 @@ def notify_hooks(
 ) -> None:
     """Call ``method`` (e.g. ``association_released``) on every hook; nothing waits for it."""
     for hook in hooks:
-        name = _name(hook)
+        name = addin_name(hook)
 
         def failed(failure: Failure, name: str = name) -> None:
             log.failure(
@@ -163,4 +166,6 @@ def notify_hooks(
             )
 
         bound = getattr(hook, method)
-        _call(bound, info, reactor, threadpool, timeout, f"{name}.{method}").addErrback(failed)
+        call_addin(bound, (info,), reactor, threadpool, timeout, f"{name}.{method}").addErrback(
+            failed
+        )

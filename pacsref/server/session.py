@@ -138,6 +138,7 @@ class AssociationSession:
     # -- association establishment ------------------------------------------------------
 
     def _on_associate(self, rq: AssociateRequest) -> None:
+        identity = rq.user_information.user_identity
         self.info = AssociationInfo(
             calling_ae=rq.calling_ae_title,
             called_ae=rq.called_ae_title,
@@ -146,6 +147,7 @@ class AssociationSession:
             secure=self.secure,
             association_id=self.association_id,
             peer_certificate=self.peer_certificate,
+            user_identity=None if identity is None else identity.without_credentials(),
         )
         self._acceptance = Acceptance(
             self.server,
@@ -159,6 +161,8 @@ class AssociationSession:
         self._acceptance.start(rq)
 
     def _accept(self, rq: AssociateRequest, result: NegotiationResult) -> None:
+        if self._acceptance is not None:  # it may have verified the user identity
+            self.info = self._acceptance.info
         self._acceptance = None
         association = result.association
         assert association is not None
@@ -176,15 +180,17 @@ class AssociationSession:
         )
         log.info(
             "association {id} accepted: {calling} -> {called} from {host}:{port}, "
-            "{accepted} of {proposed} contexts accepted, peer max PDU {peer_max}",
+            "{accepted} of {proposed} contexts accepted, peer max PDU {peer_max}{user_text}",
             kind="association.accepted",
             **self._who(rq),
+            user_text=self._user_identity_text(),
             accepted=len(association.contexts),
             proposed=len(rq.presentation_contexts),
             peer_max=association.peer_max_pdu_length,
             our_max=association.our_max_pdu_length,
             peer_implementation_class_uid=association.peer_implementation_class_uid,
             peer_implementation_version_name=association.peer_implementation_version_name,
+            user_identity=self._user_identity_field(),
             contexts=[
                 {
                     "id": cid,
@@ -200,6 +206,30 @@ class AssociationSession:
         self._send(result.response)
         self.control.clients.associated(self.client, association, self.association_id)
         self._notify_hooks("association_established")
+
+    def _user_identity_field(self) -> dict[str, object] | None:
+        """The user identity for the accepted line's fields: kind and username, no secret."""
+        info = self.info
+        if info is None or info.user_identity is None:
+            return None
+        identity = info.user_identity
+        return {
+            "type": identity.identity_type,
+            "user": identity.describe(),
+            "verified": info.user_verified,
+            "positive_response_requested": identity.positive_response_requested,
+        }
+
+    def _user_identity_text(self) -> str:
+        info = self.info
+        if info is None or info.user_identity is None:
+            return ""
+        if info.user_verified:
+            return f", user {info.user_identity.describe()} verified"
+        return (
+            f", user {info.user_identity.describe()} not verified (no add-in verifies user "
+            "identities)"
+        )
 
     def _ids(self) -> dict[str, object]:
         """The log fields naming this association, its client and the calling AE title."""

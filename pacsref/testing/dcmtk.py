@@ -16,7 +16,7 @@ import functools
 import os
 import re
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,8 +168,11 @@ def run_echoscu(
     timeout_s: float = 60.0,
     echoscu: str | None = None,
     env: Mapping[str, str] | None = None,
+    extra_args: Sequence[str] = (),
 ) -> EchoscuResult:
     """Run DCMTK ``echoscu`` once (``repeat`` C-ECHOs on one association) and report the outcome.
+
+    ``extra_args`` go before the address, e.g. ``("--user", "alice", "--pos-response")``.
 
     Connection and ACSE timeouts are passed to echoscu and the whole run is bounded by
     ``timeout_s``, so a silent server fails the caller instead of hanging it.
@@ -189,7 +192,7 @@ def run_echoscu(
     argv = [tool, "-to", bounded, "-ta", bounded, "-aet", calling_ae, "-aec", called_ae]
     if repeat != 1:
         argv += ["--repeat", str(repeat)]
-    argv += [host, str(port)]
+    argv += [*extra_args, host, str(port)]
     completed = subprocess.run(
         argv,
         stdout=subprocess.PIPE,

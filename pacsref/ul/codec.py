@@ -34,6 +34,7 @@ from pacsref.ul.events import (
     PresentationContextResult,
     PresentationDataValue,
     RoleSelection,
+    UserIdentity,
     UserInformation,
 )
 from pacsref.ul.framing import frame
@@ -58,6 +59,7 @@ _ASYNC_OPERATIONS = 0x53
 _ROLE_SELECTION = 0x54
 _IMPLEMENTATION_VERSION = 0x55
 _USER_IDENTITY = 0x58
+_USER_IDENTITY_RESPONSE = 0x59
 
 #: User information sub-items that occur at most once (PS3.7 D.3.3.1-D.3.3.3, D.3.3.7;
 #: PS3.8 D.1): a second one would silently replace the first (a peer's maximum length of
@@ -68,6 +70,7 @@ _SINGLE_SUB_ITEMS = {
     _ASYNC_OPERATIONS: "asynchronous operations window",
     _IMPLEMENTATION_VERSION: "implementation version name",
     _USER_IDENTITY: "user identity",
+    _USER_IDENTITY_RESPONSE: "user identity server response",
 }
 
 
@@ -136,6 +139,8 @@ def _user_information(value: bytes, pdu: str) -> UserInformation:
     async_ops: tuple[int, int] | None = None
     roles: list[RoleSelection] = []
     others: list[tuple[int, bytes]] = []
+    identity: UserIdentity | None = None
+    identity_response: bytes | None = None
     seen: set[int] = set()
     for sub_type, sub in _items(value, 0, where):
         if sub_type in _SINGLE_SUB_ITEMS:
@@ -161,6 +166,10 @@ def _user_information(value: bytes, pdu: str) -> UserInformation:
             async_ops = (_U16.unpack_from(sub)[0], _U16.unpack_from(sub, 2)[0])
         elif sub_type == _ROLE_SELECTION:
             roles.append(_role_selection(sub, where))
+        elif sub_type == _USER_IDENTITY and pdu == "A-ASSOCIATE-RQ":
+            identity = _user_identity(sub, where)
+        elif sub_type == _USER_IDENTITY_RESPONSE and pdu == "A-ASSOCIATE-AC":
+            identity_response = _user_identity_response(sub, where)
         else:
             others.append((sub_type, sub))
     if max_length is None:
@@ -176,7 +185,49 @@ def _user_information(value: bytes, pdu: str) -> UserInformation:
         async_operations=async_ops,
         role_selections=tuple(roles),
         other_items=tuple(others),
+        user_identity=identity,
+        user_identity_response=identity_response,
     )
+
+
+def _user_identity(sub: bytes, where: str) -> UserIdentity:
+    """PS3.7 Table D.3-14: type, positive-response-requested, then two length-prefixed fields."""
+    item = f"{where}: user identity sub-item (0x58)"
+    if len(sub) < 6:
+        raise MalformedPDU(f"{item} has {len(sub)} bytes, fewer than its 6 fixed ones")
+    identity_type, positive = sub[0], sub[1]
+    (primary_length,) = _U16.unpack_from(sub, 2)
+    secondary_at = 4 + primary_length
+    if secondary_at + 2 > len(sub):
+        raise MalformedPDU(
+            f"{item}: primary field length {primary_length} runs past the sub-item's "
+            f"{len(sub)} bytes"
+        )
+    (secondary_length,) = _U16.unpack_from(sub, secondary_at)
+    if secondary_at + 2 + secondary_length != len(sub):
+        raise MalformedPDU(
+            f"{item}: primary field length {primary_length} and secondary field length "
+            f"{secondary_length} do not add up to the sub-item's {len(sub)} bytes"
+        )
+    return UserIdentity(
+        identity_type=identity_type,
+        primary_field=sub[4:secondary_at],
+        secondary_field=sub[secondary_at + 2 :],
+        positive_response_requested=positive == 1,
+    )
+
+
+def _user_identity_response(sub: bytes, where: str) -> bytes:
+    """PS3.7 Table D.3-15: one length-prefixed Server-response."""
+    if len(sub) < 2:
+        raise MalformedPDU(f"{where}: user identity server response sub-item (0x59) too short")
+    (length,) = _U16.unpack_from(sub)
+    if 2 + length != len(sub):
+        raise MalformedPDU(
+            f"{where}: user identity server response length {length} does not match the "
+            f"sub-item's {len(sub)} bytes"
+        )
+    return sub[2:]
 
 
 def _role_selection(sub: bytes, where: str) -> RoleSelection:
@@ -404,6 +455,21 @@ def _encode_user_information(info: UserInformation) -> bytes:
         parts.append(
             _item(_IMPLEMENTATION_VERSION, info.implementation_version_name.encode("ascii"))
         )
+    identity = info.user_identity
+    if identity is not None:
+        parts.append(
+            _item(
+                _USER_IDENTITY,
+                bytes([identity.identity_type, identity.positive_response_requested])
+                + _U16.pack(len(identity.primary_field))
+                + identity.primary_field
+                + _U16.pack(len(identity.secondary_field))
+                + identity.secondary_field,
+            )
+        )
+    if info.user_identity_response is not None:
+        response = info.user_identity_response
+        parts.append(_item(_USER_IDENTITY_RESPONSE, _U16.pack(len(response)) + response))
     parts.extend(_item(t, v) for t, v in info.other_items)
     return _item(_USER_INFORMATION, b"".join(parts))
 

@@ -10,7 +10,8 @@ encoded. Don't subclass these.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import enum
+from dataclasses import dataclass, field
 
 from pacsref.ul.constants import (
     DICOM_APPLICATION_CONTEXT,
@@ -78,6 +79,83 @@ class RoleSelection:
     scp_role: bool
 
 
+class UserIdentityType(enum.IntEnum):
+    """User-Identity-Type of the User Identity sub-item (PS3.7 D.3.3.7.1)."""
+
+    USERNAME = 1
+    USERNAME_AND_PASSCODE = 2
+    KERBEROS = 3
+    SAML = 4
+    JWT = 5
+
+
+_IDENTITY_TYPE_NAMES = {
+    UserIdentityType.USERNAME: "username",
+    UserIdentityType.USERNAME_AND_PASSCODE: "username and passcode",
+    UserIdentityType.KERBEROS: "Kerberos service ticket",
+    UserIdentityType.SAML: "SAML assertion",
+    UserIdentityType.JWT: "JSON Web Token",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class UserIdentity:
+    """The User Identity sub-item of an A-ASSOCIATE-RQ (PS3.7 D.3.3.7.1).
+
+    Both fields are credentials (a passcode, a ticket, a bearer token), so they are kept
+    out of ``repr`` and :meth:`describe` names only the username: an identity that ends
+    up in a log line or a traceback does not leak them. ``identity_type`` is kept as sent,
+    even a value PS3.7 does not define; whoever verifies identities decides about it.
+    """
+
+    identity_type: int
+    primary_field: bytes = field(repr=False)
+    secondary_field: bytes = field(default=b"", repr=False)
+    positive_response_requested: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.identity_type <= 255:
+            raise ValueError(f"user identity type {self.identity_type} is not one byte")
+        for name, value in (("primary", self.primary_field), ("secondary", self.secondary_field)):
+            if len(value) > 0xFFFF:
+                raise ValueError(f"user identity {name} field of {len(value)} bytes exceeds 65535")
+
+    @property
+    def username(self) -> str | None:
+        """The username of types 1 and 2 (UTF-8, PS3.7 D.3.3.7.1); None for the others."""
+        if self.identity_type not in (
+            UserIdentityType.USERNAME,
+            UserIdentityType.USERNAME_AND_PASSCODE,
+        ):
+            return None
+        return self.primary_field.decode("utf-8", "replace")
+
+    @property
+    def passcode(self) -> str | None:
+        """The passcode of type 2 (UTF-8); None for the other types."""
+        if self.identity_type != UserIdentityType.USERNAME_AND_PASSCODE:
+            return None
+        return self.secondary_field.decode("utf-8", "replace")
+
+    def describe(self) -> str:
+        """Words for logs: the kind of identity and the username, never a credential."""
+        kind = _IDENTITY_TYPE_NAMES.get(self.identity_type)  # type: ignore[call-overload]
+        if kind is None:
+            return f"user identity of undefined type {self.identity_type}"
+        username = self.username
+        if username is not None:
+            return f"{kind} {username!r}"
+        return f"{kind} ({len(self.primary_field)} bytes)"
+
+    def without_credentials(self) -> UserIdentity:
+        """This identity without its passcode: what add-ins other than verifiers see."""
+        if not self.secondary_field:
+            return self
+        return UserIdentity(
+            self.identity_type, self.primary_field, b"", self.positive_response_requested
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class UserInformation:
     """User Information item (PS3.8 9.3.2.3, PS3.7 Annex D.3.3).
@@ -85,7 +163,10 @@ class UserInformation:
     ``max_pdu_length`` 0 means "no limit" (PS3.8 D.1). ``async_operations``
     is (invoked, performed) or None when the sub-item is absent.
     ``other_items`` keeps sub-items we do not interpret (extended negotiation,
-    user identity, ...) as (item type, raw value) so they are not lost.
+    ...) as (item type, raw value) so they are not lost. ``user_identity`` is the
+    requestor's User Identity sub-item (A-ASSOCIATE-RQ only, PS3.7 D.3.3.7.1);
+    ``user_identity_response`` the acceptor's Server-response (A-ASSOCIATE-AC only,
+    D.3.3.7.2; ``b""`` is a positive response without data, None no sub-item).
     """
 
     max_pdu_length: int
@@ -94,6 +175,8 @@ class UserInformation:
     async_operations: tuple[int, int] | None = None
     role_selections: tuple[RoleSelection, ...] = ()
     other_items: tuple[tuple[int, bytes], ...] = ()
+    user_identity: UserIdentity | None = None
+    user_identity_response: bytes | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not 0 <= self.max_pdu_length <= 0xFFFFFFFF:
@@ -103,6 +186,11 @@ class UserInformation:
             raise ValueError(
                 f"implementation version name {self.implementation_version_name!r} "
                 "is longer than 16 characters"
+            )
+        if self.user_identity_response is not None and len(self.user_identity_response) > 0xFFFF:
+            raise ValueError(
+                f"user identity server response of {len(self.user_identity_response)} bytes "
+                "exceeds 65535"
             )
 
 
@@ -198,6 +286,12 @@ REJECT_PROTOCOL_VERSION = AssociateReject(
 )
 REJECT_NO_REASON = AssociateReject(
     RejectResult.PERMANENT, RejectSource.SERVICE_USER, RejectReason.USER_NO_REASON
+)
+#: A user identity that could not be verified (PS3.7 D.3.3.7: "an Association rejected due
+#: to an authorization failure will be indicated using Rejection Permanent with a Source of
+#: DICOM UL service provider (ACSE related function)"), reason no-reason-given.
+REJECT_USER_IDENTITY = AssociateReject(
+    RejectResult.PERMANENT, RejectSource.SERVICE_PROVIDER_ACSE, RejectReason.ACSE_NO_REASON
 )
 REJECT_LOCAL_LIMIT = AssociateReject(
     RejectResult.TRANSIENT,
@@ -329,6 +423,8 @@ __all__ = [
     "RoleSelection",
     "TransportClosed",
     "TransportConnected",
+    "UserIdentity",
+    "UserIdentityType",
     "UserInformation",
     "describe_reject",
 ]

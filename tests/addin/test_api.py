@@ -52,6 +52,7 @@ EXPORTS = {
         "ISecurity",
         "IServiceRegistry",
         "IStoreHandler",
+        "IUserIdentityNegotiation",
     ],
     "pacsref.addin.deadline": ["AddinDeadline"],
     "pacsref.addin.loader": ["ENTRY_POINT_GROUP", "LoadResult", "load_addins", "package_name_for"],
@@ -74,6 +75,7 @@ EXPORTS = {
         "SUCCESS",
     ],
     "pacsref.association": ["SupportedContext"],
+    "pacsref.ul.events": ["UserIdentity", "UserIdentityType"],
 }
 
 

@@ -457,8 +457,8 @@ def test_peer_leaving_while_hook_runs_is_harmless(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("meanwhile", "answer", "why"),
     [
-        ("pause", (2, 3, 1), "the server is paused (since the request arrived, while its"),
-        ("stop", (2, 3, 1), "the server is stopping (since the request arrived, while its"),
+        ("pause", (2, 3, 1), "the server is paused (since the request arrived, while add-ins"),
+        ("stop", (2, 3, 1), "the server is stopping (since the request arrived, while add-ins"),
         ("pause and resume", None, ""),
     ],
 )

@@ -464,3 +464,120 @@ def test_empty_fragments_left_out_change_nothing_for_the_assembler(
     pdvs = start + more
     decoded = codec.decode_p_data(_body(pdvs)).values
     assert _outcome(decoded) == _outcome(_values(pdvs))
+
+
+# -- User Identity negotiation (PS3.7 D.3.3.7) --------------------------------------------------
+
+
+def _rq_user_info(items: list[object]) -> bytes:
+    """A pynetdicom A-ASSOCIATE-RQ body whose user information also carries ``items``."""
+    primitive = pn_pdu.A_ASSOCIATE_RQ()
+    primitive.decode(_pynetdicom_rq())
+    prim = primitive.to_primitive()
+    prim.user_information = list(prim.user_information) + items
+    pdu = pn_pdu.A_ASSOCIATE_RQ()
+    pdu.from_primitive(prim)
+    return pdu.encode()[6:]
+
+
+@pytest.mark.parametrize(
+    ("identity_type", "primary", "secondary", "positive"),
+    [
+        (1, b"alice", None, False),
+        (2, "j\u00f6rg".encode(), b"s3cret", True),
+        (3, b"\x60\x82kerberos-ticket", None, True),
+        (5, b"header.payload.signature", None, False),
+    ],
+)
+def test_user_identity_from_pynetdicom(
+    identity_type: int, primary: bytes, secondary: bytes | None, positive: bool
+) -> None:
+    """pynetdicom's User Identity sub-item (0x58) decodes field by field; re-encoded,
+    pynetdicom reads the same fields back."""
+    item = pp.UserIdentityNegotiation()
+    item.user_identity_type = identity_type
+    item.positive_response_requested = positive
+    item.primary_field = primary
+    if secondary is not None:
+        item.secondary_field = secondary
+    body = _rq_user_info([item])
+    rq = codec.decode_associate_rq(body)
+    identity = rq.user_information.user_identity
+    assert identity is not None
+    assert (identity.identity_type, identity.primary_field) == (identity_type, primary)
+    assert identity.secondary_field == (secondary or b"")
+    assert identity.positive_response_requested is positive
+    ours = pn_pdu.A_ASSOCIATE_RQ()
+    ours.decode(codec.encode_associate_rq(rq))
+    [again] = [
+        i for i in ours.to_primitive().user_information if isinstance(i, pp.UserIdentityNegotiation)
+    ]
+    assert (again.user_identity_type, again.primary_field) == (identity_type, primary)
+    assert again.positive_response_requested is positive
+    assert (again.secondary_field or b"") == (secondary or b"")
+    assert b"s3cret" not in repr(rq).encode() and "s3cret" not in identity.describe()
+    if identity_type == 2:
+        assert (identity.username, identity.passcode) == ("j\u00f6rg", "s3cret")
+        assert identity.describe() == "username and passcode 'j\u00f6rg'"
+
+
+@pytest.mark.parametrize("response", [b"", b"server-ticket"])
+def test_user_identity_response_read_by_pynetdicom(response: bytes) -> None:
+    """Our A-ASSOCIATE-AC's Server-response (0x59) as pynetdicom decodes it, and back."""
+    ac = AssociateAccept(
+        called_ae_title="ANY-SCP",
+        calling_ae_title="SCU",
+        presentation_contexts=(PresentationContextResult(1, ContextResult.ACCEPTANCE, EXPLICIT),),
+        user_information=UserInformation(
+            16384, "1.2.826.0.1.3680043.9.1", user_identity_response=response
+        ),
+    )
+    raw = codec.encode_associate_ac(ac)
+    decoded = pn_pdu.A_ASSOCIATE_AC()
+    decoded.decode(raw)
+    [item] = [
+        i
+        for i in decoded.to_primitive().user_information
+        if isinstance(i, pp.UserIdentityNegotiation)
+    ]
+    assert item.server_response == response
+    again = codec.decode_associate_ac(raw[6:])
+    assert again.user_information.user_identity_response == response
+
+
+def _identity_body(sub: bytes) -> bytes:
+    raw = _pynetdicom_rq()[6:]
+    at = raw.index(b"\x50\x00")
+    (length,) = struct.unpack_from(">H", raw, at + 2)
+    user_info = raw[at + 4 : at + 4 + length] + sub
+    return raw[:at] + _item(0x50, user_info) + raw[at + 4 + length :]
+
+
+@pytest.mark.parametrize(
+    ("sub", "message"),
+    [
+        (_item(0x58, b"\x01\x00\x00"), r"user identity sub-item \(0x58\) has 3 bytes, fewer than"),
+        (_item(0x58, b"\x01\x00\x00\x09abc\x00\x00"), "primary field length 9 runs past"),
+        (
+            _item(0x58, b"\x02\x00\x00\x01a\x00\x05abc"),
+            "primary field length 1 and secondary field length 5 do not add up",
+        ),
+        (
+            _item(0x58, b"\x01\x00\x00\x01a\x00\x00") * 2,
+            r"more than one user identity sub-item \(0x58\)",
+        ),
+    ],
+    ids=["short", "primary-overrun", "secondary-mismatch", "twice"],
+)
+def test_malformed_user_identity_names_the_field(sub: bytes, message: str) -> None:
+    """A User Identity sub-item whose lengths do not add up is a malformed PDU, and the
+    error says which length is wrong (an A-ABORT follows, as for any malformed PDU)."""
+    with pytest.raises(MalformedPDU, match=message):
+        codec.decode_associate_rq(_identity_body(sub))
+
+
+def test_user_identity_sub_items_in_the_wrong_pdu_are_kept_raw() -> None:
+    """A Server-response (0x59) in a request is no identity: it stays among the raw items."""
+    rq = codec.decode_associate_rq(_identity_body(_item(0x59, b"\x00\x00")))
+    assert rq.user_information.user_identity is None
+    assert rq.user_information.other_items == ((0x59, b"\x00\x00"),)

@@ -1,0 +1,155 @@
+"""Calling :class:`~pacsref.addin.IUserIdentityNegotiation` add-ins (PS3.7 D.3.3.7).
+
+The verifiers are asked in load order until one accepts; each call runs like an
+association hook's (thread pool under the add-in timeout, inline when marked
+``nonblocking``). The answer is a :class:`IdentityVerdict`: accepted, with the
+Server-response to send when the requestor asked for one, or refused with the
+reason in words for the log. A verifier that raises, times out or answers with
+something else counts as a refusal and is logged, as a failing association hook
+is: an add-in that cannot answer must not let an unverified user in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from pacsref.addin import AddinTimeout, AssociationInfo
+from pacsref.server.hooks import addin_name, call_addin
+from pacsref.ul.events import UserIdentity, UserIdentityType
+
+log = Logger(namespace="pacsref.identity")
+
+__all__ = ["IdentityVerdict", "verify_identity"]
+
+#: Types whose Server-response must be empty (PS3.7 D.3.3.7.2).
+_EMPTY_RESPONSE_TYPES = (UserIdentityType.USERNAME, UserIdentityType.USERNAME_AND_PASSCODE)
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityVerdict:
+    """What the verifiers decided about one User Identity.
+
+    ``response`` is the Server-response for the A-ASSOCIATE-AC (None: send no User
+    Identity sub-item, because the requestor did not ask for a positive response);
+    ``verifier`` names the add-in that accepted; ``why`` says why nobody did.
+    """
+
+    accepted: bool
+    response: bytes | None = None
+    verifier: str = ""
+    why: str = ""
+
+
+def _response(identity: UserIdentity, answer: bool | bytes) -> bytes | None:
+    if not identity.positive_response_requested:
+        return None
+    if identity.identity_type in _EMPTY_RESPONSE_TYPES or answer is True:
+        return b""
+    assert isinstance(answer, bytes)
+    return answer
+
+
+def verify_identity(
+    verifiers: Sequence[object],
+    info: AssociationInfo,
+    identity: UserIdentity,
+    reactor: Any,
+    threadpool: Any,
+    timeout: float,
+) -> Deferred[IdentityVerdict]:
+    """Ask each verifier in turn; fires with the first acceptance, or a refusal.
+
+    The returned Deferred never fails. Cancelling it (the peer went away) cancels the
+    call in progress and asks no further verifier.
+    """
+    current: list[Deferred[Any]] = []
+    refusals: list[str] = []
+
+    def cancel(_: Deferred[IdentityVerdict]) -> None:
+        for d in current:
+            d.cancel()
+
+    result: Deferred[IdentityVerdict] = Deferred(cancel)
+
+    def ask(index: int) -> None:
+        if result.called:
+            return
+        if index == len(verifiers):
+            result.callback(
+                IdentityVerdict(
+                    False,
+                    why=f"{identity.describe()} not accepted: " + "; ".join(refusals),
+                )
+            )
+            return
+        verifier = verifiers[index]
+        name = addin_name(verifier)
+        d = call_addin(
+            verifier.verify_user_identity,  # type: ignore[attr-defined]
+            (info, identity),
+            reactor,
+            threadpool,
+            timeout,
+            f"{name}.verify_user_identity",
+        )
+        current[:] = [d]
+
+        def answered(value: object) -> None:
+            current.clear()
+            if result.called:
+                return
+            if value is True or (isinstance(value, bytes) and len(value) <= 0xFFFF):
+                result.callback(IdentityVerdict(True, _response(identity, value), verifier=name))
+            elif value is None or value is False:
+                refusals.append(f"add-in {name} refused it")
+                ask(index + 1)
+            else:
+                log.error(
+                    "add-in {addin} verify_user_identity returned {value}, not True, bytes of "
+                    "at most 65535, False or None; counted as a refusal in association {id}",
+                    addin=name,
+                    value=(
+                        f"{len(value)} bytes" if isinstance(value, bytes) else type(value).__name__
+                    ),
+                    id=info.association_id,
+                    kind="addin.failure",
+                )
+                refusals.append(f"add-in {name} gave no valid answer")
+                ask(index + 1)
+
+        def failed(failure: Failure) -> None:
+            current.clear()
+            if result.called:
+                return
+            if failure.check(AddinTimeout):
+                log.error(
+                    "add-in {addin} did not answer verify_user_identity within {timeout} s; "
+                    "counted as a refusal in association {id}",
+                    addin=name,
+                    timeout=timeout,
+                    id=info.association_id,
+                    kind="addin.failure",
+                )
+                refusals.append(f"add-in {name} did not answer within {timeout} s")
+            else:
+                log.failure(
+                    "add-in {addin} failed in verify_user_identity; counted as a refusal in "
+                    "association {id}",
+                    failure,
+                    addin=name,
+                    id=info.association_id,
+                    kind="addin.failure",
+                )
+                refusals.append(f"add-in {name} failed: {failure.getErrorMessage()}")
+            ask(index + 1)
+
+        d.addCallbacks(answered, failed)
+
+    ask(0)
+    return result
