@@ -116,12 +116,12 @@ Feature: Options of a server's add-ins
       """
       ["storage", {"duplicats": "overwrite"}]
       """
-    Then the response to "SetAddInOptions" fails with an error ending "/PACS_A/addin-options/storage.toml: duplicats: unknown option (did you mean duplicates?); known: accept_unknown_storage_classes, duplicates, durability, index_dsn, minimum_free_space_mib, simulate_full_disk, simulate_crash_after_rename (add-in storage)"
+    Then the response to "SetAddInOptions" fails with error "SetAddInOptions data[1] (changes): duplicats: unknown option (did you mean duplicates?); known: accept_unknown_storage_classes, duplicates, durability, index_dsn, minimum_free_space_mib, simulate_full_disk, simulate_crash_after_rename (add-in storage)"
     When the administrator of "PACS_A" sends "SetAddInOptions" with data
       """
       ["storage", {"duplicates": 3}]
       """
-    Then the response to "SetAddInOptions" fails with an error ending "/PACS_A/addin-options/storage.toml: duplicates = 3: must be a str (one of "keep-first", "overwrite", "refuse") (add-in storage)"
+    Then the response to "SetAddInOptions" fails with error "SetAddInOptions data[1] (changes): duplicates = 3: must be a str (one of "keep-first", "overwrite", "refuse") (add-in storage)"
     When the administrator of "PACS_A" sends "SetAddInOptions" with data
       """
       ["storage", "duplicates=overwrite"]

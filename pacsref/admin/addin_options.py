@@ -7,6 +7,11 @@ nothing is saved), then save atomically; if saving fails the add-in is handed it
 back. File I/O runs on a worker thread; the add-in is told on the reactor thread, as
 :class:`~pacsref.addin.IAddInOptions` promises. One change at a time per server (a lock), so
 two admin clients cannot interleave one's read of a file with the other's write.
+
+A refused value names where it came from: one sent in the request is blamed on the request's
+field (:data:`REQUEST_SOURCE`), one read from the file on the file, so an administrator is
+not sent to fix a file that holds nothing wrong (``pacsref addins config`` on a stopped
+server does the same with "command line").
 """
 
 from __future__ import annotations
@@ -21,13 +26,17 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pacsref.addin.interfaces import IAddInOptions
-from pacsref.addin.options import AddInOptionsError, OptionValues, as_schema
+from pacsref.addin.options import AddInOptionsError, OptionProblem, OptionValues, as_schema
 from pacsref.addin.options_file import OptionsFile
 from pacsref.admin.messages import MessageError
 
 log = Logger(namespace="pacsref.admin")
 
-__all__ = ["AddInOptionsCommands"]
+__all__ = ["REQUEST_SOURCE", "AddInOptionsCommands"]
+
+#: Where the values of a SetAddInOptions request come from, in the problems that name them:
+#: the request and its field, as the protocol's other refusals of a data item say.
+REQUEST_SOURCE = "SetAddInOptions data[1] (changes)"
 
 
 def _one_line(exc: AddInOptionsError) -> str:
@@ -96,11 +105,40 @@ class AddInOptionsCommands:
         d.addErrback(_as_message_error)
         return d
 
+    @staticmethod
+    def _validate(
+        file: OptionsFile, raw: dict[str, object], changes: dict[str, object]
+    ) -> OptionValues:
+        """The changes over the file's other values, each problem naming where it is.
+
+        The file's values and the request's are judged apart, so that a bad value sent in
+        the request is not blamed on the file (nor a bad one in the file on the request),
+        and together, so that every problem is told at once.
+
+        Raises:
+            AddInOptionsError: every problem, the file's first, then the request's.
+        """
+        problems: list[OptionProblem] = []
+        try:
+            base: OptionValues | None = file.validate(
+                {k: v for k, v in raw.items() if k not in changes}
+            )
+        except AddInOptionsError as exc:
+            problems += exc.problems
+            base = None
+        try:
+            new = file.schema.validate(changes, addin=file.addin, source=REQUEST_SOURCE, base=base)
+        except AddInOptionsError as exc:
+            problems += exc.problems
+        if problems:
+            raise AddInOptionsError.of(problems)
+        return new
+
     def _apply(
         self, raw: dict[str, object], addin: Any, file: OptionsFile, changes: dict[str, object]
     ) -> Deferred[list[Any]]:
         # The changes go over the file's own keys, so a change can also repair a bad file.
-        new = file.validate({**raw, **changes})
+        new = self._validate(file, raw, changes)
         try:
             current: OptionValues | None = file.validate(raw)
         except AddInOptionsError:

@@ -17,15 +17,22 @@ refuse, is replaced by a ``success: false`` one saying so.
 A request whose ``service`` names another AE title than this server's is refused: a script
 pointed at the wrong socket must not change the wrong server.
 
-Output is bounded: an admin client that stops reading while notifications keep coming would
-otherwise grow the server's memory without limit. Each connection registers a streaming
-producer on its transport; once the transport says its buffer is full, what is written is
-counted, and past :data:`MAX_PENDING_OUTPUT` bytes that one connection is aborted (log
-``kind=admin.slow_client``). The transport's resume (its buffer drained) resets the count.
+Output is bounded, by back-pressure first and by a cut last. Each connection registers a
+streaming producer on its transport; once the transport says its buffer is full, what is
+written is counted as pending. A client that sends requests without reading the answers:
+past :data:`OUTPUT_HIGH_WATER` bytes pending, the connection stops reading its requests (the
+lines after stay in the socket, where the client's writes block) and reads again once the
+transport says its buffer drained (Twisted says so only when it is empty: that is the
+low-water mark); no request is dropped, and every answer comes, in order. Notifications
+cannot be held back that way (they keep coming whether or not the client reads), so past
+:data:`MAX_PENDING_OUTPUT` bytes pending that one connection is aborted (log
+``kind=admin.slow_client``): a client that stops reading while notifications pile up cannot
+grow the server's memory without limit.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredList, fail, maybeDeferred, succeed
@@ -49,10 +56,21 @@ from pacsref.admin.messages import (
 
 log = Logger(namespace="pacsref.admin")
 
-__all__ = ["CLOSE_GRACE_S", "MAX_PENDING_OUTPUT", "AdminFactory", "AdminProtocol"]
+__all__ = [
+    "CLOSE_GRACE_S",
+    "MAX_PENDING_OUTPUT",
+    "OUTPUT_HIGH_WATER",
+    "AdminFactory",
+    "AdminProtocol",
+]
 
+#: Bytes an admin connection may have waiting beyond the transport's own buffer before it
+#: stops reading its client's requests (their answers would only add to the wait), until the
+#: transport's buffer has drained.
+OUTPUT_HIGH_WATER = 1024 * 1024
 #: Bytes an admin connection may have waiting beyond the transport's own buffer before it is
-#: closed as too slow (notifications keep coming whether or not the client reads them).
+#: closed as too slow: the last resort, since notifications keep coming whether or not the
+#: client reads them, and the high-water mark's pause cannot hold them back.
 MAX_PENDING_OUTPUT = 8 * 1024 * 1024
 #: When the server stops, or a connection is refused for an over-long line, how long the client
 #: gets to receive what is still buffered (the stop's last notifications, the refusal) before
@@ -64,15 +82,25 @@ CLOSE_GRACE_S = 2.0
 class _OutputMeter:
     """Counts what an admin connection writes while its transport's buffer is full.
 
-    A separate object, not the protocol: ``LineReceiver`` has pause/resume methods of its own
-    that stop reading, which is not what the transport's back-pressure should do here (a
-    client that writes all its requests before reading the answers would never finish
-    writing; the count and its limit bound the output instead).
+    A separate object, not the protocol: ``LineReceiver``'s own ``pauseProducing`` and
+    ``resumeProducing`` stop and restart reading at once, whereas a full transport buffer
+    should stop reading only past :data:`OUTPUT_HIGH_WATER` (a client that reads its answers
+    a little late must not be slowed), and restart it only in step with the connection's
+    other reasons not to read (a request waiting on a worker thread, a close).
+
+    Args:
+        drained: called when the transport's buffer has drained (the count starts again).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, drained: Callable[[], None]) -> None:
         self.paused = False
         self.pending = 0
+        self._drained = drained
+
+    @property
+    def backed_up(self) -> bool:
+        """Whether more than :data:`OUTPUT_HIGH_WATER` bytes wait: stop reading requests."""
+        return self.pending > OUTPUT_HIGH_WATER
 
     def pauseProducing(self) -> None:
         self.paused = True
@@ -80,6 +108,7 @@ class _OutputMeter:
     def resumeProducing(self) -> None:
         self.paused = False
         self.pending = 0
+        self._drained()
 
     def stopProducing(self) -> None:
         self.paused = False
@@ -89,10 +118,12 @@ class _OutputMeter:
 class AdminProtocol(LineReceiver):
     """One admin client's connection.
 
-    Lines are served one at a time. While a request waits (on a worker thread) the connection
-    stops reading: the lines after it stay in the socket, where the client's own writes
-    block, instead of piling up in the server's memory and then being served all in one
-    reactor turn. Once closing, nothing more is read or served.
+    Lines are served one at a time. While a request waits (on a worker thread), and while
+    more than :data:`OUTPUT_HIGH_WATER` bytes of output wait for a client that does not read
+    them, the connection stops reading: the lines after stay in the socket, where the
+    client's own writes block, instead of piling up in the server's memory (as lines, or as
+    their answers) and then being served all in one reactor turn. Once closing, nothing more
+    is read or served.
     """
 
     delimiter = b"\n"
@@ -102,7 +133,7 @@ class AdminProtocol(LineReceiver):
     def connectionMade(self) -> None:
         self._busy = False  # a request's answer is not written yet
         self._closing = False
-        self._meter = _OutputMeter()
+        self._meter = _OutputMeter(self._update_reading)
         self._metered = True
         self._cut_timer: IDelayedCall | None = None
         self.lost: Deferred[None] = Deferred()
@@ -120,8 +151,9 @@ class AdminProtocol(LineReceiver):
             self.lost.callback(None)
 
     def _update_reading(self) -> None:
-        """Read while no request is waiting for its answer and the connection is open."""
-        stop = self._closing or self._busy
+        """Read while the connection is open, no request is waiting for its answer, and the
+        client is not more than :data:`OUTPUT_HIGH_WATER` bytes behind in reading."""
+        stop = self._closing or self._busy or self._meter.backed_up
         if stop and not self.paused:
             self.paused = True
             if self.transport is not None and not self.transport.disconnecting:
@@ -136,14 +168,24 @@ class AdminProtocol(LineReceiver):
         self._write(message.to_line())
 
     def _write(self, line: bytes) -> None:
+        """Write, counting what waits: stop reading at high water, abort at the limit.
+
+        Only what is written once the transport's buffer is already full counts: the write
+        that fills it pauses the meter from inside ``transport.write``, and counting that
+        one too would cut a client that reads well for a single large answer (responses
+        may be far longer than :data:`MAX_PENDING_OUTPUT`).
+        """
         if self.transport is None or self._closing:
             return
         data = line + self.delimiter
+        full = self._meter.paused
         self.transport.write(data)
-        if self._meter.paused:
+        if full:
             self._meter.pending += len(data)
             if self._meter.pending > MAX_PENDING_OUTPUT:
                 self._too_slow()
+            elif self._meter.backed_up and not self.paused:
+                self._update_reading()
 
     def _too_slow(self) -> None:
         log.warn(

@@ -133,6 +133,68 @@ def test_a_change_can_repair_a_bad_file(tmp_path: Path, addin: Tunable) -> None:
 
 
 @pytest.mark.parametrize(
+    ("changes", "error"),
+    [
+        (
+            {"level": 10},
+            "SetAddInOptions data[1] (changes): level = 10: is out of range; must be a whole "
+            "number from 0 to 9 (add-in tunable)",
+        ),
+        (
+            {"levle": 1},
+            "SetAddInOptions data[1] (changes): levle: unknown option (did you mean level?); "
+            "known: level, mode (add-in tunable)",
+        ),
+    ],
+    ids=["bad-value", "unknown-key"],
+)
+def test_a_bad_value_sent_in_the_request_is_blamed_on_the_request_not_the_file(
+    tmp_path: Path, addin: Tunable, changes: dict[str, Any], error: str
+) -> None:
+    """The value came from the admin request: the error names the request's field, the
+    add-in, the key, the value and the rule, and not the options file (which may not even
+    exist), so the administrator is not sent to fix a file with nothing wrong in it."""
+    path = tmp_path / "addin-options" / "tunable.toml"
+    path.parent.mkdir()
+    path.write_text('mode = "b"\n')
+    reply = connect(tmp_path, addin).request("SetAddInOptions", "tunable", changes)
+    assert (reply["success"], reply["error"]) == (False, error), reply
+    assert path.read_text() == 'mode = "b"\n'
+    assert addin.told == []
+
+
+def test_problems_in_the_file_and_in_the_request_each_name_their_own_source(
+    tmp_path: Path, addin: Tunable
+) -> None:
+    """A bad file and a bad request value are told at once, the file's problem naming the
+    file and the request's naming the request."""
+    path = tmp_path / "addin-options" / "tunable.toml"
+    path.parent.mkdir()
+    path.write_text('mode = "z"\n')
+    reply = connect(tmp_path, addin).request("SetAddInOptions", "tunable", {"level": -1})
+    assert reply["error"] == (
+        f'{path}: mode = \'z\': must be one of "a", "b" (add-in tunable); '
+        "SetAddInOptions data[1] (changes): level = -1: is out of range; must be a whole "
+        "number from 0 to 9 (add-in tunable)"
+    )
+
+
+def test_a_request_value_that_overrides_a_bad_one_in_the_file_is_judged_alone(
+    tmp_path: Path, addin: Tunable
+) -> None:
+    """The file's bad value for a key the request also sets is replaced, not reported:
+    only the request's own bad value is, named as the request's."""
+    path = tmp_path / "addin-options" / "tunable.toml"
+    path.parent.mkdir()
+    path.write_text("level = 99\n")
+    reply = connect(tmp_path, addin).request("SetAddInOptions", "tunable", {"level": 10})
+    assert reply["error"] == (
+        "SetAddInOptions data[1] (changes): level = 10: is out of range; must be a whole "
+        "number from 0 to 9 (add-in tunable)"
+    )
+
+
+@pytest.mark.parametrize(
     ("error", "words"),
     [
         (OSError(28, "No space left on device"), "No space left"),

@@ -1,4 +1,5 @@
-"""Flow control of an admin connection: pipelined requests, closing, over-long responses.
+"""Flow control of an admin connection: pipelined requests, back-pressure, closing,
+over-long responses.
 
 Some tests run the protocol over :class:`BufferedSocket`, Twisted's own write buffer and
 producer logic (``FileDescriptor``) with a peer that reads only when the test says so: a
@@ -22,7 +23,12 @@ from twisted.python.failure import Failure
 
 from pacsref.admin import protocol as admin_protocol
 from pacsref.admin.messages import MAX_LINE_LENGTH, ServiceMessage
-from pacsref.admin.protocol import CLOSE_GRACE_S, MAX_PENDING_OUTPUT, AdminProtocol
+from pacsref.admin.protocol import (
+    CLOSE_GRACE_S,
+    MAX_PENDING_OUTPUT,
+    OUTPUT_HIGH_WATER,
+    AdminProtocol,
+)
 from tests.admin.helpers import Admin
 from tests.admin.test_protocol import _held_threads
 
@@ -214,3 +220,168 @@ def test_a_response_longer_than_a_client_accepts_is_refused_by_name(
     assert "more than an admin response line may be (2000 bytes)" in reply["error"]
     assert [e["kind"] for e in events if e.get("kind")] == ["admin.response_too_long"]
     assert conn.request("GetStatus")["success"]
+
+
+# -- back-pressure: a client that sends requests but does not read the answers ----------------
+
+#: Associated clients that make one GetClients answer about 100 kB, so a few pass high water.
+CLIENTS = 256
+#: Pairs of requests: a big GetClients, then a GetAssociation whose refusal names its number,
+#: so the answers show their order.
+PAIRS = 40
+
+
+def _pipelined(pairs: int = PAIRS) -> bytes:
+    return b"".join(
+        b'{"message": "GetClients"}\n{"message": "GetAssociation", "data": [%d]}\n' % (90000 + i)
+        for i in range(pairs)
+    )
+
+
+def _expected(pairs: int = PAIRS) -> list[tuple[str, str]]:
+    """(message, error) of the answers to :func:`_pipelined`, in request order."""
+    expected = []
+    for i in range(pairs):
+        expected.append(("GetClients", ""))
+        expected.append(("GetAssociation", f"no connected client with id {90000 + i}"))
+    return expected
+
+
+def _busy_server(run_in_thread: Any = None) -> Admin:
+    admin = Admin(run_in_thread)
+    for _ in range(CLIENTS):
+        admin.add_client(associate=True)
+    return admin
+
+
+def _answers(lines: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return [(line["message"], line["error"]) for line in lines]
+
+
+def test_reading_stops_at_the_high_water_mark_and_resumes_once_drained() -> None:
+    """A client that pipelines requests without reading the answers: once more than
+    OUTPUT_HIGH_WATER bytes wait beyond the transport's full buffer, the connection stops
+    reading; when the transport says its buffer drained, it reads on, and every request is
+    answered, in order (none is lost or refused, and the connection is not cut)."""
+    admin = _busy_server()
+    conn = admin.connect()
+    conn.protocol.dataReceived(_pipelined())  # a client that reads: never held back
+    assert conn.transport.producerState == "producing"
+    assert _answers(conn.read()) == _expected()
+
+    conn.transport.producer.pauseProducing()  # the transport's buffer is full
+    conn.protocol.dataReceived(_pipelined())
+    assert conn.transport.producerState == "paused"  # reading stopped
+    out = conn.transport.value()
+    last = out.rstrip(b"\n").rsplit(b"\n", 1)[-1]
+    # The answer that passed high water was the last one written: nothing more was served.
+    assert len(out) - len(last) - 1 <= OUTPUT_HIGH_WATER < len(out)
+    before = conn.read()
+    assert 0 < len(before) < 2 * PAIRS
+
+    conn.transport.producer.resumeProducing()  # the client caught up: the buffer drained
+    assert conn.transport.producerState == "producing"  # reading again
+    assert _answers(before + conn.read()) == _expected()
+    assert not conn.transport.disconnecting
+
+
+def test_a_real_transport_holds_back_a_client_that_does_not_read_and_loses_nothing() -> None:
+    """Over Twisted's own write buffer: reading stops while the peer reads nothing, and once
+    it reads, all the answers come, in order, the connection pausing and resuming as its
+    buffer fills and drains."""
+    admin = _busy_server()
+    sock = BufferedSocket(admin.factory.buildProtocol(None))  # type: ignore[arg-type]
+    sock.protocol.dataReceived(_pipelined())
+    assert not sock.reading and sock.producerPaused
+    assert sock.lines() == []  # the peer has read nothing yet
+    held_back = 0
+    while sock in sock.reactor.writers:  # the peer reads what there is, again and again
+        sock.room = 1 << 40
+        assert sock.doWrite() is None
+        held_back += not sock.reading  # what reading on wrote filled the buffer again
+    assert held_back >= 1
+    assert sock.reading and sock.closed is None
+    assert _answers(sock.lines()) == _expected()
+
+
+def test_notifications_still_cut_a_client_that_stopped_reading_at_the_limit() -> None:
+    """Reading is paused, but notifications cannot be: past MAX_PENDING_OUTPUT bytes waiting
+    the connection is aborted as before (log kind=admin.slow_client), and the requests it
+    had not read yet are dropped, never served."""
+    admin = _busy_server()
+    conn = admin.connect()
+    conn.transport.producer.pauseProducing()  # the transport's buffer is full
+    conn.protocol.dataReceived(_pipelined() + b'{"message": "Pause"}\n')
+    assert conn.transport.producerState == "paused"  # held back, not cut
+    big = ServiceMessage("ServerResumed", "PACSREF", True, "", ["x" * (1024 * 1024)])
+    size = len(big.to_line()) + 1
+    events: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        while len(conn.transport.value()) + size <= MAX_PENDING_OUTPUT:
+            conn.protocol.send(big)
+        assert not conn.transport.disconnecting
+        conn.protocol.send(big)
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    assert conn.transport.disconnecting and conn.transport.disconnected  # aborted, not lost
+    cuts = [e for e in events if e.get("kind") == "admin.slow_client"]
+    assert [(c["limit"], c["pending"] > MAX_PENDING_OUTPUT) for c in cuts] == [
+        (MAX_PENDING_OUTPUT, True)
+    ]
+    conn.transport.clear()
+    conn.protocol.connectionLost(None)
+    assert not admin.control.paused  # the unread Pause was never served
+    assert conn.transport.value() == b""
+
+
+@pytest.mark.parametrize("first", ["answered", "drained"])
+def test_reading_resumes_only_once_answered_and_drained(first: str) -> None:
+    """A request waiting on a worker thread and output past high water each stop reading;
+    the lines behind them are served only once both are over, whichever ends first."""
+    pending, run_in_thread = _held_threads()
+    admin = Admin(run_in_thread)
+    conn = admin.connect()
+    conn.transport.producer.pauseProducing()  # the transport's buffer is full
+    conn.protocol.dataReceived(b'{"message": "RemoveAeTitle", "data": ["MODALITY"]}\n')
+    conn.protocol.dataReceived(GET_TITLES * 3)
+    big = ServiceMessage("ServerResumed", "PACSREF", True, "", ["x" * OUTPUT_HIGH_WATER])
+    conn.protocol.send(big)  # a notification: now past high water
+    if first == "answered":
+        pending[0].callback(None)
+    else:
+        conn.transport.producer.resumeProducing()
+    assert conn.transport.producerState == "paused"
+    assert [m["message"] for m in conn.read()] == (
+        ["ServerResumed", "RemoveAeTitle"] if first == "answered" else ["ServerResumed"]
+    )
+    if first == "answered":
+        conn.transport.producer.resumeProducing()
+    else:
+        pending[0].callback(None)
+    assert conn.transport.producerState == "producing"
+    assert [m["message"] for m in conn.read()] == (
+        ["GetAeTitles"] * 3 if first == "answered" else ["RemoveAeTitle"] + ["GetAeTitles"] * 3
+    )
+
+
+def test_one_answer_longer_than_the_limit_to_a_reading_client_is_neither_cut_nor_held_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Responses may be far longer than MAX_PENDING_OUTPUT: the write that fills the
+    transport's buffer is not counted as waiting (the transport pauses the meter from inside
+    that write), so a client that reads is not cut for one large answer, nor held back."""
+    admin = Admin()
+    big = ["x" * (MAX_PENDING_OUTPUT + 1024)]
+    monkeypatch.setattr(admin.commands, "get_status", lambda: big)
+    sock = BufferedSocket(admin.factory.buildProtocol(None))  # type: ignore[arg-type]
+    sock.protocol.dataReceived(b'{"message": "GetStatus"}\n' + GET_TITLES)
+    assert sock.closed is None and sock.reading
+    sock.peer_reads_everything()
+    assert sock.closed is None
+    status, titles = sock.lines()
+    assert (status["message"], status["data"], titles["message"]) == (
+        "GetStatus",
+        big,
+        "GetAeTitles",
+    )
