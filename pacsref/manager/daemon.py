@@ -2,16 +2,20 @@
 
 A server is ``<root>/<NAME>/settings.toml``. Running means: ``<dir>/twistd.pid`` names a live
 process that is this server's twistd (:func:`runs_server`). Paused or running is then asked over
-the admin socket (GetStatus). Starts, stops and deletes of one server take turns on its lock
-file ``<dir>/manager.lock`` (:func:`exclusive`).
+the admin socket (GetStatus). Starts, stops, edits and deletes of one server take turns on its
+lock file ``<dir>/manager.lock`` (:func:`exclusive`). A stop signals the daemon through a pidfd
+opened before the process is checked (:func:`pin_live_pid`), where the system has pidfds.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import functools
+import math
 import os
+import select
 import shlex
 import signal
 import site
@@ -27,7 +31,12 @@ from typing import Any
 
 from pacsref.admin.client import AdminClient, AdminConnectionError
 from pacsref.admin.service import admin_socket_path
-from pacsref.server.create import DEFAULT_SERVER_DIR, SERVER_NAME_ALLOWED, server_name_problem
+from pacsref.server.create import (
+    SERVER_NAME_ALLOWED,
+    default_server_dir,
+    server_name_problem,
+    server_root,
+)
 from pacsref.server.graceful import ABORT_GRACE_S, CUT_GRACE_S
 from pacsref.settings import (
     DEFAULT_STOP_TIMEOUT,
@@ -49,12 +58,15 @@ from pacsref.settings.fields import (
 TWISTD_CODE = "from twisted.scripts.twistd import run; run()"
 PIDFILE_NAME = "twistd.pid"
 LOGFILE_NAME = "twistd.log"
-#: The lock file a start, stop or delete of one server holds, so that no other one runs meanwhile.
+#: The lock file a start, stop, edit or delete of one server holds, so that no other one runs
+#: meanwhile.
 LOCK_NAME = "manager.lock"
 #: The twistd plugin's name on a server's command line; its own options follow it.
 PLUGIN_NAME = "pacsref"
 #: The plugin's option naming the server directory, long and short (see ``twistd_command``).
 SERVER_DIR_OPTIONS = ("--server-dir", "-d")
+#: How ``--ae-title`` may be spelled; without --server-dir it names the directory ``<root>/AE``.
+AE_TITLE_OPTIONS = ("--ae-title", "-a")
 START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 20.0
 
@@ -100,8 +112,12 @@ def command_hint(*words: str) -> str:
 
 
 def default_root() -> Path:
-    """Where servers live: ``$PACSREF_ROOT``, else ``./pacsref-data`` (twistd's default)."""
-    return Path(os.environ.get("PACSREF_ROOT") or "pacsref-data")
+    """Where servers live: ``$PACSREF_ROOT``, else ``./pacsref-data``.
+
+    The rule is twistd's own (:func:`pacsref.server.create.server_root`), so the embedded
+    default server and one run with ``--ae-title AE`` alone are found here.
+    """
+    return server_root()
 
 
 class _Registered:
@@ -288,11 +304,17 @@ def call_running(server: _Registered, message: str, *data: Any) -> list[Any]:
 
 
 def pidfile_pid(pidfile: Path) -> int | None:
-    """The pid ``pidfile`` holds; None for no file or junk."""
+    """The pid ``pidfile`` holds; None for no file or junk.
+
+    Zero and negative numbers are junk too: ``kill(2)`` reads them as a process group or as
+    every process the user may signal, so a stop (where ``/proc`` cannot say what the pid
+    runs) would SIGTERM all of those.
+    """
     try:
-        return int(pidfile.read_text().strip())
+        pid = int(pidfile.read_text().strip())
     except (OSError, ValueError):
         return None
+    return pid if pid > 0 else None
 
 
 def _pidfile_process(pidfile: Path) -> tuple[int, bool] | None:
@@ -317,6 +339,104 @@ def stale_pid(pidfile: Path) -> int | None:
     """The live pid ``pidfile`` names when that process is *not* its server's twistd."""
     found = _pidfile_process(pidfile)
     return found[0] if found is not None and not found[1] else None
+
+
+#: pidfd_open's errors meaning "no pidfds here", not "no such process": an old kernel (ENOSYS),
+#: a sandbox whose seccomp filter refuses the call (EPERM), a pid that is not a process but one
+#: of its threads (EINVAL).
+_NO_PIDFD = frozenset({errno.ENOSYS, errno.EPERM, errno.EINVAL})
+
+
+def open_pidfd(pid: int) -> int | None:
+    """A pidfd (``pidfd_open(2)``) referring to the process ``pid`` is now; None where the
+    system has none (not Linux, or see :data:`_NO_PIDFD`): the caller then signals by pid, as
+    before pidfds. ProcessLookupError when there is no process ``pid``."""
+    opener = getattr(os, "pidfd_open", None)
+    if opener is None or not hasattr(signal, "pidfd_send_signal"):
+        return None
+    try:
+        return int(opener(pid))
+    except ProcessLookupError:
+        raise
+    except OSError as exc:
+        if exc.errno in _NO_PIDFD:
+            return None
+        raise
+
+
+@dataclass
+class PinnedProcess:
+    """A server's live pid, with a pidfd holding on to that very process (None: no pidfds).
+
+    A pid is only a number: between the look at ``/proc/PID`` that tells the process is the
+    server and the signal, the server may exit and its pid be given to another process, which
+    ``kill(pid)`` would then hit. A pidfd opened *before* that look refers to the process that
+    had the pid then, whatever gets the number later: a signal through it reaches the process
+    looked at, or fails with ESRCH once that one has exited (it cannot have been alive at the
+    signal and not at the look), and it becomes readable when that process exits. A context
+    manager: the pidfd is closed on the way out.
+    """
+
+    pid: int
+    pidfd: int | None
+
+    def __enter__(self) -> PinnedProcess:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
+
+    def send_signal(self, signum: int) -> None:
+        """Send ``signum``; ProcessLookupError when the process has exited."""
+        if self.pidfd is None:
+            os.kill(self.pid, signum)
+        else:
+            signal.pidfd_send_signal(self.pidfd, signum)
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for the process to exit; whether it did.
+
+        With a pidfd, one ``poll`` wakes up as soon as it exits (Ctrl-C still interrupts it);
+        without, its pid is looked at with a growing interval (10 ms to 100 ms), as before.
+        """
+        if self.pidfd is not None:
+            poller = select.poll()
+            poller.register(self.pidfd, select.POLLIN)
+            # poll() takes whole milliseconds in a C int; after EINTR Python polls again
+            # for what is left of the timeout (PEP 475).
+            return bool(poller.poll(min(math.ceil(max(timeout, 0.0) * 1000), 2**31 - 1)))
+        deadline = time.monotonic() + timeout
+        interval = 0.01
+        while process_alive(self.pid):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(interval)
+            interval = min(interval * 2, 0.1)
+        return True
+
+
+def pin_live_pid(pidfile: Path) -> PinnedProcess | None:
+    """The process :func:`live_pid` finds, pinned by a pidfd opened before it is checked.
+
+    None when :func:`live_pid` would say None (no file, junk, no such process, another
+    process than the server's twistd). The caller must close what it gets.
+    """
+    pid = pidfile_pid(pidfile)
+    if pid is None:
+        return None
+    try:
+        pinned = PinnedProcess(pid, open_pidfd(pid))
+    except ProcessLookupError:
+        return None
+    if process_alive(pid) and runs_server(pid, pidfile.parent) is not False:
+        return pinned
+    pinned.close()
+    return None
 
 
 def process_alive(pid: int) -> bool:
@@ -352,20 +472,58 @@ def command_line(pid: int) -> list[str] | None:
     return words
 
 
-def _server_dir_argument(options: list[str]) -> str | None:
-    """The directory the plugin's ``options`` name (the last given, as getopt reads them)."""
+def process_environment(pid: int) -> dict[str, str] | None:
+    """The environment process ``pid`` was started with (``/proc/<pid>/environ``).
+
+    None when it cannot be read: no ``/proc``, the process is gone, or it is another user's.
+    """
+    try:
+        raw = Path("/proc", str(pid), "environ").read_bytes()
+    except OSError:
+        return None
+    environ: dict[str, str] = {}
+    for entry in raw.split(b"\0"):
+        name, sep, value = entry.partition(b"=")
+        if sep:
+            environ[os.fsdecode(name)] = os.fsdecode(value)
+    return environ
+
+
+def _plugin_argument(options: list[str], spelled: tuple[str, str]) -> str | None:
+    """The value the plugin's ``options`` give the option ``spelled`` (long, short): the last
+    given, as getopt reads them (``--long V``, ``--long=V``, ``-s V``, ``-sV``)."""
+    long, short = spelled
     found = None
     words = iter(options)
     for word in words:
         if word == "--":
             break
-        if word in SERVER_DIR_OPTIONS:
+        if word in spelled:
             found = next(words, found)
-        elif word.startswith(SERVER_DIR_OPTIONS[0] + "="):
+        elif word.startswith(long + "="):
             found = word.partition("=")[2]
-        elif word.startswith(SERVER_DIR_OPTIONS[1]) and not word.startswith("--"):
-            found = word[len(SERVER_DIR_OPTIONS[1]) :]
+        elif word.startswith(short) and not word.startswith("--"):
+            found = word[len(short) :]
     return found
+
+
+def _served_directory(options: list[str], pid: int) -> Path | None:
+    """The server directory a twistd with the plugin's ``options`` runs (None: cannot tell).
+
+    ``--server-dir DIR``; else ``--ae-title AE`` alone, ``<root>/AE``; else the embedded
+    default, ``<root>/PACSREF``, the root being the one that process's own
+    ``$PACSREF_ROOT`` named, not ours (:mod:`pacsref.server.tap` decides the same way).
+    """
+    given = _plugin_argument(options, SERVER_DIR_OPTIONS)
+    if given is not None:
+        return Path(given)
+    environ = process_environment(pid)
+    if environ is None:
+        return None
+    ae_title = _plugin_argument(options, AE_TITLE_OPTIONS)
+    if ae_title:
+        return server_root(environ) / ae_title.strip(" ")
+    return default_server_dir(environ)
 
 
 def _same_directory(first: Path, second: Path) -> bool:
@@ -383,16 +541,18 @@ def runs_server(pid: int, directory: Path) -> bool | None:
     The command line says what a process runs: the twistd plugin ``pacsref`` followed by
     ``--server-dir DIR`` (:func:`twistd_command`; ``-d DIR`` or ``--server-dir=DIR`` when
     typed by hand; relative to the process's working directory; no such option: twistd's
-    embedded default server). None when the system cannot tell (no ``/proc``, or it may not
-    be read): then the pid is trusted, as before this check.
+    embedded default server, under the root that process's own ``$PACSREF_ROOT`` named, not
+    ours). None when the system cannot tell (no ``/proc``, or it may not be read): then the
+    pid is trusted, as before this check.
     """
     words = command_line(pid)
     if words is None:
         return None
     if PLUGIN_NAME not in words:
         return False
-    given = _server_dir_argument(words[words.index(PLUGIN_NAME) + 1 :])
-    served = Path(given) if given is not None else DEFAULT_SERVER_DIR
+    served = _served_directory(words[words.index(PLUGIN_NAME) + 1 :], pid)
+    if served is None:
+        return None
     if not served.is_absolute():
         try:
             served = Path(os.readlink(f"/proc/{pid}/cwd")) / served
@@ -430,15 +590,16 @@ def discard_stale_pidfile(server: _Registered) -> None:
 
 @contextlib.contextmanager
 def exclusive(server: _Registered, doing: str) -> Iterator[None]:
-    """Hold the server's lock file (``<dir>/manager.lock``) while it is started, stopped or
-    deleted; refuse at once when another ``pacsref`` holds it, saying what that one is
-    ``doing`` (``starting``, ``stopping``, ``being deleted``).
+    """Hold the server's lock file (``<dir>/manager.lock``) while it is started, stopped,
+    edited or deleted; refuse at once when another ``pacsref`` holds it, saying what that one
+    is ``doing`` (``starting``, ``stopping``, ``being edited``, ``being deleted``).
 
     Two starts at once both found the server stopped: each twistd wrote its pid over the
     other's, and the one that failed removed the pidfile as it exited, leaving the other
-    running without one. The lock is an ``flock`` on an open file description: the kernel
-    drops it when this process ends, however it ends, and twistd does not inherit it (the
-    descriptor is close-on-exec and ``subprocess`` closes the others).
+    running without one. Two edits at once each read the file before the other saved it, and
+    the second to save undid the first's change. The lock is an ``flock`` on an open file
+    description: the kernel drops it when this process ends, however it ends, and twistd does
+    not inherit it (the descriptor is close-on-exec and ``subprocess`` closes the others).
     """
     path = server.directory / LOCK_NAME
     try:
@@ -455,7 +616,7 @@ def exclusive(server: _Registered, doing: str) -> Iterator[None]:
             if len(holder) == 2 and holder[0].isdigit():
                 busy = f"{holder[1].strip()} (by pacsref pid {holder[0]})"
             else:
-                busy = "being started, stopped or deleted by another pacsref"
+                busy = "being started, stopped, edited or deleted by another pacsref"
             raise ManagerError(
                 f"server {server.name} is already {busy}; try again once that is done"
             ) from None
@@ -596,16 +757,28 @@ def start(server: Server, timeout: float = START_TIMEOUT_S) -> int:
     """Start ``server`` as a twistd daemon; return its pid once GetStatus answers.
 
     Holds the server's lock (:func:`exclusive`) throughout, so that a second start waits for
-    no pidfile race but is refused with what is going on.
+    no pidfile race but is refused with what is going on. Under the lock, ``server.settings``
+    is read again (and replaced): an edit that saved the file after the caller read it (a
+    Start Mode now ``disabled``, another port) is what twistd will start with, so it is also
+    what this start judges and reports.
     """
-    if server.settings.start_mode is StartMode.DISABLED:
-        raise ManagerError(
-            f'server {server.name} has Start Mode "disabled" and refuses to start; '
-            "allow it first: "
-            + command_hint("server", "edit", server.name, "--start-mode", "manual")
-        )
     with exclusive(server, "starting"):
+        server.settings = _settings_now(server)
+        if server.settings.start_mode is StartMode.DISABLED:
+            raise ManagerError(
+                f'server {server.name} has Start Mode "disabled" and refuses to start; '
+                "allow it first: "
+                + command_hint("server", "edit", server.name, "--start-mode", "manual")
+            )
         return _start(server, timeout)
+
+
+def _settings_now(server: Server) -> ServerSettings:
+    """The settings ``server``'s file holds now; ManagerError when they cannot be read."""
+    try:
+        return load_settings(server.directory / SETTINGS_FILE_NAME)
+    except SettingsError as exc:
+        raise ManagerError(str(exc).splitlines()[0]) from None
 
 
 def _start(server: Server, timeout: float) -> int:
@@ -703,29 +876,40 @@ def stop(server: Server | BrokenServer, timeout: float | None = None) -> int:
         timeout = server.stop_timeout + ABORT_GRACE_S + CUT_GRACE_S + STOP_TIMEOUT_S
     with exclusive(server, "stopping"):
         discard_stale_pidfile(server)  # never SIGTERM a process that inherited its pid
-        pid = server.pid()
-        if pid is None:
+        try:
+            # pinned before its /proc entry is read: see PinnedProcess
+            process = pin_live_pid(server.pidfile)
+        except OSError as exc:  # no pidfd for another reason than none here (EMFILE...)
+            raise ManagerError(f"server {server.name}: {os_reason(exc)}") from None
+        if process is None:
             if socket_answers(server.socket_path):
                 raise ManagerError(
                     f"server {server.name} runs without a pidfile (its admin socket answers: "
                     f"run by systemd?); stop it there: systemctl stop pacsref-{server.name}"
                 )
             raise ManagerError(f"server {server.name} is not running")
-        return stop_pid(server.name, pid, timeout)
+        with process:
+            return stop_pid(server.name, process, timeout)
 
 
-def stop_pid(name: str, pid: int, timeout: float) -> int:
-    """SIGTERM ``pid`` (the daemon of server ``name``) and wait up to ``timeout`` s for its end.
+def stop_pid(name: str, process: int | PinnedProcess, timeout: float) -> int:
+    """SIGTERM ``process`` (the daemon of server ``name``) and wait up to ``timeout`` s for
+    its end; return its pid.
 
-    Ctrl-C while it waits raises :class:`Interrupted` saying the SIGTERM went out: the server
-    goes on with its graceful stop whether this command waits or not.
+    A bare pid is signalled and watched by its number (the caller vouches that it is still the
+    server's); a :class:`PinnedProcess` through its pidfd when it has one. Ctrl-C while it
+    waits raises :class:`Interrupted` saying the SIGTERM went out: the server goes on with its
+    graceful stop whether this command waits or not.
     """
+    if isinstance(process, int):
+        process = PinnedProcess(process, None)
+    pid = process.pid
     # Ctrl-C is held back from just before the SIGTERM until the wait below can say it was sent:
     # one landing in between would otherwise be reported as if nothing had been done.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
+        process.send_signal(signal.SIGTERM)
+    except ProcessLookupError:  # it exited meanwhile (by pidfd: never another one signalled)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         return pid
     except PermissionError as exc:
@@ -733,13 +917,8 @@ def stop_pid(name: str, pid: int, timeout: float) -> int:
         raise ManagerError(f"server {name} (pid {pid}): cannot stop it: {os_reason(exc)}") from None
     try:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-        deadline = time.monotonic() + timeout
-        interval = 0.01
-        while process_alive(pid):
-            if time.monotonic() > deadline:
-                raise ManagerError(f"server {name} (pid {pid}) did not exit within {timeout:g} s")
-            time.sleep(interval)
-            interval = min(interval * 2, 0.1)
+        if not process.wait(timeout):
+            raise ManagerError(f"server {name} (pid {pid}) did not exit within {timeout:g} s")
     except KeyboardInterrupt:
         raise Interrupted(
             f"server {name} (pid {pid}) was sent SIGTERM and goes on with its graceful stop: "

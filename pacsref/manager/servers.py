@@ -263,6 +263,13 @@ def _edit(root: Path, args: argparse.Namespace) -> int:
     A broken ``settings.toml`` (a bad hand edit) is edited too: the changes may be what
     repairs it, and every problem left is reported at once. Running, the server is found by
     its pidfile or admin socket, and judges the change against the same file itself.
+
+    All of it holds the server's lock (:func:`daemon.exclusive`), as start, stop and delete
+    do: the file is read, judged and saved (or the running server told) with no other edit
+    saving in between, which would be undone, and no start or stop in between, which would
+    make "stopped" (save the file) or "running" (send UpdateSettings) wrong by the time it
+    acts. The file itself is replaced atomically (``edit_settings_file``: a temporary file,
+    fsync, rename), so whatever reads it unlocked (twistd, ``list``) sees the old or the new.
     """
     server = load_server(root, args.name)
     changes = settings_changes(args)
@@ -271,6 +278,12 @@ def _edit(root: Path, args: argparse.Namespace) -> int:
             "no change given; name settings with their options (pacsref server edit --help) "
             "or --set key=value"
         )
+    with daemon.exclusive(server, "being edited"):
+        return _edit_locked(root, server, changes)
+
+
+def _edit_locked(root: Path, server: Server | BrokenServer, changes: dict[str, object]) -> int:
+    """:func:`_edit` once the server's lock is held."""
     settings_file = server.directory / SETTINGS_FILE_NAME
     stopped = not daemon.running(server)  # a systemd-run server has no pidfile, only its socket
     try:
@@ -307,13 +320,23 @@ def _edit(root: Path, args: argparse.Namespace) -> int:
 
 
 def _delete(root: Path, args: argparse.Namespace) -> int:
-    server = find_server(root, args.name)
+    """Unregister a stopped server, one whose ``settings.toml`` is broken too.
+
+    A broken file is no reason to keep a server one no longer wants (nor to make its owner
+    repair values only to throw them away), and deleting only renames that file. Whether it
+    runs is told as for any server, by its pidfile's live twistd or its admin socket: it may
+    run from the settings it read before the file broke. Its problem comes first as a
+    warning, as for ``stop``.
+    """
+    server = load_server(root, args.name)
+    if isinstance(server, BrokenServer):
+        warn(server.reason)
     with daemon.exclusive(server, "being deleted"):  # no start may slip in meanwhile
         daemon.discard_stale_pidfile(server)
         return _unregister(server)
 
 
-def _unregister(server: Server) -> int:
+def _unregister(server: Server | BrokenServer) -> int:
     if daemon.running(server):
         pid = server.pid()
         if pid is not None:
@@ -321,6 +344,8 @@ def _unregister(server: Server) -> int:
         else:  # no pidfile: the foreground server of a systemd unit
             how = "its admin socket answers: run by systemd?"
             stop = f"systemctl stop pacsref-{server.name}"
+        if isinstance(server, BrokenServer):
+            how += "; it runs with the settings it read before its settings.toml broke"
         raise ManagerError(f"server {server.name} is running ({how}); stop it first: {stop}")
     settings_file = server.directory / SETTINGS_FILE_NAME
     deleted = settings_file.with_name(SETTINGS_FILE_NAME + DELETED_SUFFIX)

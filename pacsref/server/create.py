@@ -10,6 +10,10 @@ settings other than the defaults before the server starts::
 ``--set`` values are read as TOML values (``30``, ``true``, ``"text"``);
 anything that is not valid TOML is taken as a string.
 
+It also states where servers live when no directory is given (:func:`server_root`:
+``$PACSREF_ROOT`` if set and not empty, else ``./pacsref-data``), for the twistd plugin and
+the manager alike.
+
 Exit status as the rest of ``pacsref`` (docs/manager.md): 0 created; 1 failed
 (the directory already holds a server, or the system refused: one line
 ``pacsref: <reason>``); 2 bad usage, an invalid setting value included (one
@@ -19,6 +23,7 @@ line ``pacsref: create: <what is wrong> (see: pacsref create --help)``).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -27,15 +32,40 @@ from pathlib import Path
 
 from pacsref.settings import SettingsError, create_server_directory, settings_from_mapping
 
-#: Where the embedded default server lives when twistd gets no --server-dir.
-DEFAULT_SERVER_DIR = Path("pacsref-data") / "PACSREF"
 DEFAULT_AE_TITLE = "PACSREF"
+#: The environment variable naming the root, the folder that holds one directory per server.
+ROOT_ENV = "PACSREF_ROOT"
+#: The root when ``$PACSREF_ROOT`` is unset or empty, relative to the working directory.
+FALLBACK_ROOT = Path("pacsref-data")
 
 #: What a server name may be, completing "... cannot be used as a server name: <why>; ...".
 SERVER_NAME_ALLOWED = (
     "a server name is its directory under the root: one path component, "
     "not empty, no '/', no NUL, not starting with '.', no leading or trailing spaces"
 )
+
+
+def server_root(environ: Mapping[str, str] | None = None) -> Path:
+    """The root: ``$PACSREF_ROOT`` if set and not empty, else ``./pacsref-data``.
+
+    The one statement of the rule, shared by the twistd plugin (where its embedded default and
+    ``--ae-title AE`` without ``--server-dir`` go) and the manager (where it looks for servers),
+    so a server twistd makes is one ``pacsref`` finds. It lives here, not in the manager, because
+    the plugin must not import the manager package. A relative value is left relative: it means
+    the working directory of the process that reads it. ``environ`` is another process's
+    environment (the manager asking what a running twistd saw); by default this one's.
+    """
+    if environ is None:
+        environ = os.environ
+    return Path(environ.get(ROOT_ENV) or FALLBACK_ROOT)
+
+
+def default_server_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """The embedded default server's directory, ``<root>/PACSREF`` (see :func:`server_root`).
+
+    A function, not a constant: the root is read from the environment when it is needed.
+    """
+    return server_root(environ) / DEFAULT_AE_TITLE
 
 
 def server_name_problem(name: str) -> str | None:

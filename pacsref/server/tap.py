@@ -4,12 +4,15 @@
 - with ``--ae-title``/``--port``/``--ip-address`` as well, DIR is created
   first if it does not exist (defaults plus every shipped add-in);
 - with no ``--server-dir`` and no ``--ae-title``, the embedded default server
-  in ``./pacsref-data/PACSREF`` is created if needed and run; it does not check
-  the called AE title, so stock tools work against it with no set-up;
-- with ``--ae-title AE`` but no ``--server-dir``, the server is
-  ``./pacsref-data/AE``, laid out as the manager's root (``<root>/<AE>/``) so
-  ``pacsref`` finds it; like any server created with an AE title of its own it
-  refuses other called AE titles.
+  in ``<root>/PACSREF`` is created if needed and run; it does not check the
+  called AE title, so stock tools work against it with no set-up;
+- with ``--ae-title AE`` but no ``--server-dir``, the server is ``<root>/AE``,
+  so ``pacsref`` finds it; like any server created with an AE title of its own
+  it refuses other called AE titles.
+
+``<root>`` is the manager's: ``$PACSREF_ROOT`` if set and not empty, else
+``./pacsref-data`` (:func:`pacsref.server.create.server_root`, read when the
+service is made).
 
 Start-up problems (bad settings, a temporary directory that cannot be created
 or written, port taken, an IP that is not ours, Server Secure on without a
@@ -38,17 +41,20 @@ from pacsref.security import secure_startup_problem
 from pacsref.server.context import build_server_context
 from pacsref.server.create import (
     DEFAULT_AE_TITLE,
-    DEFAULT_SERVER_DIR,
+    FALLBACK_ROOT,
+    ROOT_ENV,
     SERVER_NAME_ALLOWED,
     create_server,
+    default_server_dir,
     server_name_problem,
+    server_root,
 )
 from pacsref.server.service import server_service
 from pacsref.settings import SETTINGS_FILE_NAME, SettingsError, load_settings, settings_from_mapping
 
-#: Where servers live when twistd gets no --server-dir: the embedded default's folder, which is
-#: also the manager's default root, so ``<root>/<AE title>/`` holds a server made with --ae-title.
-DEFAULT_ROOT = DEFAULT_SERVER_DIR.parent
+#: The root rule in the words of ``--help`` (:func:`server_root`; the help is fixed at import,
+#: the root is read when the service is made, so the help states the rule, not its value).
+ROOT_HELP = f"${ROOT_ENV} if set and not empty, else ./{FALLBACK_ROOT}"
 
 
 class Options(usage.Options):
@@ -58,8 +64,9 @@ class Options(usage.Options):
     longdesc = (
         "Run a pacsref DICOM server. With neither --server-dir nor --ae-title, an embedded "
         f"default server (AE title {DEFAULT_AE_TITLE}, port 11112, any called AE title "
-        f"answered) is created in ./{DEFAULT_SERVER_DIR} and run; with --ae-title AE but no "
-        f"--server-dir, the server is ./{DEFAULT_ROOT}/AE and answers only its own AE title. "
+        f"answered) is created in ROOT/{DEFAULT_AE_TITLE} and run; with --ae-title AE but no "
+        "--server-dir, the server is ROOT/AE and answers only its own AE title. ROOT is "
+        f"the pacsref manager's root: {ROOT_HELP}. "
         "--ae-title, --port and --ip-address are used only to create a server directory that "
         "does not exist yet; an existing one is run as its settings.toml says."
     )
@@ -69,7 +76,8 @@ class Options(usage.Options):
             "ae-title",
             "a",
             None,
-            f"AE title for a new server directory (without --server-dir: ./{DEFAULT_ROOT}/AE)",
+            "AE title for a new server directory (without --server-dir: ROOT/AE, ROOT being "
+            f"{ROOT_HELP})",
         ],
         ["port", "p", None, "DICOM port for a new server directory", int],
         ["ip-address", "i", None, "address to listen on, for a new server directory"],
@@ -81,7 +89,7 @@ def _fail(message: str) -> SystemExit:
 
 
 def _named_server_dir(ae_title: str) -> tuple[Path, str]:
-    """``./pacsref-data/<AE>`` for ``--ae-title AE`` without ``--server-dir``, and the AE title.
+    """``<root>/<AE>`` for ``--ae-title AE`` without ``--server-dir``, and the AE title.
 
     The AE title is checked (and stripped of its padding spaces, PS3.5) first, so the directory
     is named after the title the server will really have; one that cannot be a single folder
@@ -94,7 +102,7 @@ def _named_server_dir(ae_title: str) -> tuple[Path, str]:
             f"{title!r} cannot be used as a server name: {why}; {SERVER_NAME_ALLOWED}; "
             "give --server-dir DIR to run a server with this AE title"
         )
-    return DEFAULT_ROOT / title, title
+    return server_root() / title, title
 
 
 def ensure_server_dir(options: Options) -> Path:
@@ -105,7 +113,7 @@ def ensure_server_dir(options: Options) -> Path:
     elif ae_title is not None:
         server_dir, ae_title = _named_server_dir(ae_title)
     else:
-        server_dir = DEFAULT_SERVER_DIR
+        server_dir = default_server_dir()
     settings_file = server_dir / SETTINGS_FILE_NAME
     if settings_file.exists():
         if not options["server-dir"] and ae_title is not None:

@@ -18,6 +18,12 @@ from pacsref.settings import load_settings
 from pacsref.testing.net import free_loopback_port
 
 
+@pytest.fixture(autouse=True)
+def _root_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No ``$PACSREF_ROOT`` from the shell running the tests: the tests that want one set it."""
+    monkeypatch.delenv("PACSREF_ROOT", raising=False)
+
+
 def _options(*args: str) -> Options:
     options = Options()
     options.parseOptions(list(args))
@@ -245,6 +251,79 @@ def test_ae_title_without_server_dir_refuses_another_server_s_directory(
         f"pacsref: {server_dir} holds the server with AE title 'OTHER', not 'STORE'; "
         "give --server-dir DIR to create or run a server elsewhere"
     )
+
+
+def test_embedded_default_lives_under_pacsref_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With $PACSREF_ROOT set, the embedded default is $PACSREF_ROOT/PACSREF, where
+    ``pacsref server list`` and ``check PACSREF`` look, not ./pacsref-data/PACSREF."""
+    root = tmp_path / "srv"
+    monkeypatch.setenv("PACSREF_ROOT", str(root))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("pacsref.server.tap.check_can_listen", lambda ip, port: None)
+    makeService(_options(), reactor=Clock())
+    settings = load_settings(root / "PACSREF" / "settings.toml")
+    assert (settings.ae_title, settings.check_called_ae_title) == ("PACSREF", False)
+    assert not (tmp_path / "pacsref-data").exists()
+
+
+def test_ae_title_without_server_dir_lives_under_pacsref_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--ae-title AE alone, with $PACSREF_ROOT set, is $PACSREF_ROOT/AE: the manager's
+    <root>/<AE>/, run again there by the same command."""
+    root = tmp_path / "srv"
+    monkeypatch.setenv("PACSREF_ROOT", str(root))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("pacsref.server.tap.check_can_listen", lambda ip, port: None)
+    makeService(_options("--ae-title", "STORE", "--port", "11113"), reactor=Clock())
+    makeService(_options("--ae-title", "STORE", "--port", "5"), reactor=Clock())
+    settings = load_settings(root / "STORE" / "settings.toml")
+    assert (settings.ae_title, settings.port, settings.check_called_ae_title) == (
+        "STORE",
+        11113,
+        True,
+    )
+    assert not (tmp_path / "pacsref-data").exists()
+
+
+@pytest.mark.parametrize(("argv", "name"), [((), "PACSREF"), (("--ae-title", "STORE"), "STORE")])
+def test_empty_pacsref_root_means_the_default_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, argv: tuple[str, ...], name: str
+) -> None:
+    """PACSREF_ROOT set but empty is unset (as the manager reads it): ./pacsref-data, not the
+    working directory itself."""
+    monkeypatch.setenv("PACSREF_ROOT", "")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("pacsref.server.tap.check_can_listen", lambda ip, port: None)
+    makeService(_options(*argv), reactor=Clock())
+    assert load_settings(tmp_path / "pacsref-data" / name / "settings.toml").ae_title == name
+    assert [path.name for path in tmp_path.iterdir()] == ["pacsref-data"]
+
+
+@pytest.mark.parametrize(("argv", "name"), [((), "PACSREF"), (("--ae-title", "STORE"), "STORE")])
+def test_relative_pacsref_root_is_relative_to_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, argv: tuple[str, ...], name: str
+) -> None:
+    """A relative $PACSREF_ROOT is taken from the working directory, as the manager takes it,
+    so the server is where the manager run from the same directory looks."""
+    from pacsref.manager.daemon import default_root
+
+    monkeypatch.setenv("PACSREF_ROOT", "rel/root")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("pacsref.server.tap.check_can_listen", lambda ip, port: None)
+    makeService(_options(*argv), reactor=Clock())
+    assert load_settings(tmp_path / "rel" / "root" / name / "settings.toml").ae_title == name
+    assert (default_root() / name / "settings.toml").is_file()
+
+
+def test_help_states_the_root_rule() -> None:
+    """``twistd pacsref --help`` names the rule ($PACSREF_ROOT, else ./pacsref-data), not a
+    fixed ./pacsref-data that $PACSREF_ROOT would make untrue."""
+    text = str(Options())
+    assert "$PACSREF_ROOT" in text and "./pacsref-data" in text
+    assert "./pacsref-data/AE" not in text and "./pacsref-data/PACSREF" not in text
 
 
 @pytest.mark.parametrize(
