@@ -294,13 +294,15 @@ class IUserIdentityNegotiation(Interface):
     association to carry one refuses the others in ``association_requested``.
 
     Several such add-ins are asked in load order until one accepts (one per
-    authentication source, as PAM stacks "sufficient" modules). When none accepts, the
-    association is rejected with A-ASSOCIATE-RJ (1, 2, 1), the rejection PS3.7 D.3.3.7
-    prescribes for an authorization failure. With no such add-in loaded the identity is
-    not verified, no User Identity response is sent and the association goes on
-    (``info.user_verified`` False), which D.3.3.7 allows an acceptor that does not
-    support user identities; a requestor that asked for a positive response then
-    decides itself.
+    authentication source, as PAM stacks "sufficient" modules). When none accepts and at
+    least one refused, the association is rejected with A-ASSOCIATE-RJ (1, 2, 1), the
+    rejection PS3.7 D.3.3.7 prescribes for an authorization failure. When every one
+    abstains (answers None), or none is loaded, the identity is not verified, no User
+    Identity response is sent and the association goes on (``info.user_verified``
+    False), which D.3.3.7 allows an acceptor that does not support user identities; a
+    requestor that asked for a positive response then decides itself. So a verifier
+    answers None for identities it does not handle (a user table and a Kerberos ticket)
+    or while it is not configured, and False for those it judges and refuses.
     """
 
     def verify_user_identity(info: AssociationInfo, identity: UserIdentity) -> bool | bytes | None:
@@ -310,11 +312,11 @@ class IUserIdentityNegotiation(Interface):
             ``True`` to accept; ``bytes`` to accept with that Server-response (the
             Kerberos server ticket, SAML response or JWT for types 3-5, sent when the
             requestor asked for a positive response; types 1 and 2 always get an empty
-            one, as PS3.7 D.3.3.7.2 requires); ``False`` or ``None`` to leave the
-            identity to the next such add-in, the association being rejected when no
-            add-in accepts. An exception, a timeout or any other value counts as a
-            refusal and is logged. Runs on the thread pool under the add-in timeout
-            (a directory look-up may block) unless marked ``nonblocking``.
+            one, as PS3.7 D.3.3.7.2 requires); ``False`` to refuse (the next such add-in
+            may still accept; if none does, the association is rejected); ``None`` to
+            abstain. An exception, a timeout or any other value counts as a refusal and
+            is logged. Runs on the thread pool under the add-in timeout (a directory
+            look-up may block) unless marked ``nonblocking``.
         """
 
 

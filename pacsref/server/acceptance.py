@@ -10,7 +10,8 @@ callbacks, ``accept(result, info)`` or ``refuse(refusal)``:
 4. a User Identity sub-item, if the request has one and IUserIdentityNegotiation add-ins
    are loaded, is verified (:func:`pacsref.server.identity.verify_identity`): refused,
    the request is rejected (1, 2, 1); accepted, ``info.user_verified`` is set and the
-   A-ASSOCIATE-AC carries the Server-response when the requestor asked for one;
+   A-ASSOCIATE-AC carries the Server-response when the requestor asked for one; every
+   verifier abstaining, it goes on unverified as if none were loaded;
 5. the IAssociationHook add-ins (:func:`pacsref.server.hooks.consult_hooks`).
    If steps 4 and 5 took time and the server was paused or began stopping meanwhile,
    the request is refused (2, 3, 1) as it would have been had it arrived then.
@@ -168,7 +169,11 @@ class Acceptance:
         self._wait(d, lambda verdict: self._after_identity(verdict, result))
 
     def _after_identity(self, verdict: IdentityVerdict, result: NegotiationResult) -> None:
-        """Reject (1, 2, 1) an identity nobody accepted; else note it and go on to the hooks."""
+        """Reject (1, 2, 1) an identity refused and accepted by none; note an accepted one;
+        go on to the hooks (an identity every verifier abstained on goes on unverified)."""
+        if not verdict.judged:
+            self._consult_hooks(result, waited=True)
+            return
         if not verdict.accepted:
             self._refuse(Refusal(REJECT_USER_IDENTITY, Rule.USER_IDENTITY, verdict.why))
             return

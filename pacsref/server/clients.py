@@ -62,6 +62,8 @@ class ClientInfo:
         association_id: the number that ties together its log lines (0 before).
         last_command: Command Field of the last request served (0 = none yet).
         admitted: holds one of the Max Clients places.
+        user_identity: the User Identity the peer sent (PS3.7 D.3.3.7) as the admin
+            interface shows it (type, words, username, verified), or None.
     """
 
     __slots__ = (
@@ -77,6 +79,7 @@ class ClientInfo:
         "last_command",
         "port",
         "state",
+        "user_identity",
     )
 
     def __init__(self, client_id: int, ip: str, port: int, connected_time: float) -> None:
@@ -91,6 +94,7 @@ class ClientInfo:
         self.association_id = 0
         self.last_command = 0
         self.admitted = False
+        self.user_identity: dict[str, Any] | None = None
         self._claim: tuple[str, str] | None = None
 
     def __repr__(self) -> str:
@@ -116,18 +120,23 @@ class ClientInfo:
             # Only while associated: a released or aborted one is over (docs/admin-protocol.md,
             # GetAssociation and ClientDisconnected), though its connection may linger.
             "association": _association_dict(
-                self.association if self.state == "associated" else None, self.association_id
+                self.association if self.state == "associated" else None,
+                self.association_id,
+                self.user_identity,
             ),
         }
 
 
 def _association_dict(
-    association: NegotiatedAssociation | None, association_id: int
+    association: NegotiatedAssociation | None,
+    association_id: int,
+    user_identity: dict[str, Any] | None,
 ) -> dict[str, Any] | None:
     if association is None:
         return None
     return {
         "id": association_id,
+        "user_identity": user_identity,
         "calling_ae_title": association.calling_ae_title,
         "called_ae_title": association.called_ae_title,
         # Maximum Length: what we may send (the peer's) and what we receive (ours); 0 = no limit.
@@ -253,9 +262,14 @@ class ClientRegistry:
             self._claims[client._claim] += 1
 
     def associated(
-        self, client: ClientInfo, association: NegotiatedAssociation, association_id: int
+        self,
+        client: ClientInfo,
+        association: NegotiatedAssociation,
+        association_id: int,
+        user_identity: dict[str, Any] | None = None,
     ) -> None:
         """The A-ASSOCIATE-AC was sent: record the association and publish ClientAssociated."""
+        client.user_identity = user_identity
         client.ae_title = association.calling_ae_title
         client.called_ae_title = association.called_ae_title
         client.association = association

@@ -3,10 +3,13 @@
 The verifiers are asked in load order until one accepts; each call runs like an
 association hook's (thread pool under the add-in timeout, inline when marked
 ``nonblocking``). The answer is a :class:`IdentityVerdict`: accepted, with the
-Server-response to send when the requestor asked for one, or refused with the
-reason in words for the log. A verifier that raises, times out or answers with
-something else counts as a refusal and is logged, as a failing association hook
-is: an add-in that cannot answer must not let an unverified user in.
+Server-response to send when the requestor asked for one; refused, with the
+reason in words for the log; or unjudged, when every verifier answered None
+(this kind of identity is none of theirs, or they are not configured), which
+the server treats as if no verifier were loaded. A verifier that raises, times
+out or answers with something else counts as a refusal and is logged, as a
+failing association hook is: an add-in that cannot answer must not let an
+unverified user in.
 """
 
 from __future__ import annotations
@@ -38,12 +41,15 @@ class IdentityVerdict:
     ``response`` is the Server-response for the A-ASSOCIATE-AC (None: send no User
     Identity sub-item, because the requestor did not ask for a positive response);
     ``verifier`` names the add-in that accepted; ``why`` says why nobody did.
+    ``judged`` is False when every verifier abstained (answered None): the identity is
+    then carried unverified, as with no verifier at all.
     """
 
     accepted: bool
     response: bytes | None = None
     verifier: str = ""
     why: str = ""
+    judged: bool = True
 
 
 def _response(identity: UserIdentity, answer: bool | bytes) -> bytes | None:
@@ -81,6 +87,9 @@ def verify_identity(
         if result.called:
             return
         if index == len(verifiers):
+            if not refusals:
+                result.callback(IdentityVerdict(False, judged=False))
+                return
             result.callback(
                 IdentityVerdict(
                     False,
@@ -106,7 +115,9 @@ def verify_identity(
                 return
             if value is True or (isinstance(value, bytes) and len(value) <= 0xFFFF):
                 result.callback(IdentityVerdict(True, _response(identity, value), verifier=name))
-            elif value is None or value is False:
+            elif value is None:  # abstains: not its kind of identity, or not configured
+                ask(index + 1)
+            elif value is False:
                 refusals.append(f"add-in {name} refused it")
                 ask(index + 1)
             else:

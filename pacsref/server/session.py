@@ -204,7 +204,9 @@ class AssociationSession:
             refused=[r.describe() for r in result.refused],
         )
         self._send(result.response)
-        self.control.clients.associated(self.client, association, self.association_id)
+        self.control.clients.associated(
+            self.client, association, self.association_id, self._user_identity_field()
+        )
         self._notify_hooks("association_established")
 
     def _user_identity_field(self) -> dict[str, object] | None:
@@ -216,6 +218,7 @@ class AssociationSession:
         return {
             "type": identity.identity_type,
             "user": identity.describe(),
+            "username": identity.username,
             "verified": info.user_verified,
             "positive_response_requested": identity.positive_response_requested,
         }
@@ -226,10 +229,12 @@ class AssociationSession:
             return ""
         if info.user_verified:
             return f", user {info.user_identity.describe()} verified"
-        return (
-            f", user {info.user_identity.describe()} not verified (no add-in verifies user "
-            "identities)"
+        why = (
+            "every add-in that verifies user identities abstained"
+            if self.server.identity_verifiers
+            else "no add-in verifies user identities"
         )
+        return f", user {info.user_identity.describe()} not verified ({why})"
 
     def _ids(self) -> dict[str, object]:
         """The log fields naming this association, its client and the calling AE title."""

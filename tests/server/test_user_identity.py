@@ -41,7 +41,7 @@ seen = []
 @implementer(IAddin, IUserIdentityNegotiation, IEchoHandler)
 class Users:
     """alice/secret, bob (no passcode); a JWT "good.token"; raises for "mallory"."""
-    name = "users"
+    name = "test-users"
     description = "a user table"
     def presentation_contexts(self):
         return (SupportedContext("{SYNTAX}", ("1.2.840.10008.1.2",)),)
@@ -53,6 +53,8 @@ class Users:
             raise RuntimeError("directory unreachable")
         if identity.username == "weird":
             return "yes"
+        if identity.username == "abstain":
+            return None
         if identity.identity_type == 5:
             return b"server-token" if identity.primary_field == b"good.token" else None
         if identity.identity_type == 4:
@@ -71,6 +73,8 @@ class Fallback:
     @nonblocking
     def verify_user_identity(self, info, identity):
         seen.append(("fallback", identity.identity_type, identity.username, identity.passcode))
+        if identity.username == "abstain":
+            return None
         return identity.username == "carol"
 
 @implementer(IAddin, IAssociationHook)
@@ -102,7 +106,7 @@ def _harness(tmp_path: Path, source: str = VERIFIERS) -> tuple[ServerHarness, li
     harness = ServerHarness(
         tmp_path / "PACSREF",
         settings={"addin_timeout": 5.0},
-        extra_addins={"users.py": source},
+        extra_addins={"test_users.py": source},
     )
     [hook] = [a for a in harness.server.addins if a.name == "hook"]
     seen: list[object] = type(hook).association_requested.__globals__["seen"]
@@ -159,9 +163,18 @@ def test_an_accepted_identity_gets_the_response_it_asked_for(
     requestor asked for one; empty for types 1 and 2 (PS3.7 D.3.3.7.2), the verifier's
     bytes for a token. Hooks then see the identity, verified, without its passcode."""
     harness, seen = _harness(tmp_path)
-    ac = _answer(harness, harness.connect(), identity)
+    conn = harness.connect()
+    ac = _answer(harness, conn, identity)
     assert not isinstance(ac, tuple), ac
     assert ac.user_information.user_identity_response == response  # type: ignore[attr-defined]
+    shown = conn.client.to_dict()["association"]["user_identity"]  # the admin interface's view
+    assert shown == {
+        "type": identity.identity_type,
+        "user": identity.describe(),
+        "username": identity.username,
+        "verified": True,
+        "positive_response_requested": identity.positive_response_requested,
+    }
     hook_saw = [s for s in seen if s[0] == "hook"]  # type: ignore[index]
     assert hook_saw == [("hook", identity.without_credentials(), True)]
     assert hook_saw[0][1].secondary_field == b""  # type: ignore[index]
@@ -177,8 +190,8 @@ def test_an_accepted_identity_gets_the_response_it_asked_for(
         (UserIdentity(2, b"alice", b"wrong"), "username and passcode 'alice' not accepted"),
         (UserIdentity(1, b"eve", positive_response_requested=True), "username 'eve'"),
         (UserIdentity(5, b"bad.token"), "JSON Web Token (9 bytes) not accepted"),
-        (UserIdentity(1, b"mallory"), "add-in users failed: directory unreachable"),
-        (UserIdentity(1, b"weird"), "add-in users gave no valid answer"),
+        (UserIdentity(1, b"mallory"), "add-in test-users failed: directory unreachable"),
+        (UserIdentity(1, b"weird"), "add-in test-users gave no valid answer"),
         (UserIdentity(4, b"<saml/>", positive_response_requested=True), "no valid answer"),
         (UserIdentity(9, b"?"), "user identity of undefined type 9 not accepted"),
     ],
@@ -224,12 +237,34 @@ def test_without_a_verifier_the_identity_is_carried_unverified(
     assert "user username and passcode 'alice' not verified (no add-in verifies" in text
 
 
+def test_every_verifier_abstaining_is_as_if_none_were_loaded(
+    tmp_path: Path, log_events: list[dict[str, Any]]
+) -> None:
+    """Both verifiers answer None (not theirs to judge): accepted unverified, no response,
+    as without a verifier; a None is no refusal."""
+    harness, seen = _harness(tmp_path)
+    identity = UserIdentity(1, b"abstain", positive_response_requested=True)
+    conn = harness.connect()
+    ac = _answer(harness, conn, identity)
+    assert not isinstance(ac, tuple), ac
+    assert ac.user_information.user_identity_response is None
+    assert [s[0] for s in seen] == ["users", "fallback", "hook"]  # type: ignore[index]
+    assert seen[-1] == ("hook", identity, False)
+    assert conn.client.to_dict()["association"]["user_identity"]["verified"] is False
+    [line] = [e for e in log_events if e.get("kind") == "association.accepted"]
+    assert "not verified (every add-in that verifies user identities abstained)" in (
+        formatEvent(line) or ""
+    )
+
+
 def test_no_identity_means_no_verifier_call(tmp_path: Path) -> None:
     """A request without the sub-item is not a verifier's business: hooks see None."""
     harness, seen = _harness(tmp_path)
-    ac = _answer(harness, harness.connect(), None)
+    conn = harness.connect()
+    ac = _answer(harness, conn, None)
     assert not isinstance(ac, tuple)
     assert seen == [("hook", None, False)]
+    assert conn.client.to_dict()["association"]["user_identity"] is None
 
 
 def test_a_pause_while_the_verifier_runs_refuses_2_3_1(tmp_path: Path) -> None:
