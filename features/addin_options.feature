@@ -59,7 +59,7 @@ Feature: Options of a server's add-ins
   Scenario: Mistakes in add-in options are refused, and nothing is saved
     Given I have run "pacsref server add CAREFUL --port <a free port> --ip-address 127.0.0.1"
     When I run "pacsref addins config CAREFUL nosuch"
-    Then it fails, saying "server CAREFUL has no add-in 'nosuch' (has: security, storage, verification)"
+    Then it fails, saying "server CAREFUL has no add-in 'nosuch' (has: security, storage, users, verification)"
     When I run "pacsref addins config CAREFUL verification"
     Then it fails, saying "add-in 'verification' declares no options"
     When I run "pacsref addins config CAREFUL storage duplicats=refuse"
@@ -131,7 +131,7 @@ Feature: Options of a server's add-ins
       """
       ["nosuch"]
       """
-    Then the response to "GetAddInOptions" fails with error "no add-in named 'nosuch'; loaded: security, storage, verification"
+    Then the response to "GetAddInOptions" fails with error "no add-in named 'nosuch'; loaded: security, storage, users, verification"
     When the administrator of "PACS_A" sends "GetAddInOptions" with data
       """
       ["verification"]

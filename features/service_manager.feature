@@ -197,7 +197,7 @@ Feature: Managing the servers of one root folder with the pacsref command
     When I run "pacsref server add NEWX --port <a free port> --temporary-directory /proc/nope"
     Then it fails, saying "cannot use temporary_directory '/proc/nope': cannot create /proc/nope: No such file or directory"
     When I run "pacsref server add NEWX --port <a free port> --addins ''"
-    Then it fails, saying "--addins names no add-in; give NAME,... (known: security, storage, verification), or --addins none for a server without add-ins"
+    Then it fails, saying "--addins names no add-in; give NAME,... (known: security, storage, users, verification), or --addins none for a server without add-ins"
     Then the root folder holds no server, and nothing named "NEWX" was made next to it
     When I run "pacsref server add BARE --port <a free port> --addins none"
     Then it succeeds, printing "added server BARE"

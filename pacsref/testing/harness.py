@@ -12,7 +12,8 @@ and ``ServerHarness.control`` pauses, resumes and lists clients.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import shutil
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +153,8 @@ class ServerHarness:
         server_dir: a directory that does not exist yet.
         settings: settings to create the server with (ae_title defaults to PACSREF).
         extra_addins: file name -> Python source of further add-ins.
+        without_addins: names (file or package) of shipped add-ins to leave out, e.g.
+            ``("users",)`` for a server with no user identity verifier.
     """
 
     def __init__(
@@ -159,9 +162,16 @@ class ServerHarness:
         server_dir: Path,
         settings: Mapping[str, object] | None = None,
         extra_addins: Mapping[str, str] | None = None,
+        without_addins: Iterable[str] = (),
     ) -> None:
         values = {"ae_title": "PACSREF", **(settings or {})}
         create_server(server_dir, values)
+        for name in without_addins:
+            shipped = server_dir / "addins" / name
+            if shipped.is_dir():
+                shutil.rmtree(shipped)
+            else:
+                shipped.with_suffix(".py").unlink()
         for name, source in (extra_addins or {}).items():
             (server_dir / "addins" / name).write_text(source)
         self.clock = ThreadClock()

@@ -9,6 +9,7 @@ requestor decodes that response into its own primitive. The server is the real
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -77,8 +78,11 @@ def _store(storescu: str, server: TwistdServer, image: Path, *options: str) -> O
 
 
 def _server(with_verifier: bool) -> TwistdServer:
+    """A server with the test verifier, or with none: the shipped "users" add-in (which
+    abstains until it has an accounts file) is taken out of both."""
     running = TwistdServer(AE_TITLE, settings={"check_called_ae_title": "true"})
     running.create()
+    shutil.rmtree(running.server_dir / "addins" / "users")
     if with_verifier:
         (running.server_dir / "addins" / "test_users.py").write_text(VERIFIER)
     return running

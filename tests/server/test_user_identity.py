@@ -103,10 +103,13 @@ HOOK_ONLY = VERIFIERS.replace("users = Users()\nfallback = Fallback()\n", "")
 
 
 def _harness(tmp_path: Path, source: str = VERIFIERS) -> tuple[ServerHarness, list[object]]:
+    """A server with the test add-ins and without the shipped "users" one (an unconfigured
+    verifier that abstains), so each test sees only the verifiers it means."""
     harness = ServerHarness(
         tmp_path / "PACSREF",
         settings={"addin_timeout": 5.0},
         extra_addins={"test_users.py": source},
+        without_addins=("users",),
     )
     [hook] = [a for a in harness.server.addins if a.name == "hook"]
     seen: list[object] = type(hook).association_requested.__globals__["seen"]
