@@ -5,8 +5,15 @@ first start as often as while it serves. Running (its pidfile names a live proce
 admin socket answers, as under systemd): everything goes over the admin socket (GetAddIns,
 GetAddInOptions, SetAddInOptions), so the running add-in is told and validates the change.
 Stopped: the add-ins are loaded from the server's ``addins/`` folder in this process, the
-change is offered to the add-in the same way, and the options file is written directly;
+change is offered to the add-in the same way, and the options file is replaced atomically;
 the server reads it when it starts.
+
+A change (``config SERVER NAME KEY=VALUE``) holds the server's lock
+(:func:`~pacsref.manager.daemon.exclusive`) from telling whether the server runs until the
+file is saved or the server has answered, as ``server edit`` does: no start can slip in
+between (to read a file still being judged, or to start a server whose file is then
+rewritten behind it), and a second change meanwhile is refused instead of saving over the
+first one's.
 """
 
 from __future__ import annotations
@@ -24,8 +31,17 @@ from pacsref.addin import (
     load_addins,
 )
 from pacsref.addin.options import OptionProblem, as_schema, parse_assignment, parse_cli_value
+from pacsref.admin.addin_options import REQUEST_SOURCE
 from pacsref.admin.client import AdminConnectionError
-from pacsref.manager.daemon import ManagerError, Server, call_running, find_server, running
+from pacsref.admin.messages import ServiceMessage
+from pacsref.manager.daemon import (
+    ManagerError,
+    Server,
+    call_running,
+    exclusive,
+    find_server,
+    running,
+)
 from pacsref.settings import ADDINS_DIR_NAME
 from pacsref.settings.tomltext import toml_scalar
 
@@ -33,6 +49,9 @@ __all__ = ["register"]
 
 #: Where the values given as ``KEY=VALUE`` come from, in the problems that name them.
 COMMAND_LINE = "command line"
+
+#: What the server's lock file says a change of options is doing (as for ``server edit``).
+_EDITING = "being edited"
 
 
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -188,13 +207,19 @@ def _list(root: Path, args: argparse.Namespace) -> int:
     return 0
 
 
-def _options_over_socket(server: Server, name: str) -> list[dict[str, Any]] | None:
-    """The add-in's options, or None when it declares none (the one refusal expected here)."""
+def _ask(server: Server, message: str, *data: Any) -> ServiceMessage:
+    """The running server's response to ``message``, refusals included (for the caller to
+    word); ManagerError when it cannot be asked at all."""
     try:
         with server.admin() as admin:
-            reply = admin.call("GetAddInOptions", name)
+            return admin.call(message, *data)
     except (AdminConnectionError, OSError) as exc:
         raise ManagerError(f"server {server.name}: {exc}") from None
+
+
+def _options_over_socket(server: Server, name: str) -> list[dict[str, Any]] | None:
+    """The add-in's options, or None when it declares none (the one refusal expected here)."""
+    reply = _ask(server, "GetAddInOptions", name)
     if reply.success:
         return list(reply.data[0])
     if reply.error.endswith("declares no options"):
@@ -213,8 +238,8 @@ def _assignment(text: str) -> tuple[str, str]:
 def _unknown_keys(addin: str, keys: list[str], known: list[str]) -> None:
     """Refuse keys the running add-in does not declare, before anything is sent.
 
-    The server would blame them on the options file, where they are not; worded as the
-    add-in options schema words an unknown key.
+    Worded as the add-in options schema words an unknown key, blamed on the command line as
+    a stopped server's ``config`` blames it (the server would name its request's field).
     """
     problems = []
     for key in keys:
@@ -228,27 +253,61 @@ def _unknown_keys(addin: str, keys: list[str], known: list[str]) -> None:
         raise ManagerError(_one_line(AddInOptionsError.of(problems)))
 
 
+def _as_typed(error: str) -> str | None:
+    """The server's refusal of the values sent, each problem blamed on the command line.
+
+    The server blames a value sent in SetAddInOptions on the request's field
+    (:data:`~pacsref.admin.addin_options.REQUEST_SOURCE`); the user typed it on the command
+    line, and a stopped server's ``config`` says so for the same mistake. The rest of each
+    problem (key, value, rule, add-in), and problems of the options file, stay as the server
+    words them. None for a refusal that blames no value sent (an add-in that refuses the
+    values, a file that cannot be saved): it is told as any other refusal of the server.
+    """
+    sent = f"{REQUEST_SOURCE}: "
+    if not (error.startswith(sent) or f"; {sent}" in error):
+        return None
+    typed = error.replace(f"; {sent}", f"; {COMMAND_LINE}: ")
+    return f"{COMMAND_LINE}: {typed.removeprefix(sent)}" if typed.startswith(sent) else typed
+
+
+def _set_over_socket(
+    server: Server, name: str, assignments: dict[str, str]
+) -> tuple[dict[str, Any], list[str]]:
+    """Send the changes to the running add-in; its new values and the keys that wait for a
+    restart. A bad value is refused in the words a stopped server uses (:func:`_as_typed`)."""
+    declared = {o["name"]: o for o in _call(server, "GetAddInOptions", name)[0]}
+    _unknown_keys(name, list(assignments), list(declared))
+    changes = {
+        key: parse_cli_value(declared.get(key, {}).get("kind"), text)
+        for key, text in assignments.items()
+    }
+    reply = _ask(server, "SetAddInOptions", name, changes)
+    if reply.success:
+        values, restart = reply.data
+        return values, restart
+    typed = _as_typed(reply.error)
+    if typed is not None:
+        raise ManagerError(typed)
+    raise ManagerError(f"server {server.name}: SetAddInOptions failed: {reply.error}")
+
+
 def _config(root: Path, args: argparse.Namespace) -> int:
     server = find_server(root, args.name)
     assignments = dict(args.assignments)
-    running = _running(server)
     if not assignments:
-        if running:
+        if _running(server):
             options = _call(server, "GetAddInOptions", args.addin)[0]
         else:
             options = _Directory(server, apply_options=False).options(args.addin)
         _print_options(options)
         return 0
-    if running:
-        declared = {o["name"]: o for o in _call(server, "GetAddInOptions", args.addin)[0]}
-        _unknown_keys(args.addin, list(assignments), list(declared))
-        changes = {
-            key: parse_cli_value(declared.get(key, {}).get("kind"), text)
-            for key, text in assignments.items()
-        }
-        values, restart = _call(server, "SetAddInOptions", args.addin, changes)
-    else:
-        values, restart = _Directory(server, apply_options=False).set(args.addin, assignments)
+    with exclusive(server, _EDITING):
+        running = _running(server)
+        if running:
+            values, restart = _set_over_socket(server, args.addin, assignments)
+        else:
+            directory = _Directory(server, apply_options=False)
+            values, restart = directory.set(args.addin, assignments)
     for key in assignments:
         if key in values:
             print(f"{key} = {toml_scalar(values[key])}")

@@ -6,6 +6,13 @@ server's table is its ``aetitles.toml``, edited here through the same class the 
 it with (:class:`~pacsref.addin.aetitles_file.FileAeTitles`), so the entries are judged by the
 same rules and the file is written atomically; the server reads it when it starts. An
 administrator registers the modalities before the first start as often as afterwards.
+
+``add``, ``update`` and ``remove`` hold the server's lock
+(:func:`~pacsref.manager.daemon.exclusive`) from telling whether it runs until the file is
+saved or the server has answered, as ``server edit`` does: no start can slip in between (to
+read a file still being judged, or to start a server whose file is then rewritten behind it
+by an edit that found it stopped), and a second edit meanwhile is refused instead of saving
+over the first one's change.
 """
 
 from __future__ import annotations
@@ -18,10 +25,20 @@ from typing import Any
 from pacsref.addin import AeInfo, AeTitleError
 from pacsref.addin.aetitles import resolve_addresses
 from pacsref.addin.aetitles_file import FileAeTitles
-from pacsref.manager.daemon import ManagerError, Server, call_running, find_server, running
+from pacsref.manager.daemon import (
+    ManagerError,
+    Server,
+    call_running,
+    exclusive,
+    find_server,
+    running,
+)
 
 _SERVER_HELP = "the server (its directory name under the root)"
 _FLAGS = "move_destination", "secure"
+#: What the server's lock file says an ``add``, ``update`` or ``remove`` is doing (as for
+#: ``server edit``: it is the same file, and the same kind of change).
+_EDITING = "being edited"
 
 
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -134,12 +151,13 @@ def _list(root: Path, args: argparse.Namespace) -> int:
 def _add(root: Path, args: argparse.Namespace) -> int:
     server = find_server(root, args.name)
     info = _fields(args, {"ae_title": args.ae_title})
-    if running(server):
-        data = call_running(server, "AddAeTitle", info)
-        _print(data[0] if data else info)
-    else:
-        entry = _info(server, info)
-        _print(dataclasses.asdict(_on_file(server, lambda t: t.add(entry))))
+    with exclusive(server, _EDITING):
+        if running(server):
+            data = call_running(server, "AddAeTitle", info)
+            _print(data[0] if data else info)
+        else:
+            entry = _info(server, info)
+            _print(dataclasses.asdict(_on_file(server, lambda t: t.add(entry))))
     return 0
 
 
@@ -153,6 +171,13 @@ def _update(root: Path, args: argparse.Namespace) -> int:
             "--description, --[no-]move-destination, --[no-]secure"
         )
     server = find_server(root, args.name)
+    with exclusive(server, _EDITING):  # the entry read is the one changed: no edit between
+        _update_locked(server, args, changes)
+    return 0
+
+
+def _update_locked(server: Server, args: argparse.Namespace, changes: dict[str, Any]) -> None:
+    """:func:`_update` once the server's lock is held."""
     live = running(server)
     if live:
         known = call_running(server, "GetAeTitles")
@@ -162,7 +187,7 @@ def _update(root: Path, args: argparse.Namespace) -> int:
         entries = {i.ae_title: dataclasses.asdict(i) for i in listed}
     current = entries.get(args.ae_title.strip())
     if current is None:
-        raise ManagerError(f"server {args.name} has no AE title {args.ae_title!r}")
+        raise ManagerError(f"server {server.name} has no AE title {args.ae_title!r}")
     info = {**current, **changes}
     if live:
         data = call_running(server, "UpdateAeTitle", args.ae_title, info)
@@ -170,14 +195,14 @@ def _update(root: Path, args: argparse.Namespace) -> int:
     else:
         entry = _info(server, info)
         _print(dataclasses.asdict(_on_file(server, lambda t: t.update(args.ae_title, entry))))
-    return 0
 
 
 def _remove(root: Path, args: argparse.Namespace) -> int:
     server = find_server(root, args.name)
-    if running(server):
-        call_running(server, "RemoveAeTitle", args.ae_title)
-    else:
-        _on_file(server, lambda t: t.remove(args.ae_title))
+    with exclusive(server, _EDITING):
+        if running(server):
+            call_running(server, "RemoveAeTitle", args.ae_title)
+        else:
+            _on_file(server, lambda t: t.remove(args.ae_title))
     print(f"removed {args.ae_title} from {args.name}")
     return 0
