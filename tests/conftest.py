@@ -6,7 +6,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import settings
 from twisted.logger import LogEvent, formatEvent, globalLogPublisher
+
+# Hypothesis fails an example that takes longer than 200 ms by default: a timed assertion,
+# which a loaded CI machine trips at random (seen on a round-trip test with the machine busy).
+# Speed is measured by the benchmarks in bench/, never asserted here.
+settings.register_profile("pacsref", deadline=None)
+settings.load_profile("pacsref")
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ one declarative table (as Twisted AMP's ``Command.errors`` does).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sized
 from typing import Any, Protocol, TypeVar
 
 from twisted.internet.defer import Deferred
@@ -130,7 +130,10 @@ def call_with_timeout(
     so each step runs on the pool with its own limit.
 
     Cancelling the returned Deferred (e.g. the association was aborted) stops
-    the timer; the eventual result is discarded.
+    the timer; the eventual result is discarded. A call cancelled or timed out while it still
+    waits for a worker thread is not made at all: its result would be discarded, and a peer
+    that sends a request and hangs up at once (a flood of them) must not keep the pool busy
+    with work nobody waits for.
 
     Args:
         reactor: provides ``callLater`` (IReactorTime) and ``callFromThread``
@@ -201,14 +204,40 @@ def call_with_timeout(
         else:
             outer.callback(result)  # type: ignore[arg-type]
 
+    def run(*call_args: object) -> object:
+        # Read on the worker thread: a plain flag set on the reactor thread, so at worst one
+        # call that was cancelled a moment ago still runs, as it did before this check.
+        if settled and not committed_when_cancelled:
+            return _NOT_RUN
+        return fn(*call_args)
+
     if timeout is not None:
         timer = reactor.callLater(timeout, expire)
-    inner: Deferred[_T] = deferToThreadPool(reactor, threadpool, fn, *args)  # type: ignore[arg-type]
+    inner: Deferred[_T] = deferToThreadPool(reactor, threadpool, run, *args)  # type: ignore[arg-type]
     inner.addBoth(finished)
     return outer
 
 
+#: What a call cancelled before it started returns instead of running.
+_NOT_RUN = object()
+
+
+def _describe(result: object) -> str:
+    """A late result in words for the log: its value only when it is a plain status or None.
+
+    Anything else may be a credential (a verifier's server response, a token) or large: its
+    type and size say enough to tell which call it was.
+    """
+    if result is None or isinstance(result, bool | int):
+        return repr(result)
+    size = f", {len(result)} long" if isinstance(result, Sized) else ""
+    return f"a {type(result).__name__}{size}"
+
+
 def _discard(label: str, result: object) -> None:
+    if result is _NOT_RUN:
+        _log.debug("add-in call {name} was cancelled before it started; not made", name=label)
+        return
     if isinstance(result, Failure):
         _log.failure(
             "add-in call {name} failed after its timeout or cancellation; ignored",
@@ -218,7 +247,7 @@ def _discard(label: str, result: object) -> None:
     else:
         _log.info(
             "add-in call {name} finished after its timeout or cancellation; result ignored: "
-            "{result!r}",
+            "{result}",
             name=label,
-            result=result,
+            result=_describe(result),
         )

@@ -165,6 +165,7 @@ class Acceptance:
             self.reactor,
             self.server.threadpool,
             self.server.settings.addin_timeout,
+            self.server.identity_limiter,
         )
         self._wait(d, lambda verdict: self._after_identity(verdict, result))
 

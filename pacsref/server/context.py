@@ -11,12 +11,14 @@ run-time state that changes (clients, pause) is the factory's
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from twisted.internet.defer import DeferredSemaphore
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 from zope.interface import Interface
@@ -80,6 +82,12 @@ class ServerContext:
     declared: dict[str, frozenset[str]] = field(default_factory=dict)
     acceptor: AcceptorConfig = field(init=False)
     next_association_id: int = 0
+    #: How many User Identity verifications run at once (one per CPU): a passcode check
+    #: costs tens of milliseconds of CPU, and any peer may ask for one
+    #: (:func:`pacsref.server.identity.verify_identity`).
+    identity_limiter: DeferredSemaphore = field(
+        default_factory=lambda: DeferredSemaphore(max(1, os.cpu_count() or 1)), repr=False
+    )
     _routes: dict[tuple[str, Any], list[Any]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:

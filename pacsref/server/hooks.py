@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -111,8 +111,8 @@ def consult_hooks(
 
         def failed(failure: Failure) -> None:
             current.clear()
-            if result.called:
-                return
+            if result.called or failure.check(CancelledError):
+                return  # the peer went away: nothing to decide, nothing went wrong
             if failure.check(AddinTimeout):
                 log.error(
                     "add-in {addin} did not answer association_requested within {timeout} s; "

@@ -14,11 +14,12 @@ unverified user in.
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred, DeferredSemaphore
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -68,23 +69,41 @@ def verify_identity(
     reactor: Any,
     threadpool: Any,
     timeout: float,
+    limiter: DeferredSemaphore | None = None,
 ) -> Deferred[IdentityVerdict]:
     """Ask each verifier in turn; fires with the first acceptance, or a refusal.
 
     The returned Deferred never fails. Cancelling it (the peer went away) cancels the
-    call in progress and asks no further verifier.
+    call in progress, quietly, and asks no further verifier. ``limiter`` bounds how many
+    verifications run at once across the server: a passcode check costs tens of
+    milliseconds of CPU by design, and a peer needs no credentials to ask for one, so a
+    flood of requests waits in its queue (where a peer that hangs up leaves it) instead of
+    taking the CPU the stores need. Each verifier call holds one place.
     """
     current: list[Deferred[Any]] = []
     refusals: list[str] = []
+    cancelled = False
 
     def cancel(_: Deferred[IdentityVerdict]) -> None:
+        nonlocal cancelled
+        cancelled = True
         for d in current:
             d.cancel()
 
     result: Deferred[IdentityVerdict] = Deferred(cancel)
 
+    def call(verifier: object, name: str) -> Deferred[Any]:
+        return call_addin(
+            verifier.verify_user_identity,  # type: ignore[attr-defined]
+            (info, identity),
+            reactor,
+            threadpool,
+            timeout,
+            f"{name}.verify_user_identity",
+        )
+
     def ask(index: int) -> None:
-        if result.called:
+        if result.called or cancelled:
             return
         if index == len(verifiers):
             if not refusals:
@@ -99,19 +118,16 @@ def verify_identity(
             return
         verifier = verifiers[index]
         name = addin_name(verifier)
-        d = call_addin(
-            verifier.verify_user_identity,  # type: ignore[attr-defined]
-            (info, identity),
-            reactor,
-            threadpool,
-            timeout,
-            f"{name}.verify_user_identity",
-        )
+        if limiter is None:
+            d = call(verifier, name)
+        else:
+            d = limiter.acquire()
+            d.addCallback(lambda _: call(verifier, name).addBoth(_released, limiter))
         current[:] = [d]
 
         def answered(value: object) -> None:
             current.clear()
-            if result.called:
+            if result.called or cancelled:
                 return
             if value is True or (isinstance(value, bytes) and len(value) <= 0xFFFF):
                 result.callback(IdentityVerdict(True, _response(identity, value), verifier=name))
@@ -136,8 +152,8 @@ def verify_identity(
 
         def failed(failure: Failure) -> None:
             current.clear()
-            if result.called:
-                return
+            if result.called or cancelled or failure.check(CancelledError):
+                return  # the peer went away: nothing to decide, nothing went wrong
             if failure.check(AddinTimeout):
                 log.error(
                     "add-in {addin} did not answer verify_user_identity within {timeout} s; "
@@ -149,18 +165,35 @@ def verify_identity(
                 )
                 refusals.append(f"add-in {name} did not answer within {timeout} s")
             else:
-                log.failure(
-                    "add-in {addin} failed in verify_user_identity; counted as a refusal in "
-                    "association {id}",
-                    failure,
+                # The exception's message may quote what it failed on (a passcode, a token):
+                # its type and the frames say where, without it.
+                log.error(
+                    "add-in {addin} failed in verify_user_identity with {error}; counted as a "
+                    "refusal in association {id} (message left out: it may hold the "
+                    "credential)\n{frames}",
                     addin=name,
+                    error=failure.type.__name__,
+                    frames=_frames(failure),
                     id=info.association_id,
                     kind="addin.failure",
                 )
-                refusals.append(f"add-in {name} failed: {failure.getErrorMessage()}")
+                refusals.append(f"add-in {name} failed ({failure.type.__name__})")
             ask(index + 1)
 
         d.addCallbacks(answered, failed)
 
     ask(0)
     return result
+
+
+def _released(outcome: object, limiter: DeferredSemaphore) -> object:
+    limiter.release()
+    return outcome
+
+
+def _frames(failure: Failure) -> str:
+    """The traceback's frames without the exception's message."""
+    tb = failure.getTracebackObject()
+    if tb is None:
+        return "(no traceback)"
+    return "".join(traceback.format_tb(tb)).rstrip()

@@ -145,15 +145,20 @@ class UserIdentity:
         username = self.username
         if username is not None:
             return f"{kind} {username!r}"
+        if not self.primary_field:  # taken out by without_credentials
+            return kind
         return f"{kind} ({len(self.primary_field)} bytes)"
 
     def without_credentials(self) -> UserIdentity:
-        """This identity without its passcode: what add-ins other than verifiers see."""
-        if not self.secondary_field:
+        """What add-ins other than verifiers see: the username of types 1 and 2 without the
+        passcode; for the other types neither field, since a Kerberos ticket, a SAML
+        assertion or a JWT is itself the credential (a bearer token replayed by whoever
+        holds it). A verifier that wants hooks or handlers to know more (a token's claims)
+        keeps that itself."""
+        keep = self.primary_field if self.username is not None else b""
+        if keep == self.primary_field and not self.secondary_field:
             return self
-        return UserIdentity(
-            self.identity_type, self.primary_field, b"", self.positive_response_requested
-        )
+        return UserIdentity(self.identity_type, keep, b"", self.positive_response_requested)
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,23 +80,60 @@ def test_timeout_errbacks_with_addin_timeout(reactor, pool) -> None:
     assert len(pool.queue) == 1  # the thread was not killed: the work is still there
 
 
+def _taking(reactor: ThreadlessReactor, seconds: float, handler: object) -> object:
+    """``handler`` as a call that, once started, runs ``seconds`` (the clock moves meanwhile)."""
+
+    def run(*args: object) -> object:
+        reactor.advance(seconds)
+        return handler(*args)  # type: ignore[operator]
+
+    return run
+
+
 def test_late_result_is_discarded_and_logged(reactor, pool, log_lines) -> None:
-    """A result arriving after the timeout changes nothing for the caller, but is logged."""
-    seen = outcome(call_with_timeout(reactor, pool, 1.0, slow_handler, 5))
-    reactor.advance(1.0)
+    """A call that started in time and returns after the timeout changes nothing for the
+    caller, but is logged."""
+    handler = _taking(reactor, 1.0, slow_handler)
+    seen = outcome(call_with_timeout(reactor, pool, 1.0, handler, 5, name="slow"))
     pool.run_next()
     assert len(seen) == 1
     assert isinstance(seen[0], Failure)
-    assert any("finished after its timeout" in line and "10" in line for line in log_lines)
+    assert any("slow finished after its timeout" in line and "10" in line for line in log_lines)
 
 
 def test_late_failure_is_discarded_and_logged(reactor, pool, log_lines) -> None:
     """An exception arriving after the timeout is logged, not raised as unhandled."""
-    seen = outcome(call_with_timeout(reactor, pool, 1.0, failing_handler))
-    reactor.advance(1.0)
+    handler = _taking(reactor, 1.0, failing_handler)
+    seen = outcome(call_with_timeout(reactor, pool, 1.0, handler, name="failing"))
     pool.run_next()
     assert len(seen) == 1
-    assert any("failed after its timeout" in line for line in log_lines)
+    assert any("failing failed after its timeout" in line for line in log_lines)
+
+
+def test_a_late_result_is_logged_by_its_type_not_its_value(reactor, pool, log_lines) -> None:
+    """A late answer may be a credential (a verifier's server response): the log gives its
+    type and length, never its bytes; plain statuses are still given as they are."""
+    secret = _taking(reactor, 1.0, lambda: b"KRB-SESSION-KEY")
+    outcome(call_with_timeout(reactor, pool, 1.0, secret, name="kerberos"))
+    pool.run_next()
+    [line] = [line for line in log_lines if "kerberos finished after" in line]
+    assert "KRB" not in line and "a bytes, 15 long" in line
+
+
+def test_a_call_that_timed_out_before_it_started_is_not_made(reactor, pool, log_lines) -> None:
+    """Still queued for a thread when its time is up (or when cancelled): the add-in is never
+    called, since nobody waits for its answer; only a debug line says so."""
+    calls: list[int] = []
+    seen = outcome(call_with_timeout(reactor, pool, 1.0, calls.append, 1))
+    reactor.advance(1.0)
+    assert len(seen) == 1 and seen[0].check(AddinTimeout)  # type: ignore[union-attr]
+    pool.run_next()
+    cancelled = call_with_timeout(reactor, pool, 5.0, calls.append, 2)
+    outcome(cancelled)
+    cancelled.cancel()
+    pool.run_next()
+    assert calls == []
+    assert not any("result ignored" in line for line in log_lines)
 
 
 def test_default_name_is_qualname(reactor, pool) -> None:
@@ -209,14 +246,18 @@ def test_non_positive_timeout_is_refused(reactor, pool, timeout: float) -> None:
 
 def test_cancel_stops_timer_and_discards_result(reactor, pool, log_lines) -> None:
     """Cancelling (association aborted) fires CancelledError and drops the eventual result."""
-    d = call_with_timeout(reactor, pool, 5.0, slow_handler, 3)
+
+    def cancelling(x: int) -> int:  # the association is aborted while the call runs
+        d.cancel()
+        return slow_handler(x)
+
+    d = call_with_timeout(reactor, pool, 5.0, cancelling, 3)
     seen = outcome(d)
-    d.cancel()
+    pool.run_next()
     assert seen[0].check(CancelledError)  # type: ignore[union-attr]
     assert reactor.getDelayedCalls() == []
-    pool.run_next()
     assert len(seen) == 1
-    assert any("result ignored" in line for line in log_lines)
+    assert any("result ignored: 6" in line for line in log_lines)
 
 
 def test_iterator_steps_each_get_their_own_timeout(reactor, pool) -> None:

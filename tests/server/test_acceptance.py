@@ -442,9 +442,12 @@ def test_hook_timeout_refuses_1_1_1(tmp_path: Path) -> None:
     assert conn.received() == []
 
 
-def test_peer_leaving_while_hook_runs_is_harmless(tmp_path: Path) -> None:
-    """The peer closes while the hook is pending: nothing is sent, nothing leaks."""
-    harness, _ = _hook_harness(tmp_path)
+def test_peer_leaving_while_hook_runs_is_harmless(
+    tmp_path: Path, log_events: list[dict[str, Any]]
+) -> None:
+    """The peer closes while the hook is pending: nothing is sent, nothing leaks, the hook
+    (still waiting for a pool thread) is not called, and no add-in failure is logged."""
+    harness, calls = _hook_harness(tmp_path)
     conn = harness.connect()
     conn.send(associate_rq())
     conn.lose()
@@ -452,6 +455,8 @@ def test_peer_leaving_while_hook_runs_is_harmless(tmp_path: Path) -> None:
     assert conn.received() == []
     assert len(harness.control.clients) == 0
     assert harness.control.clients.admitted_count == 0
+    assert calls == []
+    assert not [e for e in log_events if e.get("kind") == "addin.failure"]
 
 
 @pytest.mark.parametrize(

@@ -33,10 +33,13 @@ class Committer:
     description = "a blocking store handler with a point of no return"
     def __init__(self):
         self.decisions = []
+        self.before_commit = None  # what "happens meanwhile" while it runs, before its commit
         self.after_commit = None  # what "happens meanwhile" once it committed (the test sets)
     def presentation_contexts(self):
         return (SupportedContext("{STORE_SYNTAX}", ("{IMPLICIT}",)),)
     def handle_store(self, request):
+        if self.before_commit is not None:
+            self.before_commit()
         go_on = request.point_of_no_return()
         self.decisions.append(go_on)
         if not go_on:
@@ -105,14 +108,36 @@ def test_timeout_after_the_commit_waits_for_the_handlers_status(harness: ServerH
 def test_timeout_before_the_commit_answers_0110_and_the_handler_stops(
     harness: ServerHarness,
 ) -> None:
-    """The timer fires first: 0x0110 at once, and the handler is told not to commit."""
+    """The timer fires while the handler runs, before its commit: 0x0110 at once, and the
+    handler is told not to commit."""
+    committer = _committer(harness)
+    conn = _send_store(harness)
+    answered: list[object] = []
+
+    def time_passes() -> None:
+        harness.clock.advance(TIMEOUT)
+        answered.extend(responses(conn.received()))
+
+    committer.before_commit = time_passes  # type: ignore[attr-defined]
+    harness.threadpool.run_all()
+    [response] = answered
+    assert response[STATUS] == 0x0110  # type: ignore[index]
+    assert committer.decisions == [False]  # type: ignore[attr-defined]
+    assert responses(conn.received()) == []
+
+
+def test_a_handler_still_waiting_for_a_thread_at_the_timeout_is_not_called(
+    harness: ServerHarness,
+) -> None:
+    """The timer fires while the request still waits for a pool thread: 0x0110, and the
+    handler is never called (nothing it could do would be answered)."""
     committer = _committer(harness)
     conn = _send_store(harness)
     harness.clock.advance(TIMEOUT)
     [response] = responses(conn.received())
     assert response[STATUS] == 0x0110
     harness.threadpool.run_all()
-    assert committer.decisions == [False]  # type: ignore[attr-defined]
+    assert committer.decisions == []  # type: ignore[attr-defined]
     assert responses(conn.received()) == []
 
 
@@ -136,12 +161,21 @@ def test_association_ending_after_the_commit_still_notifies(harness: ServerHarne
 
 
 def test_association_ending_before_the_commit_stops_the_handler(harness: ServerHarness) -> None:
-    """The peer went away first: the handler is refused its commit."""
+    """The peer went away while the handler ran, before its commit: it is refused its
+    commit. Gone while the request still waited for a thread, the handler is not called.
+    Either way the listener hears of a request nobody was answered."""
     committer = _committer(harness)
     conn = _send_store(harness)
-    conn.lose()
+    committer.before_commit = conn.lose  # type: ignore[attr-defined]
     harness.threadpool.run_all()
     harness.clock.advance(0)
     harness.threadpool.run_all()
     assert committer.decisions == [False]  # type: ignore[attr-defined]
     assert _listener(harness).seen == [(7, None)]  # type: ignore[attr-defined]  # no answer
+    committer.before_commit = None  # type: ignore[attr-defined]
+    _send_store(harness).lose()
+    harness.threadpool.run_all()
+    harness.clock.advance(0)
+    harness.threadpool.run_all()
+    assert committer.decisions == [False]  # type: ignore[attr-defined]
+    assert _listener(harness).seen == [(7, None), (7, None)]  # type: ignore[attr-defined]

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from twisted.internet.defer import DeferredSemaphore
 from twisted.logger import formatEvent
 
 from pacsref.server.notifications import AssociationRefused
@@ -50,7 +51,7 @@ class Users:
     def verify_user_identity(self, info, identity):
         seen.append(("users", identity.identity_type, identity.username, identity.passcode))
         if identity.username == "mallory":
-            raise RuntimeError("directory unreachable")
+            raise KeyError("no entry for passcode " + identity.passcode)
         if identity.username == "weird":
             return "yes"
         if identity.username == "abstain":
@@ -173,7 +174,7 @@ def test_an_accepted_identity_gets_the_response_it_asked_for(
     shown = conn.client.to_dict()["association"]["user_identity"]  # the admin interface's view
     assert shown == {
         "type": identity.identity_type,
-        "user": identity.describe(),
+        "user": identity.without_credentials().describe(),
         "username": identity.username,
         "verified": True,
         "positive_response_requested": identity.positive_response_requested,
@@ -184,7 +185,10 @@ def test_an_accepted_identity_gets_the_response_it_asked_for(
     [line] = [e for e in log_events if e.get("kind") == "association.accepted"]
     assert line["user_identity"]["verified"] is True
     assert "secret" not in repr(line) and "secret" not in (formatEvent(line) or "")
-    assert f"user {identity.describe()} verified" in (formatEvent(line) or "")
+    assert f"user {identity.without_credentials().describe()} verified" in (formatEvent(line) or "")
+    if identity.identity_type == 5:  # a bearer token reaches the verifier only
+        assert b"good.token" not in repr(seen).encode()
+        assert "good.token" not in repr(conn.client.to_dict())
 
 
 @pytest.mark.parametrize(
@@ -193,7 +197,7 @@ def test_an_accepted_identity_gets_the_response_it_asked_for(
         (UserIdentity(2, b"alice", b"wrong"), "username and passcode 'alice' not accepted"),
         (UserIdentity(1, b"eve", positive_response_requested=True), "username 'eve'"),
         (UserIdentity(5, b"bad.token"), "JSON Web Token (9 bytes) not accepted"),
-        (UserIdentity(1, b"mallory"), "add-in test-users failed: directory unreachable"),
+        (UserIdentity(2, b"mallory", b"pa55"), "add-in test-users failed (KeyError)"),
         (UserIdentity(1, b"weird"), "add-in test-users gave no valid answer"),
         (UserIdentity(4, b"<saml/>", positive_response_requested=True), "no valid answer"),
         (UserIdentity(9, b"?"), "user identity of undefined type 9 not accepted"),
@@ -295,3 +299,48 @@ def test_verifier_timeout_refuses(tmp_path: Path) -> None:
     assert "did not answer within 5.0 s" in _refusal(harness).why
     harness.threadpool.run_all()
     assert conn.received() == []
+
+
+def test_a_verifier_s_exception_message_is_kept_out_of_logs_and_notifications(
+    tmp_path: Path, log_events: list[dict[str, Any]]
+) -> None:
+    """An exception may quote what it failed on (here the passcode): the refusal and the
+    log give its type and frames, never its message."""
+    harness, _ = _harness(tmp_path)
+    assert _answer(harness, harness.connect(), UserIdentity(2, b"mallory", b"pa55")) == (1, 2, 1)
+    assert "pa55" not in _refusal(harness).why
+    text = "\n".join(formatEvent(e) or "" for e in log_events)
+    assert "failed in verify_user_identity with KeyError" in text
+    assert "pa55" not in text
+
+
+def test_a_peer_leaving_during_verification_is_quiet_and_asks_nobody_else(
+    tmp_path: Path, log_events: list[dict[str, Any]]
+) -> None:
+    """The peer hangs up while its identity waits for a pool thread: the verifier is never
+    called (nobody waits for its answer), the next verifier is not asked, and nothing is
+    logged as an add-in failure."""
+    harness, seen = _harness(tmp_path)
+    conn = harness.connect()
+    conn.send(_rq(UserIdentity(2, b"carol", b"any")))
+    conn.lose()
+    harness.threadpool.run_all()
+    assert seen == []
+    assert not [e for e in log_events if e.get("kind") == "addin.failure"]
+
+
+def test_verifications_wait_for_their_turn(tmp_path: Path) -> None:
+    """At most ``identity_limiter``'s count run at once (one per CPU by default): the second
+    request's check is not handed to the pool before the first's is done, and a peer that
+    leaves while waiting gives its turn up."""
+    harness, seen = _harness(tmp_path)
+    harness.server.identity_limiter = DeferredSemaphore(1)
+    first, second, third = harness.connect(port=1), harness.connect(port=2), harness.connect(port=3)
+    for conn in (first, second, third):
+        conn.send(_rq(UserIdentity(2, b"alice", b"secret")))
+    assert len(harness.threadpool.pending) == 1
+    third.lose()
+    harness.threadpool.run_all()
+    assert [t for t, _ in first.received()] == [PDUType.A_ASSOCIATE_AC]
+    assert [t for t, _ in second.received()] == [PDUType.A_ASSOCIATE_AC]
+    assert [s[0] for s in seen].count("users") == 2  # type: ignore[index]
