@@ -22,9 +22,13 @@ It fails closed. A file that exists but cannot be used (not TOML, a bad entry, u
 while no good version has been read, at start or when the first file to appear is broken,
 does not fail the load: the add-in loads *broken*, one error names the file, user and field
 of every problem, and every type 1 and 2 identity is refused until a good version is read
-(types 3-5 still abstain). Failing the load instead would start the server without this
-verifier, carrying every identity unverified and leaving ``require_identity`` unenforced.
+(types 3-5 still abstain). Failing the load instead would stop the server from starting
+(the core refuses to start without a user identity verifier that did not load), although the
+fault is in data an operator may be fixing while the server runs.
 A broken edit after a good version keeps the accounts read before (:mod:`.accounts`).
+A relative ``accounts_file`` the add-in cannot place, because it finds no server directory
+(its folder, a symbolic link or not, is not ``<server dir>/addins/users``), counts as broken
+in the same way when ``require_identity`` or ``accounts_file`` shows verification was meant.
 
 Each refusal is logged once at info (``kind="users.refused"``) with the username and the
 reason, never the passcode. With ``require_identity`` it also provides ``IAssociationHook``
@@ -35,6 +39,7 @@ thread of the verification that notices it.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from twisted.logger import Logger
@@ -56,7 +61,6 @@ from pacsref.addin import (
 from pacsref.ul.events import REJECT_USER_IDENTITY, AssociateReject
 
 from .accounts import AccountsTable
-from .passcodes import DEFAULT_N, DEFAULT_P, DEFAULT_R, PasscodeHash
 
 __all__ = ["OPTIONS", "UsersAddin", "addin"]
 
@@ -89,15 +93,19 @@ OPTIONS = OptionsSchema((
 ))
 # fmt: on
 
-#: Checked for users that do not exist, so that their refusal takes as long as a wrong
-#: passcode's and the time of an answer does not tell which usernames exist. No passcode
-#: derives an all-zero key (short of a 2**-256 chance), and building it costs nothing.
-_DUMMY = PasscodeHash(DEFAULT_N, DEFAULT_R, DEFAULT_P, salt=bytes(16), key=bytes(32))
+#: This package's folder as the server imported it: ``<server dir>/addins/users`` in a server.
+_PACKAGE_DIR = Path(os.path.abspath(__file__)).parent
 
 
 def _server_dir_of_package() -> Path | None:
-    """``<server dir>`` when this package sits in ``<server dir>/addins/``, else None."""
-    candidate = Path(__file__).resolve().parent.parent.parent
+    """``<server dir>`` when this package sits in ``<server dir>/addins/``, else None.
+
+    Found from the path the package was imported by, made absolute but *not* resolved:
+    ``<server dir>/addins/users`` may be a symbolic link to a shared copy of the add-in, and
+    following it would leave the server directory. (``os.path.abspath``, not
+    ``Path.resolve``, which follows links.)
+    """
+    candidate = _PACKAGE_DIR.parent.parent
     return candidate if (candidate / "settings.toml").is_file() else None
 
 
@@ -115,6 +123,9 @@ class UsersAddin:
     def __init__(self, server_dir: Path | None) -> None:
         self.server_dir = server_dir
         self.table: AccountsTable | None = None
+        #: Set when verification was asked for but there is no table to do it with (a
+        #: relative accounts file and no server directory): why every username is refused.
+        self.unusable: str | None = None
         self._options: OptionValues | None = None
         self._required = False
 
@@ -127,9 +138,12 @@ class UsersAddin:
         reactor thread.
         """
         if self.table is None:
-            return "User Identity verification from a user table"
+            text = "User Identity verification from a user table"
+            if self.unusable is not None:
+                text += f"; {self.unusable}: every username is refused"
+            return text + self._required_text()
         text = f"User Identity verification from {self.table.path}"
-        accounts, broken = self.table.state
+        accounts, broken, _ = self.table.state
         if broken is not None and accounts is None:
             text += "; the accounts file is broken: every username is refused until it is fixed"
         elif broken is not None and accounts is not None:
@@ -137,9 +151,10 @@ class UsersAddin:
                 "; the accounts file's latest version is broken: "
                 f"using the {len(accounts)} account(s) read before"
             )
-        if self._required:
-            text += "; requests without a verified User Identity are rejected"
-        return text
+        return text + self._required_text()
+
+    def _required_text(self) -> str:
+        return "; requests without a verified User Identity are rejected" if self._required else ""
 
     def presentation_contexts(self) -> tuple[()]:
         """None: user identity belongs to the association, not to a SOP class."""
@@ -152,11 +167,14 @@ class UsersAddin:
 
         The load happens before the reactor runs, so reading there blocks nobody. A file that
         cannot be used leaves the table broken, refusing every username: raising instead
-        would fail the load and start the server without this verifier (failing open). A later
+        would fail the load, and the server refuses to start without a user identity
+        verifier that did not load. A mistake in the options still does that. A later
         change arrives on the reactor thread, where nothing may block, so a new
         ``accounts_file`` is only recorded and read by the next verification;
         ``require_identity`` decides whether the server routes association hooks to this
         add-in, which it settles once, so it waits for the next start (``live=False``).
+        Without a server directory (:meth:`_no_server_dir`) there is no table to retarget,
+        and a new ``accounts_file`` waits for the next start as well.
         """
         first = self._options is None
         if first:
@@ -169,18 +187,51 @@ class UsersAddin:
         self._options = new_options
 
     def _start(self, options: OptionValues) -> None:
+        self._required = bool(options["require_identity"])
+        if self._required:
+            # First, and whatever follows: neither a broken table nor a missing server
+            # directory may loosen it.
+            alsoProvides(self, IAssociationHook)
         path = self._accounts_path(str(options["accounts_file"]))
         if path is None:
-            # Loaded from the shipped folder itself (a check, a test): nothing to verify.
-            log.info("users: not in a server directory; this add-in abstains")
+            self._no_server_dir(options)
             return
         self.table = AccountsTable(path)
-        self._required = bool(options["require_identity"])
         if not self.table.load_at_start():
             self._no_accounts(self.table.path, options, self._required)
-        if self._required:
-            # Installed whatever the file's state: a broken table must not loosen it.
-            alsoProvides(self, IAssociationHook)
+
+    def _no_server_dir(self, options: OptionValues) -> None:
+        """No server directory to find a relative accounts file in: fail closed if meant.
+
+        Loaded from the shipped folder itself (a check, a test) with the default options,
+        there is nothing to verify and it abstains. With ``require_identity`` on or an
+        ``accounts_file`` given, someone meant usernames to be checked: the table is taken
+        as broken (every type 1 and 2 refused, and with ``require_identity`` the hook
+        rejects the rest), and an error says why; the file is not looked for relative to
+        the working directory, which is nobody's choice.
+        """
+        meant = self._required or options["accounts_file"] != DEFAULT_ACCOUNTS_FILE
+        if not meant:
+            log.info("users: not in a server directory; this add-in abstains")
+            return
+        self.unusable = (
+            f"no server directory to find the accounts file {options['accounts_file']!r} in"
+        )
+        log.error(
+            "users: {package} is not in <server dir>/addins/ ({missing} missing) and the "
+            "accounts file {accounts_file!r} is a relative path: every username (User "
+            "Identity types 1 and 2) is refused{required}; give an absolute accounts_file, "
+            "or install the add-in in the server's addins/ folder",
+            package=str(_PACKAGE_DIR),
+            missing=str(_PACKAGE_DIR.parent.parent / "settings.toml"),
+            accounts_file=str(options["accounts_file"]),
+            required=(
+                ", and every request without a verified User Identity rejected"
+                if self._required
+                else ""
+            ),
+            kind="users.accounts-broken",
+        )
 
     @staticmethod
     def _no_accounts(path: Path, options: OptionValues, required: bool) -> None:
@@ -226,10 +277,12 @@ class UsersAddin:
             passcode = identity.secondary_field
         else:
             return None
-        if self.table is None:
-            return None  # outside a server directory: nothing to verify against
         username = identity.username or ""
-        accounts, broken = self.table.refresh()
+        if self.table is None:
+            if self.unusable is None:
+                return None  # outside a server directory, and nothing meant to be verified
+            return self._refused(info, username, self.unusable)
+        accounts, broken, dummy = self.table.refresh()
         if accounts is None:
             if broken is None:
                 return None  # not configured: no accounts file yet
@@ -238,7 +291,7 @@ class UsersAddin:
             )
         if username not in accounts:
             if passcode is not None:
-                _DUMMY.verify(passcode)
+                dummy.verify(passcode)  # as long as a wrong passcode: accounts.dummy_hash
             return self._refused(info, username, "no such account")
         stored = accounts[username]
         if passcode is None:
@@ -246,7 +299,7 @@ class UsersAddin:
                 return True
             return self._refused(info, username, "the account has a passcode, none was sent")
         if stored is None:
-            _DUMMY.verify(passcode)
+            dummy.verify(passcode)
             return self._refused(info, username, "a passcode was sent for an account without one")
         if stored.verify(passcode):
             return True

@@ -25,6 +25,8 @@ Put the printed line in the accounts file (default <server dir>/user-accounts.to
   [users.alice]
   passcode = "scrypt$..."
 
+(An account entered with its username alone has passcode = false instead.)
+
 Exit status: 0 hash printed; 1 no usable passcode (the two entries differ, it is empty,
 longer than 65535 bytes, or input ended); 2 usage error.
 """

@@ -2,10 +2,20 @@
 
 The file (default ``<server dir>/user-accounts.toml``; until it exists the add-in abstains)::
 
-    [users.alice]
-    passcode = "scrypt$8192$8$1$<salt>$<hash>"  # from: python -m ....user_identity hash
+    [users.alice]                               # a passcode (type 2), hashed by
+    passcode = "scrypt$8192$8$1$<salt>$<hash>"  # python -m pacsref.shipped_addins.users hash
 
     [users."ct-room-1"]                         # no passcode: a username alone (type 1)
+    passcode = false
+
+Every account says which it is: ``passcode`` is a hash string, or ``false`` for an account
+entered with its username alone. An account with no ``passcode`` key is a problem, not a
+username-only account: a file read while it is being written (``[users."ct-room-1"]`` on
+disk, its passcode line not yet) must not let ct-room-1 in by username alone. ``false`` in
+the one key, rather than a second key such as ``username_only = true``, keeps every account
+to exactly one line that can be neither missing nor contradicted by another. Even so, write
+the file under a temporary name and rename it over the old one (as many editors save): a
+reader then sees the old version or the new, never half of one.
 
 Every problem is reported at once, each naming the file, the user and the field, as
 ``settings.toml`` problems are. No message quotes a passcode value: a value that is not a
@@ -42,23 +52,37 @@ from typing import NamedTuple
 
 from twisted.logger import Logger
 
-from .passcodes import PasscodeHash, parse_hash
+from .passcodes import (
+    DEFAULT_N,
+    DEFAULT_P,
+    DEFAULT_R,
+    KEY_BYTES,
+    SALT_BYTES,
+    PasscodeHash,
+    parse_hash,
+)
 
 __all__ = [
     "Accounts",
     "AccountsFileError",
     "AccountsTable",
     "TableState",
+    "dummy_hash",
     "parse_accounts",
     "read_accounts",
 ]
 
 log = Logger(namespace="pacsref.addin.users")
 
-#: Username -> its passcode hash, or None for an account entered with a username alone.
+#: Username -> its passcode hash, or None for an account entered with a username alone
+#: (``passcode = false``).
 Accounts = Mapping[str, PasscodeHash | None]
 
 HASH_COMMAND = "python -m pacsref.shipped_addins.users hash"
+_GIVE_PASSCODE = (
+    f'give passcode = "scrypt$..." (from `{HASH_COMMAND}`), '
+    "or passcode = false for a username-only account"
+)
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 #: What identifies one version of the file: device, inode, mtime, ctime and size. The inode
@@ -91,11 +115,16 @@ def _entry(source: str, name: str, entry: object, problems: list[str]) -> Passco
     for key in entry:
         if key != "passcode":
             problems.append(f"{where}.{_key(key)}: unknown key; an account has only passcode")
-    passcode = entry.get("passcode")
-    if passcode is None:
+    if "passcode" not in entry:
+        # Never "no passcode": that may be a file read before its passcode line was written.
+        problems.append(f"{where}.passcode: missing; {_GIVE_PASSCODE}")
+        return None
+    passcode = entry["passcode"]
+    if passcode is False:
         return None
     if not isinstance(passcode, str):
-        problems.append(f"{where}.passcode: must be a quoted hash string, not a {_toml(passcode)}")
+        kind = "true" if passcode is True else f"a {_toml(passcode)}"
+        problems.append(f"{where}.passcode: must be a quoted hash string or false, not {kind}")
         return None
     try:
         return parse_hash(passcode)
@@ -135,6 +164,31 @@ def parse_accounts(text: str, source: str) -> Accounts:
     if problems:
         raise AccountsFileError(problems)
     return MappingProxyType(accounts)
+
+
+#: The dummy while the table has no hash to take the parameters of (see :func:`dummy_hash`).
+DEFAULT_DUMMY = PasscodeHash(
+    DEFAULT_N, DEFAULT_R, DEFAULT_P, salt=bytes(SALT_BYTES), key=bytes(KEY_BYTES)
+)
+
+
+def dummy_hash(accounts: Accounts) -> PasscodeHash:
+    """What to check a passcode against when no account's hash is to be checked.
+
+    A refusal of an unknown user (or of a passcode sent to an account without one) checks
+    it all the same, so that it takes as long as a wrong passcode and the time of an answer
+    does not tell which usernames exist. It therefore takes the parameters of the most
+    expensive hash in ``accounts`` (most work, N * r * p, then most memory), not the current
+    defaults: accounts hashed before the defaults were raised, or by hand with other
+    parameters, would otherwise answer at another speed than an unknown name. The defaults
+    when there is no hash. Salt and key are all zeros: no passcode derives an all-zero key
+    (short of a 2**-256 chance), and building the dummy costs nothing.
+    """
+    hashes = [stored for stored in accounts.values() if stored is not None]
+    if not hashes:
+        return DEFAULT_DUMMY
+    top = max(hashes, key=lambda h: (h.n * h.r * h.p, h.n * h.r))
+    return PasscodeHash(top.n, top.r, top.p, salt=bytes(len(top.salt)), key=bytes(len(top.key)))
 
 
 def read_accounts(path: Path) -> tuple[Accounts, Signature]:
@@ -183,6 +237,8 @@ class TableState(NamedTuple):
     #: Why the file's latest version cannot be used, every problem on one line; None when
     #: it could, or when no file has been seen yet.
     broken: str | None
+    #: The dummy hash for ``accounts`` (:func:`dummy_hash`), made once per version read.
+    dummy: PasscodeHash = DEFAULT_DUMMY
 
 
 _UNCONFIGURED = TableState(None, None)
@@ -235,7 +291,7 @@ class AccountsTable:
                 self._failed = (self.path, signature)
                 self._broken(_one_line(exc))
                 return True
-            self._state = TableState(accounts, None)
+            self._state = TableState(accounts, None, dummy_hash(accounts))
         log.info("users: {count} account(s) from {path}", count=len(accounts), path=str(self.path))
         return True
 
@@ -279,7 +335,7 @@ class AccountsTable:
             missing = isinstance(exc, FileNotFoundError)
             why = f"{self.path}: no such file" if missing else _one_line(exc)
             if self._state.accounts is not None:
-                self._state = TableState(self._state.accounts, why)
+                self._state = self._state._replace(broken=why)
                 self._not_reloaded(
                     f"keeping the {len(self._state.accounts)} account(s) read before", why
                 )
@@ -290,7 +346,7 @@ class AccountsTable:
                 self._broken(why)
             return
         self._signature, self._failed = read, None
-        self._state = TableState(accounts, None)
+        self._state = TableState(accounts, None, dummy_hash(accounts))
         log.info(
             "users: reloaded {count} account(s) from {path}",
             count=len(accounts),

@@ -15,6 +15,15 @@ other jobs, Python 3.11.7): N = 2**13, r = 8, p = 1 (8 MiB) costs 25-32 ms of CP
 (median of 30; 23-49 ms wall clock); N = 2**14 costs 45-57 ms of CPU and up to 110 ms wall
 clock there, past a 10-50 ms budget per association. Raise N when the hardware allows.
 
+Some passcodes verify as others, inherently: scrypt begins with PBKDF2-HMAC-SHA256 keyed
+by the passcode, and HMAC pads a key shorter than its 64-byte block with zero bytes and
+replaces a longer one by its SHA-256. So ``secret\0`` (any number of trailing NUL bytes)
+verifies as ``secret``, and a passcode over 64 bytes is also matched by the 32 bytes of its
+SHA-256 digest. Neither gives a guesser anything: each guess still costs a full scrypt, and
+finding the equivalent of a passcode takes knowing the passcode (or, for a long one, a digest
+no easier to guess than the passcode). It is the same in every scrypt and PBKDF2 library,
+and changing it would make these hashes unlike everyone else's scrypt.
+
 Limits on what a hash string may ask for (:data:`MAX_MEMORY`, :data:`MAX_WORK`, the ranges in
 :func:`parse_hash`) exist because the accounts file is edited by hand: a mistyped N must not
 make every association allocate gigabytes or keep a pool thread busy for minutes (the add-in

@@ -45,8 +45,9 @@ def _hash(passcode: str) -> str:
 
 
 def _entry(username: str, passcode: str | None) -> str:
-    body = "" if passcode is None else f'passcode = "{_hash(passcode)}"\n'
-    return f'[users."{username}"]\n{body}\n'
+    # A username-only account says so (passcode = false): a missing passcode is an error.
+    value = "false" if passcode is None else f'"{_hash(passcode)}"'
+    return f'[users."{username}"]\npasscode = {value}\n\n'
 
 
 def _append_account(server: TwistdServer, username: str, passcode: str | None) -> None:

@@ -41,10 +41,14 @@ class AddinFailure:
             add-in's own name for a duplicate.
         error: ``"ExceptionType: message"`` plus where it came from; the full
             traceback goes to the log, this line goes to the admin interface.
+        verifies_identity: the add-in got as far as being an object, and it provides
+            ``IUserIdentityNegotiation``: the server must not start without it, since
+            users it would refuse would then get in unverified.
     """
 
     name: str
     error: str
+    verifies_identity: bool = False
 
     def __str__(self) -> str:
         return f"{self.name}: {self.error}"

@@ -50,7 +50,7 @@ from zope.interface import providedBy
 from zope.interface.verify import verifyObject
 
 from pacsref.addin.errors import AddinFailure, AddinLoadError
-from pacsref.addin.interfaces import IAddin, IAddInOptions
+from pacsref.addin.interfaces import IAddin, IAddInOptions, IUserIdentityNegotiation
 from pacsref.addin.options import as_schema
 from pacsref.addin.options_file import OPTIONS_DIR_NAME, OptionsFile
 from pacsref.association import SupportedContext
@@ -208,7 +208,9 @@ def _scan_module(
         if error is None:
             yield source, value
         else:
-            failures.append(AddinFailure(source, f"{error} (add-in {attr!r})"))
+            failures.append(
+                AddinFailure(source, f"{error} (add-in {attr!r})", _verifies_identity(value))
+            )
     if seen:
         return
     hint = (
@@ -238,6 +240,11 @@ def _verify(addin: object) -> str | None:
     return None
 
 
+def _verifies_identity(addin: object) -> bool:
+    """Whether ``addin`` verifies user identities (:class:`IUserIdentityNegotiation`)."""
+    return IUserIdentityNegotiation.providedBy(addin)
+
+
 def _with_options(
     addins: list[object], options_dir: Path, failures: list[AddinFailure]
 ) -> list[object]:
@@ -251,7 +258,7 @@ def _with_options(
                 values = OptionsFile.in_dir(options_dir, name, schema).load()
                 addin.options_changed(values)  # type: ignore[attr-defined]
             except Exception as exc:
-                failures.append(AddinFailure(name, _error_text(exc)))
+                failures.append(AddinFailure(name, _error_text(exc), _verifies_identity(addin)))
                 continue
         kept.append(addin)
     return kept
@@ -273,7 +280,9 @@ def _scan_entry_points(group: str, failures: list[AddinFailure]) -> Iterator[tup
             if error is None:
                 yield source, obj
             else:
-                failures.append(AddinFailure(source, f"{error} ({entry_point.value})"))
+                failures.append(
+                    AddinFailure(source, f"{error} ({entry_point.value})", _verifies_identity(obj))
+                )
         else:
             failures.append(
                 AddinFailure(
@@ -307,6 +316,10 @@ def _unique_by_name(
         else:
             sources = ", ".join(source for source, _ in entries)
             failures.append(
-                AddinFailure(name, f"duplicate add-in name {name!r}, provided by {sources}")
+                AddinFailure(
+                    name,
+                    f"duplicate add-in name {name!r}, provided by {sources}",
+                    any(_verifies_identity(addin) for _, addin in entries),
+                )
             )
     return unique

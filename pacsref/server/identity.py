@@ -29,7 +29,7 @@ from pacsref.ul.events import UserIdentity, UserIdentityType
 
 log = Logger(namespace="pacsref.identity")
 
-__all__ = ["IdentityVerdict", "verify_identity"]
+__all__ = ["IdentityVerdict", "identity_startup_problem", "verify_identity"]
 
 #: Types whose Server-response must be empty (PS3.7 D.3.3.7.2).
 _EMPTY_RESPONSE_TYPES = (UserIdentityType.USERNAME, UserIdentityType.USERNAME_AND_PASSCODE)
@@ -197,3 +197,26 @@ def _frames(failure: Failure) -> str:
     if tb is None:
         return "(no traceback)"
     return "".join(traceback.format_tb(tb)).rstrip()
+
+
+def identity_startup_problem(failures: Sequence[object]) -> str | None:
+    """Why the server cannot start because a user identity verifier failed to load; None
+    if none did.
+
+    Started without it, every User Identity it would have refused (and, through its own
+    hook, every request it would have turned away) would get in unverified: a typo in its
+    options file must not open the server. As for a secure server without its TLS add-in,
+    the start is refused with the add-in's error, for the operator to fix or to remove it.
+    """
+    failed = [f for f in failures if getattr(f, "verifies_identity", False)]
+    if not failed:
+        return None
+    details = " | ".join(
+        f"add-in {getattr(f, 'name', '?')} failed to load: "
+        + "; ".join(str(getattr(f, "error", f)).splitlines())
+        for f in failed
+    )
+    return (
+        f"an add-in that verifies user identities did not load, and without it users it "
+        f"would refuse would get in unverified ({details}); fix it, or take it out of addins/"
+    )

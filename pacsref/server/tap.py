@@ -49,6 +49,7 @@ from pacsref.server.create import (
     server_name_problem,
     server_root,
 )
+from pacsref.server.identity import identity_startup_problem
 from pacsref.server.service import server_service
 from pacsref.settings import SETTINGS_FILE_NAME, SettingsError, load_settings, settings_from_mapping
 
@@ -182,6 +183,8 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         # message names the service and both add-ins, all the operator needs to remove one.
         raise _fail(str(exc)) from None
     problem = secure_startup_problem(server.settings.server_secure, server.addins, server.failures)
+    if problem is None:
+        problem = identity_startup_problem(server.failures)
     if problem is not None:
         raise _fail(problem)
     check_can_listen(server.settings.ip_address, server.settings.port)

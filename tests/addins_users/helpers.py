@@ -9,13 +9,17 @@ creates the rest of it (``create_server`` accepts a directory without ``settings
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import types
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from addins.users.passcodes import hash_passcode
 from pacsref.addin import AssociationInfo
+from pacsref.server.create import shipped_addins_dir
+from pacsref.testing import harness as harness_module
 from pacsref.testing.harness import Connection, ServerHarness
 from pacsref.ul import codec
 from pacsref.ul.constants import PDUType
@@ -45,6 +49,7 @@ passcode = "{cheap_hash(b"secret")}"
 passcode = "{cheap_hash("päss".encode())}"
 
 [users."ct-room-1"]
+passcode = false
 """
 
 #: A second verifier after the users add-in (load order is file order), standing for a
@@ -89,13 +94,16 @@ def users_server(
     options: dict[str, object] | None = None,
     extra_addins: dict[str, str] | None = None,
     extra_files: dict[str, str] | None = None,
+    linked: bool = False,
 ) -> ServerHarness:
     """A harness server with the shipped add-ins, the users add-in among them.
 
     ``accounts`` is the text of ``user-accounts.toml``; None leaves the file out (the
     add-in is then not configured). ``options`` go to ``addin-options/users.toml`` (None:
     no such file, every option at its default). ``extra_files`` maps paths relative to the
-    server directory to their text.
+    server directory to their text. ``linked``: once the server is created, its
+    ``addins/users`` is replaced by a symbolic link to the shipped folder (a site sharing
+    one copy of the add-in), before the server loads it.
     """
     server_dir = tmp_path / "PACSREF"
     server_dir.mkdir()
@@ -107,7 +115,19 @@ def users_server(
         (server_dir / "addin-options" / "users.toml").write_text(options_text(**options))
     if accounts is not None:
         (server_dir / "user-accounts.toml").write_text(accounts)
-    return ServerHarness(server_dir, settings={"addin_timeout": 5.0}, extra_addins=extra_addins)
+    settings = {"addin_timeout": 5.0}
+    if not linked:
+        return ServerHarness(server_dir, settings=settings, extra_addins=extra_addins)
+    real_create = harness_module.create_server
+
+    def create_then_link(directory: Path, values: Any) -> None:
+        real_create(directory, values)
+        copy = directory / "addins" / "users"
+        shutil.rmtree(copy)
+        copy.symlink_to(shipped_addins_dir() / "users", target_is_directory=True)
+
+    with mock.patch.object(harness_module, "create_server", create_then_link):
+        return ServerHarness(server_dir, settings=settings, extra_addins=extra_addins)
 
 
 def users_addin(harness: ServerHarness) -> Any:

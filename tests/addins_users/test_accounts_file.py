@@ -46,7 +46,14 @@ GOOD = cheap_hash(b"secret")
         ('[users."ct room"]\npasscode = "scrypt$1$8$1$AA==$AA=="\n', 'users."ct room".pass', "N"),
         (f'[users.alice]\npasscode = "{GOOD}"\n[groups.x]\n', "groups: ", "unknown key"),
         ("users = 5\n", "users: ", "must be a table"),
-        ('[users.""]\n', 'users."": ', "must not be empty"),
+        ('[users.""]\npasscode = false\n', 'users."": ', "must not be empty"),
+        (
+            '[users."ct-room-1"]\n',
+            "users.ct-room-1.passcode: ",
+            'missing; give passcode = "scrypt$..." (from `python -m pacsref.shipped_addins.'
+            "users hash`), or passcode = false for a username-only account",
+        ),
+        ("[users.alice]\npasscode = true\n", "users.alice.passcode: ", "hash string or false"),
     ],
     ids=[
         "toml",
@@ -58,6 +65,8 @@ GOOD = cheap_hash(b"secret")
         "top-key",
         "users",
         "empty",
+        "no-passcode-key",
+        "passcode-true",
     ],
 )
 def test_a_bad_file_loads_the_addin_broken_naming_file_user_and_field(
@@ -82,12 +91,12 @@ def test_a_bad_file_loads_the_addin_broken_naming_file_user_and_field(
 def test_every_problem_is_reported_at_once(
     tmp_path: Path, log_events: list[dict[str, Any]]
 ) -> None:
-    """Two bad users and an unknown key: three problems, in file order, and at start all
-    three in the one error line."""
+    """Two bad passcodes and an account with an unknown key and none: four problems, in
+    file order, and at start all four in the one error line."""
     text = '[users.a]\npasscode = "x"\n[users.b]\nextra = 1\n[users.c]\npasscode = 5\n'
     with pytest.raises(AccountsFileError) as caught:
         parse_accounts(text, "f.toml")
-    fields = ["users.a.passcode", "users.b.extra", "users.c.passcode"]
+    fields = ["users.a.passcode", "users.b.extra", "users.b.passcode", "users.c.passcode"]
     assert [p.split(":")[1].strip() for p in caught.value.problems] == fields
     harness = users_server(tmp_path, text)
     path = harness.server.server_dir / "user-accounts.toml"
@@ -222,3 +231,36 @@ def test_outside_a_server_directory_it_loads_and_abstains() -> None:
     [users] = [a for a in result.addins if a.name == "users"]
     assert users.table is None
     assert users.verify_user_identity(info(), UserIdentity(2, b"alice", b"secret")) is None
+
+
+def test_passcode_false_is_an_account_entered_by_username_alone() -> None:
+    """``passcode = false`` is the only way to say an account has no passcode."""
+    accounts = parse_accounts('[users."ct-room-1"]\npasscode = false\n', "f.toml")
+    assert dict(accounts) == {"ct-room-1": None}
+
+
+#: ct-room-1 with a passcode, and the same file cut short as a reader may find it mid-write:
+#: its table written, its passcode line not yet.
+WITH_PASSCODE = f'[users."ct-room-1"]\npasscode = "{GOOD}"\n'
+HALF_WRITTEN = WITH_PASSCODE[: WITH_PASSCODE.index("passcode")]
+
+
+def test_a_half_written_account_is_not_a_username_only_account(
+    tmp_path: Path, log_events: list[dict[str, Any]]
+) -> None:
+    """An account table with no passcode key is a problem, never "no passcode": read between
+    two writes, the file does not let ct-room-1 in by username alone. After a good version
+    that version stays in use; before one (at start) the table is broken."""
+    harness = users_server(tmp_path, WITH_PASSCODE)
+    path = harness.server.server_dir / "user-accounts.toml"
+    ct_room = UserIdentity(1, b"ct-room-1")
+    assert answer(harness, ct_room) == (1, 2, 1)
+    rewrite(path, HALF_WRITTEN)
+    assert answer(harness, ct_room) == (1, 2, 1)
+    [error] = of_kind(log_events, "users.reload-failed")
+    assert f"{path}: users.ct-room-1.passcode: missing" in (formatEvent(error) or "")
+    assert isinstance(answer(harness, UserIdentity(2, b"ct-room-1", b"secret")), AssociateAccept)
+    (tmp_path / "again").mkdir()
+    at_start = users_server(tmp_path / "again", HALF_WRITTEN)
+    assert answer(at_start, ct_room) == (1, 2, 1)
+    assert users_addin(at_start).table.broken is not None

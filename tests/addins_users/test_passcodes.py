@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import re
 
 import pytest
@@ -100,3 +101,15 @@ def test_a_hash_repr_shows_no_salt_or_key() -> None:
     """Log lines and tracebacks that show a hash do not carry its salt or key."""
     stored = PasscodeHash(16, 1, 1, b"S" * 16, b"K" * 32)
     assert "SSSS" not in repr(stored) and "KKKK" not in repr(stored)
+
+
+def test_passcodes_that_scrypt_makes_equivalent() -> None:
+    """Inherent in scrypt's inner PBKDF2-HMAC-SHA256 and documented (passcodes.py): trailing
+    NUL bytes are padding to HMAC, and an HMAC key over 64 bytes is replaced by its SHA-256.
+    Finding either equivalent needs the passcode itself, so a guesser gains nothing."""
+    stored = parse_hash(hash_passcode(b"secret", n=16, r=1, p=1))
+    assert stored.verify(b"secret\0") and stored.verify(b"secret\0\0")
+    long = b"x" * 65
+    stored = parse_hash(hash_passcode(long, n=16, r=1, p=1))
+    assert stored.verify(hashlib.sha256(long).digest())
+    assert not stored.verify(long[:-1])

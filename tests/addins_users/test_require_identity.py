@@ -3,7 +3,8 @@
 The verifier judges only requests that carry an identity, and abstains on some (other
 types; no accounts file yet), which the core then carries unverified. Refusing what is left
 is an association hook's job, which the add-in takes on only when the option is on, inline
-because it reads two fields. A broken accounts file does not take the hook away.
+because it reads two fields. Neither a broken accounts file nor a server directory the
+add-in cannot find takes the hook away.
 """
 
 from __future__ import annotations
@@ -12,18 +13,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from twisted.logger import formatEvent
 from zope.interface.verify import verifyObject
 
-from pacsref.addin import IAssociationHook
+from pacsref.addin import IAssociationHook, load_addins
+from pacsref.server.create import shipped_addins_dir
 from pacsref.server.notifications import AssociationRefused
 from pacsref.ul.constants import PDUType
-from pacsref.ul.events import AssociateAccept, UserIdentity
+from pacsref.ul.events import REJECT_USER_IDENTITY, AssociateAccept, UserIdentity
 
 from .helpers import (
     ACCOUNTS,
     RECORDER,
     answer,
+    info,
     of_kind,
+    options_text,
     request,
     rewrite,
     users_addin,
@@ -120,3 +125,57 @@ def test_a_broken_accounts_file_at_start_still_enforces_it(
     rewrite(harness.server.server_dir / "user-accounts.toml", ACCOUNTS)
     assert isinstance(answer(harness, alice), AssociateAccept)
     assert answer(harness, None) == (1, 2, 1)
+
+
+def test_a_symlinked_addin_folder_still_finds_its_server(
+    tmp_path: Path, log_events: list[dict[str, Any]]
+) -> None:
+    """``<server dir>/addins/users`` a symbolic link to a shared copy of the add-in: the
+    add-in still finds its server directory (the link is not followed out of it), reads the
+    server's accounts file and enforces ``require_identity``."""
+    harness = users_server(tmp_path, options=REQUIRED, linked=True)
+    server_dir = harness.server.server_dir
+    assert (server_dir / "addins" / "users").is_symlink()
+    users = users_addin(harness)
+    assert users.server_dir == server_dir
+    assert users.table.path == server_dir / "user-accounts.toml"
+    verifyObject(IAssociationHook, users)
+    assert answer(harness, None) == (1, 2, 1)
+    assert answer(harness, UserIdentity(2, b"alice", b"wrong")) == (1, 2, 1)
+    assert isinstance(answer(harness, UserIdentity(2, b"alice", b"secret")), AssociateAccept)
+    assert of_kind(log_events, "users.accounts-broken") == []
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"require_identity": True}, {"accounts_file": "people.toml"}],
+    ids=["require-identity", "accounts-file"],
+)
+def test_without_a_server_directory_what_was_asked_for_fails_closed(
+    tmp_path: Path, options: dict[str, object], log_events: list[dict[str, Any]]
+) -> None:
+    """Loaded where it finds no server directory, with a relative accounts file it cannot
+    place, but options showing verification was meant: one error, the table taken as
+    broken (types 1 and 2 refused, others abstained on), and ``require_identity`` still
+    installs the hook, which rejects every request without a verified identity."""
+    (tmp_path / "addin-options").mkdir()
+    (tmp_path / "addin-options" / "users.toml").write_text(options_text(**options))
+    result = load_addins(
+        shipped_addins_dir(), entry_point_group=None, options_dir=tmp_path / "addin-options"
+    )
+    [users] = [a for a in result.addins if a.name == "users"]
+    assert users.table is None
+    [error] = of_kind(log_events, "users.accounts-broken")
+    assert error["log_level"].name == "error"
+    assert "is a relative path: every username" in (formatEvent(error) or "")
+    for identity in (UserIdentity(1, b"ct-room-1"), UserIdentity(2, b"alice", b"secret")):
+        assert users.verify_user_identity(info(identity), identity) is False
+    assert users.verify_user_identity(info(), UserIdentity(5, b"some.jwt")) is None
+    [refused, *_] = of_kind(log_events, "users.refused")
+    assert refused["reason"].startswith("no server directory to find the accounts file")
+    assert "every username is refused" in users.description
+    required = bool(options.get("require_identity"))
+    assert IAssociationHook.providedBy(users) is required
+    if required:
+        verifyObject(IAssociationHook, users)
+        assert users.association_requested(info()) is REJECT_USER_IDENTITY

@@ -8,6 +8,7 @@ a refusal leaves.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +17,19 @@ from twisted.logger import formatEvent
 from zope.interface import providedBy
 from zope.interface.verify import verifyObject
 
+from addins.users.accounts import DEFAULT_DUMMY, dummy_hash
+from addins.users.passcodes import DEFAULT_N, DEFAULT_P, DEFAULT_R, PasscodeHash, hash_passcode
 from pacsref.addin import IAssociationHook, IUserIdentityNegotiation
 from pacsref.ul.events import AssociateAccept, UserIdentity
 
 from .helpers import (
+    ACCOUNTS,
     RECORDER,
     addin_module,
     answer,
     info,
     of_kind,
+    rewrite,
     users_addin,
     users_server,
 )
@@ -160,20 +165,69 @@ def test_a_refusal_is_logged_once_without_the_passcode(
     assert "hunter2-guess" not in everything
 
 
-def test_an_unknown_user_costs_a_passcode_check(tmp_path: Path, monkeypatch: Any) -> None:
-    """A type 2 for a user that does not exist still runs one scrypt check, so the answer's
-    timing does not tell which usernames exist."""
-    harness = users_server(tmp_path)
-    checked: list[bytes] = []
+def _scrypt_calls(harness: Any, monkeypatch: Any) -> list[tuple[int, int, int]]:
+    """The (N, r, p) of every scrypt the loaded add-in runs from now on."""
+    passcodes = sys.modules[addin_module(harness).__name__ + ".passcodes"]
+    original = passcodes._scrypt
+    calls: list[tuple[int, int, int]] = []
 
-    class Spy:
-        def verify(self, passcode: bytes) -> bool:
-            checked.append(passcode)
-            return False
+    def recording(passcode: bytes, salt: bytes, n: int, r: int, p: int, length: int) -> bytes:
+        calls.append((n, r, p))
+        return original(passcode, salt, n, r, p, length)
 
-    monkeypatch.setattr(addin_module(harness), "_DUMMY", Spy())
+    monkeypatch.setattr(passcodes, "_scrypt", recording)
+    return calls
+
+
+#: An account hashed with other parameters than the rest (before the defaults were raised,
+#: say): N = 2**14 with r = p = 1, which costs a few milliseconds.
+OLD = f'[users.old]\npasscode = "{hash_passcode(b"pw", n=2**14, r=1, p=1)}"\n'
+
+
+def test_an_unknown_user_costs_the_dearest_passcode_check(tmp_path: Path, monkeypatch: Any) -> None:
+    """A type 2 for a user that does not exist, or a passcode for an account without one,
+    still runs one scrypt check, with the parameters of the most expensive hash in the table
+    (not the defaults), so the answer's timing does not tell which usernames exist."""
+    harness = users_server(tmp_path, ACCOUNTS + OLD)
+    calls = _scrypt_calls(harness, monkeypatch)
     assert answer(harness, UserIdentity(2, b"nobody", b"guess")) == (1, 2, 1)
-    assert checked == [b"guess"]
+    assert calls == [(2**14, 1, 1)]
+    assert answer(harness, UserIdentity(2, b"ct-room-1", b"guess")) == (1, 2, 1)
+    assert answer(harness, UserIdentity(2, b"old", b"guess")) == (1, 2, 1)
+    assert calls == [(2**14, 1, 1)] * 3
+
+
+def test_the_dummy_follows_the_table_version(tmp_path: Path, monkeypatch: Any) -> None:
+    """Made once per version read (the same object at every check), and again when the file
+    changes; the defaults while the table holds no hash at all."""
+    harness = users_server(tmp_path, ACCOUNTS + OLD)
+    table = users_addin(harness).table
+    dummy = table.state.dummy
+    assert (dummy.n, dummy.r, dummy.p) == (2**14, 1, 1)
+    assert dummy.salt == bytes(16) and dummy.key == bytes(32)
+    answer(harness, UserIdentity(2, b"nobody", b"guess"))
+    assert table.state.dummy is dummy
+    calls = _scrypt_calls(harness, monkeypatch)
+    rewrite(harness.server.server_dir / "user-accounts.toml", ACCOUNTS)
+    answer(harness, UserIdentity(2, b"nobody", b"guess"))
+    rewrite(harness.server.server_dir / "user-accounts.toml", "[users.x]\npasscode = false\n")
+    answer(harness, UserIdentity(2, b"nobody", b"guess"))
+    assert calls == [(16, 1, 1), (DEFAULT_N, DEFAULT_R, DEFAULT_P)]
+
+
+def test_the_dummy_takes_the_most_work_then_the_most_memory() -> None:
+    """Most N * r * p wins; between equal work, most N * r (memory)."""
+    salt, key = bytes(range(16)), bytes(range(32))
+    cheap, wide, deep = (
+        PasscodeHash(n, r, p, salt, key) for n, r, p in [(16, 1, 1), (64, 1, 4), (256, 1, 1)]
+    )
+    wins = dummy_hash({"a": cheap, "b": wide, "c": None})
+    assert (wins.n, wins.r, wins.p) == (64, 1, 4)
+    wins = dummy_hash({"a": cheap, "b": wide, "c": deep})
+    assert (wins.n, wins.r, wins.p) == (256, 1, 1)
+    assert wins.salt == bytes(16) and wins.key == bytes(32)
+    assert dummy_hash({"c": None}) == DEFAULT_DUMMY
+    assert (DEFAULT_DUMMY.n, DEFAULT_DUMMY.r, DEFAULT_DUMMY.p) == (DEFAULT_N, DEFAULT_R, DEFAULT_P)
 
 
 def test_without_an_accounts_file_it_abstains(

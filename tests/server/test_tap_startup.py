@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pytest
 from twisted.application.service import Service
+from twisted.internet.task import Clock
 
 from pacsref.server.create import main as create_main
 from pacsref.server.service import ServerService, StartFailed
+from pacsref.server.tap import Options, makeService
 from pacsref.testing.net import free_loopback_port
 from pacsref.testing.twistd import _child_env
 
@@ -83,6 +85,28 @@ def test_too_long_admin_socket_path_ends_twistd_with_one_line(tmp_path: Path) ->
         "; use a shorter server root folder"
     )
     assert _port_is_free(port)
+
+
+def test_a_user_identity_verifier_that_does_not_load_stops_the_start(tmp_path: Path) -> None:
+    """A typo in the users add-in's options (which makes it fail to load) must not open the
+    server to unverified users: one line naming the add-in, the option and the file; exit
+    status 1; nothing listens. Fixed, the start-up checks pass."""
+    server_dir, port = _server(tmp_path)
+    options = server_dir / "addin-options" / "users.toml"
+    options.parent.mkdir(exist_ok=True)
+    options.write_text("require_identity = true\naccount_file = 'x.toml'\n")
+    logfile = tmp_path / "twistd.log"
+    done = _twistd(server_dir, "-n", "--pidfile=", f"--logfile={logfile}")
+    assert done.returncode == 1, done
+    [line] = done.stderr.splitlines()
+    assert line.startswith("pacsref: an add-in that verifies user identities did not load"), line
+    assert "add-in users failed to load" in line and "account_file" in line, line
+    assert str(options) in line, line
+    assert _port_is_free(port)
+    options.write_text("require_identity = true\n")  # fixed: the start-up checks pass
+    tap_options = Options()
+    tap_options.parseOptions(["--server-dir", str(server_dir)])
+    assert isinstance(makeService(tap_options, Clock()), Service)
 
 
 def test_a_start_failure_after_the_port_opened_ends_the_process(tmp_path: Path) -> None:
