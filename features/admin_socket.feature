@@ -36,7 +36,7 @@ Feature: Administering two running servers through their administrative sockets
     When the administrator of "PACS_B" sends "GetAddIns"
     Then the response to "GetAddIns" succeeds with data
       """
-      [[{"name": "security"}, {"name": "storage"}, {"name": "verification"}], []]
+      [[{"name": "security"}, {"name": "storage"}, {"name": "users"}, {"name": "verification"}], []]
       """
 
   Scenario: An AE title added to one server is admitted there at once, and only there

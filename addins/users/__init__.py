@@ -142,8 +142,15 @@ class UsersAddin:
             if self.unusable is not None:
                 text += f"; {self.unusable}: every username is refused"
             return text + self._required_text()
-        text = f"User Identity verification from {self.table.path}"
         accounts, broken, _ = self.table.state
+        if accounts is None and broken is None:  # as the security add-in says it
+            then = (
+                "every request is rejected (require_identity)"
+                if self._required
+                else "identities are carried unverified"
+            )
+            return f"User Identity verification, inactive (no {self.table.path}): {then}"
+        text = f"User Identity verification from {self.table.path}"
         if broken is not None and accounts is None:
             text += "; the accounts file is broken: every username is refused until it is fixed"
         elif broken is not None and accounts is not None:

@@ -6,6 +6,7 @@ import io
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -80,20 +81,29 @@ def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]
     assert "usage:" in capsys.readouterr().err
 
 
-def test_the_real_command_line() -> None:
+def test_the_real_command_line(tmp_path: Path) -> None:
     """``python -m ...``: --help documents the command and its exit codes; a piped
-    passcode is hashed; no command is a usage error (exit 2)."""
+    passcode is hashed; no command is a usage error (exit 2).
+
+    Run where an administrator would, outside a source checkout: there ``python -m`` would
+    find the checkout's ``pacsref`` first, which has no ``shipped_addins`` (``addins/``
+    becomes that package only when installed)."""
     helped = subprocess.run(
-        [sys.executable, "-m", MODULE, "hash", "--help"], capture_output=True, text=True
+        [sys.executable, "-m", MODULE, "hash", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
     )
     assert helped.returncode == 0
     assert f"usage: python -m {MODULE} hash" in helped.stdout
     assert "Exit status: 0 hash printed; 1 no usable passcode" in helped.stdout
     assert "2 usage error" in helped.stdout
     hashed = subprocess.run(
-        [sys.executable, "-m", MODULE, "hash"], input=b"piped\n", capture_output=True
+        [sys.executable, "-m", MODULE, "hash"], input=b"piped\n", capture_output=True, cwd=tmp_path
     )
     assert hashed.returncode == 0, hashed.stderr
     assert parse_hash(hashed.stdout.decode().strip()).verify(b"piped")
-    bare = subprocess.run([sys.executable, "-m", MODULE], capture_output=True, text=True)
+    bare = subprocess.run(
+        [sys.executable, "-m", MODULE], capture_output=True, text=True, cwd=tmp_path
+    )
     assert bare.returncode == 2 and "required: COMMAND" in bare.stderr
