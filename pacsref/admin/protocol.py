@@ -25,7 +25,8 @@ lines after stay in the socket, where the client's writes block) and reads again
 transport says its buffer drained (Twisted says so only when it is empty: that is the
 low-water mark); no request is dropped, and every answer comes, in order. Notifications
 cannot be held back that way (they keep coming whether or not the client reads), so past
-:data:`MAX_PENDING_OUTPUT` bytes pending that one connection is aborted (log
+:data:`MAX_PENDING_OUTPUT` bytes of notifications pending (answers do not count: reading
+held back bounds them) that one connection is aborted (log
 ``kind=admin.slow_client``): a client that stops reading while notifications pile up cannot
 grow the server's memory without limit.
 """
@@ -95,6 +96,10 @@ class _OutputMeter:
     def __init__(self, drained: Callable[[], None]) -> None:
         self.paused = False
         self.pending = 0
+        #: The part of ``pending`` that is notifications: only these count toward the cut,
+        #: since answers are held back by not reading and would otherwise cut a client that
+        #: reads, for one large answer written while its buffer was full.
+        self.pending_notifications = 0
         self._drained = drained
 
     @property
@@ -107,12 +112,12 @@ class _OutputMeter:
 
     def resumeProducing(self) -> None:
         self.paused = False
-        self.pending = 0
+        self.pending = self.pending_notifications = 0
         self._drained()
 
     def stopProducing(self) -> None:
         self.paused = False
-        self.pending = 0
+        self.pending = self.pending_notifications = 0
 
 
 class AdminProtocol(LineReceiver):
@@ -164,16 +169,23 @@ class AdminProtocol(LineReceiver):
             self.dataReceived(b"")  # the lines read before the pause, still in the buffer
 
     def send(self, message: ServiceMessage) -> None:
-        """Write one message line; abort the connection if its client has stopped reading."""
+        """Write one answer line (reading stops while too much waits, see :meth:`_write`)."""
         self._write(message.to_line())
 
-    def _write(self, line: bytes) -> None:
+    def push(self, message: ServiceMessage) -> None:
+        """Write one notification line; abort the connection if its client has stopped
+        reading (notifications cannot be held back by not reading, as answers are)."""
+        self._write(message.to_line(), notification=True)
+
+    def _write(self, line: bytes, notification: bool = False) -> None:
         """Write, counting what waits: stop reading at high water, abort at the limit.
 
         Only what is written once the transport's buffer is already full counts: the write
-        that fills it pauses the meter from inside ``transport.write``, and counting that
-        one too would cut a client that reads well for a single large answer (responses
-        may be far longer than :data:`MAX_PENDING_OUTPUT`).
+        that fills it pauses the meter from inside ``transport.write``. Everything counted
+        stops reading past :data:`OUTPUT_HIGH_WATER`; only notifications count toward the
+        cut at :data:`MAX_PENDING_OUTPUT`: answers come only to requests read, so holding
+        reading back bounds them, and a client that reads must not be cut for one large
+        answer (answers may be far longer than the limit) written behind a few others.
         """
         if self.transport is None or self._closing:
             return
@@ -182,16 +194,19 @@ class AdminProtocol(LineReceiver):
         self.transport.write(data)
         if full:
             self._meter.pending += len(data)
-            if self._meter.pending > MAX_PENDING_OUTPUT:
+            if notification:
+                self._meter.pending_notifications += len(data)
+            if self._meter.pending_notifications > MAX_PENDING_OUTPUT:
                 self._too_slow()
             elif self._meter.backed_up and not self.paused:
                 self._update_reading()
 
     def _too_slow(self) -> None:
         log.warn(
-            "admin client is not reading: more than {limit} bytes waiting; closing it",
+            "admin client is not reading: more than {limit} bytes of notifications waiting; "
+            "closing it",
             limit=MAX_PENDING_OUTPUT,
-            pending=self._meter.pending,
+            pending=self._meter.pending_notifications,
             kind="admin.slow_client",
         )
         self._shut(abort=True)  # loseConnection would wait for the client to read
@@ -393,4 +408,4 @@ class AdminFactory(Factory):
         if message is None:
             return
         for connection in list(self.connections):
-            connection.send(message)
+            connection.push(message)

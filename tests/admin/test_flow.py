@@ -123,7 +123,7 @@ def test_lines_behind_a_waiting_request_are_dropped_once_the_connection_closes(
         conn.transport.producer.pauseProducing()  # its buffer is full
         big = ServiceMessage("ServerResumed", "PACSREF", True, "", ["x" * (1024 * 1024)])
         for _ in range(MAX_PENDING_OUTPUT // len(big.to_json()) + 1):
-            conn.protocol.send(big)
+            conn.protocol.push(big)
         assert conn.transport.disconnected  # aborted
     conn.transport.clear()
     pending[0].callback(None)
@@ -318,10 +318,12 @@ def test_notifications_still_cut_a_client_that_stopped_reading_at_the_limit() ->
     events: list[dict[str, Any]] = []
     globalLogPublisher.addObserver(events.append)
     try:
-        while len(conn.transport.value()) + size <= MAX_PENDING_OUTPUT:
-            conn.protocol.send(big)
+        pushed = 0  # the buffer was full before any of them: all count
+        while pushed + size <= MAX_PENDING_OUTPUT:
+            conn.protocol.push(big)
+            pushed += size
         assert not conn.transport.disconnecting
-        conn.protocol.send(big)
+        conn.protocol.push(big)
     finally:
         globalLogPublisher.removeObserver(events.append)
     assert conn.transport.disconnecting and conn.transport.disconnected  # aborted, not lost
@@ -346,7 +348,7 @@ def test_reading_resumes_only_once_answered_and_drained(first: str) -> None:
     conn.protocol.dataReceived(b'{"message": "RemoveAeTitle", "data": ["MODALITY"]}\n')
     conn.protocol.dataReceived(GET_TITLES * 3)
     big = ServiceMessage("ServerResumed", "PACSREF", True, "", ["x" * OUTPUT_HIGH_WATER])
-    conn.protocol.send(big)  # a notification: now past high water
+    conn.protocol.push(big)  # a notification: now past high water
     if first == "answered":
         pending[0].callback(None)
     else:
@@ -385,3 +387,20 @@ def test_one_answer_longer_than_the_limit_to_a_reading_client_is_neither_cut_nor
         big,
         "GetAeTitles",
     )
+
+
+def test_answers_never_count_toward_the_cut_a_reading_client_gets_them_all() -> None:
+    """Answers come only to requests read, so they are held back by not reading, never cut:
+    two pipelined answers of more than MAX_PENDING_OUTPUT each, written while the buffer is
+    full, both arrive; notifications still count on their own."""
+    admin = _busy_server()
+    conn = admin.connect()
+    conn.transport.producer.pauseProducing()  # the transport's buffer is full
+    huge = ServiceMessage("GetStatus", "PACSREF", True, "", ["x" * (MAX_PENDING_OUTPUT + 1024)])
+    conn.protocol.send(huge)
+    conn.protocol.send(huge)
+    assert not conn.transport.disconnecting
+    assert conn.transport.producerState == "paused"  # reading held back instead
+    small = ServiceMessage("ServerPaused", "PACSREF", True, "", [])
+    conn.protocol.push(small)
+    assert not conn.transport.disconnecting

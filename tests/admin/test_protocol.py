@@ -336,21 +336,21 @@ def test_an_admin_client_that_stops_reading_is_cut_off() -> None:
     assert producer is not None and slow.transport.streaming
     big = ServiceMessage("ServerPaused", "PACSREF", True, "", ["x" * (1024 * 1024)])
     for _ in range(10):  # a client that reads: the transport never pauses us
-        slow.protocol.send(big)
+        slow.protocol.push(big)
     assert not slow.transport.disconnecting
     events: list[dict[str, Any]] = []
     globalLogPublisher.addObserver(events.append)
     try:
         producer.pauseProducing()  # its buffer is full: the client stopped reading
         for _ in range(MAX_PENDING_OUTPUT // len(big.to_json()) - 1):
-            slow.protocol.send(big)
+            slow.protocol.push(big)
         assert not slow.transport.disconnecting
         producer.resumeProducing()  # it caught up: the count starts again
         producer.pauseProducing()
         for _ in range(MAX_PENDING_OUTPUT // len(big.to_json())):
-            slow.protocol.send(big)
+            slow.protocol.push(big)
         assert not slow.transport.disconnecting
-        slow.protocol.send(big)
+        slow.protocol.push(big)
     finally:
         globalLogPublisher.removeObserver(events.append)
     assert slow.transport.disconnecting and slow.transport.disconnected  # aborted, not lost
