@@ -37,7 +37,12 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredList, fail, maybeDeferred, succeed
-from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IHalfCloseableProtocol,
+    IPushProducer,
+    IReactorTime,
+)
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
@@ -120,6 +125,7 @@ class _OutputMeter:
         self.pending = self.pending_notifications = 0
 
 
+@implementer(IHalfCloseableProtocol)
 class AdminProtocol(LineReceiver):
     """One admin client's connection.
 
@@ -128,7 +134,8 @@ class AdminProtocol(LineReceiver):
     them, the connection stops reading: the lines after stay in the socket, where the
     client's own writes block, instead of piling up in the server's memory (as lines, or as
     their answers) and then being served all in one reactor turn. Once closing, nothing more
-    is read or served.
+    is read or served. A client that shuts its sending side after its requests (as
+    ``printf '...\n' | socat - UNIX-CONNECT:...`` does) gets every answer, then the close.
     """
 
     delimiter = b"\n"
@@ -138,6 +145,7 @@ class AdminProtocol(LineReceiver):
     def connectionMade(self) -> None:
         self._busy = False  # a request's answer is not written yet
         self._closing = False
+        self._input_ended = False  # the client shut its sending side: close once answered
         self._meter = _OutputMeter(self._update_reading)
         self._metered = True
         self._cut_timer: IDelayedCall | None = None
@@ -155,9 +163,19 @@ class AdminProtocol(LineReceiver):
         if not self.lost.called:
             self.lost.callback(None)
 
+    def readConnectionLost(self) -> None:
+        """The client sent all it will send: answer every request read, then close."""
+        self._input_ended = True
+        self._update_reading()
+
+    def writeConnectionLost(self) -> None:
+        """The client reads no more: nobody is left to answer."""
+        self._shut()
+
     def _update_reading(self) -> None:
         """Read while the connection is open, no request is waiting for its answer, and the
-        client is not more than :data:`OUTPUT_HIGH_WATER` bytes behind in reading."""
+        client is not more than :data:`OUTPUT_HIGH_WATER` bytes behind in reading; once the
+        client has ended its input and every line read is answered, close."""
         stop = self._closing or self._busy or self._meter.backed_up
         if stop and not self.paused:
             self.paused = True
@@ -167,6 +185,12 @@ class AdminProtocol(LineReceiver):
             self.paused = False
             self.transport.resumeProducing()
             self.dataReceived(b"")  # the lines read before the pause, still in the buffer
+        if (
+            self._input_ended
+            and not (self._closing or self._busy or self.paused)
+            and self.delimiter not in self._buffer
+        ):
+            self._shut()  # all answered; a partial last line has no end to be served by
 
     def send(self, message: ServiceMessage) -> None:
         """Write one answer line (reading stops while too much waits, see :meth:`_write`)."""

@@ -404,3 +404,30 @@ def test_answers_never_count_toward_the_cut_a_reading_client_gets_them_all() -> 
     small = ServiceMessage("ServerPaused", "PACSREF", True, "", [])
     conn.protocol.push(small)
     assert not conn.transport.disconnecting
+
+
+def test_a_client_that_half_closes_gets_every_answer_then_the_close() -> None:
+    """``printf '...' | socat - UNIX-CONNECT:...`` shuts its sending side after the requests:
+    each is answered, in order, and then the server closes (it used to close at once,
+    answering nothing). A request still waiting on a worker thread is answered first."""
+    pending, run_in_thread = _held_threads()
+    admin = Admin(run_in_thread)
+    conn = admin.connect()
+    conn.protocol.dataReceived(
+        GET_TITLES + b'{"message": "RemoveAeTitle", "data": ["MODALITY"]}\n' + GET_TITLES
+    )
+    conn.protocol.readConnectionLost()
+    assert not conn.transport.disconnecting  # RemoveAeTitle still waits for its thread
+    pending[0].callback(None)
+    assert [m["message"] for m in conn.read()] == ["GetAeTitles", "RemoveAeTitle", "GetAeTitles"]
+    assert conn.transport.disconnecting
+
+
+def test_a_client_that_stops_reading_is_answered_no_more() -> None:
+    """The client shut its reading side: nothing it asked is served any longer."""
+    admin = Admin()
+    conn = admin.connect()
+    conn.protocol.writeConnectionLost()
+    assert conn.transport.disconnecting
+    conn.protocol.dataReceived(b'{"message": "Pause"}\n')
+    assert not admin.control.paused
