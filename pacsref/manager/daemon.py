@@ -308,13 +308,37 @@ def pidfile_pid(pidfile: Path) -> int | None:
 
     Zero and negative numbers are junk too: ``kill(2)`` reads them as a process group or as
     every process the user may signal, so a stop (where ``/proc`` cannot say what the pid
-    runs) would SIGTERM all of those.
+    runs) would SIGTERM all of those. So is a number past what ``kill`` can take (a C
+    ``int``: it raised OverflowError, a traceback in every command). A thread id is taken for the process it
+    belongs to (its ``Tgid``), which is what ``kill`` signalled before pidfds.
     """
     try:
         pid = int(pidfile.read_text().strip())
     except (OSError, ValueError):
         return None
-    return pid if pid > 0 else None
+    if not 0 < pid <= PID_LIMIT:
+        return None
+    return _thread_group(pid)
+
+
+#: The largest number ``kill(2)`` takes as a pid (a C ``int``); Linux hands out at most 2**22.
+PID_LIMIT = 2**31 - 1
+
+
+def _thread_group(pid: int) -> int:
+    """The process that thread ``pid`` belongs to (``Tgid`` in ``/proc``); ``pid`` itself
+    when it is a process, or when ``/proc`` cannot say."""
+    try:
+        status = Path("/proc", str(pid), "status").read_text()
+    except OSError:
+        return pid
+    for line in status.splitlines():
+        if line.startswith("Tgid:"):
+            try:
+                return int(line.split()[1])
+            except (IndexError, ValueError):
+                return pid
+    return pid
 
 
 def _pidfile_process(pidfile: Path) -> tuple[int, bool] | None:
@@ -343,8 +367,9 @@ def stale_pid(pidfile: Path) -> int | None:
 
 #: pidfd_open's errors meaning "no pidfds here", not "no such process": an old kernel (ENOSYS),
 #: a sandbox whose seccomp filter refuses the call (EPERM), a pid that is not a process but one
-#: of its threads (EINVAL).
-_NO_PIDFD = frozenset({errno.ENOSYS, errno.EPERM, errno.EINVAL})
+#: of its threads (EINVAL; ENOENT on recent kernels; pidfile_pid maps thread ids to their
+#: process first anyway).
+_NO_PIDFD = frozenset({errno.ENOSYS, errno.EPERM, errno.EINVAL, errno.ENOENT})
 
 
 def open_pidfd(pid: int) -> int | None:
@@ -392,11 +417,24 @@ class PinnedProcess:
             self.pidfd = None
 
     def send_signal(self, signum: int) -> None:
-        """Send ``signum``; ProcessLookupError when the process has exited."""
+        """Send ``signum``; ProcessLookupError when the process has exited.
+
+        A pidfd the system then will not signal through (a sandbox that allows
+        ``pidfd_open`` but not ``pidfd_send_signal``: the errors of :data:`_NO_PIDFD`) falls
+        back to the pid, as where there are no pidfds at all, after checking through the
+        pidfd that the process has not exited meanwhile.
+        """
         if self.pidfd is None:
             os.kill(self.pid, signum)
-        else:
+            return
+        try:
             signal.pidfd_send_signal(self.pidfd, signum)
+        except OSError as exc:
+            if exc.errno not in _NO_PIDFD:
+                raise
+            if self.wait(0):
+                raise ProcessLookupError(errno.ESRCH, os.strerror(errno.ESRCH)) from None
+            os.kill(self.pid, signum)
 
     def wait(self, timeout: float) -> bool:
         """Wait up to ``timeout`` s for the process to exit; whether it did.
@@ -433,8 +471,12 @@ def pin_live_pid(pidfile: Path) -> PinnedProcess | None:
         pinned = PinnedProcess(pid, open_pidfd(pid))
     except ProcessLookupError:
         return None
-    if process_alive(pid) and runs_server(pid, pidfile.parent) is not False:
-        return pinned
+    try:
+        if process_alive(pid) and runs_server(pid, pidfile.parent) is not False:
+            return pinned
+    except BaseException:  # Ctrl-C while /proc is read: the pidfd must not leak
+        pinned.close()
+        raise
     pinned.close()
     return None
 
@@ -912,7 +954,7 @@ def stop_pid(name: str, process: int | PinnedProcess, timeout: float) -> int:
     except ProcessLookupError:  # it exited meanwhile (by pidfd: never another one signalled)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         return pid
-    except PermissionError as exc:
+    except OSError as exc:  # EPERM, or anything else the system says: one line, Ctrl-C back
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         raise ManagerError(f"server {name} (pid {pid}): cannot stop it: {os_reason(exc)}") from None
     try:

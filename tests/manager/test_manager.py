@@ -59,7 +59,8 @@ def kill_by_pidfile(directory: Path) -> None:
 #: A stand-in daemon: says "ready" once SIGTERM is handled, prints "TERM" for each one, and
 #: goes on living until killed unless ``exit`` (sys.argv[1]) says SIGTERM ends it.
 _STAND_IN = """
-import signal, sys, time
+import signal, sys, threading, time
+threading.Thread(target=time.sleep, args=(3600,), daemon=True).start()  # a thread, as twistd's
 def term(*_):
     print("TERM", flush=True)
     if sys.argv[1] == "exit":

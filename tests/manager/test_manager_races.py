@@ -574,3 +574,73 @@ def test_a_pidfile_of_zero_or_a_negative_number_is_junk(
     status, _, err = run(capsys, tmp_path, "server", "stop", "JUNK")
     assert (status, err) == (1, "pacsref: server JUNK is not running\n")
     assert killed == []
+
+
+def test_a_pidfile_past_what_kill_takes_is_junk(tmp_path: Path, capsys) -> None:
+    """A number too large for kill(2) used to raise OverflowError in every command (list,
+    start, stop, delete); it is junk like any other."""
+    add(capsys, tmp_path, "HUGE")
+    (tmp_path / "HUGE" / "twistd.pid").write_text("99999999999\n")
+    status, out, _ = run(capsys, tmp_path, "server", "list")
+    assert status == 0 and "HUGE" in out
+    status, _, err = run(capsys, tmp_path, "server", "stop", "HUGE")
+    assert (status, err) == (1, "pacsref: server HUGE is not running\n")
+
+
+def test_a_pidfile_naming_one_of_its_threads_stops_the_process(tmp_path: Path, capsys) -> None:
+    """A thread id in the pidfile (pidfd_open refuses those) is taken for its process, as
+    kill() took it before pidfds: the stop works instead of failing with ENOENT."""
+    add(capsys, tmp_path, "THREAD", "--stop-timeout", "0")
+    with stand_in_twistd(tmp_path / "THREAD") as stand_in:
+        tids = [t for t in os.listdir(f"/proc/{stand_in.pid}/task") if t != str(stand_in.pid)]
+        (tmp_path / "THREAD" / "twistd.pid").write_text(f"{tids[0]}\n")
+        status, out, err = run(capsys, tmp_path, "server", "stop", "THREAD")
+        assert (status, out, err) == (0, f"stopped THREAD (pid {stand_in.pid})\n", "")
+        assert stand_in.wait(10) == 0
+
+
+@pytest.mark.parametrize("code", [errno.EPERM, errno.ENOSYS, errno.EIO])
+def test_a_pidfd_the_system_will_not_signal_through(
+    tmp_path: Path, capsys, monkeypatch, code: int
+) -> None:
+    """pidfd_open works but pidfd_send_signal is refused: a sandbox's refusal (EPERM,
+    ENOSYS) falls back to kill() by pid; anything else is one line, and either way Ctrl-C is
+    not left blocked."""
+    add(capsys, tmp_path, "BOXED", "--stop-timeout", "0")
+    with stand_in_twistd(tmp_path / "BOXED") as stand_in:
+
+        def refused(pidfd: int, sig: int, *rest: object) -> None:
+            raise OSError(code, os.strerror(code))
+
+        monkeypatch.setattr(signal, "pidfd_send_signal", refused)
+        status, out, err = run(capsys, tmp_path, "server", "stop", "BOXED")
+        monkeypatch.undo()
+        assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, set())
+        if code == errno.EIO:
+            assert (status, out) == (1, "")
+            assert err.startswith(f"pacsref: server BOXED (pid {stand_in.pid}): cannot stop it")
+            return
+        assert (status, out, err) == (0, f"stopped BOXED (pid {stand_in.pid})\n", "")
+        assert stand_in.wait(10) == 0
+
+
+def test_pin_live_pid_closes_its_pidfd_when_interrupted(tmp_path: Path, monkeypatch) -> None:
+    """Ctrl-C while /proc is read, after the pidfd was opened: the pidfd is closed."""
+    pidfile = tmp_path / "twistd.pid"
+    pidfile.write_text(f"{os.getpid()}\n")
+    closed: list[int] = []
+    real_close = os.close
+
+    def interrupted(pid: int, directory: Path) -> bool:
+        raise KeyboardInterrupt
+
+    def close(fd: int) -> None:
+        closed.append(fd)
+        real_close(fd)
+
+    monkeypatch.setattr(daemon, "runs_server", interrupted)
+    monkeypatch.setattr(daemon, "open_pidfd", lambda pid: os.dup(0))
+    monkeypatch.setattr(os, "close", close)
+    with pytest.raises(KeyboardInterrupt):
+        daemon.pin_live_pid(pidfile)
+    assert len(closed) == 1
