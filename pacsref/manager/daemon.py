@@ -13,6 +13,7 @@ import contextlib
 import errno
 import fcntl
 import functools
+import getopt
 import math
 import os
 import select
@@ -63,10 +64,8 @@ LOGFILE_NAME = "twistd.log"
 LOCK_NAME = "manager.lock"
 #: The twistd plugin's name on a server's command line; its own options follow it.
 PLUGIN_NAME = "pacsref"
-#: The plugin's option naming the server directory, long and short (see ``twistd_command``).
-SERVER_DIR_OPTIONS = ("--server-dir", "-d")
-#: How ``--ae-title`` may be spelled; without --server-dir it names the directory ``<root>/AE``.
-AE_TITLE_OPTIONS = ("--ae-title", "-a")
+#: The plugin's option naming the server directory, as ``twistd_command`` writes it.
+SERVER_DIR_OPTION = "--server-dir"
 START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 20.0
 
@@ -291,6 +290,20 @@ def running(server: _Registered) -> bool:
     return server.pid() is not None or socket_answers(server.socket_path)
 
 
+def answering_socket(directory: Path) -> Path | None:
+    """Any admin socket in ``directory``'s ``admin/`` that answers, whatever its AE title.
+
+    For a delete: a server running without a pidfile (under systemd) whose ``settings.toml``
+    was since edited to another AE title (or broken) listens on the socket of the title it
+    started with, which :func:`running` does not look for.
+    """
+    try:
+        candidates = sorted(admin_socket_path(directory, "x").parent.glob("*.sock"))
+    except OSError:
+        return None
+    return next((path for path in candidates if socket_answers(path)), None)
+
+
 def call_running(server: _Registered, message: str, *data: Any) -> list[Any]:
     """Like ``Server.call``, without requiring a pidfile (servers run by systemd have none)."""
     try:
@@ -309,8 +322,9 @@ def pidfile_pid(pidfile: Path) -> int | None:
     Zero and negative numbers are junk too: ``kill(2)`` reads them as a process group or as
     every process the user may signal, so a stop (where ``/proc`` cannot say what the pid
     runs) would SIGTERM all of those. So is a number past what ``kill`` can take (a C
-    ``int``: it raised OverflowError, a traceback in every command). A thread id is taken for the process it
-    belongs to (its ``Tgid``), which is what ``kill`` signalled before pidfds.
+    ``int``: it raised OverflowError, a traceback in every command). A thread id is taken
+    for the process it belongs to (its ``Tgid``), which is what ``kill`` signalled before
+    pidfds.
     """
     try:
         pid = int(pidfile.read_text().strip())
@@ -531,21 +545,22 @@ def process_environment(pid: int) -> dict[str, str] | None:
     return environ
 
 
-def _plugin_argument(options: list[str], spelled: tuple[str, str]) -> str | None:
-    """The value the plugin's ``options`` give the option ``spelled`` (long, short): the last
-    given, as getopt reads them (``--long V``, ``--long=V``, ``-s V``, ``-sV``)."""
-    long, short = spelled
-    found = None
-    words = iter(options)
-    for word in words:
-        if word == "--":
-            break
-        if word in spelled:
-            found = next(words, found)
-        elif word.startswith(long + "="):
-            found = word.partition("=")[2]
-        elif word.startswith(short) and not word.startswith("--"):
-            found = word[len(short) :]
+def _plugin_options(options: list[str]) -> dict[str, str] | None:
+    """The plugin's ``options`` as twistd reads them: ``getopt`` with the plugin's own option
+    table, so abbreviations (``--ae``, ``--server``), ``--opt=V``, ``-sV`` and the last of a
+    repeated option mean what they meant to twistd. None when they do not parse (then
+    twistd could not have started with them either: the caller cannot tell)."""
+    from pacsref.server.tap import Options as PluginOptions  # its table, one source of truth
+
+    table = PluginOptions()
+    try:
+        pairs, _ = getopt.getopt(options, table.shortOpt, table.longOpt)
+    except getopt.GetoptError:
+        return None
+    found: dict[str, str] = {}
+    for flag, value in pairs:
+        name = flag.lstrip("-")
+        found[table.synonyms.get(name, name)] = value
     return found
 
 
@@ -556,15 +571,17 @@ def _served_directory(options: list[str], pid: int) -> Path | None:
     default, ``<root>/PACSREF``, the root being the one that process's own
     ``$PACSREF_ROOT`` named, not ours (:mod:`pacsref.server.tap` decides the same way).
     """
-    given = _plugin_argument(options, SERVER_DIR_OPTIONS)
-    if given is not None:
-        return Path(given)
+    parsed = _plugin_options(options)
+    if parsed is None:
+        return None
+    if parsed.get("server-dir"):
+        return Path(parsed["server-dir"])
     environ = process_environment(pid)
     if environ is None:
         return None
-    ae_title = _plugin_argument(options, AE_TITLE_OPTIONS)
+    ae_title = parsed.get("ae-title", "").strip(" ")
     if ae_title:
-        return server_root(environ) / ae_title.strip(" ")
+        return server_root(environ) / ae_title
     return default_server_dir(environ)
 
 
@@ -746,7 +763,7 @@ def twistd_command(server: Server, *, daemon: bool) -> list[str]:
         command.append("-n")
     pidfile = str(directory / PIDFILE_NAME) if daemon else ""
     command += [f"--pidfile={pidfile}", f"--logfile={directory / LOGS_DIR_NAME / LOGFILE_NAME}"]
-    command += [PLUGIN_NAME, SERVER_DIR_OPTIONS[0], str(directory)]
+    command += [PLUGIN_NAME, SERVER_DIR_OPTION, str(directory)]
     return command
 
 

@@ -337,6 +337,13 @@ def _delete(root: Path, args: argparse.Namespace) -> int:
 
 
 def _unregister(server: Server | BrokenServer) -> int:
+    other = None if daemon.running(server) else daemon.answering_socket(server.directory)
+    if other is not None:
+        raise ManagerError(
+            f"server {server.name} is running (its admin socket {other} answers, not the one "
+            "its settings.toml names: run by systemd since an edit?); stop it first: "
+            f"systemctl stop pacsref-{server.name}"
+        )
     if daemon.running(server):
         pid = server.pid()
         if pid is not None:

@@ -107,7 +107,13 @@ def _named_server_dir(ae_title: str) -> tuple[Path, str]:
 
 
 def ensure_server_dir(options: Options) -> Path:
-    """The server directory to run, created first when the options ask for it."""
+    """The server directory to run, created first when the options ask for it.
+
+    Made absolute here, from the directory twistd was started in: twistd changes to
+    ``--rundir`` afterwards (before the services start), and a relative directory (or
+    ``$PACSREF_ROOT``) read again after that would put the admin socket elsewhere than the
+    settings it was read with.
+    """
     ae_title: str | None = options["ae-title"] or None
     if options["server-dir"]:
         server_dir = Path(options["server-dir"])
@@ -115,6 +121,7 @@ def ensure_server_dir(options: Options) -> Path:
         server_dir, ae_title = _named_server_dir(ae_title)
     else:
         server_dir = default_server_dir()
+    server_dir = server_dir.absolute()
     settings_file = server_dir / SETTINGS_FILE_NAME
     if settings_file.exists():
         if not options["server-dir"] and ae_title is not None:

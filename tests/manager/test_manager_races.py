@@ -644,3 +644,23 @@ def test_pin_live_pid_closes_its_pidfd_when_interrupted(tmp_path: Path, monkeypa
     with pytest.raises(KeyboardInterrupt):
         daemon.pin_live_pid(pidfile)
     assert len(closed) == 1
+
+
+def test_a_server_run_by_systemd_under_its_old_ae_title_is_not_deleted(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """No pidfile, and settings.toml since edited to another AE title: the socket of the
+    title it started with still answers, so the delete is refused all the same."""
+    add(capsys, tmp_path, "OLDNAME")
+    directory = tmp_path / "OLDNAME"
+    (directory / "admin").mkdir(exist_ok=True)
+    started_as = directory / "admin" / "OLDNAME.sock"
+    started_as.touch()
+    settings = directory / "settings.toml"
+    settings.write_text(settings.read_text().replace('"OLDNAME"', '"RENAMED"'))
+    monkeypatch.setattr(daemon, "socket_answers", lambda path: path == started_as)
+    status, _, err = run(capsys, tmp_path, "server", "delete", "OLDNAME")
+    assert status == 1, err
+    assert f"its admin socket {started_as} answers" in err
+    assert err.splitlines()[-1].endswith("stop it first: systemctl stop pacsref-OLDNAME")
+    assert settings.exists()

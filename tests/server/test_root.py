@@ -91,7 +91,15 @@ def test_runs_server_reads_the_process_s_own_root(
 
 @pytest.mark.parametrize(
     "options",
-    [["--ae-title", "STORE"], ["-a", "STORE"], ["--ae-title=STORE"], ["-aSTORE"]],
+    [
+        ["--ae-title", "STORE"],
+        ["-a", "STORE"],
+        ["--ae-title=STORE"],
+        ["-aSTORE"],
+        ["--ae", "STORE"],  # getopt takes a unique abbreviation, as twistd did
+        ["--port", "104", "--ae=STORE"],
+        ["--ae-title", "OTHER", "-a", "STORE"],  # the last one given wins
+    ],
 )
 def test_runs_server_knows_a_server_named_by_its_ae_title_alone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, options: list[str]
@@ -104,6 +112,20 @@ def test_runs_server_knows_a_server_named_by_its_ae_title_alone(
     monkeypatch.setattr(daemon, "process_environment", lambda pid: {"PACSREF_ROOT": str(tmp_path)})
     assert daemon.runs_server(1, tmp_path / "STORE") is True
     assert daemon.runs_server(1, tmp_path / "PACSREF") is False
+
+
+def test_runs_server_abbreviated_or_unparsable_plugin_options(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--server DIR`` is ``--server-dir DIR`` to twistd and so to the manager; options
+    twistd could not have parsed cannot be judged (None: the pid is trusted, as without
+    /proc)."""
+    (tmp_path / "S").mkdir()
+    words = ["twistd", "-n", "pacsref", "--server", str(tmp_path / "S")]
+    monkeypatch.setattr(daemon, "command_line", lambda pid: words)
+    assert daemon.runs_server(1, tmp_path / "S") is True
+    words[3:] = ["--no-such-option"]
+    assert daemon.runs_server(1, tmp_path / "S") is None
 
 
 def test_runs_server_without_the_process_s_environment_cannot_tell(

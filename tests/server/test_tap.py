@@ -13,7 +13,7 @@ from zope.interface.verify import verifyObject
 
 from pacsref.server.create import main as create_main
 from pacsref.server.create import shipped_addins
-from pacsref.server.tap import Options, check_can_listen, makeService
+from pacsref.server.tap import Options, check_can_listen, ensure_server_dir, makeService
 from pacsref.settings import load_settings
 from pacsref.testing.net import free_loopback_port
 
@@ -248,8 +248,8 @@ def test_ae_title_without_server_dir_refuses_another_server_s_directory(
     with pytest.raises(SystemExit) as info:
         makeService(_options("--ae-title", "STORE"), reactor=Clock())
     assert str(info.value.code) == (
-        f"pacsref: {server_dir} holds the server with AE title 'OTHER', not 'STORE'; "
-        "give --server-dir DIR to create or run a server elsewhere"
+        f"pacsref: {tmp_path / server_dir} holds the server with AE title 'OTHER', not "
+        "'STORE'; give --server-dir DIR to create or run a server elsewhere"
     )
 
 
@@ -443,3 +443,17 @@ def test_an_unusable_temporary_directory_is_one_line(
     server_dir = _server(tmp_path, temporary_directory=f'"{value}"')
     message = _refusal(server_dir)
     assert f'settings.toml: temporary_directory = "{value}" {words}' in message
+
+
+def test_a_relative_server_directory_is_made_absolute_before_twistd_changes_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """twistd's --rundir changes the working directory after makeService and before the
+    services start: the server directory (relative, or under a relative $PACSREF_ROOT) is
+    absolute by then, so the admin socket is made beside the settings that were read."""
+    monkeypatch.setenv("PACSREF_ROOT", "rel-root")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("pacsref.server.tap.check_can_listen", lambda ip, port: None)
+    assert ensure_server_dir(_options("--ae-title", "MR")) == tmp_path / "rel-root" / "MR"
+    create_main(["--server-dir", "rel-dir", "--ae-title", "CT"])
+    assert ensure_server_dir(_options("--server-dir", "rel-dir")) == tmp_path / "rel-dir"
