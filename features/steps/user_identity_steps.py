@@ -20,7 +20,7 @@ from behave import given, then, when
 from pydicom.uid import generate_uid
 from scenario_support import configured_server, running_server
 
-from pacsref.testing.dcmtk import parse_rejection, require_dcmtk
+from pacsref.testing.dcmtk import DcmtkResult, require_dcmtk, run_storescu
 from pacsref.testing.twistd import TwistdServer
 from tests.storage.dicomgen import ROOT, make_instance
 
@@ -111,21 +111,10 @@ def _image(context: Any) -> Path:
 def _storescu(context: Any, *options: str) -> None:
     server = running_server(context)
     host, port = server.address
-    argv = [
-        require_dcmtk("storescu"),
-        "-to", "30", "-ta", "30", "-aet", "STORESCU", "-aec", server.ae_title,
-        *options, host, str(port), str(_image(context)),
-    ]  # fmt: skip
-    done = subprocess.run(
-        argv,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        errors="replace",
-        timeout=STORESCU_TIMEOUT_S,
-        check=False,
-    )
-    context.storescu = done
+    context.storescu = run_storescu(
+        host, port, server.ae_title, [_image(context)], options=options,
+        timeout_s=STORESCU_TIMEOUT_S, storescu=require_dcmtk("storescu"),
+    )  # fmt: skip
 
 
 @when('DCMTK\'s storescu stores an image as user "{user}" with password "{password}"')
@@ -158,16 +147,16 @@ def step_store_anonymous(context: Any) -> None:
 @then("DCMTK's storescu succeeds")
 def step_storescu_succeeds(context: Any) -> None:
     """Exit status 0: associated and stored."""
-    done: subprocess.CompletedProcess[str] = context.storescu
-    assert done.returncode == 0, f"storescu exit status {done.returncode}:\n{done.stdout}"
+    done: DcmtkResult = context.storescu
+    assert done.ok, f"storescu exit status {done.returncode}:\n{done.output}"
 
 
 @then("DCMTK's storescu is rejected with ({result:d}, {source:d}, {reason:d})")
 def step_storescu_rejected(context: Any, result: int, source: int, reason: int) -> None:
     """The A-ASSOCIATE-RJ storescu printed, exactly."""
-    done: subprocess.CompletedProcess[str] = context.storescu
-    assert done.returncode != 0, f"storescu succeeded:\n{done.stdout}"
-    assert parse_rejection(done.stdout) == (result, source, reason), done.stdout
+    done: DcmtkResult = context.storescu
+    assert not done.ok, f"storescu succeeded:\n{done.output}"
+    assert done.rejection == (result, source, reason), done.output
 
 
 def _log(context: Any) -> str:

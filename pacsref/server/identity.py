@@ -41,14 +41,13 @@ class IdentityVerdict:
 
     ``response`` is the Server-response for the A-ASSOCIATE-AC (None: send no User
     Identity sub-item, because the requestor did not ask for a positive response);
-    ``verifier`` names the add-in that accepted; ``why`` says why nobody did.
+    ``why`` says why nobody accepted.
     ``judged`` is False when every verifier abstained (answered None): the identity is
     then carried unverified, as with no verifier at all.
     """
 
     accepted: bool
     response: bytes | None = None
-    verifier: str = ""
     why: str = ""
     judged: bool = True
 
@@ -130,7 +129,7 @@ def verify_identity(
             if result.called or cancelled:
                 return
             if value is True or (isinstance(value, bytes) and len(value) <= 0xFFFF):
-                result.callback(IdentityVerdict(True, _response(identity, value), verifier=name))
+                result.callback(IdentityVerdict(True, _response(identity, value)))
             elif value is None:  # abstains: not its kind of identity, or not configured
                 ask(index + 1)
             elif value is False:

@@ -145,8 +145,8 @@ def parse_rejection(output: str) -> tuple[int, int, int] | None:
 
 
 @dataclass(frozen=True)
-class EchoscuResult:
-    """What one ``echoscu`` run did: its exit code, combined output and any rejection."""
+class DcmtkResult:
+    """What one DCMTK client run did: its exit code, combined output and any rejection."""
 
     returncode: int
     output: str
@@ -154,7 +154,7 @@ class EchoscuResult:
 
     @property
     def ok(self) -> bool:
-        """True when every echo succeeded (DCMTK exits 0 only then)."""
+        """True when everything it was asked succeeded (DCMTK's clients exit 0 only then)."""
         return self.returncode == 0
 
 
@@ -168,11 +168,8 @@ def run_echoscu(
     timeout_s: float = 60.0,
     echoscu: str | None = None,
     env: Mapping[str, str] | None = None,
-    extra_args: Sequence[str] = (),
-) -> EchoscuResult:
+) -> DcmtkResult:
     """Run DCMTK ``echoscu`` once (``repeat`` C-ECHOs on one association) and report the outcome.
-
-    ``extra_args`` go before the address, e.g. ``("--user", "alice", "--pos-response")``.
 
     Connection and ACSE timeouts are passed to echoscu and the whole run is bounded by
     ``timeout_s``, so a silent server fails the caller instead of hanging it.
@@ -185,16 +182,52 @@ def run_echoscu(
         FileNotFoundError: DCMTK's echoscu is not installed and ``echoscu`` was not given.
         subprocess.TimeoutExpired: the run took longer than ``timeout_s``.
     """
-    tool = echoscu or dcmtk_tool("echoscu")
+    options = ["--repeat", str(repeat)] if repeat != 1 else []
+    return _run(
+        "echoscu", echoscu, calling_ae, called_ae, options, [host, str(port)], timeout_s, env
+    )
+
+
+def run_storescu(
+    host: str,
+    port: int,
+    called_ae: str,
+    files: Sequence[str | os.PathLike[str]],
+    calling_ae: str = "STORESCU",
+    *,
+    options: Sequence[str] = (),
+    timeout_s: float = 60.0,
+    storescu: str | None = None,
+) -> DcmtkResult:
+    """Run DCMTK ``storescu`` once, storing ``files`` on one association, with ``options``
+    before the address (e.g. ``("--user", "alice", "--password", "s", "--pos-response")``);
+    bounded and with ``TCP_NODELAY`` as :func:`run_echoscu`.
+
+    Raises:
+        FileNotFoundError: DCMTK's storescu is not installed and ``storescu`` was not given.
+        subprocess.TimeoutExpired: the run took longer than ``timeout_s``.
+    """
+    operands = [host, str(port), *(os.fspath(f) for f in files)]
+    return _run("storescu", storescu, calling_ae, called_ae, options, operands, timeout_s, None)
+
+
+def _run(
+    name: str,
+    tool: str | None,
+    calling_ae: str,
+    called_ae: str,
+    options: Sequence[str],
+    operands: Sequence[str],
+    timeout_s: float,
+    env: Mapping[str, str] | None,
+) -> DcmtkResult:
+    tool = tool or dcmtk_tool(name)
     if tool is None:
-        raise FileNotFoundError(missing_reason("echoscu"))
+        raise FileNotFoundError(missing_reason(name))
     bounded = str(max(1, int(timeout_s)))
     argv = [tool, "-to", bounded, "-ta", bounded, "-aet", calling_ae, "-aec", called_ae]
-    if repeat != 1:
-        argv += ["--repeat", str(repeat)]
-    argv += [*extra_args, host, str(port)]
     completed = subprocess.run(
-        argv,
+        [*argv, *options, *operands],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -203,4 +236,4 @@ def run_echoscu(
         check=False,
         env={**os.environ, "TCP_NODELAY": "1", **(env or {})},
     )
-    return EchoscuResult(completed.returncode, completed.stdout, parse_rejection(completed.stdout))
+    return DcmtkResult(completed.returncode, completed.stdout, parse_rejection(completed.stdout))

@@ -20,19 +20,9 @@ from addins.users.passcodes import hash_passcode
 from pacsref.addin import AssociationInfo
 from pacsref.server.create import shipped_addins_dir
 from pacsref.testing import harness as harness_module
-from pacsref.testing.harness import Connection, ServerHarness
-from pacsref.ul import codec
-from pacsref.ul.constants import PDUType
-from pacsref.ul.events import (
-    AssociateAccept,
-    AssociateRequest,
-    PresentationContextProposal,
-    UserIdentity,
-    UserInformation,
-)
-
-VERIFICATION = "1.2.840.10008.1.1"
-IMPLICIT = "1.2.840.10008.1.2"
+from pacsref.testing.harness import ServerHarness
+from pacsref.ul.events import UserIdentity
+from tests.server.helpers import association_answer as answer  # noqa: F401  (re-exported)
 
 
 def cheap_hash(passcode: bytes) -> str:
@@ -139,34 +129,6 @@ def users_addin(harness: ServerHarness) -> Any:
 def addin_module(harness: ServerHarness) -> types.ModuleType:
     """The module of the loaded users add-in (the server's copy, not the shipped one)."""
     return sys.modules[type(users_addin(harness)).__module__]
-
-
-def request(identity: UserIdentity | None) -> bytes:
-    """An A-ASSOCIATE-RQ for Verification carrying ``identity``."""
-    return codec.encode_associate_rq(
-        AssociateRequest(
-            called_ae_title="PACSREF",
-            calling_ae_title="MODALITY",
-            presentation_contexts=(PresentationContextProposal(1, VERIFICATION, (IMPLICIT,)),),
-            user_information=UserInformation(
-                16384, "1.2.826.0.1.3680043.9.1", user_identity=identity
-            ),
-        )
-    )
-
-
-def answer(
-    harness: ServerHarness, identity: UserIdentity | None, conn: Connection | None = None
-) -> AssociateAccept | tuple[int, ...]:
-    """The A-ASSOCIATE-AC, or the (result, source, reason) of the -RJ, for ``identity``."""
-    conn = harness.connect() if conn is None else conn
-    conn.send(request(identity))
-    harness.threadpool.run_all()
-    [(pdu_type, body)] = conn.received()
-    if pdu_type is PDUType.A_ASSOCIATE_RJ:
-        return tuple(body[1:4])
-    assert pdu_type is PDUType.A_ASSOCIATE_AC
-    return codec.decode_associate_ac(body)
 
 
 def info(identity: UserIdentity | None = None) -> AssociationInfo:

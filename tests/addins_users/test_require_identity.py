@@ -21,6 +21,7 @@ from pacsref.server.create import shipped_addins_dir
 from pacsref.server.notifications import AssociationRefused
 from pacsref.ul.constants import PDUType
 from pacsref.ul.events import REJECT_USER_IDENTITY, AssociateAccept, UserIdentity
+from tests.server.helpers import associate_rq
 
 from .helpers import (
     ACCOUNTS,
@@ -29,7 +30,6 @@ from .helpers import (
     info,
     of_kind,
     options_text,
-    request,
     rewrite,
     users_addin,
     users_server,
@@ -56,7 +56,7 @@ def test_the_hook_answers_inline(tmp_path: Path) -> None:
     """Marked nonblocking: the rejection is sent before any thread-pool job runs."""
     harness = users_server(tmp_path, options=REQUIRED)
     conn = harness.connect()
-    conn.send(request(None))
+    conn.send(associate_rq())
     assert harness.threadpool.pending == []
     [(pdu_type, body)] = conn.received()
     assert pdu_type is PDUType.A_ASSOCIATE_RJ and tuple(body[1:4]) == (1, 2, 1)

@@ -10,9 +10,7 @@ requestor decodes that response into its own primitive. The server is the real
 from __future__ import annotations
 
 import shutil
-import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -20,7 +18,7 @@ from pydicom.uid import generate_uid
 from pynetdicom import AE
 from pynetdicom.pdu_primitives import UserIdentityNegotiation
 
-from pacsref.testing.dcmtk import parse_rejection, require_dcmtk
+from pacsref.testing.dcmtk import DcmtkResult, require_dcmtk, run_storescu
 from pacsref.testing.twistd import TwistdServer
 from tests.storage.dicomgen import ROOT, make_instance
 
@@ -59,22 +57,11 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_instance(where, study_uid=generate_uid(ROOT), series_uid=generate_uid(ROOT))
 
 
-@dataclass(frozen=True)
-class Outcome:
-    returncode: int
-    output: str
-    rejection: tuple[int, int, int] | None
-
-
-def _store(storescu: str, server: TwistdServer, image: Path, *options: str) -> Outcome:
+def _store(storescu: str, server: TwistdServer, image: Path, *options: str) -> DcmtkResult:
     host, port = server.address
-    done = subprocess.run(
-        [storescu, "-to", "30", "-ta", "30", "-aet", "STORESCU", "-aec", AE_TITLE, *options,
-         host, str(port), str(image)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
-        timeout=60, check=False,
-    )  # fmt: skip
-    return Outcome(done.returncode, done.stdout, parse_rejection(done.stdout))
+    return run_storescu(
+        host, port, AE_TITLE, [image], options=options, timeout_s=30, storescu=storescu
+    )
 
 
 def _server(with_verifier: bool) -> TwistdServer:

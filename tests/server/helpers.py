@@ -7,10 +7,12 @@ from pacsref.testing.harness import Connection, ServerHarness
 from pacsref.ul import codec
 from pacsref.ul.constants import PDUType
 from pacsref.ul.events import (
+    AssociateAccept,
     AssociateRequest,
     DataTransfer,
     PresentationContextProposal,
     PresentationDataValue,
+    UserIdentity,
     UserInformation,
 )
 
@@ -29,16 +31,34 @@ def associate_rq(
         PresentationContextProposal(1, VERIFICATION, (IMPLICIT,)),
     ),
     max_pdu: int = 16384,
+    identity: UserIdentity | None = None,
 ) -> bytes:
-    """An encoded A-ASSOCIATE-RQ."""
+    """An encoded A-ASSOCIATE-RQ, with ``identity`` as its User Identity sub-item."""
     return codec.encode_associate_rq(
         AssociateRequest(
             called_ae_title=called,
             calling_ae_title=calling,
             presentation_contexts=contexts,
-            user_information=UserInformation(max_pdu, "1.2.826.0.1.3680043.9.1"),
+            user_information=UserInformation(
+                max_pdu, "1.2.826.0.1.3680043.9.1", user_identity=identity
+            ),
         )
     )
+
+
+def association_answer(
+    harness: ServerHarness, identity: UserIdentity | None, conn: Connection | None = None
+) -> AssociateAccept | tuple[int, ...]:
+    """Send an A-ASSOCIATE-RQ carrying ``identity`` and let the add-ins decide: the decoded
+    A-ASSOCIATE-AC, or the (result, source, reason) of the A-ASSOCIATE-RJ."""
+    conn = harness.connect() if conn is None else conn
+    conn.send(associate_rq(identity=identity))
+    harness.threadpool.run_all()
+    [(pdu_type, body)] = conn.received()
+    if pdu_type is PDUType.A_ASSOCIATE_RJ:
+        return tuple(body[1:4])
+    assert pdu_type is PDUType.A_ASSOCIATE_AC
+    return codec.decode_associate_ac(body)
 
 
 def echo_rq(message_id: int = 1, context_id: int = 1, **extra: object) -> bytes:

@@ -16,17 +16,13 @@ from twisted.internet.defer import DeferredSemaphore
 from twisted.logger import formatEvent
 
 from pacsref.server.notifications import AssociationRefused
-from pacsref.testing.harness import Connection, ServerHarness
-from pacsref.ul import codec
+from pacsref.testing.harness import ServerHarness
 from pacsref.ul.constants import PDUType
 from pacsref.ul.events import (
-    AssociateRequest,
-    PresentationContextProposal,
     UserIdentity,
-    UserInformation,
 )
 
-from .helpers import IMPLICIT, VERIFICATION
+from .helpers import associate_rq, association_answer
 
 SYNTAX = "1.2.826.0.1.3680043.9.7.10"
 
@@ -117,30 +113,6 @@ def _harness(tmp_path: Path, source: str = VERIFIERS) -> tuple[ServerHarness, li
     return harness, seen
 
 
-def _rq(identity: UserIdentity | None) -> bytes:
-    return codec.encode_associate_rq(
-        AssociateRequest(
-            called_ae_title="PACSREF",
-            calling_ae_title="MODALITY",
-            presentation_contexts=(PresentationContextProposal(1, VERIFICATION, (IMPLICIT,)),),
-            user_information=UserInformation(
-                16384, "1.2.826.0.1.3680043.9.1", user_identity=identity
-            ),
-        )
-    )
-
-
-def _answer(harness: ServerHarness, conn: Connection, identity: UserIdentity | None) -> object:
-    """The decoded A-ASSOCIATE-AC or the (result, source, reason) of the -RJ."""
-    conn.send(_rq(identity))
-    harness.threadpool.run_all()
-    [(pdu_type, body)] = conn.received()
-    if pdu_type is PDUType.A_ASSOCIATE_RJ:
-        return tuple(body[1:4])
-    assert pdu_type is PDUType.A_ASSOCIATE_AC
-    return codec.decode_associate_ac(body)
-
-
 def _refusal(harness: ServerHarness) -> AssociationRefused:
     [refused] = [e for e in harness.events if isinstance(e, AssociationRefused)]
     return refused
@@ -168,7 +140,7 @@ def test_an_accepted_identity_gets_the_response_it_asked_for(
     bytes for a token. Hooks then see the identity, verified, without its passcode."""
     harness, seen = _harness(tmp_path)
     conn = harness.connect()
-    ac = _answer(harness, conn, identity)
+    ac = association_answer(harness, conn=conn, identity=identity)
     assert not isinstance(ac, tuple), ac
     assert ac.user_information.user_identity_response == response  # type: ignore[attr-defined]
     shown = conn.client.to_dict()["association"]["user_identity"]  # the admin interface's view
@@ -211,7 +183,7 @@ def test_an_identity_nobody_accepts_is_rejected_1_2_1(
     ACSE service provider, no reason (PS3.7 D.3.3.7), notified with rule user-identity and
     the reason, never the passcode; association hooks are not asked."""
     harness, seen = _harness(tmp_path)
-    assert _answer(harness, harness.connect(), identity) == (1, 2, 1)
+    assert association_answer(harness, identity) == (1, 2, 1)
     refused = _refusal(harness)
     assert refused.rule == "user-identity" and why in refused.why, refused.why
     assert "wrong" not in refused.why
@@ -221,7 +193,7 @@ def test_an_identity_nobody_accepts_is_rejected_1_2_1(
 def test_verifiers_are_asked_in_turn_until_one_accepts(tmp_path: Path) -> None:
     """The first source refuses carol, the second (inline) accepts her: associated."""
     harness, seen = _harness(tmp_path)
-    ac = _answer(harness, harness.connect(), UserIdentity(2, b"carol", b"any"))
+    ac = association_answer(harness, UserIdentity(2, b"carol", b"any"))
     assert not isinstance(ac, tuple)
     assert [s[0] for s in seen] == ["users", "fallback", "hook"]  # type: ignore[index]
     assert seen[0] == ("users", 2, "carol", "any")
@@ -235,7 +207,7 @@ def test_without_a_verifier_the_identity_is_carried_unverified(
     hooks see the claimed identity, not verified, and the log says why."""
     harness, seen = _harness(tmp_path, HOOK_ONLY)
     identity = UserIdentity(2, b"alice", b"secret", positive_response_requested=True)
-    ac = _answer(harness, harness.connect(), identity)
+    ac = association_answer(harness, identity)
     assert not isinstance(ac, tuple)
     assert ac.user_information.user_identity_response is None
     assert seen == [("hook", identity.without_credentials(), False)]
@@ -252,7 +224,7 @@ def test_every_verifier_abstaining_is_as_if_none_were_loaded(
     harness, seen = _harness(tmp_path)
     identity = UserIdentity(1, b"abstain", positive_response_requested=True)
     conn = harness.connect()
-    ac = _answer(harness, conn, identity)
+    ac = association_answer(harness, conn=conn, identity=identity)
     assert not isinstance(ac, tuple), ac
     assert ac.user_information.user_identity_response is None
     assert [s[0] for s in seen] == ["users", "fallback", "hook"]  # type: ignore[index]
@@ -268,7 +240,7 @@ def test_no_identity_means_no_verifier_call(tmp_path: Path) -> None:
     """A request without the sub-item is not a verifier's business: hooks see None."""
     harness, seen = _harness(tmp_path)
     conn = harness.connect()
-    ac = _answer(harness, conn, None)
+    ac = association_answer(harness, conn=conn, identity=None)
     assert not isinstance(ac, tuple)
     assert seen == [("hook", None, False)]
     assert conn.client.to_dict()["association"]["user_identity"] is None
@@ -278,7 +250,7 @@ def test_a_pause_while_the_verifier_runs_refuses_2_3_1(tmp_path: Path) -> None:
     """The verifier runs on the thread pool; a pause meanwhile: (2, 3, 1), as for hooks."""
     harness, _ = _harness(tmp_path)
     conn = harness.connect()
-    conn.send(_rq(UserIdentity(2, b"alice", b"secret")))
+    conn.send(associate_rq(identity=UserIdentity(2, b"alice", b"secret")))
     assert conn.received() == []
     harness.control.pause()
     harness.threadpool.run_all()
@@ -292,7 +264,7 @@ def test_verifier_timeout_refuses(tmp_path: Path) -> None:
     the next is asked (here the inline one, which refuses alice too)."""
     harness, _ = _harness(tmp_path)
     conn = harness.connect()
-    conn.send(_rq(UserIdentity(2, b"alice", b"secret")))
+    conn.send(associate_rq(identity=UserIdentity(2, b"alice", b"secret")))
     harness.clock.advance(5)
     [(pdu_type, body)] = conn.received()
     assert pdu_type is PDUType.A_ASSOCIATE_RJ and tuple(body[1:4]) == (1, 2, 1)
@@ -307,7 +279,7 @@ def test_a_verifier_s_exception_message_is_kept_out_of_logs_and_notifications(
     """An exception may quote what it failed on (here the passcode): the refusal and the
     log give its type and frames, never its message."""
     harness, _ = _harness(tmp_path)
-    assert _answer(harness, harness.connect(), UserIdentity(2, b"mallory", b"pa55")) == (1, 2, 1)
+    assert association_answer(harness, UserIdentity(2, b"mallory", b"pa55")) == (1, 2, 1)
     assert "pa55" not in _refusal(harness).why
     text = "\n".join(formatEvent(e) or "" for e in log_events)
     assert "failed in verify_user_identity with KeyError" in text
@@ -322,7 +294,7 @@ def test_a_peer_leaving_during_verification_is_quiet_and_asks_nobody_else(
     logged as an add-in failure."""
     harness, seen = _harness(tmp_path)
     conn = harness.connect()
-    conn.send(_rq(UserIdentity(2, b"carol", b"any")))
+    conn.send(associate_rq(identity=UserIdentity(2, b"carol", b"any")))
     conn.lose()
     harness.threadpool.run_all()
     assert seen == []
@@ -337,7 +309,7 @@ def test_verifications_wait_for_their_turn(tmp_path: Path) -> None:
     harness.server.identity_limiter = DeferredSemaphore(1)
     first, second, third = harness.connect(port=1), harness.connect(port=2), harness.connect(port=3)
     for conn in (first, second, third):
-        conn.send(_rq(UserIdentity(2, b"alice", b"secret")))
+        conn.send(associate_rq(identity=UserIdentity(2, b"alice", b"secret")))
     assert len(harness.threadpool.pending) == 1
     third.lose()
     harness.threadpool.run_all()
