@@ -192,8 +192,15 @@ def _list(root: Path, args: argparse.Namespace) -> int:
         loaded, failed = [*_call(server, "GetAddIns"), [], []][:2]
         for addin in loaded:
             _print_addin(addin["name"], "loaded", addin.get("description", ""))
-            reply = _options_over_socket(server, addin["name"])
-            _print_options(reply or [], indent="    ")
+            reply = _ask(server, "GetAddInOptions", addin["name"])
+            if reply.success:
+                _print_options(list(reply.data[0]), indent="    ")
+            elif _blames_options_file(reply.error, addin["name"]):
+                # Edited by hand since the start: the add-in runs on the values it read
+                # then; the listing goes on, and says what the next start would refuse.
+                print(f"    options file: {reply.error}")
+            elif not reply.error.endswith("declares no options"):
+                raise ManagerError(f"server {server.name}: GetAddInOptions failed: {reply.error}")
         for failure in failed:
             _print_addin(failure["name"], "failed", failure.get("error", ""))
         return 0
@@ -217,14 +224,33 @@ def _ask(server: Server, message: str, *data: Any) -> ServiceMessage:
         raise ManagerError(f"server {server.name}: {exc}") from None
 
 
-def _options_over_socket(server: Server, name: str) -> list[dict[str, Any]] | None:
-    """The add-in's options, or None when it declares none (the one refusal expected here)."""
+def _blames_options_file(error: str, name: str) -> bool:
+    """Whether a refusal of GetAddInOptions is the add-in's options file's fault.
+
+    Each problem the server tells starts with where it is; the options file is
+    ``<server dir>/addin-options/<add-in>.toml`` (the server may name its folder by another
+    path than this process does, through a symbolic link, so only the last two parts count).
+    """
+    source = Path(error.split(": ", 1)[0])
+    return source.name == f"{name}.toml" and source.parent.name == OPTIONS_DIR_NAME
+
+
+def _declared_kinds(server: Server, name: str) -> dict[str, str | None]:
+    """Each option the running add-in declares, with its kind: what reading ``KEY=VALUE``
+    needs.
+
+    Asked with GetAddInOptions. That refuses to show the values while the options file holds
+    a bad one (edited by hand since the start), which is just when a change is needed to
+    repair it; the declarations then come from the add-in's code in the server's folder,
+    which is what the server loaded, and the server still judges the values it is sent.
+    """
     reply = _ask(server, "GetAddInOptions", name)
     if reply.success:
-        return list(reply.data[0])
-    if reply.error.endswith("declares no options"):
-        return None
-    raise ManagerError(f"server {server.name}: GetAddInOptions failed: {reply.error}")
+        return {option["name"]: option.get("kind") for option in reply.data[0]}
+    if not _blames_options_file(reply.error, name):
+        raise ManagerError(f"server {server.name}: GetAddInOptions failed: {reply.error}")
+    _, file = _Directory(server, apply_options=False).file_of(name)
+    return {option.name: option.kind for option in file.schema.options}
 
 
 def _assignment(text: str) -> tuple[str, str]:
@@ -275,12 +301,9 @@ def _set_over_socket(
 ) -> tuple[dict[str, Any], list[str]]:
     """Send the changes to the running add-in; its new values and the keys that wait for a
     restart. A bad value is refused in the words a stopped server uses (:func:`_as_typed`)."""
-    declared = {o["name"]: o for o in _call(server, "GetAddInOptions", name)[0]}
-    _unknown_keys(name, list(assignments), list(declared))
-    changes = {
-        key: parse_cli_value(declared.get(key, {}).get("kind"), text)
-        for key, text in assignments.items()
-    }
+    kinds = _declared_kinds(server, name)
+    _unknown_keys(name, list(assignments), list(kinds))
+    changes = {key: parse_cli_value(kinds.get(key), text) for key, text in assignments.items()}
     reply = _ask(server, "SetAddInOptions", name, changes)
     if reply.success:
         values, restart = reply.data

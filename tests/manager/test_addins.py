@@ -99,3 +99,47 @@ def test_running_server_config_goes_over_the_socket(tmp_path: Path, capsys) -> N
         assert run(capsys, tmp_path, "server", "stop", "LIVEOPT")[0] == 0
     finally:
         kill_by_pidfile(tmp_path / "LIVEOPT")
+
+
+def test_running_server_with_a_hand_broken_options_file_can_be_repaired(
+    tmp_path: Path, capsys
+) -> None:
+    """A file broken by hand while the server runs does not stop the listing, and a change
+    over the admin socket repairs it (the server refuses to show the file's values, so the
+    declarations the change needs come from the add-in's code); a file that is not TOML at
+    all is refused, naming the file, and left as it is."""
+    add(capsys, tmp_path, "HANDFIX")
+    path = tmp_path / "HANDFIX" / "addin-options" / "storage.toml"
+    try:
+        assert run(capsys, tmp_path, "server", "start", "HANDFIX")[0] == 0
+        path.parent.mkdir(exist_ok=True)
+        path.write_text('duplicates = "twice"\nminimum_free_space_mib = 0\n')
+        status, out, err = run(capsys, tmp_path, "addins", "list", "HANDFIX")
+        assert status == 0, err
+        line = next(x for x in out.splitlines() if x.startswith("    options file: "))
+        assert "storage.toml: duplicates = 'twice'" in line, out
+        assert any(x.split()[:2] == ["verification", "loaded"] for x in out.splitlines())
+        status, out, err = run(capsys, tmp_path, "addins", "config", "HANDFIX", "storage")
+        assert status == 1 and "duplicates = 'twice'" in err, (out, err)
+        status, out, err = run(
+            capsys, tmp_path, "addins", "config", "HANDFIX", "storage", "duplicates=refuse"
+        )
+        assert status == 0, err
+        assert 'duplicates = "refuse"' in out
+        assert 'duplicates = "refuse"\n' in path.read_text()
+        assert "minimum_free_space_mib = 0\n" in path.read_text()  # the file's other values stay
+        status, out, err = run(capsys, tmp_path, "addins", "config", "HANDFIX", "storage")
+        assert status == 0 and 'duplicates = "refuse"  (default "keep-first"; live)' in out, err
+        # An unknown key is still refused before anything is sent, naming the command line.
+        path.write_text('duplicates = "twice"\n')
+        status, _, err = run(capsys, tmp_path, "addins", "config", "HANDFIX", "storage", "dup=1")
+        assert status == 1 and err.startswith("pacsref: command line: dup: unknown option"), err
+        path.write_text("duplicates = \n")
+        status, _, err = run(
+            capsys, tmp_path, "addins", "config", "HANDFIX", "storage", "duplicates=refuse"
+        )
+        assert status == 1 and "storage.toml: cannot be read as TOML" in err, err
+        assert path.read_text() == "duplicates = \n"
+        assert run(capsys, tmp_path, "server", "stop", "HANDFIX")[0] == 0
+    finally:
+        kill_by_pidfile(tmp_path / "HANDFIX")
