@@ -101,9 +101,21 @@ class AddInOptionsCommands:
 
     def _set(self, addin: Any, file: OptionsFile, changes: dict[str, object]) -> Deferred[Any]:
         d = self.run_in_thread(file.read_raw)
-        d.addCallback(self._apply, addin, file, changes)
+        d.addCallbacks(self._apply, self._unreadable, (addin, file, changes), None, (file, changes))
         d.addErrback(_as_message_error)
         return d
+
+    @staticmethod
+    def _unreadable(failure: Failure, file: OptionsFile, changes: dict[str, object]) -> None:
+        """A file that is not TOML (or not readable) is refused as a whole and left for a hand
+        edit: rewriting it would drop whatever else it holds. The request's own problems are
+        told with it, so that the next attempt does not fail on them in turn."""
+        failure.trap(AddInOptionsError)
+        try:
+            file.schema.validate(changes, addin=file.addin, source=REQUEST_SOURCE)
+        except AddInOptionsError as exc:
+            raise AddInOptionsError(f"{failure.value}; {_one_line(exc)}") from None
+        failure.raiseException()
 
     @staticmethod
     def _validate(

@@ -194,6 +194,28 @@ def test_a_request_value_that_overrides_a_bad_one_in_the_file_is_judged_alone(
     )
 
 
+def test_a_file_that_is_not_toml_is_left_alone_and_the_requests_problems_are_told_too(
+    tmp_path: Path, addin: Tunable
+) -> None:
+    """The whole file is refused (rewriting it would drop what else it holds), and the
+    request's own bad value is in the same answer, so fixing the file is not followed by
+    a second refusal; a good request gets the file's problem alone."""
+    path = tmp_path / "addin-options" / "tunable.toml"
+    path.parent.mkdir()
+    path.write_text("level = \n")
+    conn = connect(tmp_path, addin)
+    reply = conn.request("SetAddInOptions", "tunable", {"level": 10})
+    assert reply["error"].startswith(f"{path}: cannot be read as TOML: "), reply
+    assert reply["error"].endswith(
+        "(add-in tunable); SetAddInOptions data[1] (changes): level = 10: is out of range; "
+        "must be a whole number from 0 to 9 (add-in tunable)"
+    ), reply
+    reply = conn.request("SetAddInOptions", "tunable", {"level": 2})
+    assert reply["error"].startswith(f"{path}: cannot be read as TOML: "), reply
+    assert "SetAddInOptions data[1]" not in reply["error"] and "\n" not in reply["error"]
+    assert path.read_text() == "level = \n" and addin.told == []
+
+
 @pytest.mark.parametrize(
     ("error", "words"),
     [
