@@ -15,6 +15,16 @@ does not recognise, an element that runs past the end of the file, a nesting dee
 data sets go - returns None, and the caller falls back to pydicom, which either reads it or
 raises the error that the SCP reports. Tests check that both readers agree on pydicom's own
 test files.
+
+Two guards keep a walk that went wrong from being trusted, since its lengths then come from
+whatever bytes it landed on. An implicit VR transfer syntax whose data set is encoded explicit
+VR (a known writer bug) is read explicit, as pydicom does after looking at the first element:
+walked implicit, VR and length would make one bogus 32-bit length, which in a large object
+lands inside the pixel data, so the walk would end early without the UIDs. And an index
+attribute longer than any legal value (:data:`_MAX_VALUE`) means the walk is lost: pydicom
+decides. The reverse mismatch, explicit syntax with implicit data, needs no guard: its first
+element's length bytes are no VR, and the walk defers. The check costs one look at the first
+element of an implicit VR data set, nothing for the others: the common path is as before.
 """
 
 from __future__ import annotations
@@ -33,6 +43,16 @@ _EXPLICIT_BE = "1.2.840.10008.1.2.2"
 _LONG_VRS = frozenset(
     {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
 )
+#: Every VR of PS3.5 6.2: two capital letters that are none of these are not a VR.
+_VRS = _LONG_VRS | frozenset(
+    {b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FD", b"FL", b"IS", b"LO", b"LT", b"PN"}
+    | {b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US"}
+)
+#: Longest value an index attribute may have. They are all short text VRs (UI DA TM SH LO PN
+#: CS IS: at most 64 characters a value, a few values), and explicit VR gives those a 16-bit
+#: length, so no legal value is longer in any encoding; real ones are under 1 KiB. Longer
+#: means the walk is reading garbage as a length, and must not trust it.
+_MAX_VALUE = 0xFFFF
 _UNDEFINED = 0xFFFFFFFF
 _ITEM = 0xFFFEE000
 _ITEM_END = 0xFFFEE00D
@@ -130,6 +150,22 @@ def _file_meta(buffer: bytes) -> tuple[str, int]:
         offset = end
 
 
+def _explicit_after_all(buffer: bytes, offset: int) -> bool:
+    """Whether the implicit VR data set at ``offset`` is in fact encoded explicit VR.
+
+    pydicom's test (``filereader._is_implicit_vr``) is whether the first element's bytes 4-6
+    are two capital letters, and the index must see what pydicom sees. Here they must also be
+    a VR, and a long VR's 2 reserved bytes zero: an implicit length whose low bytes are letters
+    (at least 16705 bytes, rare for a first element) fits no explicit reading then, and is read
+    as the transfer syntax says, rightly, where pydicom would find nothing. The rest of the
+    explicit reading is checked by the walk (:data:`_MAX_VALUE`, lengths within the file).
+    """
+    if offset + 8 > len(buffer):
+        return False  # the walk asks for more, or (the file ends) stops
+    vr = buffer[offset + 4 : offset + 6]
+    return vr in _VRS and (vr not in _LONG_VRS or buffer[offset + 6 : offset + 8] == b"\0\0")
+
+
 def _walk(
     buffer: bytes,
     offset: int,
@@ -138,11 +174,8 @@ def _walk(
     last: int,
     at_end: bool,
 ) -> dict[int, bytes]:
-    walker = _Walker(
-        buffer,
-        explicit=transfer_syntax != _IMPLICIT_LE,
-        little=transfer_syntax != _EXPLICIT_BE,
-    )
+    explicit = transfer_syntax != _IMPLICIT_LE or _explicit_after_all(buffer, offset)
+    walker = _Walker(buffer, explicit=explicit, little=transfer_syntax != _EXPLICIT_BE)
     found: dict[int, bytes] = {}
     end_of_data = len(buffer)
     while offset < end_of_data:
@@ -155,10 +188,14 @@ def _walk(
             offset = walker.skip_undefined(start, 1)
             continue
         end = start + length
-        if end > end_of_data:
-            raise _NeedMore
         if tag in wanted:
+            if length > _MAX_VALUE:  # checked first: never read megabytes for a bogus length
+                raise _Unreadable(f"index attribute {tag:08X} of {length} bytes")
+            if end > end_of_data:
+                raise _NeedMore
             found[tag] = buffer[start:end]
+        elif end > end_of_data:
+            raise _NeedMore
         offset = end
     else:
         if not at_end:

@@ -135,13 +135,14 @@ def _known_term(term: str) -> bool:
     Beyond its table of defined terms pydicom corrects common misspellings ("ISO IR 144")
     and accepts Python codec names, warning about both; any other term it decodes as the
     default repertoire, warning too, and we log what that means for the index (see
-    :func:`_python_encodings`).
+    :func:`_python_encodings`). A term with a NUL in it (garbage, not a misspelling) makes
+    ``codecs.lookup`` raise ValueError, not LookupError: unknown too, never a failed store.
     """
     if term in python_encoding:
         return True
     try:
         return convert_encodings(term)[0] != default_encoding
-    except LookupError:  # pydicom's reading_validation_mode is RAISE
+    except (LookupError, ValueError):  # LookupError: pydicom's reading_validation_mode RAISE
         return False
 
 
@@ -156,7 +157,7 @@ def _python_encodings(charset: bytes) -> tuple[str, ...] | None:
     if all(_known_term(term) for term in terms):
         try:
             return tuple(convert_encodings(terms))
-        except LookupError:
+        except (LookupError, ValueError):  # as in _known_term
             pass
     log.warn(
         "Specific Character Set {charset!r} is not one pydicom knows: its objects' names and"
