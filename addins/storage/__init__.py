@@ -49,6 +49,8 @@ import dataclasses
 import errno
 import itertools
 import os
+import re
+import secrets
 import signal
 import sqlite3
 import threading
@@ -298,10 +300,10 @@ class StorageAddin(Service):
         """Delete spool files older than this start: a killed run's partial transfers.
 
         A file named by a live process other than this one is left alone: servers may share
-        a temporary directory, and that file is another server's transfer in progress. So is
-        an overwritten object's second name that a failed store could not put back
-        (:meth:`_undo_place` logged where it is kept): it may be the only copy of what was
-        stored before, so it stays for a person, with a warning at every start.
+        a temporary directory, and that file is another server's transfer in progress. An
+        overwritten object's second name (:meth:`_keep_previous`) is looked at first
+        (:meth:`_previous_left`): a redundant one goes, one that may hold the only copy of a
+        previous version stays for a person, with a warning at every start.
         """
         spool_dir = self._spool_dir
         assert spool_dir is not None
@@ -311,13 +313,7 @@ class StorageAddin(Service):
             try:
                 if _written_by_other_live_process(path) or path.stat().st_mtime > started:
                     continue
-                if _PREVIOUS_MARK in path.name:
-                    log.warn(
-                        "{path} is an overwritten object that a failed store could not put "
-                        "back: kept; `pacsref server check` shows whether its instance is in "
-                        "place, else move it back by hand",
-                        path=str(path),
-                    )
+                if _PREVIOUS_MARK in path.name and self._previous_left(path):
                     continue
                 path.unlink()
                 removed += 1
@@ -325,6 +321,55 @@ class StorageAddin(Service):
                 continue
         if removed:
             log.warn("removed {n} stale spool file(s) from {dir}", n=removed, dir=str(spool_dir))
+
+    def _previous_left(self, path: Path) -> bool:
+        """Whether the overwritten object's second name ``path`` must stay (and say why).
+
+        Its name holds the instance's UID (:func:`_previous_name`). Sharing its inode with the
+        UID's file in place, it is a redundant second name (the run was killed after the link,
+        before the rename): False, the caller removes it. Otherwise it is the previous version
+        of the instance, left by a store that was killed after its rename or whose put-back or
+        clean-up failed; the file in place, if any, is the newer version, and its index row may
+        still describe this one, which ``pacsref server check --repair`` corrects. A name of an
+        earlier version (no UID in it) cannot be matched to its instance, so it stays too.
+        """
+        match = _PREVIOUS_NAME.fullmatch(path.name)
+        uid = None if match is None else match.group(1)
+        if uid is None or uid_problem(uid) is not None:
+            log.warn(
+                "{path} is an overwritten object that a failed store could not put "
+                "back: kept; `pacsref server check` shows whether its instance is in "
+                "place, else move it back by hand",
+                path=str(path),
+            )
+            return True
+        in_place = self.data_root / stored_name(uid)
+        left = path.stat()  # an error here: the caller leaves the file alone
+        try:
+            if os.path.samestat(left, in_place.stat()):
+                return False
+        except FileNotFoundError:
+            log.warn(
+                "{path} is the previous version of instance {uid}, left by an interrupted or "
+                "failed overwrite, and no file is in place for the instance: kept, it may be "
+                "its only copy; move it to {in_place} and run `pacsref server check --repair`",
+                path=str(path),
+                uid=uid,
+                in_place=str(in_place),
+            )
+            return True
+        except OSError:
+            pass  # the file in place cannot be looked at: keep this one, as below
+        log.warn(
+            "{path} is the previous version of instance {uid}, left by an interrupted or "
+            "failed overwrite: kept; the stored file in place ({in_place}) is the newer "
+            "version, which `pacsref server check --repair` re-indexes if its row still "
+            "describes this one; delete {path} once checked",
+            path=str(path),
+            uid=uid,
+            in_place=str(in_place),
+        )
+        return True
 
     def check(self, repair: bool = False) -> CheckReport:
         """Compare index and files (``pacsref server check``); see :mod:`.check`.
@@ -593,9 +638,11 @@ class StorageAddin(Service):
             return self._refuse(request, PROCESSING_FAILURE, "add-in timeout expired first")
         try:
             held.make_durable()
+            # Nothing renamed yet: a failed link (ENOSPC for the directory entry, EIO) is
+            # answered as the other I/O steps are.
+            previous = None if existing is None else self._keep_previous(uid, existing)
         except OSError as exc:
             return self._io_failure(request, exc)
-        previous = None if existing is None else self._keep_previous(self.data_root / existing)
         try:
             durable_rename(request.dataset_path, final, self.data_root, config.durable)
         except PlacedNotDurableError as exc:
@@ -604,7 +651,7 @@ class StorageAddin(Service):
             self._undo_place(previous, existing, final)
             return self._io_failure(request, exc)
         except OSError as exc:
-            self._drop_previous(previous)
+            self._drop_previous(previous, uid)
             return self._io_failure(request, exc)
         if self.options.simulate_crash_after_rename:
             os.kill(os.getpid(), signal.SIGKILL)  # testing aid (options.py)
@@ -635,9 +682,9 @@ class StorageAddin(Service):
             if committing and config.dsn:
                 committed = self._commit_outcome(uid, received_at, prepared.size, exc)
                 if committed:
-                    return self._stored(request, existing, previous, final)
+                    return self._stored(request, previous, final)
                 if committed is None:  # nobody can tell: the file stays (_commit_outcome)
-                    self._drop_previous(previous)
+                    self._drop_previous(previous, uid)
                     raise
             # Keep index and files in agreement: no file without a row, and the row of an
             # overwritten object describes the file in place again. First, so that a
@@ -656,14 +703,17 @@ class StorageAddin(Service):
         finally:
             if writer is not None:
                 writer.release()
-        return self._stored(request, existing, previous, final)
+        return self._stored(request, previous, final)
 
-    def _stored(
-        self, request: DimseRequest, existing: str | None, previous: Path | None, final: Path
-    ) -> StoreOutcome:
-        """The store is committed: drop the overwritten file's second name, and say so."""
-        self._drop_previous(previous)
-        if existing is not None:
+    def _stored(self, request: DimseRequest, previous: Path | None, final: Path) -> StoreOutcome:
+        """The store is committed: drop the overwritten file's second name, and say so.
+
+        Nothing here may fail the store any more: the object is in place and indexed. Only a
+        store that replaced a file has a ``previous``; one that took the place of an indexed
+        instance whose file had gone overwrote nothing (its warning said so already).
+        """
+        self._drop_previous(previous, request.affected_sop_instance_uid)
+        if previous is not None:
             request.log.warn(
                 "duplicate SOP Instance UID {uid} from {ae}: overwritten (duplicates=overwrite)",
                 uid=request.affected_sop_instance_uid,
@@ -719,14 +769,30 @@ class StorageAddin(Service):
         The overwritten file (kept under a second name) goes back in place; without one,
         the new file is removed: either nothing was stored under this UID, or the stored
         file had gone before this store (removed by hand), and its row is left as it was.
+        The store's own failure is what the peer hears: a failure here is only logged.
         """
         assert self.config is not None
         if previous is None or existing is None:
-            final.unlink(missing_ok=True)
+            try:
+                final.unlink(missing_ok=True)
+            except OSError as exc:
+                log.error(
+                    "could not remove {path} after its store failed ({error}): `pacsref "
+                    "server check --repair` indexes it",
+                    path=str(final),
+                    error=exc,
+                )
             return
         try:
             durable_rename(previous, self.data_root / existing, self.data_root, self.config.durable)
-        except OSError as exc:  # the store's own failure is what the peer hears
+        except PlacedNotDurableError as exc:  # renamed: the previous version is in place
+            log.warn(
+                "put the overwritten {path} back, but its directory's fsync failed ({error}): "
+                "its directory entry may not be durable",
+                path=existing,
+                error=exc,
+            )
+        except OSError as exc:
             log.error(
                 "could not put the overwritten {path} back ({error}); it is kept as {kept}",
                 path=existing,
@@ -734,21 +800,44 @@ class StorageAddin(Service):
                 kept=str(previous),
             )
 
-    def _keep_previous(self, stored: Path) -> Path | None:
-        """A second name for the stored file about to be overwritten, or None if it is gone."""
+    def _keep_previous(self, uid: str, existing: str) -> Path | None:
+        """A second name for ``uid``'s stored file about to be overwritten, or None if it is gone.
+
+        The name is unique (:func:`_previous_name`): a leftover of an earlier run, even one
+        with this process ID, never stands in its way.
+        """
         assert self._spool_dir is not None
-        name = f"{SPOOL_PREFIX}{os.getpid()}{_PREVIOUS_MARK}{next(_PREVIOUS)}{SPOOL_SUFFIX}"
-        keep = self._spool_dir / name
-        try:
-            os.link(stored, keep)
-        except FileNotFoundError:
-            return None
-        return keep
+        for _ in range(_PREVIOUS_ATTEMPTS):
+            keep = self._spool_dir / _previous_name(uid)
+            try:
+                os.link(self.data_root / existing, keep)
+            except FileNotFoundError:
+                return None
+            except FileExistsError:
+                continue
+            return keep
+        raise FileExistsError(errno.EEXIST, f"no unused second name in {self._spool_dir}")
 
     @staticmethod
-    def _drop_previous(previous: Path | None) -> None:
-        if previous is not None:
+    def _drop_previous(previous: Path | None, uid: str) -> None:
+        """Remove the overwritten file's second name; a failure is only logged.
+
+        It comes once the store's outcome is settled, a success after the commit or the
+        store's own failure, and the peer must hear that one. The next start looks at a name
+        left behind (:meth:`StorageAddin._previous_left`).
+        """
+        if previous is None:
+            return
+        try:
             previous.unlink(missing_ok=True)
+        except OSError as exc:
+            log.warn(
+                "could not remove {path}, the second name of the overwritten version of {uid} "
+                "({error}); the next start looks at it again",
+                path=str(previous),
+                uid=uid,
+                error=exc,
+            )
 
     @staticmethod
     def _dataset_problem(request: DimseRequest, values: dict[str, str]) -> str | None:
@@ -796,9 +885,31 @@ class StorageStartError(RuntimeError):
 
 #: Serial numbers of the second names kept for overwritten files (``_keep_previous``).
 _PREVIOUS = itertools.count()
+#: Unique per start (as the DIMSE spool's names): with the process ID, a second name never
+#: meets a leftover of an earlier run, even one whose process had the same ID (containers).
+_PREVIOUS_TOKEN = secrets.token_hex(4)
+#: Names tried before giving up, should a name exist after all.
+_PREVIOUS_ATTEMPTS = 100
 #: In the second name of an object being overwritten (``_keep_previous``): the start-up clean-up
 #: keeps such a file, which a failed store may have left as the only copy of the object.
 _PREVIOUS_MARK = "-previous-"
+#: A second name as :func:`_previous_name` makes it; group 1 is the SOP Instance UID. Names
+#: of earlier versions, ``<prefix><pid>-previous-<n><suffix>``, do not match.
+_PREVIOUS_NAME = re.compile(
+    rf"{re.escape(SPOOL_PREFIX)}\d+-[0-9a-f]+-\d+{re.escape(_PREVIOUS_MARK)}([0-9.]+)"
+    rf"{re.escape(SPOOL_SUFFIX)}"
+)
+
+
+def _previous_name(uid: str) -> str:
+    """A new second name for ``uid``'s overwritten file: process ID first, as every spool
+    file's (:func:`_written_by_other_live_process`), and the UID (digits and dots, checked
+    before), so that a leftover says whose previous version it is."""
+    return (
+        f"{SPOOL_PREFIX}{os.getpid()}-{_PREVIOUS_TOKEN}-{next(_PREVIOUS)}{_PREVIOUS_MARK}{uid}"
+        f"{SPOOL_SUFFIX}"
+    )
+
 
 #: SQLite's SQLITE_FULL and PostgreSQL's disk_full: the index, not the file, ran out of room.
 _SQLITE_FULL = 13
