@@ -58,7 +58,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
@@ -135,6 +135,22 @@ def _server_dir_of_package() -> Path | None:
     """``<server dir>`` when this package sits in ``<server dir>/addins/``, else None."""
     candidate = Path(__file__).resolve().parent.parent.parent
     return candidate if (candidate / "settings.toml").is_file() else None
+
+
+def _opened_for_notification(request: DimseRequest, final: Path) -> BinaryIO | None:
+    """The stored file, opened for the message-notification subscribers if they will read it.
+
+    Opened under the instance's lock, right after the commit, it stays the version this store
+    placed even if another association overwrites the instance before the subscribers read
+    it (``DimseRequest.keep_stored_open``). Failing to open it costs only that: the server
+    then opens it by path. Never the store, which is committed.
+    """
+    if not request.keep_stored_open:
+        return None
+    try:
+        return final.open("rb")
+    except OSError:
+        return None
 
 
 @implementer(IAddin, IAddInOptions, IStoreHandler, IAbstractSyntaxFallback)
@@ -719,7 +735,7 @@ class StorageAddin(Service):
                 uid=request.affected_sop_instance_uid,
                 ae=request.calling_ae,
             )
-        return StoreOutcome(SUCCESS, final)
+        return StoreOutcome(SUCCESS, final, opened=_opened_for_notification(request, final))
 
     def _commit_outcome(
         self, uid: str, received_at: str, size: int, error: Exception

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from twisted.logger import Logger
 
@@ -121,6 +121,12 @@ class DimseRequest:
             return; None when there is neither. None in what handlers receive.
         deadline: decides between this request's add-in timeout and the handler's point of
             no return (:meth:`point_of_no_return`); the server makes one per request.
+        keep_stored_open: True when message-notification add-ins will be handed the data
+            set a C-STORE stores. A storage handler then returns the stored file opened
+            (:attr:`StoreOutcome.opened`) from where nothing can replace it yet: the
+            subscribers are called later, on the thread pool, and by then another
+            association may have overwritten the same instance (``duplicates =
+            "overwrite"``); the open file is still the version this request stored.
     """
 
     association: AssociationInfo
@@ -138,6 +144,7 @@ class DimseRequest:
     dataset: Dataset | None = field(default=None, repr=False, compare=False)
     status: int | None = field(default=None, compare=False)
     deadline: AddinDeadline = field(default_factory=AddinDeadline, repr=False, compare=False)
+    keep_stored_open: bool = field(default=False, compare=False)
 
     def point_of_no_return(self) -> bool:
         """Call just before the step that cannot be undone; False: do not take it.
@@ -206,8 +213,13 @@ class StoreOutcome:
         status: the DIMSE status of the C-STORE-RSP.
         path: the stored Part-10 file, or None when nothing was stored.
         comment: an Error Comment (0000,0902) for a warning or failure status, or "".
+        opened: ``path`` opened for reading (binary) where nothing could replace it yet,
+            when the request asked for it (:attr:`DimseRequest.keep_stored_open`); the
+            server reads the notification's data set from it and closes it. None: the
+            server opens ``path`` itself when the response is decided.
     """
 
     status: int
     path: Path | None = None
     comment: str = ""
+    opened: BinaryIO | None = field(default=None, repr=False, compare=False)

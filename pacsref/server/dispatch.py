@@ -191,6 +191,7 @@ class Dispatcher:
             log=logger,
             services=self.server.registry,
             dataset_offset=message.dataset_offset,
+            keep_stored_open=bool(self.notifier.subscribers),
         )
 
     def notify_unserved(
@@ -330,7 +331,12 @@ class Dispatcher:
                 value=status,
                 message=message.name,
             )
-            self.notifier.notify(request, None, PROCESSING_FAILURE)
+            self.notifier.notify(
+                request,
+                None,
+                PROCESSING_FAILURE,
+                opened=result.opened if isinstance(result, StoreOutcome) else None,
+            )
             return [
                 (self._failure(message, PROCESSING_FAILURE, f"{addin} returned no status"), None)
             ]
@@ -360,10 +366,13 @@ class Dispatcher:
     def _notify(self, request: DimseRequest, result: object) -> None:
         """Tell the notification subscribers what the handler's ``result`` stored, if anything."""
         stored = result.path if isinstance(result, StoreOutcome) else None
+        opened = result.opened if isinstance(result, StoreOutcome) else None
         status = result.status if isinstance(result, StoreOutcome) else result
         if not isinstance(status, int) or (status != 0 and (status & 0xF000) != 0xB000):
             stored = None  # only a success or warning stored anything worth notifying
-        self.notifier.notify(request, stored, status if isinstance(status, int) else None)
+        self.notifier.notify(
+            request, stored, status if isinstance(status, int) else None, opened=opened
+        )
 
     def _error(
         self, message: DimseMessage, addin: str, failure: Failure, request: DimseRequest

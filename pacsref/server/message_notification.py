@@ -6,14 +6,22 @@ reactor has written that response (``callLater(0)`` runs after the current callb
 which is the one that sends it), then reads the stored data set and calls every subscriber on
 the thread pool. Their exceptions are logged and dropped. With no subscriber installed it does
 nothing at all, so the hot path pays one attribute test.
+
+The data set is read from the stored file *as this request stored it*: by the time the pool
+reads it, another association may have overwritten the same instance (``duplicates =
+"overwrite"``), and both notifications would carry the second version. So the file is read
+through a descriptor opened before that could happen: by the storage handler, under its
+instance lock (``StoreOutcome.opened``, asked for with ``DimseRequest.keep_stored_open``), or
+else here, on the reactor thread, as soon as the outcome is known.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from pydicom import Dataset, dcmread
 from twisted.internet.threads import deferToThreadPool
@@ -27,13 +35,20 @@ log = Logger(namespace="pacsref.notification")
 __all__ = ["MessageNotifier", "read_stored_dataset"]
 
 
-def read_stored_dataset(path: Path, with_pixels: bool) -> Dataset:
-    """The stored object's data set; Pixel Data (and what follows it) left out unless asked.
+def read_stored_dataset(source: Path | BinaryIO, with_pixels: bool) -> Dataset:
+    """The stored object's data set (from its path or an open file); Pixel Data (and what
+    follows it) left out unless asked.
 
     ``stop_before_pixels`` keeps a 600 MB multi-frame object from being loaded just to tell
     an audit add-in its Patient ID (the server setting ``copy_dataset_image`` opts in).
     """
-    return dcmread(path, stop_before_pixels=not with_pixels)
+    return dcmread(source, stop_before_pixels=not with_pixels)
+
+
+def _close(opened: BinaryIO | None) -> None:
+    if opened is not None:
+        with contextlib.suppress(OSError):
+            opened.close()
 
 
 class MessageNotifier:
@@ -58,21 +73,43 @@ class MessageNotifier:
         self.threadpool = threadpool
         self.copy_dataset_image = copy_dataset_image
 
-    def notify(self, request: DimseRequest, stored: Path | None, status: int | None) -> None:
+    def notify(
+        self,
+        request: DimseRequest,
+        stored: Path | None,
+        status: int | None,
+        opened: BinaryIO | None = None,
+    ) -> None:
         """Schedule the notification of ``request`` answered with ``status`` (and its stored
-        file, if any)."""
+        file, if any, read from ``opened`` when the handler opened it; closed either way)."""
+        if not self.subscribers or stored is None:
+            _close(opened)
+            opened = None
         if not self.subscribers:
             return
-        self.reactor.callLater(0, self._start, dataclasses.replace(request, status=status), stored)
+        if stored is not None and opened is None:
+            # Failing here is told when the read is tried again on the pool, by path.
+            with contextlib.suppress(OSError):
+                opened = stored.open("rb")
+        self.reactor.callLater(
+            0, self._start, dataclasses.replace(request, status=status), stored, opened
+        )
 
-    def _start(self, request: DimseRequest, stored: Path | None) -> None:
-        d = deferToThreadPool(self.reactor, self.threadpool, self._deliver, request, stored)
+    def _start(self, request: DimseRequest, stored: Path | None, opened: BinaryIO | None) -> None:
+        d = deferToThreadPool(self.reactor, self.threadpool, self._deliver, request, stored, opened)
         d.addErrback(self._failed, request)
 
-    def _deliver(self, request: DimseRequest, stored: Path | None) -> None:
+    def _deliver(
+        self, request: DimseRequest, stored: Path | None, opened: BinaryIO | None = None
+    ) -> None:
         """Runs on the thread pool: read the data set once, then call each subscriber."""
         if stored is not None:
-            dataset = read_stored_dataset(stored, self.copy_dataset_image)
+            try:
+                dataset = read_stored_dataset(
+                    opened if opened is not None else stored, self.copy_dataset_image
+                )
+            finally:
+                _close(opened)
             request = dataclasses.replace(request, dataset=dataset, dataset_path=stored)
         for subscriber in self.subscribers:
             try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -132,3 +133,77 @@ def test_nonblocking_deferred_gets_the_addin_timeout(tmp_path: Path) -> None:
     assert responses(conn.received()) == []
     harness.clock.advance(3.0)
     assert responses(conn.received())[0][0x0900] == 0x0110
+
+
+def test_each_notification_carries_the_version_its_store_stored(tmp_path: Path) -> None:
+    """With duplicates = "overwrite", a second store of the instance may replace the file
+    before the first notification is read on the pool; the first still gets the version
+    it stored (it was read through the file as it was when its response was decided),
+    not the second one twice."""
+    harness = storage_harness(
+        tmp_path / "PACSREF",
+        options='duplicates = "overwrite"\n',
+        extra_addins={"listener.py": LISTENER.format(instances="listener = Listener()")},
+    )
+    uid, study, series = (generate_uid(ROOT) for _ in range(3))
+    connection = associate(harness)
+    for number in (1, 2):
+        path = make_instance(tmp_path / f"{number}.dcm", study_uid=study, series_uid=series,
+                             number=number, sop_uid=uid)  # fmt: skip
+        [response] = send_store(connection, uid, dataset_bytes(path), message_id=number)
+        assert response[0x0900] == 0
+    harness.clock.advance(0)
+    harness.threadpool.run_all()
+    listener = next(a for a in harness.server.addins if a.name == "listener")
+    seen = __import__(type(listener).__module__, fromlist=["SEEN"]).SEEN
+    assert [(m.message_id, m.dataset.InstanceNumber) for m in seen] == [(1, 1), (2, 2)]
+    stored = dcmread(seen[1].dataset_path)
+    assert stored.InstanceNumber == 2  # and the file in place is the second version
+
+
+@pytest.mark.parametrize(
+    ("durability", "inline"),
+    [("fsync", False), ("fsync", True), ("relaxed", True)],
+    ids=["pool", "durable-inline", "relaxed-inline"],
+)
+def test_the_storage_addin_hands_over_the_stored_file_opened_only_for_subscribers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, durability: str, inline: bool
+) -> None:
+    """With subscribers, the add-in opens the file it stored under the instance's lock (on
+    the pool and on the reactor thread alike), so no overwrite between its commit and the
+    server's handling of its outcome can swap the version; without subscribers nothing is
+    opened (a store pays no extra system call for a notification nobody reads)."""
+    from pacsref.server.message_notification import MessageNotifier
+
+    handed: list[object] = []
+    notify = MessageNotifier.notify
+
+    def recording(self: MessageNotifier, *args: object, **kwargs: object) -> None:
+        handed.append(kwargs.get("opened"))
+        notify(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(MessageNotifier, "notify", recording)
+    for subscribers in (True, False):
+        extra = {"listener.py": LISTENER.format(instances="listener = Listener()")}
+        harness = storage_harness(
+            tmp_path / f"S{subscribers}",
+            options=f'durability = "{durability}"\n',
+            extra_addins=extra if subscribers else None,
+            durable_inline=inline,
+        )
+        path = make_instance(tmp_path / f"{subscribers}.dcm", study_uid=generate_uid(ROOT),
+                             series_uid=generate_uid(ROOT))  # fmt: skip
+        uid = dcmread(path).SOPInstanceUID
+        [response] = send_store(associate(harness), uid, dataset_bytes(path))
+        assert response[0x0900] == 0
+        if subscribers:
+            [opened] = handed
+            assert opened is not None and not opened.closed  # type: ignore[attr-defined]
+            stored = next((tmp_path / "STrue" / "data").glob("*/*.dcm"))
+            assert os.fstat(opened.fileno()).st_ino == stored.stat().st_ino  # type: ignore[attr-defined]
+            harness.clock.advance(0)
+            harness.threadpool.run_all()
+            assert opened.closed  # type: ignore[attr-defined]  # the notifier closed it
+        else:
+            assert handed == [None]  # the add-in opened nothing
+        handed.clear()
