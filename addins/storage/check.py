@@ -5,11 +5,21 @@ ways only, because a store renames the file into place *before* it commits the i
 
 * a file without an index row (killed between rename and commit): ``--repair`` re-indexes it
   from the file itself, which holds everything the index needs;
-* a file whose size is not the one its row records (killed while overwriting a duplicate,
-  between rename and commit; or a file truncated by a crash with relaxed durability, or
-  changed by hand): ``--repair`` re-indexes it from the file, or reports it unreadable;
+* a file unlike its row (killed while overwriting a duplicate, between rename and commit; or
+  a file truncated by a crash with relaxed durability, or changed by hand): its size is not
+  the one its row records, or it was modified after its row's receive time
+  (``received_at``): ``--repair`` re-indexes it from the file, or reports it unreadable.
+  The time tells a new version of the same size: a store writes its spool file *before* it
+  takes the receive time, and the rename keeps the file's modification time, so the file
+  of a row is never newer than it. The two are compared as UTC times, with
+  :data:`MTIME_SLACK` to spare: the receive time is cut to milliseconds, and the file
+  system's clock may be coarser than the one the time is read from. An overwrite that
+  follows the previous store by less than that is not told by its time;
 * an index row without its file (the file was deleted by hand, or lost with relaxed
-  durability): ``--repair`` deletes the row, since nothing can be served from it.
+  durability): ``--repair`` deletes the row, since nothing can be served from it, and the
+  series, study and patient rows it leaves empty (a series query would still answer the
+  series, a study query on Modalities in Study would still match the study); the study's
+  Modalities in Study is computed again.
 
 A repair does only what it can be sure of. These are reported, never indexed or have their
 row deleted:
@@ -38,7 +48,7 @@ from __future__ import annotations
 import os
 import stat
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +63,16 @@ __all__ = ["CheckReport", "check_storage", "check_without_index"]
 #: for a writer if it is a FIFO (it is then reported, not read).
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
 
+#: How much later than its row's receive time a stored file may have been modified and still be
+#: the file the row describes. The store writes the file before it reads the time, so only the
+#: cut of that time to milliseconds makes a consistent file look newer (by less than 1 ms; a
+#: file the repair re-indexes gets its own modification time, cut so); the rest is margin for
+#: a file system whose clock is not quite the server's (a file server's). The other way round
+#: costs nothing here: a file system stamps times from a coarse clock, a tick (a few ms) behind
+#: the one the store reads, so a file written within a tick after its row may look older and
+#: is not told by its time.
+MTIME_SLACK = timedelta(milliseconds=10)
+
 
 @dataclass
 class CheckReport:
@@ -62,7 +82,11 @@ class CheckReport:
     files: int = 0
     rows_without_file: list[str] = field(default_factory=list)
     files_without_row: list[str] = field(default_factory=list)
+    #: A file whose size is not the one its row records.
     files_unlike_row: list[str] = field(default_factory=list)
+    #: A file of the size its row records, modified after the row's receive time: unlike its
+    #: row too (a new version of the same size), re-indexed by a repair like the others.
+    files_newer_than_row: list[str] = field(default_factory=list)
     misplaced_files: list[str] = field(default_factory=list)
     unreadable_files: list[str] = field(default_factory=list)
     #: "path (UID inside)": a file whose data set is another instance than its name says.
@@ -76,6 +100,7 @@ class CheckReport:
             self.rows_without_file
             or self.files_without_row
             or self.files_unlike_row
+            or self.files_newer_than_row
             or self.misplaced_files
             or self.unreadable_files
             or self.files_of_another_instance
@@ -87,6 +112,9 @@ class CheckReport:
         out += [f"index row without file: {uid}" for uid in self.rows_without_file]
         out += [f"file without index row: {p}" for p in self.files_without_row]
         out += [f"file not the size its index row records: {p}" for p in self.files_unlike_row]
+        out += [
+            f"file modified after its index row was written: {p}" for p in self.files_newer_than_row
+        ]
         out += [f"file not where its UID puts it: {p}" for p in self.misplaced_files]
         out += [f"file not readable: {p}" for p in self.unreadable_files]
         out += [
@@ -183,6 +211,8 @@ def check_storage(
                 # else: listed by _stored_files already
             elif found.st_size != row.size:
                 report.files_unlike_row.append(str(path))
+            elif _modified_after(found.st_mtime, row.received_at):
+                report.files_newer_than_row.append(str(path))
         for uid, path in files:
             if uid_problem(uid) is not None or stored_path(data_root, uid) != path:
                 report.misplaced_files.append(str(path))
@@ -196,6 +226,23 @@ def check_storage(
     finally:
         connection.close()
     return report
+
+
+def _modified_after(mtime: float, received_at: str) -> bool:
+    """Whether a file modified at ``mtime`` (seconds since the epoch) is newer than a row
+    received at ``received_at`` (what :func:`.index.record` was given), beyond
+    :data:`MTIME_SLACK`.
+
+    A receive time that is not an ISO time (none this server writes) tells nothing: False. One
+    without a time zone is taken as UTC, the zone every store and repair writes.
+    """
+    try:
+        received = datetime.fromisoformat(received_at)
+    except ValueError:
+        return False
+    if received.tzinfo is None:
+        received = received.replace(tzinfo=UTC)
+    return datetime.fromtimestamp(mtime, UTC) > received + MTIME_SLACK
 
 
 def check_without_index(data_root: Path) -> CheckReport:
@@ -234,13 +281,12 @@ def _repair(
                 connection.rollback()
                 report.repaired.append(f"kept the index row of {uid} (its file is back)")
                 continue
-            sql.delete_instance(cursor, config, uid)
-            sql.bump_generation(cursor, config)
+            sql.delete_instance(cursor, config, uid)  # and its empty parents; bumps
             connection.commit()
         finally:
             sql.unlock_instance(cursor, config, uid)
         report.repaired.append(f"removed index row of {uid} (its file is missing)")
-    for found in (report.files_without_row, report.files_unlike_row):
+    for found in (report.files_without_row, report.files_unlike_row, report.files_newer_than_row):
         for name in list(found):
             found.remove(name)
             _reindex(report, Path(name), rows, cursor, connection, data_root, config)
@@ -288,9 +334,7 @@ def _reindex_locked(
 ) -> bool:
     """The re-index of :func:`_reindex` once locked: True if rows were written."""
     name = str(path)
-    now = sql.instance_place(cursor, config, uid)
-    seen = None if row_seen is None else (row_seen.path, row_seen.size)
-    if now != seen:
+    if sql.instance_row(cursor, config, uid) != row_seen:
         report.repaired.append(f"left {name} alone (the server indexed it meanwhile)")
         return False
     try:
@@ -331,6 +375,9 @@ def _reindex_locked(
             report.unreadable_files.append(f"{name} (its {key} {attributes[key]!r} {problem})")
             return False
     received_at = datetime.fromtimestamp(found.st_mtime, UTC)
+    # The rows the old row hung from may be left empty: the new version may be of another
+    # series, study or patient.
+    parents = sql.instance_parents(cursor, config, uid)
     sql.record(
         cursor,
         config,
@@ -340,6 +387,8 @@ def _reindex_locked(
         received_at=received_at.isoformat(timespec="milliseconds"),
         calling_ae=calling_ae,
     )
+    if parents is not None:
+        sql.drop_empty_parents(cursor, config, parents)
     report.repaired.append(f"re-indexed {name}")
     return True
 

@@ -71,6 +71,9 @@ class InstanceRow:
     sop_instance_uid: str
     path: str
     size: int
+    #: When the store that wrote the row took it (``datetime.isoformat``, UTC, milliseconds):
+    #: a file modified later is not the one the row describes (:mod:`.check`).
+    received_at: str
 
 
 def _sqlite_setup(connection: sqlite3.Connection, durable: bool) -> None:
@@ -223,13 +226,6 @@ def find_path(cursor: Any, config: IndexConfig, sop_instance_uid: str) -> str | 
     return None if row is None else str(row[0])
 
 
-def instance_place(
-    cursor: Any, config: IndexConfig, sop_instance_uid: str
-) -> tuple[str, int] | None:
-    """``(path, size)`` of the indexed instance (``check`` looks again), or None."""
-    return _text_and_size(cursor, config, "path", sop_instance_uid)
-
-
 def instance_written(
     cursor: Any, config: IndexConfig, sop_instance_uid: str
 ) -> tuple[str, int] | None:
@@ -255,7 +251,10 @@ def _upsert(
     key: str | tuple[str, ...],
     row: dict[str, Any],
     keep: frozenset[str] = frozenset(),
-) -> tuple[Any, ...]:
+    *,
+    unless: tuple[str, tuple[Any, ...]] | None = None,
+    same: str | None = None,
+) -> tuple[Any, ...] | None:
     """Insert ``row`` or update the row with the same ``key`` (a column, or the columns of a
     composite unique constraint); returns the row as stored: its id, then ``row``'s columns.
 
@@ -265,6 +264,15 @@ def _upsert(
     one would blank what the images stored and C-FIND on those keys would no longer find the
     study. A non-empty value still replaces the stored one: the latest object wins, as a
     corrected name should. ``COALESCE(NULLIF(..))`` means the same on SQLite and PostgreSQL.
+
+    Two conditions let the caller decide in the same statement, so that the usual case costs
+    no statement more than a plain upsert; both return None when they held nothing back:
+
+    * ``unless``: ``(query, parameters)``; when the query finds a row, nothing is inserted or
+      updated (``INSERT ... SELECT ... WHERE NOT EXISTS``; SQLite needs the ``WHERE`` there
+      anyway to parse ``ON CONFLICT`` after a ``SELECT``);
+    * ``same``: a column; an existing row whose value differs is not updated (``DO UPDATE
+      ... WHERE``), so that the caller can read the old value first.
     """
     keys = (key,) if isinstance(key, str) else key
     columns = list(row)
@@ -274,15 +282,23 @@ def _upsert(
         else f"{c} = excluded.{c}"
         for c in columns if c not in keys
     )  # fmt: skip
+    values = tuple(row.values())
+    source = f"VALUES ({marks})"
+    if unless is not None:
+        query, parameters = unless
+        source = f"SELECT {marks} WHERE NOT EXISTS ({query})"
+        values += parameters
+    guard = "" if same is None else f" WHERE {table}.{same} = excluded.{same}"
     cursor.execute(
         config.sql(
-            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) "
-            f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates} "
+            f"INSERT INTO {table} ({', '.join(columns)}) {source} "
+            f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}{guard} "
             f"RETURNING id, {', '.join(columns)}"
         ),
-        tuple(row.values()),
+        values,
     )
-    return tuple(cursor.fetchone())
+    stored = cursor.fetchone()
+    return None if stored is None else tuple(stored)
 
 
 #: A pending :class:`ParentRows` entry: ((table, key), (values as stored, row id)).
@@ -305,11 +321,12 @@ class ParentRows:
     to a row stored without one does not.
 
     Only valid while this process is the index's one writer of parent rows (the embedded
-    SQLite index; ``check --repair`` run beside the server rewrites rows too, and bumps the
-    index's generation so that the cache is dropped: :meth:`follow_generation`); a shared
-    PostgreSQL index is written by other servers too, so it gets no cache. Entries are added
-    only after the commit that wrote them (:meth:`commit`), so a rolled-back transaction never
-    leaves an id behind, and the whole cache is dropped when a store fails (:meth:`clear`).
+    SQLite index; ``check --repair`` run beside the server rewrites and deletes rows, and
+    bumps the index's generation so that the cache is dropped: :meth:`follow_generation`); a
+    shared PostgreSQL index is written by other servers too, so it gets no cache. Entries are
+    added only after the commit that wrote them (:meth:`commit`), so a rolled-back transaction
+    never leaves an id behind, and the whole cache is dropped when a store fails
+    (:meth:`clear`).
     """
 
     def __init__(self, limit: int = 4096) -> None:
@@ -335,6 +352,12 @@ class ParentRows:
         ):
             return row_id
         return None
+
+    def entry(self, table: str, key: tuple[Any, ...]) -> tuple[tuple[Any, ...], int] | None:
+        """The values and id last committed for ``table``/``key``, whatever would be upserted
+        now: where a study row points (:func:`_patient`)."""
+        with self._lock:
+            return self._rows.get((table, key))
 
     def commit(self, connection: Any, entries: list[ParentEntry]) -> None:
         """Commit ``connection`` and remember the rows it wrote, as one step.
@@ -393,18 +416,137 @@ def _parent(
     """The id of the patient/study/series ``row``; True when it was written (not cached).
 
     Every column but the key and the parent's id (``*_fk``) keeps its stored value over an
-    empty one; the parent's id is a number, never empty, and ``NULLIF(id, '')`` would not
-    even type-check on PostgreSQL.
+    empty one (:func:`_keep`).
     """
     key_values = tuple(row[column] for column in key)
     if cache is not None:
         cached = cache.lookup(table, key_values, tuple(row.values()))
         if cached is not None:
             return cached, False
-    keep = frozenset(c for c in row if c not in key and not c.endswith("_fk"))
-    row_id, *stored = _upsert(cursor, config, table, key, row, keep)
+    upserted = _upsert(cursor, config, table, key, row, _keep(row, key))
+    assert upserted is not None  # no condition: always written
+    return _written(pending, table, key_values, upserted), True
+
+
+def _keep(row: dict[str, Any], key: tuple[str, ...]) -> frozenset[str]:
+    """The columns of a parent ``row`` whose stored value an empty one leaves alone: all but
+    the key and the parent's id (``*_fk``), a number, never empty (``NULLIF(id, '')`` would
+    not even type-check on PostgreSQL)."""
+    return frozenset(c for c in row if c not in key and not c.endswith("_fk"))
+
+
+def _written(
+    pending: list[ParentEntry], table: str, key_values: tuple[Any, ...], upserted: tuple[Any, ...]
+) -> int:
+    """Note the row an upsert returned for the cache (after the commit); its id."""
+    row_id, *stored = upserted
     pending.append(((table, key_values), (tuple(stored), int(row_id))))
-    return int(row_id), True
+    return int(row_id)
+
+
+#: A patient is Patient ID *and* Issuer of Patient ID (PS3.3 C.7.1.1; schema migration 2).
+_PATIENT_KEY = ("patient_id", "issuer_of_patient_id")
+
+
+def _patient(
+    cursor: Any,
+    config: IndexConfig,
+    cache: ParentRows | None,
+    pending: list[ParentEntry],
+    row: dict[str, Any],
+    study_uid: str,
+) -> int:
+    """The id of the patient the study ``study_uid`` is to belong to, from the patient ``row``.
+
+    An object may carry less of the patient's identity than the study's earlier ones: Issuer
+    of Patient ID is Type 3 (Presentation States and SRs often lack it) and Patient ID Type 2
+    (it may be empty). Upserted as is, its identity would be another patient row, ``(ID, "")``
+    or ``("", "")``, and the study would move there: C-FIND for the patient's ID and issuer
+    would no longer find it. So an object whose Patient ID is empty, or whose issuer is empty
+    while its Patient ID is the one of the study's patient, leaves an existing study with its
+    patient, and neither creates nor updates a patient row for that partial identity: an
+    empty value never blanks a stored one, and this is the key's form of it. A new study
+    still gets the object's patient, whatever it is; a different non-empty identity still
+    wins (the latest object's correction).
+
+    A full identity (both non-empty) costs what it did: the patient's upsert, or the cache.
+    A partial one is upserted only if the study's stored patient does not hold more of it:
+    one statement (:func:`_upsert`'s ``unless``), a second only when the study keeps its
+    patient (read its id). The cache answers it only when it also holds the study row,
+    linked to that very patient row: a study it does not know may belong to anyone.
+    """
+    patient_id, issuer = row["patient_id"], row["issuer_of_patient_id"]
+    if patient_id and issuer:
+        return _parent(cursor, config, cache, pending, "patient", _PATIENT_KEY, row)[0]
+    if cache is not None:
+        cached = cache.lookup("patient", (patient_id, issuer), tuple(row.values()))
+        study = cache.entry("study", (study_uid,))
+        if cached is not None and study is not None and study[0][0] == cached:
+            return cached  # study[0][0]: the study row's patient_fk, its first column
+    # The study's stored patient holds more of the identity than this object:
+    if patient_id:  # the same Patient ID, with an issuer
+        holds_more = "p.patient_id = ? AND p.issuer_of_patient_id <> ''"
+    else:  # any other patient than ("", this issuer)
+        holds_more = "(p.patient_id <> '' OR p.issuer_of_patient_id <> ?)"
+    unless = (
+        "SELECT 1 FROM study s JOIN patient p ON p.id = s.patient_fk"
+        f" WHERE s.study_instance_uid = ? AND {holds_more}",
+        (study_uid, patient_id or issuer),
+    )
+    upserted = _upsert(
+        cursor, config, "patient", _PATIENT_KEY, row, _keep(row, _PATIENT_KEY), unless=unless
+    )
+    if upserted is not None:
+        return _written(pending, "patient", (patient_id, issuer), upserted)
+    cursor.execute(
+        config.sql("SELECT patient_fk FROM study WHERE study_instance_uid = ?"), (study_uid,)
+    )
+    return int(cursor.fetchone()[0])
+
+
+def _series(
+    cursor: Any,
+    config: IndexConfig,
+    cache: ParentRows | None,
+    pending: list[ParentEntry],
+    row: dict[str, Any],
+) -> tuple[int, bool, int | None]:
+    """The id of the series ``row``, True when it was written, and the study it belonged to
+    before when the object moves it to another study (else None), whose Modalities in Study
+    must then be computed again.
+
+    The old study is read only when there is one: the upsert leaves a series of another study
+    alone (:func:`_upsert`'s ``same``), so a new series or one of the same study costs one
+    statement, as before; a moved one, a read and the upsert again.
+    """
+    key_values = (row["series_instance_uid"],)
+    if cache is not None:
+        cached = cache.lookup("series", key_values, tuple(row.values()))
+        if cached is not None:
+            return cached, False, None
+    keep = _keep(row, ("series_instance_uid",))
+    upserted = _upsert(cursor, config, "series", "series_instance_uid", row, keep, same="study_fk")
+    moved_from = None
+    if upserted is None:
+        cursor.execute(
+            config.sql("SELECT study_fk FROM series WHERE series_instance_uid = ?"), key_values
+        )
+        moved_from = int(cursor.fetchone()[0])
+        upserted = _upsert(cursor, config, "series", "series_instance_uid", row, keep)
+        assert upserted is not None  # no condition: always written
+    return _written(pending, "series", key_values, upserted), True, moved_from
+
+
+def _modalities(cursor: Any, config: IndexConfig, study: int) -> None:
+    """Compute Modalities in Study (0008,0061) of ``study`` again from its series."""
+    cursor.execute(
+        config.sql("SELECT DISTINCT modality FROM series WHERE study_fk = ? ORDER BY modality"),
+        (study,),
+    )
+    modalities = "\\".join(str(m) for (m,) in cursor.fetchall() if m)
+    cursor.execute(
+        config.sql("UPDATE study SET modalities_in_study = ? WHERE id = ?"), (modalities, study)
+    )
 
 
 def record(
@@ -426,15 +568,13 @@ def record(
     pending: list[ParentEntry] = []
     if cache is not None:
         cache.follow_generation(cursor, config)
-    # A patient is Patient ID *and* Issuer of Patient ID (PS3.3 C.7.1.1; schema migration 2).
-    patient, _ = _parent(cursor, config, cache, pending, "patient",
-                         ("patient_id", "issuer_of_patient_id"), {
+    patient = _patient(cursor, config, cache, pending, {
         "patient_id": a["PatientID"],
         "issuer_of_patient_id": a["IssuerOfPatientID"],
         "patient_name": a["PatientName"],
         "patient_birth_date": a["PatientBirthDate"],
         "patient_sex": a["PatientSex"],
-    })  # fmt: skip
+    }, a["StudyInstanceUID"])  # fmt: skip
     study, _ = _parent(cursor, config, cache, pending, "study", ("study_instance_uid",), {
         "patient_fk": patient,
         "study_instance_uid": a["StudyInstanceUID"],
@@ -445,8 +585,7 @@ def record(
         "study_description": a["StudyDescription"],
         "referring_physician_name": a["ReferringPhysicianName"],
     })  # fmt: skip
-    series, series_written = _parent(
-        cursor, config, cache, pending, "series", ("series_instance_uid",), {
+    series, series_written, old_study = _series(cursor, config, cache, pending, {
         "study_fk": study,
         "series_instance_uid": a["SeriesInstanceUID"],
         "modality": a["Modality"],
@@ -466,27 +605,103 @@ def record(
     })  # fmt: skip
     if series_written:
         # Modalities in Study (0008,0061) is derived from the study's series; an unchanged
-        # (cached) series row cannot change it.
-        cursor.execute(
-            config.sql("SELECT DISTINCT modality FROM series WHERE study_fk = ? ORDER BY modality"),
-            (study,),
-        )
-        modalities = "\\".join(str(m) for (m,) in cursor.fetchall() if m)
-        cursor.execute(
-            config.sql("UPDATE study SET modalities_in_study = ? WHERE id = ?"),
-            (modalities, study),
-        )
+        # (cached) series row cannot change it. A series moved here from another study
+        # changes that study's too.
+        _modalities(cursor, config, study)
+        if old_study is not None:
+            _modalities(cursor, config, old_study)
     return pending
 
 
 def all_instances(cursor: Any) -> list[InstanceRow]:
     """Every indexed instance (for ``check``)."""
-    cursor.execute("SELECT sop_instance_uid, path, size FROM instance")
-    return [InstanceRow(str(uid), str(path), int(size)) for uid, path, size in cursor.fetchall()]
+    cursor.execute("SELECT sop_instance_uid, path, size, received_at FROM instance")
+    return [
+        InstanceRow(str(uid), str(path), int(size), str(received_at))
+        for uid, path, size, received_at in cursor.fetchall()
+    ]
+
+
+def instance_row(cursor: Any, config: IndexConfig, sop_instance_uid: str) -> InstanceRow | None:
+    """The indexed instance as :func:`all_instances` gives it (``check`` looks again), or None."""
+    cursor.execute(
+        config.sql(
+            "SELECT sop_instance_uid, path, size, received_at FROM instance"
+            " WHERE sop_instance_uid = ?"
+        ),
+        (sop_instance_uid,),
+    )
+    row = cursor.fetchone()
+    return None if row is None else InstanceRow(str(row[0]), str(row[1]), int(row[2]), str(row[3]))
+
+
+#: The ids of an instance's series, study and patient rows.
+Parents = tuple[int, int, int]
+
+
+def instance_parents(cursor: Any, config: IndexConfig, sop_instance_uid: str) -> Parents | None:
+    """The series, study and patient ids of the indexed instance, or None."""
+    cursor.execute(
+        config.sql(
+            "SELECT i.series_fk, s.study_fk, t.patient_fk FROM instance i"
+            " JOIN series s ON s.id = i.series_fk JOIN study t ON t.id = s.study_fk"
+            " WHERE i.sop_instance_uid = ?"
+        ),
+        (sop_instance_uid,),
+    )
+    row = cursor.fetchone()
+    return None if row is None else (int(row[0]), int(row[1]), int(row[2]))
 
 
 def delete_instance(cursor: Any, config: IndexConfig, sop_instance_uid: str) -> None:
-    """Remove one instance row (``check --repair`` for a row whose file is gone)."""
+    """Remove one instance row (``check --repair`` for a row whose file is gone), and the
+    parent rows it leaves empty (:func:`drop_empty_parents`).
+
+    Bumps the index's generation: a running server may hold the ids of the rows deleted in
+    its parent-row cache (:meth:`ParentRows.follow_generation`).
+    """
+    parents = instance_parents(cursor, config, sop_instance_uid)
     cursor.execute(
         config.sql("DELETE FROM instance WHERE sop_instance_uid = ?"), (sop_instance_uid,)
+    )
+    if parents is not None:
+        drop_empty_parents(cursor, config, parents)
+    bump_generation(cursor, config)
+
+
+def drop_empty_parents(cursor: Any, config: IndexConfig, parents: Parents) -> None:
+    """Delete the series of ``parents`` if it has no instance left, then the study if it has
+    no series, then the patient if it has no study; compute the study's Modalities in Study
+    again if it stays.
+
+    Each is a row C-FIND would otherwise still answer: a series without instances, a study
+    whose Modalities in Study names a modality none of its series has (a query on it would
+    match), a patient without studies. In the caller's transaction, which must bump the
+    index's generation (:func:`bump_generation`): the deleted rows' ids may be cached.
+    Each row is looked at whether or not the one below was deleted: a repair that re-indexes
+    an object may have moved it to another series, study or patient.
+    """
+    series, study, patient = parents
+    cursor.execute(
+        config.sql(
+            "DELETE FROM series WHERE id = ?"
+            " AND NOT EXISTS (SELECT 1 FROM instance WHERE series_fk = ?)"
+        ),
+        (series, series),
+    )
+    cursor.execute(
+        config.sql(
+            "DELETE FROM study WHERE id = ?"
+            " AND NOT EXISTS (SELECT 1 FROM series WHERE study_fk = ?)"
+        ),
+        (study, study),
+    )
+    if cursor.rowcount == 0:
+        _modalities(cursor, config, study)
+    cursor.execute(
+        config.sql(
+            "DELETE FROM patient WHERE id = ?"
+            " AND NOT EXISTS (SELECT 1 FROM study WHERE patient_fk = ?)"
+        ),
+        (patient, patient),
     )

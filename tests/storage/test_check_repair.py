@@ -143,7 +143,8 @@ def test_a_second_copy_in_another_bucket_is_reported(tmp_path: Path) -> None:
 def _row_size(config: Any, uid: str) -> tuple[str, int] | None:
     connection = sql.open_connection(config)
     try:
-        return sql.instance_place(connection.cursor(), config, uid)
+        row = sql.instance_row(connection.cursor(), config, uid)
+        return None if row is None else (row.path, row.size)
     finally:
         connection.close()
 

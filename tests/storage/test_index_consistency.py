@@ -1,0 +1,455 @@
+"""The index keeps describing what is stored: rows C-FIND answers from never go stale.
+
+- an object carrying less patient identity than its study's patient (no Issuer of Patient ID,
+  Type 3; an empty Patient ID, Type 2) leaves the study with its patient, with the parent-row
+  cache and without it; a different identity still moves it (a correction);
+- ``check --repair`` deleting a row whose file is gone also deletes the series, study and
+  patient rows it leaves empty and computes Modalities in Study again; so does a series moved
+  to another study for the study it left;
+- a file of the size its row records but modified after the row (a kill between the rename
+  and the commit of an overwrite) is unlike its row, and the repair re-indexes it.
+
+The index-level scenarios run on PostgreSQL too when ``PACSREF_TEST_POSTGRES_DSN`` names a
+server (as in ``test_postgres.py``; they skip without it, and fail under ``CI=true``).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+from pydicom import dcmread
+from pydicom.uid import generate_uid
+
+from pacsref.testing.dcmtk import in_ci
+from tests.storage.dicomgen import ROOT, make_instance
+from tests.storage.helpers import associate, dataset_bytes, send_store, storage, storage_harness
+from tests.storage.test_parent_rows import Index, _attributes
+from tests.storage.test_parts import _module
+
+check, index, uids, writer = _module("check"), _module("index"), _module("uids"), _module("writer")
+
+DSN = os.environ.get("PACSREF_TEST_POSTGRES_DSN", "")
+STATUS = 0x0900
+
+#: Every parent row, as C-FIND would see them (ids included: both paths must end alike).
+TABLES = {
+    "patient": "SELECT id, patient_id, issuer_of_patient_id, patient_name FROM patient",
+    "study": "SELECT id, study_instance_uid, patient_fk, accession_number, modalities_in_study"
+    " FROM study",
+    "series": "SELECT id, series_instance_uid, study_fk, modality FROM series",
+    "instance": "SELECT sop_instance_uid, series_fk FROM instance",
+}
+#: The studies C-FIND finds for PatientID=PID-1 with IssuerOfPatientID=HOSP.
+STUDIES_OF_HOSP_PID_1 = (
+    "SELECT s.study_instance_uid FROM study s JOIN patient p ON p.id = s.patient_fk"
+    " WHERE p.patient_id = 'PID-1' AND p.issuer_of_patient_id = 'HOSP'"
+)
+
+
+def _dump(db: Index) -> dict[str, list[tuple[Any, ...]]]:
+    return {table: sorted(db.rows(sql)) for table, sql in TABLES.items()}
+
+
+# -- 1. A study keeps its patient over an object with less of its identity ----------------------
+
+#: A study's objects as a modality and a workstation send them: (SOP Instance UID, overrides).
+#: The images carry the issuer; the Presentation State and the SR do not, the SR has no Patient
+#: ID; a later study of the same Patient ID without issuer is another patient's, as it was.
+PARTIAL_IDENTITY = [
+    ("9.1", {"IssuerOfPatientID": "HOSP", "AccessionNumber": "ACC1"}),
+    ("9.2", {"SeriesInstanceUID": "1.2.3.1.2", "Modality": "PR"}),
+    ("9.3", {"SeriesInstanceUID": "1.2.3.1.3", "Modality": "SR", "PatientID": ""}),
+    ("9.4", {"IssuerOfPatientID": "HOSP", "PatientName": "DOE^JANE^M"}),
+    ("9.5", {"StudyInstanceUID": "1.2.3.2", "SeriesInstanceUID": "1.2.3.2.1"}),
+    ("9.6", {"SeriesInstanceUID": "1.2.3.1.2", "Modality": "PR", "PatientName": "X"}),
+    ("9.7", {"StudyInstanceUID": "1.2.3.2", "SeriesInstanceUID": "1.2.3.2.1"}),
+]
+
+
+@pytest.mark.parametrize("cached", [True, False], ids=["cache", "no-cache"])
+def test_partial_identity_leaves_the_study_with_its_patient(tmp_path: Path, cached: bool) -> None:
+    """No ("PID-1", "") or ("", "") row is made for study 1.2.3.1, which stays findable by
+    PID-1 and HOSP; study 1.2.3.2, new, gets ("PID-1", "") as before."""
+    db = Index(tmp_path, index.ParentRows(limit=4096 if cached else 0))
+    for uid, overrides in PARTIAL_IDENTITY:
+        db.store(uid, **overrides)
+        if uid in ("9.2", "9.3"):
+            assert db.rows(STUDIES_OF_HOSP_PID_1) == [("1.2.3.1",)], uid
+    assert db.rows(STUDIES_OF_HOSP_PID_1) == [("1.2.3.1",)]
+    assert _dump(db)["patient"] == [
+        (1, "PID-1", "HOSP", "DOE^JANE^M"), (2, "PID-1", "", "DOE^JANE"),
+    ]  # fmt: skip
+    assert db.rows("SELECT study_instance_uid, patient_fk, accession_number FROM study") == [
+        ("1.2.3.1", 1, "ACC1"), ("1.2.3.2", 2, ""),
+    ]  # fmt: skip
+
+
+def test_the_cache_ends_in_the_rows_the_upserts_alone_leave(tmp_path: Path) -> None:
+    """Every row and id the same with the cache and without it: a patient left alone is not
+    cached, and a cached patient is not taken for the study's without the study's row."""
+    with_cache = Index(tmp_path / "cache", index.ParentRows())
+    without = Index(tmp_path / "none", index.ParentRows(limit=0))
+    for uid, overrides in PARTIAL_IDENTITY:
+        with_cache.store(uid, **overrides)
+        without.store(uid, **overrides)
+        assert _dump(with_cache) == _dump(without), uid
+
+
+def test_a_cached_patient_of_another_study_does_not_move_this_one(tmp_path: Path) -> None:
+    """("PID-1", "") is cached from study 1.2.3.2; the server restarts knowing nothing of
+    study 1.2.3.1 (its patient has the issuer): a Presentation State of 1.2.3.1 without the
+    issuer leaves it with ("PID-1", "HOSP") although its patient row is in the cache."""
+    db = Index(tmp_path, index.ParentRows())
+    db.store("9.1", IssuerOfPatientID="HOSP")
+    db.cache.clear()  # a restart
+    db.store("9.2", StudyInstanceUID="1.2.3.2", SeriesInstanceUID="1.2.3.2.1")
+    db.store("9.3", SeriesInstanceUID="1.2.3.1.2", Modality="PR")
+    assert db.rows(STUDIES_OF_HOSP_PID_1) == [("1.2.3.1",)]
+    assert db.rows("SELECT patient_fk FROM study ORDER BY id") == [(1,), (2,)]
+
+
+def test_a_full_identity_costs_what_it_did(tmp_path: Path) -> None:
+    """The common path is unchanged: with the issuer, the first object writes its four rows
+    and Modalities in Study, the next one its instance row only; without the issuer, the next
+    object of a study the cache holds costs no statement more either."""
+    db = Index(tmp_path, index.ParentRows())
+    assert db.store("9.1", IssuerOfPatientID="HOSP") == [
+        "INSERT patient", "INSERT study", "INSERT series", "INSERT instance",
+        "SELECT modality", "UPDATE study",
+    ]  # fmt: skip
+    assert db.store("9.2", IssuerOfPatientID="HOSP") == ["INSERT instance"]
+    db.store("9.3", StudyInstanceUID="1.2.3.2", SeriesInstanceUID="1.2.3.2.1")
+    assert db.store("9.4", StudyInstanceUID="1.2.3.2", SeriesInstanceUID="1.2.3.2.1") == [
+        "INSERT instance"
+    ]
+
+
+@pytest.mark.parametrize("cached", [True, False], ids=["cache", "no-cache"])
+def test_another_identity_still_moves_the_study(tmp_path: Path, cached: bool) -> None:
+    """The latest non-empty identity wins: another Patient ID (even without issuer) moves the
+    study, and so does the same ID with an issuer after it had none (more of the identity)."""
+    db = Index(tmp_path, index.ParentRows(limit=4096 if cached else 0))
+    db.store("9.1")
+    db.store("9.2", IssuerOfPatientID="HOSP")
+    assert db.rows(STUDIES_OF_HOSP_PID_1) == [("1.2.3.1",)]
+    db.store("9.3", PatientID="PID-2")
+    assert db.rows(
+        "SELECT p.patient_id, p.issuer_of_patient_id FROM study s"
+        " JOIN patient p ON p.id = s.patient_fk"
+    ) == [("PID-2", "")]
+
+
+def test_a_new_study_gets_an_empty_identity(tmp_path: Path) -> None:
+    """Nothing to keep: a study first seen without Patient ID belongs to patient ("", "")."""
+    db = Index(tmp_path, index.ParentRows())
+    db.store("9.1", PatientID="")
+    assert db.rows("SELECT id, patient_id, issuer_of_patient_id FROM patient") == [(1, "", "")]
+    assert db.rows("SELECT patient_fk FROM study") == [(1,)]
+
+
+def test_a_stored_presentation_state_without_issuer_keeps_the_patient(tmp_path: Path) -> None:
+    """Through C-STORE: an image with Issuer of Patient ID, then an object of the same study
+    without it; one patient, with the issuer."""
+    server_dir = tmp_path / "PACSREF"
+    study = generate_uid(ROOT)
+    conn = associate(storage_harness(server_dir))
+    for n, issuer in enumerate(["HOSP", None], start=1):
+        path = make_instance(
+            tmp_path / f"{n}.dcm", study_uid=study, series_uid=generate_uid(ROOT), issuer=issuer
+        )
+        uid = dcmread(path).SOPInstanceUID
+        assert send_store(conn, uid, dataset_bytes(path), message_id=n)[0][STATUS] == 0
+    with sqlite3.connect(server_dir / "data" / "index.sqlite") as db:
+        assert db.execute(STUDIES_OF_HOSP_PID_1).fetchall() == [(study,)]
+        assert db.execute("SELECT count(*) FROM patient").fetchall() == [(1,)]
+
+
+# -- 2. No empty parent rows, no stale Modalities in Study -------------------------------------
+
+
+@pytest.mark.parametrize("cached", [True, False], ids=["cache", "no-cache"])
+def test_a_series_moved_to_another_study_leaves_the_old_study_right(
+    tmp_path: Path, cached: bool
+) -> None:
+    """Study 1 has a CT and an MR series; an object puts the MR series in study 2: study 1's
+    Modalities in Study is CT alone (a query on MR must not match it)."""
+    db = Index(tmp_path, index.ParentRows(limit=4096 if cached else 0))
+    db.store("9.1")
+    db.store("9.2", SeriesInstanceUID="1.2.3.1.2", Modality="MR")
+    db.store("9.3", SeriesInstanceUID="1.2.3.1.2", Modality="MR", StudyInstanceUID="1.2.3.2")
+    assert db.rows("SELECT study_instance_uid, modalities_in_study FROM study ORDER BY id") == [
+        ("1.2.3.1", "CT"), ("1.2.3.2", "MR"),
+    ]  # fmt: skip
+    assert db.rows("SELECT study_fk FROM series ORDER BY id") == [(1,), (2,)]
+
+
+def _data(tmp_path: Path) -> tuple[Path, Any]:
+    data = tmp_path / "data"
+    config = index.IndexConfig("", data / "index.sqlite", True)
+    index.prepare(config)
+    return data, config
+
+
+def _store_file(data: Path, config: Any, path: Path, cache: Any = None) -> None:
+    """Index ``path`` as the server does (received now, the cache if given)."""
+    connection = index.open_connection(config)
+    try:
+        cursor = connection.cursor()
+        index.begin_write(cursor, config)
+        written = index.record(
+            cursor, config, writer.read_attributes(path),
+            path=path.relative_to(data).as_posix(), size=path.stat().st_size,
+            received_at=datetime.now(check.UTC).isoformat(timespec="milliseconds"),
+            calling_ae="AE", cache=cache,
+        )  # fmt: skip
+        if cache is None:
+            connection.commit()
+        else:
+            cache.commit(connection, written)
+    finally:
+        connection.close()
+
+
+def _instance(data: Path, study: str, series: str, modality: str = "CT", **kw: Any) -> Path:
+    """A stored file at its place in ``data``, of ``modality``."""
+    uid = kw.pop("sop_uid", None) or generate_uid(ROOT)
+    path = make_instance(
+        uids.stored_path(data, uid), study_uid=study, series_uid=series, sop_uid=uid, **kw
+    )
+    if modality != "CT":
+        ds = dcmread(path)
+        ds.Modality = modality
+        ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def _select(config: Any, sql: str) -> list[tuple[Any, ...]]:
+    connection = index.open_connection(config)
+    try:
+        cursor = connection.cursor()
+        cursor.execute(sql)
+        rows = [tuple(row) for row in cursor.fetchall()]
+        connection.commit()
+        return sorted(rows)
+    finally:
+        connection.close()
+
+
+def _received(config: Any) -> datetime:
+    [(received_at,)] = _select(config, "SELECT received_at FROM instance")
+    return datetime.fromisoformat(received_at)
+
+
+def _written_after_its_row(config: Any, path: Path) -> None:
+    """Stamp ``path`` a second after its row's receive time: written after the commit (a
+    kill right after the rename of an overwrite), well beyond the file system's clock tick."""
+    later = _received(config) + timedelta(seconds=1)
+    os.utime(path, (later.timestamp(), later.timestamp()))
+
+
+def _repair_a_lost_series(data: Path, config: Any) -> None:
+    """A study of a CT and an MR image; the MR file is lost, then the CT file too."""
+    study = generate_uid(ROOT)
+    ct = _instance(data, study, generate_uid(ROOT))
+    mr = _instance(data, study, generate_uid(ROOT), "MR")
+    for path in (ct, mr):
+        _store_file(data, config, path)
+    mr.unlink()
+    report = check.check_storage(data, config, repair=True)
+    assert report.clean, report.lines()
+    assert _select(config, "SELECT modality FROM series") == [("CT",)]
+    assert _select(config, "SELECT modalities_in_study FROM study") == [("CT",)]
+    ct.unlink()
+    report = check.check_storage(data, config, repair=True)
+    assert report.clean, report.lines()
+    for table in ("instance", "series", "study", "patient"):
+        assert _select(config, f"SELECT count(*) FROM {table}") == [(0,)], table
+
+
+def test_repair_deletes_the_parents_a_lost_file_leaves_empty(tmp_path: Path) -> None:
+    """The MR series goes with its one instance and Modalities in Study says CT; the last
+    file lost takes its series, study and patient with it."""
+    _repair_a_lost_series(*_data(tmp_path))
+
+
+def test_repair_makes_a_running_server_forget_the_rows_it_deleted(tmp_path: Path) -> None:
+    """The server cached the study's rows; the repair deletes them. The server's next object
+    of that study must write them again, not reuse ids of deleted rows."""
+    data, config = _data(tmp_path)
+    cache = index.ParentRows()
+    study, series = generate_uid(ROOT), generate_uid(ROOT)
+    lost = _instance(data, study, series)
+    _store_file(data, config, lost, cache)
+    [(before,)] = _select(config, "SELECT value FROM index_generation")
+    lost.unlink()
+    assert check.check_storage(data, config, repair=True).clean
+    [(after,)] = _select(config, "SELECT value FROM index_generation")
+    assert after > before
+    assert _select(config, "SELECT count(*) FROM series") == [(0,)]
+    again = _instance(data, study, series)
+    _store_file(data, config, again, cache)
+    assert _select(config, "SELECT count(*) FROM study") == [(1,)]
+    assert check.check_storage(data, config).clean
+
+
+def test_repair_of_a_new_version_in_another_series_drops_the_old_one(tmp_path: Path) -> None:
+    """Re-indexing a file whose new version belongs to another series (a kill during its
+    overwrite) leaves no series without instances behind."""
+    data, config = _data(tmp_path)
+    study = generate_uid(ROOT)
+    path = _instance(data, study, generate_uid(ROOT))
+    _store_file(data, config, path)
+    uid = dcmread(path).SOPInstanceUID
+    _instance(data, study, generate_uid(ROOT), "MR", sop_uid=uid, number=7)
+    _written_after_its_row(config, path)
+    report = check.check_storage(data, config, repair=True)
+    assert report.clean and report.repaired == [f"re-indexed {path}"], report.lines()
+    assert _select(config, "SELECT modality FROM series") == [("MR",)]
+    assert _select(config, "SELECT modalities_in_study FROM study") == [("MR",)]
+
+
+# -- 3. A file written after its row is unlike it ----------------------------------------------
+
+
+def test_a_same_size_file_written_after_its_row_is_reindexed(tmp_path: Path) -> None:
+    """What a kill between the rename and the commit of an overwrite leaves: the new version,
+    of the old one's size, under the old row. The check tells it by its time; the repair
+    indexes the file's own values."""
+    data, config = _data(tmp_path)
+    study, series = generate_uid(ROOT), generate_uid(ROOT)
+    path = _instance(data, study, series, number=1)
+    _store_file(data, config, path)
+    uid = dcmread(path).SOPInstanceUID
+    size = path.stat().st_size
+    _instance(data, study, series, sop_uid=uid, number=7)  # "renamed into place"
+    assert path.stat().st_size == size
+    _written_after_its_row(config, path)
+    report = check.check_storage(data, config)
+    assert report.files_newer_than_row == [str(path)] and not report.clean, report.lines()
+    assert f"file modified after its index row was written: {path}" in report.lines()
+    report = check.check_storage(data, config, repair=True)
+    assert report.clean and report.repaired == [f"re-indexed {path}"], report.lines()
+    assert _select(config, "SELECT instance_number FROM instance") == [("7",)]
+    assert check.check_storage(data, config).clean
+
+
+def test_a_file_within_the_slack_of_its_row_agrees(tmp_path: Path) -> None:
+    """A file stamped less than a millisecond after the receive time (which is cut to
+    milliseconds) is its row's; one stamped beyond the slack is not."""
+    data, config = _data(tmp_path)
+    path = _instance(data, generate_uid(ROOT), generate_uid(ROOT))
+    _store_file(data, config, path)
+    received = _received(config)
+    within = received + timedelta(microseconds=999)
+    os.utime(path, ns=(int(within.timestamp() * 1e9),) * 2)
+    assert check.check_storage(data, config).clean
+    beyond = received + check.MTIME_SLACK + timedelta(milliseconds=1)
+    os.utime(path, ns=(int(beyond.timestamp() * 1e9),) * 2)
+    assert check.check_storage(data, config).files_newer_than_row == [str(path)]
+
+
+def test_a_reindexed_file_agrees_with_its_row_afterwards(tmp_path: Path) -> None:
+    """The repair records the file's own time, cut to milliseconds: not newer than its row
+    the next time, whatever the sub-millisecond part of the file's time."""
+    data, config = _data(tmp_path)
+    path = _instance(data, generate_uid(ROOT), generate_uid(ROOT))
+    stamp = datetime(2024, 1, 2, 3, 4, 5, tzinfo=check.UTC)
+    os.utime(path, ns=(int(stamp.timestamp()) * 10**9 + 999_600_000,) * 2)  # recorded .999
+    report = check.check_storage(data, config, repair=True)
+    assert report.repaired == [f"re-indexed {path}"], report.lines()
+    assert check.check_storage(data, config).clean
+
+
+def test_objects_stored_by_the_server_agree_with_their_rows(tmp_path: Path) -> None:
+    """The store writes the file before it reads the receive time: a check right after any
+    number of stores (each within the file system's clock tick of the next) finds nothing."""
+    server_dir = tmp_path / "PACSREF"
+    harness = storage_harness(server_dir, 'duplicates = "overwrite"\n')
+    conn = associate(harness)
+    study, series = generate_uid(ROOT), generate_uid(ROOT)
+    for n in range(1, 21):
+        path = make_instance(tmp_path / f"{n}.dcm", study_uid=study, series_uid=series)
+        uid = dcmread(path).SOPInstanceUID
+        assert send_store(conn, uid, dataset_bytes(path), message_id=n)[0][STATUS] == 0
+        # and again, overwriting: the second file is written after the first row
+        assert send_store(conn, uid, dataset_bytes(path), message_id=100 + n)[0][STATUS] == 0
+    report = storage(harness).check()
+    assert report.clean and report.indexed == 20, report.lines()
+
+
+# -- PostgreSQL ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def postgres_dsn() -> Iterator[str]:
+    """A new, empty PostgreSQL database for one test, dropped afterwards (``test_postgres.py``'s
+    rules: skip without a server or psycopg, fail instead under ``CI=true``)."""
+    if not DSN:
+        reason = "PostgreSQL index not tested: set PACSREF_TEST_POSTGRES_DSN to run it"
+        if in_ci():
+            pytest.fail(reason + " (.ci/run starts one)")
+        pytest.skip(reason)
+    try:
+        import psycopg
+    except ImportError:
+        reason = "psycopg missing: install the postgres extra (pip install .[postgres])"
+        if in_ci():
+            pytest.fail(reason)
+        pytest.skip(reason)
+    name = f"pacsref_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(DSN, autocommit=True) as db:
+        db.execute(f'CREATE DATABASE "{name}"')
+    yield urlunsplit(urlsplit(DSN)._replace(path=f"/{name}"))
+    with psycopg.connect(DSN, autocommit=True) as db:
+        db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _record(config: Any, uid: str, **overrides: str) -> None:
+    """One object's rows, as a server on a PostgreSQL index writes them (no cache)."""
+    connection = index.open_connection(config)
+    try:
+        cursor = connection.cursor()
+        index.record(
+            cursor, config, _attributes(SOPInstanceUID=uid, **overrides), path=f"{uid}.dcm",
+            size=1, received_at="t", calling_ae="MOD",
+        )  # fmt: skip
+        connection.commit()
+    finally:
+        connection.close()
+
+
+def test_postgresql_partial_identity_and_moved_series(tmp_path: Path, postgres_dsn: str) -> None:
+    """The same SQL on PostgreSQL: the conditional patient upsert, the guarded series upsert
+    and the old study's Modalities in Study; the rows as on SQLite without cache."""
+    config = index.IndexConfig(postgres_dsn, tmp_path / "unused.sqlite", True)
+    index.prepare(config)
+    sqlite = Index(tmp_path, index.ParentRows(limit=0))
+    for uid, overrides in PARTIAL_IDENTITY:
+        _record(config, uid, **overrides)
+        sqlite.store(uid, **overrides)
+    move = {"SeriesInstanceUID": "1.2.3.1.2", "Modality": "PR", "StudyInstanceUID": "1.2.3.2"}
+    _record(config, "9.8", **move)
+    sqlite.store("9.8", **move)
+    assert _select(config, STUDIES_OF_HOSP_PID_1) == [("1.2.3.1",)]
+    without_ids = "SELECT study_instance_uid, accession_number, modalities_in_study FROM study"
+    assert _select(config, without_ids) == sorted(sqlite.rows(without_ids)) == [
+        ("1.2.3.1", "ACC1", "CT\\SR"), ("1.2.3.2", "", "CT\\PR"),
+    ]  # fmt: skip
+    patients = "SELECT patient_id, issuer_of_patient_id, patient_name FROM patient"
+    assert _select(config, patients) == sorted(sqlite.rows(patients))
+
+
+def test_postgresql_repair_deletes_empty_parents(tmp_path: Path, postgres_dsn: str) -> None:
+    """``check --repair`` on PostgreSQL: the lost MR series and, at last, the whole study."""
+    data = tmp_path / "data"
+    config = index.IndexConfig(postgres_dsn, data / "index.sqlite", True)
+    index.prepare(config)
+    _repair_a_lost_series(data, config)
