@@ -368,7 +368,8 @@ class StorageAddin(Service):
             log.warn(
                 "{path} is the previous version of instance {uid}, left by an interrupted or "
                 "failed overwrite, and no file is in place for the instance: kept, it may be "
-                "its only copy; move it to {in_place} and run `pacsref server check --repair`",
+                "its only copy; `pacsref server check --repair` puts it back in place "
+                "({in_place}) when the index still has the instance",
                 path=str(path),
                 uid=uid,
                 in_place=str(in_place),
@@ -379,8 +380,8 @@ class StorageAddin(Service):
         log.warn(
             "{path} is the previous version of instance {uid}, left by an interrupted or "
             "failed overwrite: kept; the stored file in place ({in_place}) is the newer "
-            "version, which `pacsref server check --repair` re-indexes if its row still "
-            "describes this one; delete {path} once checked",
+            "version, whose index row may still describe this one: `pacsref server check "
+            "--repair` re-indexes it and then removes this file",
             path=str(path),
             uid=uid,
             in_place=str(in_place),
@@ -400,7 +401,36 @@ class StorageAddin(Service):
             sql.prepare(self.config)
         elif not self.config.dsn and not self.config.sqlite_path.exists():
             return check_without_index(self.data_root)
-        return check_storage(self.data_root, self.config, repair)
+        return check_storage(
+            self.data_root, self.config, repair, previous_versions=self._previous_versions()
+        )
+
+    def _previous_versions(self) -> dict[str, list[Path]]:
+        """Overwritten objects' previous versions in the spool directory, by instance UID:
+        those left by an overwrite no running process is doing (see :mod:`.check`).
+
+        Names of earlier versions (no UID in them) and those of a live process (a server
+        overwriting right now) are left out: the first cannot be matched to an instance, the
+        second are not left over.
+        """
+        from pacsref.settings import load_settings
+
+        if self.server_dir is None:
+            return {}
+        try:
+            settings = load_settings(self.server_dir / "settings.toml")
+            spool_dir = settings.effective_temporary_directory(self.server_dir)
+            names = sorted(spool_dir.glob(f"{SPOOL_PREFIX}*{_PREVIOUS_MARK}*{SPOOL_SUFFIX}"))
+        except (OSError, ValueError):
+            return {}  # the check itself says what is wrong with the server's folders
+        found: dict[str, list[Path]] = {}
+        for path in names:
+            match = _PREVIOUS_NAME.fullmatch(path.name)
+            if match is None or uid_problem(match.group(1)) is not None:
+                continue
+            if not _written_by_other_live_process(path):
+                found.setdefault(match.group(1), []).append(path)
+        return found
 
     # -- IStoreHandler ----------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """``pacsref server check``: do the index and the stored files agree? Repair if asked.
 
-After a ``kill -9`` (or a power loss with durability "relaxed") the two can disagree in three
+After a ``kill -9`` (or a power loss with durability "relaxed") the two can disagree in four
 ways only, because a store renames the file into place *before* it commits the index rows:
 
 * a file without an index row (killed between rename and commit): ``--repair`` re-indexes it
@@ -15,6 +15,10 @@ ways only, because a store renames the file into place *before* it commits the i
   :data:`MTIME_SLACK` to spare: the receive time is cut to milliseconds, and the file
   system's clock may be coarser than the one the time is read from. An overwrite that
   follows the previous store by less than that is not told by its time;
+* an overwritten object's previous version left in the spool directory (the overwrite was
+  killed after its rename, or its put-back failed; the storage add-in passes them by their
+  names, which hold the instance's UID): a sure sign, where times cannot tell, that the row
+  may describe that version. ``--repair`` finishes the overwrite (:func:`_finish_overwrites`);
 * an index row without its file (the file was deleted by hand, or lost with relaxed
   durability): ``--repair`` deletes the row, since nothing can be served from it, and the
   series, study and patient rows it leaves empty (a series query would still answer the
@@ -47,6 +51,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -87,6 +92,10 @@ class CheckReport:
     #: A file of the size its row records, modified after the row's receive time: unlike its
     #: row too (a new version of the same size), re-indexed by a repair like the others.
     files_newer_than_row: list[str] = field(default_factory=list)
+    #: "path (instance UID)": an overwritten object's previous version, kept in the spool
+    #: directory by an overwrite that was killed or failed (a store renames the new version
+    #: in place before it commits its row, and removes the previous one after).
+    previous_versions: list[str] = field(default_factory=list)
     misplaced_files: list[str] = field(default_factory=list)
     unreadable_files: list[str] = field(default_factory=list)
     #: "path (UID inside)": a file whose data set is another instance than its name says.
@@ -101,6 +110,7 @@ class CheckReport:
             or self.files_without_row
             or self.files_unlike_row
             or self.files_newer_than_row
+            or self.previous_versions
             or self.misplaced_files
             or self.unreadable_files
             or self.files_of_another_instance
@@ -114,6 +124,10 @@ class CheckReport:
         out += [f"file not the size its index row records: {p}" for p in self.files_unlike_row]
         out += [
             f"file modified after its index row was written: {p}" for p in self.files_newer_than_row
+        ]
+        out += [
+            f"previous version left by an interrupted overwrite: {p}"
+            for p in self.previous_versions
         ]
         out += [f"file not where its UID puts it: {p}" for p in self.misplaced_files]
         out += [f"file not readable: {p}" for p in self.unreadable_files]
@@ -184,10 +198,27 @@ def _stored_files(data_root: Path, report: CheckReport) -> list[tuple[str, Path]
 
 
 def check_storage(
-    data_root: Path, config: sql.IndexConfig, repair: bool = False, calling_ae: str = ""
+    data_root: Path,
+    config: sql.IndexConfig,
+    repair: bool = False,
+    calling_ae: str = "",
+    previous_versions: Mapping[str, Sequence[Path]] | None = None,
 ) -> CheckReport:
-    """Compare the index with the files under ``data_root``; fix what ``repair`` allows."""
+    """Compare the index with the files under ``data_root``; fix what ``repair`` allows.
+
+    ``previous_versions``: instance UID -> the overwritten object's previous versions left in
+    the spool directory by overwrites that no process runs any more (the storage add-in
+    finds them by their names). Each is a sure sign that the instance's row may describe
+    that version rather than the file in place, whatever their sizes and times. A repair
+    settles an instance with one; with several, which one the row describes is not sure,
+    and they stay reported for a person.
+    """
     report = CheckReport()
+    versions = previous_versions or {}
+    report.previous_versions = [
+        f"{path} ({uid})" for uid in sorted(versions) for path in sorted(versions[uid])
+    ]
+    previous = {uid: paths[0] for uid, paths in versions.items() if len(paths) == 1}
     connection = sql.open_connection(config)
     try:
         cursor = connection.cursor()
@@ -222,10 +253,70 @@ def check_storage(
                 report.files_without_row.append(str(path))
         connection.commit()
         if repair:
+            _finish_overwrites(report, previous, rows, cursor, connection, data_root, config)
             _repair(report, rows, cursor, connection, data_root, config)
     finally:
         connection.close()
     return report
+
+
+def _put_back(kept: Path, place: Path, durable: bool) -> None:
+    """Move ``kept`` to ``place``, never over a file (a running server may just have stored
+    the instance): a link, which fails if the name exists, then the old name removed. With
+    ``durable``, the new name is on disk before anything is said about it."""
+    place.parent.mkdir(parents=True, exist_ok=True)
+    os.link(kept, place)
+    kept.unlink()
+    if durable:
+        fd = os.open(place.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _finish_overwrites(
+    report: CheckReport,
+    previous: dict[str, Path],
+    rows: dict[str, Any],
+    cursor: Any,
+    connection: Any,
+    data_root: Path,
+    config: sql.IndexConfig,
+) -> None:
+    """Settle each interrupted overwrite, as sure of the outcome as the store would have been.
+
+    The new version in place, a whole data set of the instance: re-indexed from the file,
+    then the previous version removed, which is what the overwrite's commit would have done.
+    No file in place: the previous version is the instance's only copy, and the row describes
+    it, so it goes back in place (and is re-indexed from itself) instead of the row being
+    deleted as one without a file. Anything else (unreadable, another instance) keeps the
+    previous version and is reported.
+    """
+    for uid, kept in sorted(previous.items()):
+        place = stored_path(data_root, uid)
+        line = f"{kept} ({uid})"
+        if not os.path.lexists(place):
+            if uid not in rows:
+                continue  # neither row nor file: a person decides what it is
+            try:
+                _put_back(kept, place, config.durable)
+            except OSError as exc:
+                report.repaired.append(f"could not put {kept} back in place: {exc}")
+                continue
+            if uid in report.rows_without_file:
+                report.rows_without_file.remove(uid)
+            report.previous_versions.remove(line)
+            report.repaired.append(f"put {kept}, the only copy of {uid}, back in place")
+            _reindex(report, place, rows, cursor, connection, data_root, config)
+            continue
+        for found in (report.files_unlike_row, report.files_newer_than_row):
+            if str(place) in found:
+                found.remove(str(place))
+        if _reindex(report, place, rows, cursor, connection, data_root, config):
+            kept.unlink(missing_ok=True)
+            report.previous_versions.remove(line)
+            report.repaired.append(f"removed {kept}, the previous version of {uid}")
 
 
 def _modified_after(mtime: float, received_at: str) -> bool:
@@ -300,14 +391,16 @@ def _reindex(
     connection: Any,
     data_root: Path,
     config: sql.IndexConfig,
-) -> None:
-    """Index the file at ``path`` from its own content (its row replaced, if it has one).
+) -> bool:
+    """Index the file at ``path`` from its own content (its row replaced, if it has one);
+    True when it was.
 
     Under the instance's lock and the index's write lock, so that a running server storing
     the same instance meanwhile is either seen (its row is there now: left alone) or waits.
     """
     uid = path.name[: -len(STORED_SUFFIX)]
     relative = path.relative_to(data_root).as_posix()
+    done = False
     sql.lock_instance(cursor, config, uid)
     try:
         sql.begin_write(cursor, config)
@@ -321,6 +414,7 @@ def _reindex(
                 connection.rollback()
     finally:
         sql.unlock_instance(cursor, config, uid)
+    return done
 
 
 def _reindex_locked(
