@@ -47,6 +47,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import hashlib
 import itertools
 import os
 import re
@@ -137,15 +138,20 @@ def _server_dir_of_package() -> Path | None:
     return candidate if (candidate / "settings.toml").is_file() else None
 
 
-def _opened_for_notification(request: DimseRequest, final: Path) -> BinaryIO | None:
-    """The stored file, opened for the message-notification subscribers if they will read it.
+def _opened_for_notification(
+    request: DimseRequest, final: Path, overwrite: bool
+) -> BinaryIO | None:
+    """The stored file, opened for the message-notification subscribers if they will read it
+    and another store could replace it before they do.
 
     Opened under the instance's lock, right after the commit, it stays the version this store
     placed even if another association overwrites the instance before the subscribers read
-    it (``DimseRequest.keep_stored_open``). Failing to open it costs only that: the server
-    then opens it by path. Never the store, which is committed.
+    it (``DimseRequest.keep_stored_open``). Only ``duplicates = "overwrite"`` replaces a
+    stored file; under the other policies the path is as good, and a notification waiting
+    for the pool holds no descriptor. Failing to open it costs only the pin: the server
+    then reads it by path. Never the store, which is committed.
     """
-    if not request.keep_stored_open:
+    if not (request.keep_stored_open and overwrite):
         return None
     try:
         return final.open("rb")
@@ -350,8 +356,10 @@ class StorageAddin(Service):
         earlier version (no UID in it) cannot be matched to its instance, so it stays too.
         """
         match = _PREVIOUS_NAME.fullmatch(path.name)
-        uid = None if match is None else match.group(1)
-        if uid is None or uid_problem(uid) is not None:
+        if match is not None and match.group(1) != _root_token(self.data_root):
+            return True  # another server's (servers may share a temporary directory)
+        uid = _previous_of(path.name, _root_token(self.data_root))
+        if uid is None:
             log.warn(
                 "{path} is an overwritten object that a failed store could not put "
                 "back: kept; `pacsref server check` shows whether its instance is in "
@@ -409,9 +417,10 @@ class StorageAddin(Service):
         """Overwritten objects' previous versions in the spool directory, by instance UID:
         those left by an overwrite no running process is doing (see :mod:`.check`).
 
-        Names of earlier versions (no UID in them) and those of a live process (a server
-        overwriting right now) are left out: the first cannot be matched to an instance, the
-        second are not left over.
+        Names of earlier versions (no UID in them), of another data root (servers may share
+        a temporary directory) and of a live process (a server overwriting right now) are
+        left out: the first cannot be matched to an instance, the second are not this
+        server's, the third are not left over.
         """
         from pacsref.settings import load_settings
 
@@ -424,12 +433,11 @@ class StorageAddin(Service):
         except (OSError, ValueError):
             return {}  # the check itself says what is wrong with the server's folders
         found: dict[str, list[Path]] = {}
+        token = _root_token(self.data_root)
         for path in names:
-            match = _PREVIOUS_NAME.fullmatch(path.name)
-            if match is None or uid_problem(match.group(1)) is not None:
-                continue
-            if not _written_by_other_live_process(path):
-                found.setdefault(match.group(1), []).append(path)
+            uid = _previous_of(path.name, token)
+            if uid is not None and not _written_by_other_live_process(path):
+                found.setdefault(uid, []).append(path)
         return found
 
     # -- IStoreHandler ----------------------------------------------------------------------
@@ -765,7 +773,10 @@ class StorageAddin(Service):
                 uid=request.affected_sop_instance_uid,
                 ae=request.calling_ae,
             )
-        return StoreOutcome(SUCCESS, final, opened=_opened_for_notification(request, final))
+        overwrite = self.options.duplicates == "overwrite"
+        return StoreOutcome(
+            SUCCESS, final, opened=_opened_for_notification(request, final, overwrite)
+        )
 
     def _commit_outcome(
         self, uid: str, received_at: str, size: int, error: Exception
@@ -854,7 +865,7 @@ class StorageAddin(Service):
         """
         assert self._spool_dir is not None
         for _ in range(_PREVIOUS_ATTEMPTS):
-            keep = self._spool_dir / _previous_name(uid)
+            keep = self._spool_dir / _previous_name(_root_token(self.data_root), uid)
             try:
                 os.link(self.data_root / existing, keep)
             except FileNotFoundError:
@@ -939,22 +950,39 @@ _PREVIOUS_ATTEMPTS = 100
 #: In the second name of an object being overwritten (``_keep_previous``): the start-up clean-up
 #: keeps such a file, which a failed store may have left as the only copy of the object.
 _PREVIOUS_MARK = "-previous-"
-#: A second name as :func:`_previous_name` makes it; group 1 is the SOP Instance UID. Names
-#: of earlier versions, ``<prefix><pid>-previous-<n><suffix>``, do not match.
+#: A second name as :func:`_previous_name` makes it; group 1 is the data root's token, group
+#: 2 the SOP Instance UID. Names of earlier versions, ``<prefix><pid>-previous-<n><suffix>``,
+#: do not match.
 _PREVIOUS_NAME = re.compile(
-    rf"{re.escape(SPOOL_PREFIX)}\d+-[0-9a-f]+-\d+{re.escape(_PREVIOUS_MARK)}([0-9.]+)"
-    rf"{re.escape(SPOOL_SUFFIX)}"
+    rf"{re.escape(SPOOL_PREFIX)}\d+-[0-9a-f]+-\d+{re.escape(_PREVIOUS_MARK)}"
+    rf"([0-9a-f]{{8}})-([0-9.]+){re.escape(SPOOL_SUFFIX)}"
 )
 
 
-def _previous_name(uid: str) -> str:
+def _root_token(data_root: Path) -> str:
+    """Eight hex digits naming the data root, for the second names in a temporary directory
+    that servers may share: one server's check or start never takes another's previous
+    version for one of its own instances."""
+    return hashlib.sha256(os.fsencode(data_root.resolve())).hexdigest()[:8]
+
+
+def _previous_name(root_token: str, uid: str) -> str:
     """A new second name for ``uid``'s overwritten file: process ID first, as every spool
-    file's (:func:`_written_by_other_live_process`), and the UID (digits and dots, checked
-    before), so that a leftover says whose previous version it is."""
+    file's (:func:`_written_by_other_live_process`), then the data root's token and the UID
+    (digits and dots, checked before), so that a leftover says whose previous version it is."""
     return (
-        f"{SPOOL_PREFIX}{os.getpid()}-{_PREVIOUS_TOKEN}-{next(_PREVIOUS)}{_PREVIOUS_MARK}{uid}"
-        f"{SPOOL_SUFFIX}"
+        f"{SPOOL_PREFIX}{os.getpid()}-{_PREVIOUS_TOKEN}-{next(_PREVIOUS)}{_PREVIOUS_MARK}"
+        f"{root_token}-{uid}{SPOOL_SUFFIX}"
     )
+
+
+def _previous_of(name: str, root_token: str) -> str | None:
+    """The instance UID a second name of this data root holds; None for another's, or for a
+    name of an earlier version."""
+    match = _PREVIOUS_NAME.fullmatch(name)
+    if match is None or match.group(1) != root_token or uid_problem(match.group(2)):
+        return None
+    return match.group(2)
 
 
 #: SQLite's SQLITE_FULL and PostgreSQL's disk_full: the index, not the file, ran out of room.

@@ -299,13 +299,15 @@ def _finish_overwrites(
         if not os.path.lexists(place):
             if uid not in rows:
                 continue  # neither row nor file: a person decides what it is
+            if uid in report.rows_without_file:
+                # Its row describes the previous version: never deleted as one without a
+                # file, even if the version cannot be put back (it stays reported).
+                report.rows_without_file.remove(uid)
             try:
                 _put_back(kept, place, config.durable)
             except OSError as exc:
                 report.repaired.append(f"could not put {kept} back in place: {exc}")
                 continue
-            if uid in report.rows_without_file:
-                report.rows_without_file.remove(uid)
             report.previous_versions.remove(line)
             report.repaired.append(f"put {kept}, the only copy of {uid}, back in place")
             _reindex(report, place, rows, cursor, connection, data_root, config)

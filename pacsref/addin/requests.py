@@ -122,11 +122,13 @@ class DimseRequest:
         deadline: decides between this request's add-in timeout and the handler's point of
             no return (:meth:`point_of_no_return`); the server makes one per request.
         keep_stored_open: True when message-notification add-ins will be handed the data
-            set a C-STORE stores. A storage handler then returns the stored file opened
+            set a C-STORE stores. A storage handler that may replace a stored file (as
+            ``duplicates = "overwrite"`` does) then returns the stored file opened
             (:attr:`StoreOutcome.opened`) from where nothing can replace it yet: the
             subscribers are called later, on the thread pool, and by then another
-            association may have overwritten the same instance (``duplicates =
-            "overwrite"``); the open file is still the version this request stored.
+            association may have overwritten the same instance; the open file is still the
+            version this request stored. False also when too many notifications already
+            hold a file open (``message_notification.MAX_PINNED``).
     """
 
     association: AssociationInfo
@@ -216,7 +218,7 @@ class StoreOutcome:
         opened: ``path`` opened for reading (binary) where nothing could replace it yet,
             when the request asked for it (:attr:`DimseRequest.keep_stored_open`); the
             server reads the notification's data set from it and closes it. None: the
-            server opens ``path`` itself when the response is decided.
+            notification reads ``path``.
     """
 
     status: int

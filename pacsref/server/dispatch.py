@@ -191,7 +191,7 @@ class Dispatcher:
             log=logger,
             services=self.server.registry,
             dataset_offset=message.dataset_offset,
-            keep_stored_open=bool(self.notifier.subscribers),
+            keep_stored_open=self.notifier.wants_pinned(),
         )
 
     def notify_unserved(

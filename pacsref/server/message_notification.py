@@ -9,16 +9,19 @@ nothing at all, so the hot path pays one attribute test.
 
 The data set is read from the stored file *as this request stored it*: by the time the pool
 reads it, another association may have overwritten the same instance (``duplicates =
-"overwrite"``), and both notifications would carry the second version. So the file is read
-through a descriptor opened before that could happen: by the storage handler, under its
-instance lock (``StoreOutcome.opened``, asked for with ``DimseRequest.keep_stored_open``), or
-else here, on the reactor thread, as soon as the outcome is known.
+"overwrite"``), and both notifications would carry the second version. So a store handler
+that may replace a stored file hands it over opened, under its instance lock, when asked
+(``DimseRequest.keep_stored_open``, ``StoreOutcome.opened``), and the data set is read
+through that descriptor. Each notification waiting for the pool then holds one; past
+:data:`MAX_PINNED` of them the server stops asking, and those stores are read by path, as
+before, so that a slow subscriber cannot run the server out of descriptors.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -31,6 +34,11 @@ from twisted.python.failure import Failure
 from pacsref.addin import DimseRequest, IMessageNotification
 
 log = Logger(namespace="pacsref.notification")
+
+#: Stored files held open, at most, for notifications the pool has not delivered yet (give or
+#: take the stores under way when the count was read): each is a descriptor, and a server's
+#: limit is often 1024.
+MAX_PINNED = 128
 
 __all__ = ["MessageNotifier", "read_stored_dataset"]
 
@@ -72,6 +80,12 @@ class MessageNotifier:
         self.reactor = reactor
         self.threadpool = threadpool
         self.copy_dataset_image = copy_dataset_image
+        self._pinned = 0
+        self._pinned_lock = threading.Lock()
+
+    def wants_pinned(self) -> bool:
+        """Whether a store handler should hand over the file it stores opened (see module)."""
+        return bool(self.subscribers) and self._pinned < MAX_PINNED
 
     def notify(
         self,
@@ -87,10 +101,9 @@ class MessageNotifier:
             opened = None
         if not self.subscribers:
             return
-        if stored is not None and opened is None:
-            # Failing here is told when the read is tried again on the pool, by path.
-            with contextlib.suppress(OSError):
-                opened = stored.open("rb")
+        if opened is not None:
+            with self._pinned_lock:
+                self._pinned += 1
         self.reactor.callLater(
             0, self._start, dataclasses.replace(request, status=status), stored, opened
         )
@@ -109,7 +122,10 @@ class MessageNotifier:
                     opened if opened is not None else stored, self.copy_dataset_image
                 )
             finally:
-                _close(opened)
+                if opened is not None:
+                    _close(opened)
+                    with self._pinned_lock:
+                        self._pinned -= 1
             request = dataclasses.replace(request, dataset=dataset, dataset_path=stored)
         for subscriber in self.subscribers:
             try:

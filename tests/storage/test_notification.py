@@ -166,13 +166,14 @@ def test_each_notification_carries_the_version_its_store_stored(tmp_path: Path) 
     [("fsync", False), ("fsync", True), ("relaxed", True)],
     ids=["pool", "durable-inline", "relaxed-inline"],
 )
-def test_the_storage_addin_hands_over_the_stored_file_opened_only_for_subscribers(
+def test_the_storage_addin_hands_over_the_stored_file_opened_only_when_it_can_change(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, durability: str, inline: bool
 ) -> None:
-    """With subscribers, the add-in opens the file it stored under the instance's lock (on
-    the pool and on the reactor thread alike), so no overwrite between its commit and the
-    server's handling of its outcome can swap the version; without subscribers nothing is
-    opened (a store pays no extra system call for a notification nobody reads)."""
+    """With subscribers and duplicates = "overwrite", the add-in opens the file it stored
+    under the instance's lock (on the pool and on the reactor thread alike), so no overwrite
+    between its commit and the server's handling of its outcome can swap the version. Under
+    keep-first (nothing replaces a stored file), and without subscribers, nothing is opened:
+    a notification waiting for the pool holds no descriptor it does not need."""
     from pacsref.server.message_notification import MessageNotifier
 
     handed: list[object] = []
@@ -183,27 +184,73 @@ def test_the_storage_addin_hands_over_the_stored_file_opened_only_for_subscriber
         notify(self, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(MessageNotifier, "notify", recording)
-    for subscribers in (True, False):
+    for name, subscribers, policy in (
+        ("pinned", True, "overwrite"),
+        ("kept", True, "keep-first"),
+        ("alone", False, "overwrite"),
+    ):
         extra = {"listener.py": LISTENER.format(instances="listener = Listener()")}
         harness = storage_harness(
-            tmp_path / f"S{subscribers}",
-            options=f'durability = "{durability}"\n',
+            tmp_path / name,
+            options=f'durability = "{durability}"\nduplicates = "{policy}"\n',
             extra_addins=extra if subscribers else None,
             durable_inline=inline,
         )
-        path = make_instance(tmp_path / f"{subscribers}.dcm", study_uid=generate_uid(ROOT),
+        path = make_instance(tmp_path / f"{name}.dcm", study_uid=generate_uid(ROOT),
                              series_uid=generate_uid(ROOT))  # fmt: skip
         uid = dcmread(path).SOPInstanceUID
         [response] = send_store(associate(harness), uid, dataset_bytes(path))
         assert response[0x0900] == 0
-        if subscribers:
-            [opened] = handed
+        [opened] = handed
+        if name == "pinned":
             assert opened is not None and not opened.closed  # type: ignore[attr-defined]
-            stored = next((tmp_path / "STrue" / "data").glob("*/*.dcm"))
+            stored = next((tmp_path / name / "data").glob("*/*.dcm"))
             assert os.fstat(opened.fileno()).st_ino == stored.stat().st_ino  # type: ignore[attr-defined]
             harness.clock.advance(0)
             harness.threadpool.run_all()
             assert opened.closed  # type: ignore[attr-defined]  # the notifier closed it
         else:
-            assert handed == [None]  # the add-in opened nothing
+            assert opened is None, name
         handed.clear()
+
+
+def test_notifications_waiting_for_the_pool_hold_at_most_max_pinned_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slow subscriber must not run the server out of descriptors: past MAX_PINNED
+    notifications holding a file, stores are read by path (and still notified, each with
+    its data set)."""
+    from pacsref.server import message_notification
+
+    monkeypatch.setattr(message_notification, "MAX_PINNED", 3)
+    harness = storage_harness(
+        tmp_path / "PACSREF",
+        options='duplicates = "overwrite"\n',
+        extra_addins={"listener.py": LISTENER.format(instances="listener = Listener()")},
+    )
+    server_dir = tmp_path / "PACSREF"
+
+    def stored_files_open() -> int:
+        fds = Path("/proc/self/fd")
+        return sum(
+            1
+            for fd in fds.iterdir()
+            if str(os.path.realpath(fd)).startswith(str(server_dir / "data") + "/")
+            and str(os.path.realpath(fd)).endswith(".dcm")
+        )
+
+    connection = associate(harness)
+    study, series = generate_uid(ROOT), generate_uid(ROOT)
+    for number in range(1, 9):
+        path = make_instance(tmp_path / f"{number}.dcm", study_uid=study, series_uid=series,
+                             number=number)  # fmt: skip
+        uid = dcmread(path).SOPInstanceUID
+        [response] = send_store(connection, uid, dataset_bytes(path), message_id=number)
+        assert response[0x0900] == 0
+    assert stored_files_open() == 3
+    harness.clock.advance(0)
+    harness.threadpool.run_all()
+    assert stored_files_open() == 0
+    listener = next(a for a in harness.server.addins if a.name == "listener")
+    seen = __import__(type(listener).__module__, fromlist=["SEEN"]).SEEN
+    assert [m.dataset.InstanceNumber for m in seen] == list(range(1, 9))

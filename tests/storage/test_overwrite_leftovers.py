@@ -12,6 +12,7 @@ name (removed) from a previous version that may be the only copy (kept, explaine
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import sqlite3
 import sys
@@ -152,7 +153,8 @@ def test_a_taken_second_name_is_skipped_and_names_hold_the_uid(
     [rsp] = send_store(conn, uid, second, message_id=2)
     assert rsp[STATUS] == 0x0000, rsp.get(ERROR_COMMENT)
     assert len(tried) == 2 and tried[0] != tried[1]
-    assert all(name.endswith(f"-previous-{uid}.dataset") for name in tried), tried
+    token = hashlib.sha256(os.fsencode((_server_dir(harness) / "data").resolve())).hexdigest()
+    assert all(name.endswith(f"-previous-{token[:8]}-{uid}.dataset") for name in tried), tried
     assert all(name.startswith(f"pacsref-dimse-{os.getpid()}-") for name in tried), tried
     assert dataset_bytes(_in_place(_server_dir(harness))) == second
     assert _spool_names(harness) == []
@@ -479,3 +481,47 @@ def test_two_previous_versions_of_one_instance_are_left_for_a_person(
     listed = [line for line in report.lines() if "interrupted overwrite" in line]
     assert len(listed) == 2 and kept.exists() and other.exists()
     assert _instance_numbers(_server_dir(harness)) == [(uid, "1")]
+
+
+def test_previous_versions_of_another_data_root_are_left_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, log_lines: list[str]
+) -> None:
+    """Servers may share a temporary directory: another data root's previous version is
+    neither reported by check nor touched by a repair or a start, even for an instance this
+    server stores too."""
+    harness, uid, _, kept = _failed_overwrite_leaving_the_previous_version(tmp_path, monkeypatch)
+    # The same leftover as another server's: only the data root's token differs.
+    foreign = kept.with_name(f"{kept.name.split('-previous-')[0]}-previous-00000000-{uid}.dataset")
+    os.rename(kept, foreign)
+    report = storage(harness).check(repair=True)
+    assert not [line for line in report.lines() if "interrupted overwrite" in line]
+    assert foreign.exists()
+    log_lines.clear()
+    _restart(harness)
+    assert foreign.exists() and not [line for line in log_lines if str(foreign) in line]
+
+
+def test_a_previous_version_that_cannot_be_put_back_keeps_its_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The only copy's row is not deleted as one without a file when putting the copy back
+    fails: both stay, reported, for the next repair or a person."""
+    harness, uid, first, kept = _failed_overwrite_leaving_the_previous_version(
+        tmp_path, monkeypatch
+    )
+    _in_place(_server_dir(harness)).unlink()
+    check_module = sys.modules[type(storage(harness)).__module__ + ".check"]
+
+    def link(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EIO, "Input/output error (injected on the put-back)")
+
+    monkeypatch.setattr(check_module.os, "link", link)
+    report = storage(harness).check(repair=True)
+    monkeypatch.undo()
+    assert not report.clean
+    assert any(line.startswith(f"could not put {kept} back") for line in report.repaired)
+    assert not any("removed index row" in line for line in report.repaired), report.repaired
+    assert _instance_numbers(_server_dir(harness)) == [(uid, "1")]
+    assert dataset_bytes(kept) == first
+    report = storage(harness).check(repair=True)  # the disk is well again
+    assert report.clean, report.lines()
