@@ -496,12 +496,27 @@ def _patient(
     upserted = _upsert(
         cursor, config, "patient", _PATIENT_KEY, row, _keep(row, _PATIENT_KEY), unless=unless
     )
-    if upserted is not None:
-        return _written(pending, "patient", (patient_id, issuer), upserted)
-    cursor.execute(
-        config.sql("SELECT patient_fk FROM study WHERE study_instance_uid = ?"), (study_uid,)
-    )
-    return int(cursor.fetchone()[0])
+    if upserted is None:
+        # The study keeps its patient. PostgreSQL: that patient's row is locked (KEY SHARE)
+        # against a repair deleting it (:func:`drop_empty_parents`, whose first lock is the
+        # patient's): one holding it already finishes first, and the row is then not found
+        # if it deleted it; else the study this store writes would name a deleted patient.
+        lock = " FOR KEY SHARE OF p" if config.dsn else ""
+        cursor.execute(
+            config.sql(
+                "SELECT s.patient_fk FROM study s JOIN patient p ON p.id = s.patient_fk"
+                f" WHERE s.study_instance_uid = ?{lock}"
+            ),
+            (study_uid,),
+        )
+        kept = cursor.fetchone()
+        if kept is not None:
+            return int(kept[0])
+        # PostgreSQL: the study is gone since the upsert looked (a repair deleted it, its
+        # last instance's file lost): the object's study is a new one, which gets its patient.
+        upserted = _upsert(cursor, config, "patient", _PATIENT_KEY, row, _keep(row, _PATIENT_KEY))
+        assert upserted is not None  # no condition: always written
+    return _written(pending, "patient", (patient_id, issuer), upserted)
 
 
 def _series(
@@ -531,7 +546,11 @@ def _series(
         cursor.execute(
             config.sql("SELECT study_fk FROM series WHERE series_instance_uid = ?"), key_values
         )
-        moved_from = int(cursor.fetchone()[0])
+        stored = cursor.fetchone()
+        # None if the series is gone since the upsert looked (a repair deleted it, its last
+        # instance's file lost; PostgreSQL's upsert locks the row it leaves alone, so it
+        # should not be): a new series then, of no other study.
+        moved_from = None if stored is None else int(stored[0])
         upserted = _upsert(cursor, config, "series", "series_instance_uid", row, keep)
         assert upserted is not None  # no condition: always written
     return _written(pending, "series", key_values, upserted), True, moved_from
@@ -680,8 +699,12 @@ def drop_empty_parents(cursor: Any, config: IndexConfig, parents: Parents) -> No
     index's generation (:func:`bump_generation`): the deleted rows' ids may be cached.
     Each row is looked at whether or not the one below was deleted: a repair that re-indexes
     an object may have moved it to another series, study or patient.
+
+    PostgreSQL: the three rows are locked first (:func:`_lock_parents`), or a store adding an
+    instance to the series meanwhile would have it deleted under its instance.
     """
     series, study, patient = parents
+    _lock_parents(cursor, config, parents)
     cursor.execute(
         config.sql(
             "DELETE FROM series WHERE id = ?"
@@ -705,3 +728,23 @@ def drop_empty_parents(cursor: Any, config: IndexConfig, parents: Parents) -> No
         ),
         (patient, patient),
     )
+
+
+def _lock_parents(cursor: Any, config: IndexConfig, parents: Parents) -> None:
+    """PostgreSQL: lock the patient, study and series rows of ``parents`` for their deletion,
+    in the order a store upserts them (:func:`record`), until the transaction ends.
+
+    Under READ COMMITTED a ``DELETE ... WHERE NOT EXISTS (instance)`` that waits for a store
+    holding the series row would check the row again, but not the instances: it would
+    delete the series the store has just added an instance to (a foreign key violation that
+    rolls the repair back), and deleting series, study, patient while a store upserts patient,
+    study, series may deadlock. Locked first, a store in flight finishes before the deletes,
+    whose statements then see its instance; a later one waits for the repair's commit, and
+    then writes new rows for those it deleted. SQLite: nothing (``BEGIN IMMEDIATE`` already
+    serialises the writers).
+    """
+    if not config.dsn:
+        return
+    series, study, patient = parents
+    for table, row_id in (("patient", patient), ("study", study), ("series", series)):
+        cursor.execute(config.sql(f"SELECT id FROM {table} WHERE id = ? FOR UPDATE"), (row_id,))

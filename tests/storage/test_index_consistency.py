@@ -7,7 +7,9 @@
   patient rows it leaves empty and computes Modalities in Study again; so does a series moved
   to another study for the study it left;
 - a file of the size its row records but modified after the row (a kill between the rename
-  and the commit of an overwrite) is unlike its row, and the repair re-indexes it.
+  and the commit of an overwrite) is unlike its row, and the repair re-indexes it;
+- on PostgreSQL, a repair beside a store into the same series or study: the repair keeps a
+  series the store adds an instance to, and a store whose study a repair deletes makes it anew.
 
 The index-level scenarios run on PostgreSQL too when ``PACSREF_TEST_POSTGRES_DSN`` names a
 server (as in ``test_postgres.py``; they skip without it, and fail under ``CI=true``).
@@ -17,6 +19,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -453,3 +457,157 @@ def test_postgresql_repair_deletes_empty_parents(tmp_path: Path, postgres_dsn: s
     config = index.IndexConfig(postgres_dsn, data / "index.sqlite", True)
     index.prepare(config)
     _repair_a_lost_series(data, config)
+
+
+def _run_aside(work: Any) -> tuple[threading.Thread, dict[str, Any]]:
+    """Run ``work()`` in a thread; its result or its exception in the dict returned."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = work()
+        except Exception as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def _until_one_waits_for_a_lock(config: Any, thread: threading.Thread) -> None:
+    """Return once a session of the database waits for a row lock (the other connection)."""
+    waiting = (
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    deadline = time.monotonic() + 10
+    while _select(config, waiting) != [(1,)]:
+        assert thread.is_alive() and time.monotonic() < deadline, "nothing waits for a lock"
+        time.sleep(0.05)
+
+
+def test_postgresql_repair_beside_a_store_into_the_same_series(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    """``check --repair`` deletes the row of a lost file while a server stores another
+    instance of its series (the series row upserted, the instance inserted, not committed):
+    the repair waits for the store, then keeps the series, which is no longer empty; it used
+    to delete it anyway (its ``NOT EXISTS`` saw the snapshot from before the wait) and fail
+    on the foreign key, rolling the repair back."""
+    data = tmp_path / "data"
+    config = index.IndexConfig(postgres_dsn, data / "unused.sqlite", True)
+    index.prepare(config)
+    study, series = generate_uid(ROOT), generate_uid(ROOT)
+    lost = _instance(data, study, series)
+    _store_file(data, config, lost)
+    lost.unlink()
+    new = _instance(data, study, series)
+    new_uid = dcmread(new).SOPInstanceUID
+    store = index.open_connection(config)
+    try:
+        cursor = store.cursor()
+        index.lock_instance(cursor, config, new_uid)
+        index.record(
+            cursor, config, writer.read_attributes(new),
+            path=new.relative_to(data).as_posix(), size=new.stat().st_size,
+            received_at=datetime.now(check.UTC).isoformat(timespec="milliseconds"),
+            calling_ae="AE",
+        )  # fmt: skip
+        repair, outcome = _run_aside(lambda: check.check_storage(data, config, repair=True))
+        _until_one_waits_for_a_lock(config, repair)
+        store.commit()
+        index.unlock_instance(cursor, config, new_uid)
+    finally:
+        store.close()
+    repair.join(30)
+    assert not repair.is_alive()
+    assert "error" not in outcome, outcome
+    report = outcome["result"]
+    assert report.clean, report.lines()
+    assert any("removed index row" in line for line in report.repaired), report.lines()
+    assert _select(config, "SELECT sop_instance_uid FROM instance") == [(new_uid,)]
+    assert _select(config, "SELECT series_instance_uid FROM series") == [(series,)]
+    assert _select(config, "SELECT study_instance_uid FROM study") == [(study,)]
+
+
+class _AfterStatement:
+    """A cursor that calls ``then()`` once, right after its first statement starting with
+    ``prefix`` (another connection's repair between two statements of a store)."""
+
+    def __init__(self, cursor: Any, prefix: str, then: Any) -> None:
+        self._cursor, self._prefix, self._then = cursor, prefix, then
+
+    def execute(self, statement: str, parameters: Any = ()) -> Any:
+        result = self._cursor.execute(statement, parameters)
+        if self._then is not None and statement.startswith(self._prefix):
+            then, self._then = self._then, None
+            then()
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cursor, name)
+
+
+def _repair_row(config: Any, uid: str) -> Any:
+    """A repair's connection, in which the row of ``uid`` and its empty parents are deleted
+    (not committed yet)."""
+    connection = index.open_connection(config)
+    cursor = connection.cursor()
+    index.delete_instance(cursor, config, uid)
+    return connection
+
+
+def test_postgresql_a_study_deleted_under_a_partial_identity_store(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    """An object without issuer of a study whose patient has one leaves the study with its
+    patient (no upsert); when a repair deletes that study, its last file lost, between that
+    decision and the read of the study's patient, the store makes the study anew, with the
+    object's patient, as for a new study (it used to fail: ``TypeError`` on no row)."""
+    config = index.IndexConfig(postgres_dsn, tmp_path / "unused.sqlite", True)
+    index.prepare(config)
+    _record(config, "9.1", IssuerOfPatientID="HOSP")
+
+    def repair() -> None:
+        repair = _repair_row(config, "9.1")
+        repair.commit()
+        repair.close()
+
+    connection = index.open_connection(config)
+    try:
+        cursor = _AfterStatement(connection.cursor(), "INSERT INTO patient", repair)
+        index.record(
+            cursor, config, _attributes(SOPInstanceUID="9.2"), path="9.2.dcm", size=1,
+            received_at="t", calling_ae="MOD",
+        )  # fmt: skip
+        connection.commit()
+    finally:
+        connection.close()
+    patients = "SELECT patient_id, issuer_of_patient_id FROM patient"
+    assert _select(config, patients) == [("PID-1", "")]
+    assert _select(config, "SELECT study_instance_uid FROM study") == [("1.2.3.1",)]
+    assert _select(config, "SELECT sop_instance_uid FROM instance") == [("9.2",)]
+
+
+def test_postgresql_a_partial_identity_store_waits_for_a_repair(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    """The same with the repair not committed yet when the store reads the study's patient:
+    the store waits for it, then makes the study anew (it used to read the patient the
+    repair was deleting and fail on the foreign key of the study it inserted)."""
+    config = index.IndexConfig(postgres_dsn, tmp_path / "unused.sqlite", True)
+    index.prepare(config)
+    _record(config, "9.1", IssuerOfPatientID="HOSP")
+    repair = _repair_row(config, "9.1")
+    try:
+        store, outcome = _run_aside(lambda: _record(config, "9.2"))
+        _until_one_waits_for_a_lock(config, store)
+        repair.commit()
+    finally:
+        repair.close()
+    store.join(30)
+    assert not store.is_alive()
+    assert "error" not in outcome, outcome
+    patients = "SELECT patient_id, issuer_of_patient_id FROM patient"
+    assert _select(config, patients) == [("PID-1", "")]
+    assert _select(config, "SELECT sop_instance_uid FROM instance") == [("9.2",)]
