@@ -312,9 +312,13 @@ def _finish_overwrites(
             report.repaired.append(f"put {kept}, the only copy of {uid}, back in place")
             _reindex(report, place, rows, cursor, connection, data_root, config)
             continue
-        for found in (report.files_unlike_row, report.files_newer_than_row):
+        for found in (
+            report.files_without_row,
+            report.files_unlike_row,
+            report.files_newer_than_row,
+        ):
             if str(place) in found:
-                found.remove(str(place))
+                found.remove(str(place))  # re-indexed here, not a second time below
         if _reindex(report, place, rows, cursor, connection, data_root, config):
             kept.unlink(missing_ok=True)
             report.previous_versions.remove(line)

@@ -525,3 +525,20 @@ def test_a_previous_version_that_cannot_be_put_back_keeps_its_row(
     assert dataset_bytes(kept) == first
     report = storage(harness).check(repair=True)  # the disk is well again
     assert report.clean, report.lines()
+
+
+def test_a_previous_version_of_an_instance_without_a_row_is_settled_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file in place without a row, with a previous version beside it: indexed once, from
+    the file in place, and the previous version removed; no second look reports it as
+    indexed "meanwhile" by someone else."""
+    harness, uid, _, kept = _failed_overwrite_leaving_the_previous_version(tmp_path, monkeypatch)
+    server_dir = _server_dir(harness)
+    with sqlite3.connect(server_dir / "data" / "index.sqlite") as db:
+        db.execute("DELETE FROM instance WHERE sop_instance_uid = ?", (uid,))
+    report = storage(harness).check(repair=True)
+    assert report.clean, report.lines()
+    assert f"removed {kept}, the previous version of {uid}" in report.repaired
+    assert not [line for line in report.repaired if "meanwhile" in line], report.repaired
+    assert _instance_numbers(server_dir) == [(uid, "7")]
