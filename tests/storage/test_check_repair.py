@@ -189,6 +189,8 @@ def test_symbolic_links_are_reported_never_followed(tmp_path: Path) -> None:
     that is a link: reported, nothing indexed from them."""
     data, config = _index_dir(tmp_path)
     a, b = generate_uid(ROOT), generate_uid(ROOT)
+    while uids.stored_path(data, b).parent == uids.stored_path(data, a).parent:
+        b = generate_uid(ROOT)  # one bucket in 256: replacing b's would remove a's link too
     outside = _instance(tmp_path / "elsewhere", a)
     link = uids.stored_path(data, a)
     link.parent.mkdir(parents=True, exist_ok=True)
