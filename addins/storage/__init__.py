@@ -355,10 +355,11 @@ class StorageAddin(Service):
         still describe this one, which ``pacsref server check --repair`` corrects. A name of an
         earlier version (no UID in it) cannot be matched to its instance, so it stays too.
         """
+        token = _root_token(self.data_root)
         match = _PREVIOUS_NAME.fullmatch(path.name)
-        if match is not None and match.group(1) != _root_token(self.data_root):
+        if match is not None and match.group(1) != token:
             return True  # another server's (servers may share a temporary directory)
-        uid = _previous_of(path.name, _root_token(self.data_root))
+        uid = _previous_of(path.name, token)
         if uid is None:
             log.warn(
                 "{path} is an overwritten object that a failed store could not put "

@@ -21,26 +21,23 @@ import os
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from pydicom import dcmread
 from pydicom.uid import generate_uid
 
-from pacsref.testing.dcmtk import in_ci
 from tests.storage.dicomgen import ROOT, make_instance
 from tests.storage.helpers import associate, dataset_bytes, send_store, storage, storage_harness
+from tests.storage.postgres import new_database, psycopg_or_skip
 from tests.storage.test_parent_rows import Index, _attributes
 from tests.storage.test_parts import _module
 
 check, index, uids, writer = _module("check"), _module("index"), _module("uids"), _module("writer")
 
-DSN = os.environ.get("PACSREF_TEST_POSTGRES_DSN", "")
 STATUS = 0x0900
 
 #: Every parent row, as C-FIND would see them (ids included: both paths must end alike).
@@ -394,26 +391,10 @@ def test_objects_stored_by_the_server_agree_with_their_rows(tmp_path: Path) -> N
 
 @pytest.fixture
 def postgres_dsn() -> Iterator[str]:
-    """A new, empty PostgreSQL database for one test, dropped afterwards (``test_postgres.py``'s
-    rules: skip without a server or psycopg, fail instead under ``CI=true``)."""
-    if not DSN:
-        reason = "PostgreSQL index not tested: set PACSREF_TEST_POSTGRES_DSN to run it"
-        if in_ci():
-            pytest.fail(reason + " (.ci/run starts one)")
-        pytest.skip(reason)
-    try:
-        import psycopg
-    except ImportError:
-        reason = "psycopg missing: install the postgres extra (pip install .[postgres])"
-        if in_ci():
-            pytest.fail(reason)
-        pytest.skip(reason)
-    name = f"pacsref_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(DSN, autocommit=True) as db:
-        db.execute(f'CREATE DATABASE "{name}"')
-    yield urlunsplit(urlsplit(DSN)._replace(path=f"/{name}"))
-    with psycopg.connect(DSN, autocommit=True) as db:
-        db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    """A new, empty PostgreSQL database for one test, dropped afterwards (skipped without a
+    server or psycopg, failed instead under ``CI=true``: :mod:`tests.storage.postgres`)."""
+    with new_database(psycopg_or_skip()) as dsn:
+        yield dsn
 
 
 def _record(config: Any, uid: str, **overrides: str) -> None:

@@ -11,59 +11,38 @@ allowed to create databases for the tests that need an index of their own.
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from pydicom import dcmread
 from pydicom.uid import generate_uid
 
-from pacsref.testing.dcmtk import in_ci
 from tests.storage.dicomgen import ROOT, make_instance
 from tests.storage.helpers import associate, dataset_bytes, send_store, storage, storage_harness
+from tests.storage.postgres import DSN, new_database, psycopg_or_skip
 from tests.storage.test_index_empty_values import IMAGE, STUDY_SQL, store_all, study_objects
 from tests.storage.test_parent_rows import _attributes
 from tests.storage.test_parts import _module
 
-DSN = os.environ.get("PACSREF_TEST_POSTGRES_DSN", "")
 STATUS = 0x0900
 
 
 @pytest.fixture(autouse=True)
 def _postgres() -> Any:
     """psycopg, when a server is configured; else skip (fail under CI=true)."""
-    if not DSN:
-        reason = "PostgreSQL index not tested: set PACSREF_TEST_POSTGRES_DSN to run it"
-        if in_ci():
-            pytest.fail(reason + " (.ci/run starts one)")
-        pytest.skip(reason)
-    try:
-        import psycopg
-    except ImportError:
-        reason = "psycopg missing: install the postgres extra (pip install .[postgres])"
-        if in_ci():
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return psycopg
+    return psycopg_or_skip()
 
 
 @pytest.fixture
 def fresh_dsn(_postgres: Any) -> Iterator[str]:
     """A DSN naming a new, empty database, dropped afterwards (a check sees only our rows)."""
-    name = f"pacsref_test_{uuid.uuid4().hex[:12]}"
-    with _postgres.connect(DSN, autocommit=True) as db:
-        db.execute(f'CREATE DATABASE "{name}"')
-    parts = urlsplit(DSN)
-    yield urlunsplit(parts._replace(path=f"/{name}"))
-    with _postgres.connect(DSN, autocommit=True) as db:
-        db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with new_database(_postgres) as dsn:
+        yield dsn
 
 
 def _instance(tmp_path: Path, name: str, study_uid: str) -> tuple[str, bytes]:
