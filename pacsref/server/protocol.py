@@ -99,7 +99,7 @@ class ReadThrottle:
 
 
 def flush_now(transport: Any) -> None:
-    """Send what a read produced now rather than on the reactor's next iteration.
+    """Send what was written now rather than on the reactor's next iteration.
 
     Twisted's TCP transport only buffers in ``write`` and sends when epoll next
     reports the socket writable: one more reactor iteration per request/response
@@ -163,6 +163,7 @@ class DicomServerProtocol(Protocol):
             secure,
             control=control,
             client=client,
+            flush=lambda: flush_now(self.transport),
         )
         self.factory.connection_made(self)
         register = getattr(self.transport, "registerProducer", None)

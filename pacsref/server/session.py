@@ -71,6 +71,8 @@ class AssociationSession:
         secure: the connection is TLS.
         control: pause state and the client registry.
         client: this connection's entry in the registry.
+        flush: sends what ``send`` wrote so far at once (see :meth:`_respond`); by default
+            the transport sends it when it will.
     """
 
     def __init__(
@@ -83,6 +85,7 @@ class AssociationSession:
         *,
         control: ServerControl,
         client: ClientInfo,
+        flush: Callable[[], None] = lambda: None,
     ) -> None:
         self.server = server
         self.dispatcher = dispatcher
@@ -91,6 +94,7 @@ class AssociationSession:
         self.control = control
         self.client = client
         self._send = send
+        self._flush = flush
         self.association_id = server.new_association_id()
         self.negotiated: NegotiatedAssociation | None = None
         self.info: AssociationInfo | None = None
@@ -479,6 +483,12 @@ class AssociationSession:
         In that order: the peer's answer must not depend on the clean-up (a spool file
         system gone read-only, where :meth:`DimseMessage.discard` can only warn); and the
         clean-up happens whatever sending did.
+
+        The response is flushed to the socket before the clean-up and the bookkeeping, not
+        when the read that brought the request ends, nor on the reactor's next iteration
+        when the request was served on a thread: a peer sending one object at a time waits
+        for it, so whatever the server does after it overlaps with the peer's next request
+        instead of delaying it.
         """
         try:
             if self.ended:
@@ -488,6 +498,7 @@ class AssociationSession:
                 encoded = encode_command(command)
                 for pdv in fragment_message(message.context_id, encoded, dataset, peer_max):
                     self._send(DataTransfer((pdv,)))
+            self._flush()
             self.control.clients.action(self.client, message.command_field or 0)
             if self._started:
                 self._log_action(message, responses)

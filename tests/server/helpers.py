@@ -96,9 +96,14 @@ def responses(pdus: list[tuple[PDUType, bytes]]) -> list[dict[int, object]]:
     return out
 
 
-def associate_store_and_echo(harness: ServerHarness, store_syntax: str) -> Connection:
-    """An accepted association: context 1 ``store_syntax``, context 3 Verification."""
-    conn = harness.connect()
+def associate_store_and_echo(
+    harness: ServerHarness, store_syntax: str, conn: Connection | None = None
+) -> Connection:
+    """An accepted association: context 1 ``store_syntax``, context 3 Verification.
+
+    On ``conn`` when given (a connection a test built on its own transport).
+    """
+    conn = conn or harness.connect()
     conn.send(
         associate_rq(
             contexts=(

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import StringTransport
 
 from pacsref.dimse import SPOOL_PREFIX, DimseMessage
 from pacsref.testing.harness import Connection, ServerHarness
@@ -155,5 +157,70 @@ def test_response_is_sent_before_the_spool_file_is_deleted(
     [(pdu_type, body)] = conn.received()
     assert pdu_type is PDUType.P_DATA_TF
     assert written.endswith(body)
+    [response] = responses([(pdu_type, body)])
+    assert response[0x0120] == 7 and response[STATUS] == PROCESSING_FAILURE
+
+
+class _SocketLikeTransport(StringTransport):
+    """A ``StringTransport`` with what ``flush_now`` reads of a plain TCP connection: what
+    was written stays pending until ``doWrite`` sends it, as with Twisted's own buffer."""
+
+    TLS = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sent = b""
+
+    @property
+    def _tempDataLen(self) -> int:  # Twisted's attribute name
+        return len(self.io.getvalue()) - len(self.sent)
+
+    dataBuffer = b""
+
+    def doWrite(self) -> None:  # Twisted's method name
+        self.sent = self.io.getvalue()
+
+
+@pytest.mark.parametrize("on_reactor", [False, True], ids=["thread-pool", "reactor-thread"])
+def test_response_leaves_for_the_socket_before_the_spool_file_is_deleted(
+    tmp_path: Path, on_reactor: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The response is sent, not only buffered, before the clean-up: a peer sending one object
+    at a time waits for it, so the clean-up must not delay it; nor, for a request served on
+    the thread pool, the reactor's next iteration."""
+    harness = _harness(tmp_path, on_reactor)
+    peer = IPv4Address("TCP", "127.0.0.1", 40000)
+    protocol = harness.factory.buildProtocol(peer)
+    transport = _SocketLikeTransport(peerAddress=peer)
+    protocol.makeConnection(transport)
+    conn = associate_store_and_echo(harness, STORE_SYNTAX, Connection(protocol, transport))
+    sent_at_discard: list[bytes] = []
+    real_discard = DimseMessage.discard
+
+    def discard(self: DimseMessage) -> None:
+        if self.message_id == 7 and self.dataset_path is not None:
+            sent_at_discard.append(transport.sent)
+        real_discard(self)
+
+    monkeypatch.setattr(DimseMessage, "discard", discard)
+
+    command = {
+        0x0002: STORE_SYNTAX,
+        0x0100: 0x0001,
+        0x0110: 7,
+        0x0700: 0,
+        0x0800: 0x0000,
+        0x1000: "1.2.826.0.1.3680043.9.7.21.7",
+    }
+    conn.send(command_pdu(command, context_id=1))
+    # Only the last PDV's read serves a request on the reactor thread; on the pool, the
+    # response is written when the test runs the pool, outside any read.
+    conn.send(codec.encode_p_data(DataTransfer((PresentationDataValue(1, False, True, DATASET),))))
+    harness.threadpool.run_all()
+
+    [sent] = sent_at_discard
+    assert sent == transport.io.getvalue()
+    [(pdu_type, body)] = conn.received()
+    assert pdu_type is PDUType.P_DATA_TF and sent.endswith(body)
     [response] = responses([(pdu_type, body)])
     assert response[0x0120] == 7 and response[STATUS] == PROCESSING_FAILURE
