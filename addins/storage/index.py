@@ -519,41 +519,57 @@ def _patient(
     return _written(pending, "patient", (patient_id, issuer), upserted)
 
 
-def _series(
+def _child(
     cursor: Any,
     config: IndexConfig,
     cache: ParentRows | None,
     pending: list[ParentEntry],
+    table: str,
+    key: str,
     row: dict[str, Any],
+    parent: str,
 ) -> tuple[int, bool, int | None]:
-    """The id of the series ``row``, True when it was written, and the study it belonged to
-    before when the object moves it to another study (else None), whose Modalities in Study
-    must then be computed again.
+    """The id of the study or series ``row``, True when it was written, and the row it hung
+    from before (the ``parent`` column's old value) when the object moves it to another
+    patient or study, else None.
 
-    The old study is read only when there is one: the upsert leaves a series of another study
-    alone (:func:`_upsert`'s ``same``), so a new series or one of the same study costs one
+    The old parent is read only when there is one: the upsert leaves a row of another parent
+    alone (:func:`_upsert`'s ``same``), so a new row or one of the same parent costs one
     statement, as before; a moved one, a read and the upsert again.
     """
-    key_values = (row["series_instance_uid"],)
+    key_values = (row[key],)
     if cache is not None:
-        cached = cache.lookup("series", key_values, tuple(row.values()))
+        cached = cache.lookup(table, key_values, tuple(row.values()))
         if cached is not None:
             return cached, False, None
-    keep = _keep(row, ("series_instance_uid",))
-    upserted = _upsert(cursor, config, "series", "series_instance_uid", row, keep, same="study_fk")
+    keep = _keep(row, (key,))
+    upserted = _upsert(cursor, config, table, key, row, keep, same=parent)
     moved_from = None
     if upserted is None:
-        cursor.execute(
-            config.sql("SELECT study_fk FROM series WHERE series_instance_uid = ?"), key_values
-        )
+        cursor.execute(config.sql(f"SELECT {parent} FROM {table} WHERE {key} = ?"), key_values)
         stored = cursor.fetchone()
-        # None if the series is gone since the upsert looked (a repair deleted it, its last
+        # None if the row is gone since the upsert looked (a repair deleted it, its last
         # instance's file lost; PostgreSQL's upsert locks the row it leaves alone, so it
-        # should not be): a new series then, of no other study.
+        # should not be): a new row then, of no other parent.
         moved_from = None if stored is None else int(stored[0])
-        upserted = _upsert(cursor, config, "series", "series_instance_uid", row, keep)
+        upserted = _upsert(cursor, config, table, key, row, keep)
         assert upserted is not None  # no condition: always written
-    return _written(pending, "series", key_values, upserted), True, moved_from
+    return _written(pending, table, key_values, upserted), True, moved_from
+
+
+def _instance(cursor: Any, config: IndexConfig, row: dict[str, Any]) -> int | None:
+    """Write the instance ``row``; the series it belonged to before when a new version of it
+    (``duplicates = "overwrite"``) is of another series, else None. One statement unless it
+    moved, as :func:`_child`."""
+    if _upsert(cursor, config, "instance", "sop_instance_uid", row, same="series_fk"):
+        return None
+    cursor.execute(
+        config.sql("SELECT series_fk FROM instance WHERE sop_instance_uid = ?"),
+        (row["sop_instance_uid"],),
+    )
+    stored = cursor.fetchone()
+    _upsert(cursor, config, "instance", "sop_instance_uid", row)
+    return None if stored is None else int(stored[0])
 
 
 def _modalities(cursor: Any, config: IndexConfig, study: int) -> None:
@@ -581,6 +597,11 @@ def record(
 ) -> list[ParentEntry]:
     """Insert or update the patient, study, series and instance rows of one stored object.
 
+    An object that moves its study to another patient, its series to another study, or
+    itself (a new version) to another series may leave the rows it moved from empty: they are
+    deleted in the same transaction (:func:`drop_empty_parents`), or C-FIND would still answer
+    a patient without studies, a study without series. Deleting them bumps the index's
+    generation, so that no cache keeps their ids (:meth:`ParentRows.follow_generation`).
     Returns the parent rows written, for ``cache.commit``.
     """
     a = attributes
@@ -594,7 +615,7 @@ def record(
         "patient_birth_date": a["PatientBirthDate"],
         "patient_sex": a["PatientSex"],
     }, a["StudyInstanceUID"])  # fmt: skip
-    study, _ = _parent(cursor, config, cache, pending, "study", ("study_instance_uid",), {
+    study, _, old_patient = _child(cursor, config, cache, pending, "study", "study_instance_uid", {
         "patient_fk": patient,
         "study_instance_uid": a["StudyInstanceUID"],
         "study_date": a["StudyDate"],
@@ -603,15 +624,16 @@ def record(
         "study_id": a["StudyID"],
         "study_description": a["StudyDescription"],
         "referring_physician_name": a["ReferringPhysicianName"],
-    })  # fmt: skip
-    series, series_written, old_study = _series(cursor, config, cache, pending, {
+    }, "patient_fk")  # fmt: skip
+    series, series_written, old_study = _child(cursor, config, cache, pending, "series",
+                                               "series_instance_uid", {
         "study_fk": study,
         "series_instance_uid": a["SeriesInstanceUID"],
         "modality": a["Modality"],
         "series_number": a["SeriesNumber"],
         "series_description": a["SeriesDescription"],
-    })  # fmt: skip
-    _upsert(cursor, config, "instance", "sop_instance_uid", {
+    }, "study_fk")  # fmt: skip
+    old_series = _instance(cursor, config, {
         "series_fk": series,
         "sop_instance_uid": a["SOPInstanceUID"],
         "sop_class_uid": a["SOPClassUID"],
@@ -624,12 +646,51 @@ def record(
     })  # fmt: skip
     if series_written:
         # Modalities in Study (0008,0061) is derived from the study's series; an unchanged
-        # (cached) series row cannot change it. A series moved here from another study
-        # changes that study's too.
+        # (cached) series row cannot change it.
         _modalities(cursor, config, study)
-        if old_study is not None:
-            _modalities(cursor, config, old_study)
+    _drop_what_was_left(cursor, config, series, study, (old_series, old_study, old_patient))
     return pending
+
+
+def _drop_what_was_left(
+    cursor: Any,
+    config: IndexConfig,
+    series: int,
+    study: int,
+    old: tuple[int | None, int | None, int | None],
+) -> None:
+    """Delete the rows an object moved away from, if it left them empty (:func:`record`).
+
+    ``old``: the series, study and patient the object, its series and its study were moved
+    from (None: not moved). Each old row is given with the rows above it; a row the object is
+    still under is never deleted (it holds the object), so the object's ``series`` and
+    ``study`` fill the places below a moved study or patient. A study that stays has its
+    Modalities in Study computed again.
+    """
+    old_series, old_study, old_patient = old
+    left: list[Parents] = []
+    if old_series is not None:
+        cursor.execute(
+            config.sql(
+                "SELECT s.study_fk, t.patient_fk FROM series s JOIN study t ON t.id = s.study_fk"
+                " WHERE s.id = ?"
+            ),
+            (old_series,),
+        )
+        above = cursor.fetchone()
+        if above is not None:
+            left.append((old_series, int(above[0]), int(above[1])))
+    if old_study is not None:
+        cursor.execute(config.sql("SELECT patient_fk FROM study WHERE id = ?"), (old_study,))
+        above = cursor.fetchone()
+        if above is not None:
+            left.append((series, old_study, int(above[0])))
+    if old_patient is not None:
+        left.append((series, study, old_patient))
+    for parents in left:
+        drop_empty_parents(cursor, config, parents)
+    if left:
+        bump_generation(cursor, config)
 
 
 def all_instances(cursor: Any) -> list[InstanceRow]:

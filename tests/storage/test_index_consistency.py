@@ -192,6 +192,75 @@ def test_a_series_moved_to_another_study_leaves_the_old_study_right(
     assert db.rows("SELECT study_fk FROM series ORDER BY id") == [(1,), (2,)]
 
 
+#: What a store's moves leave behind: (SOP Instance UID, overrides), and the rows after them.
+#: 9.2 corrects study 1.2.3.1's patient to PID-2 (PID-1 has no study left); 9.4 puts series
+#: 1.2.3.3.1 in study 1.2.3.4 (1.2.3.3 has no series left); 9.1 comes again (overwrite) in a
+#: series of its own (1.2.3.1.1, whose only instance it was, is left empty).
+_PID_2 = {"PatientID": "PID-2"}
+MOVES = [
+    ("9.1", {}),
+    ("9.2", {**_PID_2, "SeriesInstanceUID": "1.2.3.1.2", "Modality": "MR"}),
+    ("9.3", {**_PID_2, "StudyInstanceUID": "1.2.3.3", "SeriesInstanceUID": "1.2.3.3.1"}),
+    ("9.4", {**_PID_2, "StudyInstanceUID": "1.2.3.4", "SeriesInstanceUID": "1.2.3.3.1"}),
+    ("9.1", {**_PID_2, "SeriesInstanceUID": "1.2.3.1.3", "Modality": "PT"}),
+]
+MOVED = {
+    "patient": [("PID-2",)],
+    "study": [("1.2.3.1", "PID-2", "MR\\PT"), ("1.2.3.4", "PID-2", "CT")],
+    "series": [("1.2.3.1.2", "1.2.3.1"), ("1.2.3.1.3", "1.2.3.1"), ("1.2.3.3.1", "1.2.3.4")],
+}
+#: The rows C-FIND sees, by their UIDs (ids differ with the order of deletes and inserts).
+MOVED_SQL = {
+    "patient": "SELECT patient_id FROM patient",
+    "study": "SELECT s.study_instance_uid, p.patient_id, s.modalities_in_study FROM study s"
+    " JOIN patient p ON p.id = s.patient_fk",
+    "series": "SELECT r.series_instance_uid, s.study_instance_uid FROM series r"
+    " JOIN study s ON s.id = r.study_fk",
+}
+
+
+@pytest.mark.parametrize("cached", [True, False], ids=["cache", "no-cache"])
+def test_a_store_that_moves_rows_deletes_those_it_leaves_empty(
+    tmp_path: Path, cached: bool
+) -> None:
+    """A patient without studies, a study without series, a series without instances: none is
+    left by the store that emptied it (C-FIND would still answer them), and a study that stays
+    has its Modalities in Study computed again."""
+    db = Index(tmp_path, index.ParentRows(limit=4096 if cached else 0))
+    for uid, overrides in MOVES:
+        db.store(uid, **overrides)
+    assert {table: sorted(db.rows(sql)) for table, sql in MOVED_SQL.items()} == MOVED
+    assert db.rows("SELECT count(*) FROM instance") == [(4,)]
+
+
+def test_a_store_that_deletes_rows_makes_the_cache_forget_them(tmp_path: Path) -> None:
+    """The patient PID-1 the cache holds is deleted when its only study moves to PID-2: the
+    next object of PID-1 gets a new patient row, not the deleted one's id (SQLite refuses a
+    study naming a patient that is not there: a failed store)."""
+    db = Index(tmp_path, index.ParentRows())
+    db.store("9.1", IssuerOfPatientID="HOSP")  # a full identity: its row is cached
+    db.store("9.2", IssuerOfPatientID="HOSP", PatientID="PID-2")
+    assert db.rows("SELECT patient_id FROM patient") == [("PID-2",)]
+    db.store(
+        "9.3", IssuerOfPatientID="HOSP", StudyInstanceUID="1.2.3.9", SeriesInstanceUID="1.2.3.9.1"
+    )
+    assert sorted(db.rows(MOVED_SQL["study"])) == [
+        ("1.2.3.1", "PID-2", "CT"), ("1.2.3.9", "PID-1", "CT"),
+    ]  # fmt: skip
+
+
+def test_a_store_that_moves_nothing_costs_no_statement_more(tmp_path: Path) -> None:
+    """The guards that find a move are in the upserts themselves: an object of a known study
+    and series whose rows are not cached (a restart) writes the same statements as before."""
+    db = Index(tmp_path, index.ParentRows())
+    db.store("9.1")
+    db.cache.clear()  # a restart
+    assert db.store("9.2") == [
+        "INSERT patient", "INSERT study", "INSERT series", "INSERT instance",
+        "SELECT modality", "UPDATE study",
+    ]  # fmt: skip
+
+
 def _data(tmp_path: Path) -> tuple[Path, Any]:
     data = tmp_path / "data"
     config = index.IndexConfig("", data / "index.sqlite", True)
@@ -430,6 +499,17 @@ def test_postgresql_partial_identity_and_moved_series(tmp_path: Path, postgres_d
     ]  # fmt: skip
     patients = "SELECT patient_id, issuer_of_patient_id, patient_name FROM patient"
     assert _select(config, patients) == sorted(sqlite.rows(patients))
+
+
+def test_postgresql_a_store_that_moves_rows_deletes_those_it_leaves_empty(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    """The same SQL on PostgreSQL, where the old rows are locked before they are deleted."""
+    config = index.IndexConfig(postgres_dsn, tmp_path / "unused.sqlite", True)
+    index.prepare(config)
+    for uid, overrides in MOVES:
+        _record(config, uid, **overrides)
+    assert {table: _select(config, sql) for table, sql in MOVED_SQL.items()} == MOVED
 
 
 def test_postgresql_repair_deletes_empty_parents(tmp_path: Path, postgres_dsn: str) -> None:
