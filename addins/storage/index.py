@@ -665,7 +665,8 @@ def _drop_what_was_left(
     from (None: not moved). Each old row is given with the rows above it; a row the object is
     still under is never deleted (it holds the object), so the object's ``series`` and
     ``study`` fill the places below a moved study or patient. A study that stays has its
-    Modalities in Study computed again.
+    Modalities in Study computed again. On PostgreSQL a row another transaction holds is left
+    to it (``skip_locked``): a store never waits here.
     """
     old_series, old_study, old_patient = old
     left: list[Parents] = []
@@ -688,7 +689,7 @@ def _drop_what_was_left(
     if old_patient is not None:
         left.append((series, study, old_patient))
     for parents in left:
-        drop_empty_parents(cursor, config, parents)
+        drop_empty_parents(cursor, config, parents, skip_locked=True)
     if left:
         bump_generation(cursor, config)
 
@@ -749,7 +750,9 @@ def delete_instance(cursor: Any, config: IndexConfig, sop_instance_uid: str) -> 
     bump_generation(cursor, config)
 
 
-def drop_empty_parents(cursor: Any, config: IndexConfig, parents: Parents) -> None:
+def drop_empty_parents(
+    cursor: Any, config: IndexConfig, parents: Parents, *, skip_locked: bool = False
+) -> None:
     """Delete the series of ``parents`` if it has no instance left, then the study if it has
     no series, then the patient if it has no study; compute the study's Modalities in Study
     again if it stays.
@@ -762,38 +765,49 @@ def drop_empty_parents(cursor: Any, config: IndexConfig, parents: Parents) -> No
     an object may have moved it to another series, study or patient.
 
     PostgreSQL: the three rows are locked first (:func:`_lock_parents`), or a store adding an
-    instance to the series meanwhile would have it deleted under its instance.
+    instance to the series meanwhile would have it deleted under its instance. With
+    ``skip_locked`` (a store cleaning up after a move) a row another transaction holds is left
+    to it, not waited for: that one is writing under it, so the row is not empty, and a
+    store that writes a study's series computes its Modalities in Study itself. Waiting
+    could deadlock with a store moving rows the other way.
     """
     series, study, patient = parents
-    _lock_parents(cursor, config, parents)
-    cursor.execute(
-        config.sql(
-            "DELETE FROM series WHERE id = ?"
-            " AND NOT EXISTS (SELECT 1 FROM instance WHERE series_fk = ?)"
-        ),
-        (series, series),
-    )
-    cursor.execute(
-        config.sql(
-            "DELETE FROM study WHERE id = ?"
-            " AND NOT EXISTS (SELECT 1 FROM series WHERE study_fk = ?)"
-        ),
-        (study, study),
-    )
-    if cursor.rowcount == 0:
-        _modalities(cursor, config, study)
-    cursor.execute(
-        config.sql(
-            "DELETE FROM patient WHERE id = ?"
-            " AND NOT EXISTS (SELECT 1 FROM study WHERE patient_fk = ?)"
-        ),
-        (patient, patient),
-    )
+    locked = _lock_parents(cursor, config, parents, skip_locked)
+    if "series" in locked:
+        cursor.execute(
+            config.sql(
+                "DELETE FROM series WHERE id = ?"
+                " AND NOT EXISTS (SELECT 1 FROM instance WHERE series_fk = ?)"
+            ),
+            (series, series),
+        )
+    if "study" in locked:
+        cursor.execute(
+            config.sql(
+                "DELETE FROM study WHERE id = ?"
+                " AND NOT EXISTS (SELECT 1 FROM series WHERE study_fk = ?)"
+            ),
+            (study, study),
+        )
+        if cursor.rowcount == 0:
+            _modalities(cursor, config, study)
+    if "patient" in locked:
+        cursor.execute(
+            config.sql(
+                "DELETE FROM patient WHERE id = ?"
+                " AND NOT EXISTS (SELECT 1 FROM study WHERE patient_fk = ?)"
+            ),
+            (patient, patient),
+        )
 
 
-def _lock_parents(cursor: Any, config: IndexConfig, parents: Parents) -> None:
+def _lock_parents(
+    cursor: Any, config: IndexConfig, parents: Parents, skip_locked: bool = False
+) -> set[str]:
     """PostgreSQL: lock the patient, study and series rows of ``parents`` for their deletion,
-    in the order a store upserts them (:func:`record`), until the transaction ends.
+    in the order a store upserts them (:func:`record`), until the transaction ends; the
+    tables whose row is locked (every one but, with ``skip_locked``, one another
+    transaction holds or a deleted one).
 
     Under READ COMMITTED a ``DELETE ... WHERE NOT EXISTS (instance)`` that waits for a store
     holding the series row would check the row again, but not the instances: it would
@@ -805,7 +819,14 @@ def _lock_parents(cursor: Any, config: IndexConfig, parents: Parents) -> None:
     serialises the writers).
     """
     if not config.dsn:
-        return
+        return {"patient", "study", "series"}
     series, study, patient = parents
+    skip = " SKIP LOCKED" if skip_locked else ""
+    locked = set()
     for table, row_id in (("patient", patient), ("study", study), ("series", series)):
-        cursor.execute(config.sql(f"SELECT id FROM {table} WHERE id = ? FOR UPDATE"), (row_id,))
+        cursor.execute(
+            config.sql(f"SELECT id FROM {table} WHERE id = ? FOR UPDATE{skip}"), (row_id,)
+        )
+        if cursor.fetchone() is not None or not skip_locked:
+            locked.add(table)
+    return locked

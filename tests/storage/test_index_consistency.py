@@ -512,6 +512,44 @@ def test_postgresql_a_store_that_moves_rows_deletes_those_it_leaves_empty(
     assert {table: _select(config, sql) for table, sql in MOVED_SQL.items()} == MOVED
 
 
+def test_postgresql_a_store_leaves_a_row_another_store_holds(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    """Store B writes a new study of PID-1 and has not committed yet (PID-1's row locked)
+    when store A moves PID-1's other study to PID-2: A neither waits for B nor deletes
+    PID-1, which B's study keeps. Waiting could deadlock with a store moving rows the other
+    way; the lock timeout turns a wait into a failure here."""
+    config = index.IndexConfig(postgres_dsn, tmp_path / "unused.sqlite", True)
+    index.prepare(config)
+    _record(config, "9.1")
+    other = {"StudyInstanceUID": "1.2.3.2", "SeriesInstanceUID": "1.2.3.2.1"}
+    b = index.open_connection(config)
+    try:
+        index.record(
+            b.cursor(), config, _attributes(SOPInstanceUID="9.2", **other), path="9.2.dcm",
+            size=1, received_at="t", calling_ae="MOD",
+        )  # fmt: skip
+        a = index.open_connection(config)
+        try:
+            cursor = a.cursor()
+            cursor.execute("SET lock_timeout = '5s'")
+            index.record(
+                cursor, config, _attributes(SOPInstanceUID="9.3", PatientID="PID-2"),
+                path="9.3.dcm", size=1, received_at="t", calling_ae="MOD",
+            )  # fmt: skip
+            a.commit()
+        finally:
+            a.close()
+        b.commit()
+    finally:
+        b.close()
+    assert {table: _select(config, sql) for table, sql in MOVED_SQL.items()} == {
+        "patient": [("PID-1",), ("PID-2",)],
+        "study": [("1.2.3.1", "PID-2", "CT"), ("1.2.3.2", "PID-1", "CT")],
+        "series": [("1.2.3.1.1", "1.2.3.1"), ("1.2.3.2.1", "1.2.3.2")],
+    }
+
+
 def test_postgresql_repair_deletes_empty_parents(tmp_path: Path, postgres_dsn: str) -> None:
     """``check --repair`` on PostgreSQL: the lost MR series and, at last, the whole study."""
     data = tmp_path / "data"
