@@ -25,6 +25,10 @@ ways only, because a store renames the file into place *before* it commits the i
   series, a study query on Modalities in Study would still match the study); the study's
   Modalities in Study is computed again.
 
+Not left by a crash, but by earlier versions, whose stores left the rows an object moved away
+from: a series without instances, a study without series, a patient without studies, which
+C-FIND would still answer. ``--repair`` deletes them (:func:`_drop_empty_rows`).
+
 A repair does only what it can be sure of. These are reported, never indexed or have their
 row deleted:
 
@@ -100,6 +104,8 @@ class CheckReport:
     unreadable_files: list[str] = field(default_factory=list)
     #: "path (UID inside)": a file whose data set is another instance than its name says.
     files_of_another_instance: list[str] = field(default_factory=list)
+    #: A patient, study or series row with nothing under it (:func:`.index.empty_rows`).
+    empty_rows: list[str] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)
 
     @property
@@ -114,6 +120,7 @@ class CheckReport:
             or self.misplaced_files
             or self.unreadable_files
             or self.files_of_another_instance
+            or self.empty_rows
         )
 
     def lines(self) -> list[str]:
@@ -135,6 +142,7 @@ class CheckReport:
             f"file holding another instance than its name says: {p}"
             for p in self.files_of_another_instance
         ]
+        out += [f"index row with nothing under it: {what}" for what in self.empty_rows]
         out += [f"repaired: {what}" for what in self.repaired]
         out.append("index and files agree" if self.clean else "index and files DISAGREE")
         return out
@@ -251,10 +259,12 @@ def check_storage(
                 # Looked up again: a running server may have committed it since the rows
                 # were read (it renames first, then commits).
                 report.files_without_row.append(str(path))
+        report.empty_rows = [row.what for row in sql.empty_rows(cursor)]
         connection.commit()
         if repair:
             _finish_overwrites(report, previous, rows, cursor, connection, data_root, config)
             _repair(report, rows, cursor, connection, data_root, config)
+            _drop_empty_rows(report, cursor, connection, config)
     finally:
         connection.close()
     return report
@@ -387,6 +397,37 @@ def _repair(
         for name in list(found):
             found.remove(name)
             _reindex(report, Path(name), rows, cursor, connection, data_root, config)
+
+
+def _drop_empty_rows(
+    report: CheckReport, cursor: Any, connection: Any, config: sql.IndexConfig
+) -> None:
+    """Delete the patient, study and series rows with nothing under them, in one transaction.
+
+    Looked for again under the index's write lock: the repairs before may have left some
+    (none that they know of: each deletes what it empties), and a running server may have
+    stored under one since the look above. Each row is locked and found empty once more
+    before it is deleted (:func:`.index.drop_empty_row`). What is still empty afterwards (a
+    server storing under it meanwhile has made it not empty) stays reported.
+    """
+    removed = []
+    sql.begin_write(cursor, config)
+    try:
+        for row in sql.empty_rows(cursor):
+            deleted = sql.drop_empty_row(cursor, config, row)
+            if row.table in deleted:
+                above = sorted(deleted - {row.table}, key=("series", "study", "patient").index)
+                also = f", and its {' and '.join(above)} left empty" if above else ""
+                removed.append(f"removed the index row of {row.what}{also}")
+        if removed:
+            sql.bump_generation(cursor, config)  # a running server may have their ids cached
+        connection.commit()
+    finally:
+        if getattr(connection, "in_transaction", False) or config.dsn:
+            connection.rollback()
+    report.repaired += removed
+    report.empty_rows = [row.what for row in sql.empty_rows(cursor)]
+    connection.commit()
 
 
 def _reindex(

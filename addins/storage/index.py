@@ -718,6 +718,9 @@ def instance_row(cursor: Any, config: IndexConfig, sop_instance_uid: str) -> Ins
 
 #: The ids of an instance's series, study and patient rows.
 Parents = tuple[int, int, int]
+#: Rows to delete if empty, from a series up: series and study None when only the rows above
+#: them are to be looked at (``check --repair`` of an empty study or patient).
+Above = tuple[int | None, int | None, int]
 
 
 def instance_parents(cursor: Any, config: IndexConfig, sop_instance_uid: str) -> Parents | None:
@@ -732,6 +735,74 @@ def instance_parents(cursor: Any, config: IndexConfig, sop_instance_uid: str) ->
     )
     row = cursor.fetchone()
     return None if row is None else (int(row[0]), int(row[1]), int(row[2]))
+
+
+@dataclass(frozen=True)
+class EmptyRow:
+    """A patient, study or series row with nothing under it, which C-FIND would answer."""
+
+    table: str
+    row_id: int
+    #: The row in words, for ``check``'s report.
+    what: str
+
+
+def empty_rows(cursor: Any) -> list[EmptyRow]:
+    """Series without instances, studies without series, patients without studies.
+
+    None is left by a store or a repair of this version, but an index written by an earlier
+    one may hold some (a store moved a study, a series or an instance and left the rows it
+    came from), and so may one whose store on PostgreSQL left a row another transaction held
+    (:func:`_drop_what_was_left`).
+    """
+    cursor.execute(
+        "SELECT r.id, r.series_instance_uid, s.study_instance_uid FROM series r"
+        " JOIN study s ON s.id = r.study_fk"
+        " WHERE NOT EXISTS (SELECT 1 FROM instance WHERE series_fk = r.id) ORDER BY r.id"
+    )
+    found = [
+        EmptyRow("series", int(i), f"series {uid} of study {study}, without instances")
+        for i, uid, study in cursor.fetchall()
+    ]
+    cursor.execute(
+        "SELECT s.id, s.study_instance_uid, p.patient_id FROM study s"
+        " JOIN patient p ON p.id = s.patient_fk"
+        " WHERE NOT EXISTS (SELECT 1 FROM series WHERE study_fk = s.id) ORDER BY s.id"
+    )
+    found += [
+        EmptyRow("study", int(i), f"study {uid} of patient {patient!r}, without series")
+        for i, uid, patient in cursor.fetchall()
+    ]
+    cursor.execute(
+        "SELECT p.id, p.patient_id, p.issuer_of_patient_id FROM patient p"
+        " WHERE NOT EXISTS (SELECT 1 FROM study WHERE patient_fk = p.id) ORDER BY p.id"
+    )
+    found += [
+        EmptyRow("patient", int(i), f"patient {pid!r} (issuer {issuer!r}), without studies")
+        for i, pid, issuer in cursor.fetchall()
+    ]
+    return found
+
+
+def drop_empty_row(cursor: Any, config: IndexConfig, row: EmptyRow) -> set[str]:
+    """Delete ``row`` if it is still empty, and the rows above it it leaves empty, as
+    :func:`drop_empty_parents` does (locked first on PostgreSQL; the caller bumps the index's
+    generation); the tables whose row was deleted. A row deleted meanwhile is nothing to do."""
+    if row.table == "patient":
+        return drop_empty_parents(cursor, config, (None, None, row.row_id))
+    if row.table == "study":
+        query = "SELECT NULL, id, patient_fk FROM study WHERE id = ?"
+    else:
+        query = (
+            "SELECT r.id, r.study_fk, s.patient_fk FROM series r"
+            " JOIN study s ON s.id = r.study_fk WHERE r.id = ?"
+        )
+    cursor.execute(config.sql(query), (row.row_id,))
+    above = cursor.fetchone()
+    if above is None:
+        return set()
+    series = None if above[0] is None else int(above[0])
+    return drop_empty_parents(cursor, config, (series, int(above[1]), int(above[2])))
 
 
 def delete_instance(cursor: Any, config: IndexConfig, sop_instance_uid: str) -> None:
@@ -751,8 +822,8 @@ def delete_instance(cursor: Any, config: IndexConfig, sop_instance_uid: str) -> 
 
 
 def drop_empty_parents(
-    cursor: Any, config: IndexConfig, parents: Parents, *, skip_locked: bool = False
-) -> None:
+    cursor: Any, config: IndexConfig, parents: Above, *, skip_locked: bool = False
+) -> set[str]:
     """Delete the series of ``parents`` if it has no instance left, then the study if it has
     no series, then the patient if it has no study; compute the study's Modalities in Study
     again if it stays.
@@ -764,15 +835,21 @@ def drop_empty_parents(
     Each row is looked at whether or not the one below was deleted: a repair that re-indexes
     an object may have moved it to another series, study or patient.
 
+    A series or study of None is not looked at (``check --repair`` of an empty study or
+    patient: :func:`drop_empty_row`).
+
     PostgreSQL: the three rows are locked first (:func:`_lock_parents`), or a store adding an
     instance to the series meanwhile would have it deleted under its instance. With
     ``skip_locked`` (a store cleaning up after a move) a row another transaction holds is left
     to it, not waited for: that one is writing under it, so the row is not empty, and a
     store that writes a study's series computes its Modalities in Study itself. Waiting
     could deadlock with a store moving rows the other way.
+
+    Returns the tables whose row was deleted.
     """
     series, study, patient = parents
     locked = _lock_parents(cursor, config, parents, skip_locked)
+    deleted = set()
     if "series" in locked:
         cursor.execute(
             config.sql(
@@ -781,6 +858,8 @@ def drop_empty_parents(
             ),
             (series, series),
         )
+        if cursor.rowcount:
+            deleted.add("series")
     if "study" in locked:
         cursor.execute(
             config.sql(
@@ -789,7 +868,9 @@ def drop_empty_parents(
             ),
             (study, study),
         )
-        if cursor.rowcount == 0:
+        if cursor.rowcount:
+            deleted.add("study")
+        else:
             _modalities(cursor, config, study)
     if "patient" in locked:
         cursor.execute(
@@ -799,10 +880,13 @@ def drop_empty_parents(
             ),
             (patient, patient),
         )
+        if cursor.rowcount:
+            deleted.add("patient")
+    return deleted
 
 
 def _lock_parents(
-    cursor: Any, config: IndexConfig, parents: Parents, skip_locked: bool = False
+    cursor: Any, config: IndexConfig, parents: Above, skip_locked: bool = False
 ) -> set[str]:
     """PostgreSQL: lock the patient, study and series rows of ``parents`` for their deletion,
     in the order a store upserts them (:func:`record`), until the transaction ends; the
@@ -818,12 +902,15 @@ def _lock_parents(
     then writes new rows for those it deleted. SQLite: nothing (``BEGIN IMMEDIATE`` already
     serialises the writers).
     """
-    if not config.dsn:
-        return {"patient", "study", "series"}
     series, study, patient = parents
+    given = [("patient", patient), ("study", study), ("series", series)]
+    if not config.dsn:
+        return {table for table, row_id in given if row_id is not None}
     skip = " SKIP LOCKED" if skip_locked else ""
     locked = set()
-    for table, row_id in (("patient", patient), ("study", study), ("series", series)):
+    for table, row_id in given:
+        if row_id is None:
+            continue
         cursor.execute(
             config.sql(f"SELECT id FROM {table} WHERE id = ? FOR UPDATE{skip}"), (row_id,)
         )

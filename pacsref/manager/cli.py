@@ -302,8 +302,9 @@ def _main(argv: Sequence[str] | None) -> int:
         "--repair",
         action="store_true",
         help="drop index rows whose file is missing (and the series, studies and patients "
-        "left empty); re-index files that have no row, are not the size their row records "
-        "or were modified after it (files that are not whole data sets are reported)",
+        "left empty), and series, studies and patients with nothing under them; re-index "
+        "files that have no row, are not the size their row records or were modified after "
+        "it (files that are not whole data sets are reported)",
     )
     server_commands_module.register(server_commands, common)
     ae_commands.register(commands, common)

@@ -344,6 +344,74 @@ def _repair_a_lost_series(data: Path, config: Any) -> None:
         assert _select(config, f"SELECT count(*) FROM {table}") == [(0,)], table
 
 
+def _leave_empty_rows(data: Path, config: Any) -> str:
+    """Rows as an earlier version left them after moves: an empty series (PT) in a study of
+    stored CT and MR images, a study without series, a patient without studies. Each is an
+    object's rows, then some of them deleted by hand, as the moves of old did. The study."""
+    study = generate_uid(ROOT)
+    for path in (
+        _instance(data, study, generate_uid(ROOT)),
+        _instance(data, study, generate_uid(ROOT), "MR"),
+    ):
+        _store_file(data, config, path)
+    [(patient,)] = _select(config, "SELECT patient_id FROM patient")
+    _record(config, "9.1", PatientID=patient, StudyInstanceUID=study, Modality="PT",
+            SeriesInstanceUID="1.2.3.9.1")  # fmt: skip
+    _record(config, "9.2", PatientID="PID-8", StudyInstanceUID="1.2.3.8",
+            SeriesInstanceUID="1.2.3.8.1")  # fmt: skip
+    _record(config, "9.3", PatientID="PID-7", StudyInstanceUID="1.2.3.7",
+            SeriesInstanceUID="1.2.3.7.1")  # fmt: skip
+    connection = index.open_connection(config)
+    try:
+        cursor = connection.cursor()
+        cursor.execute("DELETE FROM instance WHERE sop_instance_uid IN ('9.1', '9.2', '9.3')")
+        cursor.execute("DELETE FROM series WHERE series_instance_uid IN ('1.2.3.8.1', '1.2.3.7.1')")
+        cursor.execute("DELETE FROM study WHERE study_instance_uid = '1.2.3.7'")
+        connection.commit()
+    finally:
+        connection.close()
+    return study
+
+
+def _generation(config: Any) -> int:
+    [(value,)] = _select(config, "SELECT value FROM index_generation")
+    return int(value)
+
+
+def _check_and_repair_empty_rows(data: Path, config: Any) -> None:
+    study = _leave_empty_rows(data, config)
+    report = check.check_storage(data, config)
+    assert not report.clean
+    assert report.empty_rows == [
+        f"series 1.2.3.9.1 of study {study}, without instances",
+        "study 1.2.3.8 of patient 'PID-8', without series",
+        "patient 'PID-7' (issuer ''), without studies",
+    ]
+    assert f"index row with nothing under it: {report.empty_rows[0]}" in report.lines()
+    generation = _generation(config)
+    report = check.check_storage(data, config, repair=True)
+    assert report.clean, report.lines()
+    assert report.repaired == [
+        f"removed the index row of series 1.2.3.9.1 of study {study}, without instances",
+        "removed the index row of study 1.2.3.8 of patient 'PID-8', without series, and its"
+        " patient left empty",
+        "removed the index row of patient 'PID-7' (issuer ''), without studies",
+    ]
+    assert _generation(config) > generation  # a running server forgets the ids it cached
+    assert _select(config, "SELECT study_instance_uid, modalities_in_study FROM study") == [
+        (study, "CT\\MR")
+    ]
+    assert _select(config, "SELECT count(*) FROM patient") == [(1,)]
+    assert check.check_storage(data, config).clean
+
+
+def test_check_reports_and_repair_deletes_rows_with_nothing_under_them(tmp_path: Path) -> None:
+    """An index an earlier version left rows in after moves: reported, then deleted by a
+    repair, with the rows above them they leave empty; the study that keeps its images has
+    its Modalities in Study computed again."""
+    _check_and_repair_empty_rows(*_data(tmp_path))
+
+
 def test_repair_deletes_the_parents_a_lost_file_leaves_empty(tmp_path: Path) -> None:
     """The MR series goes with its one instance and Modalities in Study says CT; the last
     file lost takes its series, study and patient with it."""
@@ -548,6 +616,16 @@ def test_postgresql_a_store_leaves_a_row_another_store_holds(
         "study": [("1.2.3.1", "PID-2", "CT"), ("1.2.3.2", "PID-1", "CT")],
         "series": [("1.2.3.1.1", "1.2.3.1"), ("1.2.3.2.1", "1.2.3.2")],
     }
+
+
+def test_postgresql_check_and_repair_of_rows_with_nothing_under_them(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    """The same on PostgreSQL."""
+    data = tmp_path / "data"
+    config = index.IndexConfig(postgres_dsn, data / "unused.sqlite", True)
+    index.prepare(config)
+    _check_and_repair_empty_rows(data, config)
 
 
 def test_postgresql_repair_deletes_empty_parents(tmp_path: Path, postgres_dsn: str) -> None:
