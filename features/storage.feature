@@ -33,6 +33,20 @@ Feature: Storage
       | refuse     | 0x0111 |
 
   @fixture.pacsref.server
+  Scenario: A corrected Patient ID moves the study and leaves no patient without studies
+    A modality that sent a study under a wrong Patient ID sends more of it under the right
+    one. The study belongs to the corrected patient from then on (the latest object's patient
+    wins), and the patient it had, left without studies, is removed in the same store: a
+    patient query would otherwise still answer it.
+
+    When the modality "CT_ROOM_1" stores a study of 1 series of 2 images with pynetdicom
+    And the modality "CT_ROOM_1" sends 2 more images of that study with Patient ID "PID-CORRECTED"
+    Then every store succeeds
+    And the index holds one patient, "PID-CORRECTED", with the study
+    And the server holds 4 stored and indexed images from "CT_ROOM_1"
+    And the storage check reports that index and files agree
+
+  @fixture.pacsref.server
   Scenario Outline: An image whose SOP Instance UID is not a UID is refused (<why>)
     When a raw peer stores an image with SOP Instance UID "<uid>"
     Then the store gets status 0x0117

@@ -185,6 +185,41 @@ def step_store_again(context: Any, calling: str) -> None:
     context.statuses = _store(context, calling, context.sent[:1])
 
 
+@when(
+    'the modality "{calling}" sends {count:d} more images of that study with Patient ID '
+    '"{patient_id}"'
+)
+def step_store_corrected(context: Any, calling: str, count: int, patient_id: str) -> None:
+    """New images of the study sent last (new SOP Instance UIDs), under another Patient ID."""
+    from pydicom.uid import generate_uid
+
+    folder = Path(tempfile.mkdtemp(prefix="pacsref-storage-"))
+    context.add_cleanup(lambda: subprocess.run(["rm", "-rf", str(folder)], check=False))
+    files = []
+    for n, path in enumerate(context.sent[:count]):
+        ds = dcmread(path)
+        ds.PatientID = patient_id
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.save_as(folder / f"{n}.dcm", enforce_file_format=True)
+        files.append(folder / f"{n}.dcm")
+    context.statuses += _store(context, calling, files)
+
+
+@then('the index holds one patient, "{patient_id}", with the study')
+def step_one_patient(context: Any, patient_id: str) -> None:
+    """The index's patient rows (no other, none without studies) and the study's patient."""
+    study = dcmread(context.sent[0]).StudyInstanceUID
+    with sqlite3.connect(_server(context).server_dir / "data" / "index.sqlite") as db:
+        patients = db.execute("SELECT patient_id FROM patient").fetchall()
+        owner = db.execute(
+            "SELECT p.patient_id FROM study s JOIN patient p ON p.id = s.patient_fk"
+            " WHERE s.study_instance_uid = ?",
+            (study,),
+        ).fetchall()
+    assert patients == [(patient_id,)], patients
+    assert owner == [(patient_id,)], owner
+
+
 @when('a raw peer stores an image with SOP Instance UID "{uid}"')
 def step_raw_bad_uid(context: Any, uid: str) -> None:
     """A C-STORE-RQ whose command names ``uid``, sent by a peer that validates nothing."""
