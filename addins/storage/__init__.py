@@ -715,6 +715,7 @@ class StorageAddin(Service):
             writer.acquire()
         received_at = datetime.now(UTC).isoformat(timespec="milliseconds")
         committing = False
+        left: list[sql.Above] | None = [] if config.dsn else None
         try:
             if not began:
                 sql.begin_write(cursor, config)
@@ -727,6 +728,7 @@ class StorageAddin(Service):
                 received_at=received_at,
                 calling_ae=request.calling_ae,
                 cache=self._parents,
+                settle_later=left,
             )
             committing = True
             if self._parents is None:
@@ -758,7 +760,27 @@ class StorageAddin(Service):
         finally:
             if writer is not None:
                 writer.release()
+        if left:
+            self._settle(connection, left, uid)
         return self._stored(request, previous, final)
+
+    def _settle(self, connection: Any, left: list[sql.Above], uid: str) -> None:
+        """Delete the rows a committed store moved away from and had to skip (PostgreSQL:
+        another transaction held them; :func:`.index.settle_left_rows`).
+
+        The object is stored and indexed: a failure here only leaves rows with nothing under
+        them, which ``check`` reports and ``--repair`` deletes, so it is logged, not raised.
+        """
+        assert self.config is not None
+        try:
+            sql.settle_left_rows(connection, self.config, left)
+        except Exception as exc:
+            log.warn(
+                "the rows instance {uid} was moved away from could not be looked at again "
+                "({error}); `pacsref server check --repair` deletes any left empty",
+                uid=uid,
+                error=exc,
+            )
 
     def _stored(self, request: DimseRequest, previous: Path | None, final: Path) -> StoreOutcome:
         """The store is committed: drop the overwritten file's second name, and say so.

@@ -594,14 +594,22 @@ def record(
     received_at: str,
     calling_ae: str,
     cache: ParentRows | None = None,
+    settle_later: list[Above] | None = None,
 ) -> list[ParentEntry]:
     """Insert or update the patient, study, series and instance rows of one stored object.
 
     An object that moves its study to another patient, its series to another study, or
     itself (a new version) to another series may leave the rows it moved from empty: they are
     deleted in the same transaction (:func:`drop_empty_parents`), or C-FIND would still answer
-    a patient without studies, a study without series. Deleting them bumps the index's
-    generation, so that no cache keeps their ids (:meth:`ParentRows.follow_generation`).
+    a patient without studies, a study without series. Deleting them on SQLite bumps the
+    index's generation, so that no cache keeps their ids (:meth:`ParentRows.follow_generation`;
+    on PostgreSQL nothing reads it, and one row every moving store updated would serialise
+    them all and could deadlock one with a repair).
+
+    ``settle_later`` (a store on PostgreSQL): instead of waiting for the old rows' locks,
+    which could deadlock with a store moving rows the other way, a row another transaction
+    holds is skipped here and its rows put in the list, for :func:`settle_left_rows` after
+    the commit. Without it the deletes wait for the locks (``check --repair``).
     Returns the parent rows written, for ``cache.commit``.
     """
     a = attributes
@@ -648,7 +656,8 @@ def record(
         # Modalities in Study (0008,0061) is derived from the study's series; an unchanged
         # (cached) series row cannot change it.
         _modalities(cursor, config, study)
-    _drop_what_was_left(cursor, config, series, study, (old_series, old_study, old_patient))
+    old = (old_series, old_study, old_patient)
+    _drop_what_was_left(cursor, config, series, study, old, settle_later)
     return pending
 
 
@@ -658,6 +667,7 @@ def _drop_what_was_left(
     series: int,
     study: int,
     old: tuple[int | None, int | None, int | None],
+    settle_later: list[Above] | None,
 ) -> None:
     """Delete the rows an object moved away from, if it left them empty (:func:`record`).
 
@@ -665,8 +675,8 @@ def _drop_what_was_left(
     from (None: not moved). Each old row is given with the rows above it; a row the object is
     still under is never deleted (it holds the object), so the object's ``series`` and
     ``study`` fill the places below a moved study or patient. A study that stays has its
-    Modalities in Study computed again. On PostgreSQL a row another transaction holds is left
-    to it (``skip_locked``): a store never waits here.
+    Modalities in Study computed again. With ``settle_later`` (:func:`record`) nothing waits
+    here.
     """
     old_series, old_study, old_patient = old
     left: list[Parents] = []
@@ -688,10 +698,31 @@ def _drop_what_was_left(
             left.append((series, old_study, int(above[0])))
     if old_patient is not None:
         left.append((series, study, old_patient))
+    skip = settle_later is not None
     for parents in left:
-        drop_empty_parents(cursor, config, parents, skip_locked=True)
-    if left:
+        drop_empty_parents(cursor, config, parents, skip_locked=skip, skipped=settle_later)
+    if left and not config.dsn:
         bump_generation(cursor, config)
+
+
+def settle_left_rows(connection: Any, config: IndexConfig, left: list[Above]) -> None:
+    """Delete what a store's :func:`record` skipped (``settle_later``), now that it committed.
+
+    In a transaction of its own that holds nothing else, so waiting for the rows' locks
+    (patient, study, series, the order every writer takes them in) cannot close a cycle. The
+    rows are looked at with the holders' work committed: another store that was moving away
+    from the same row left it empty too, and a study that keeps series gets its Modalities in
+    Study from what its series are now, not from what a concurrent store saw. PostgreSQL
+    only: SQLite serialises the writers, so nothing is ever skipped there.
+    """
+    cursor = connection.cursor()
+    try:
+        for parents in left:
+            drop_empty_parents(cursor, config, parents)
+        connection.commit()
+    except BaseException:
+        connection.rollback()
+        raise
 
 
 def all_instances(cursor: Any) -> list[InstanceRow]:
@@ -822,7 +853,12 @@ def delete_instance(cursor: Any, config: IndexConfig, sop_instance_uid: str) -> 
 
 
 def drop_empty_parents(
-    cursor: Any, config: IndexConfig, parents: Above, *, skip_locked: bool = False
+    cursor: Any,
+    config: IndexConfig,
+    parents: Above,
+    *,
+    skip_locked: bool = False,
+    skipped: list[Above] | None = None,
 ) -> set[str]:
     """Delete the series of ``parents`` if it has no instance left, then the study if it has
     no series, then the patient if it has no study; compute the study's Modalities in Study
@@ -840,15 +876,18 @@ def drop_empty_parents(
 
     PostgreSQL: the three rows are locked first (:func:`_lock_parents`), or a store adding an
     instance to the series meanwhile would have it deleted under its instance. With
-    ``skip_locked`` (a store cleaning up after a move) a row another transaction holds is left
-    to it, not waited for: that one is writing under it, so the row is not empty, and a
-    store that writes a study's series computes its Modalities in Study itself. Waiting
-    could deadlock with a store moving rows the other way.
+    ``skip_locked`` (a store cleaning up after a move) a row another transaction holds is not
+    waited for, which could deadlock with a store moving rows the other way; ``parents`` is
+    then put in ``skipped``, to be looked at again once that transaction is over
+    (:func:`settle_left_rows`): the holder may be moving away from the row too, or computing
+    the study's Modalities in Study from series this transaction is moving.
 
     Returns the tables whose row was deleted.
     """
     series, study, patient = parents
     locked = _lock_parents(cursor, config, parents, skip_locked)
+    if skipped is not None and len(locked) < sum(row is not None for row in parents):
+        skipped.append(parents)
     deleted = set()
     if "series" in locked:
         cursor.execute(

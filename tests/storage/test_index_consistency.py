@@ -572,50 +572,131 @@ def test_postgresql_partial_identity_and_moved_series(tmp_path: Path, postgres_d
 def test_postgresql_a_store_that_moves_rows_deletes_those_it_leaves_empty(
     tmp_path: Path, postgres_dsn: str
 ) -> None:
-    """The same SQL on PostgreSQL, where the old rows are locked before they are deleted."""
+    """The same SQL on PostgreSQL, where the old rows are locked before they are deleted. The
+    index's generation is left alone there: nothing reads it (no parent-row cache), and one
+    row every moving store updated would serialise them and could deadlock one with a repair
+    waiting for rows the store holds."""
     config = index.IndexConfig(postgres_dsn, tmp_path / "unused.sqlite", True)
     index.prepare(config)
+    generation = _generation(config)
     for uid, overrides in MOVES:
         _record(config, uid, **overrides)
     assert {table: _select(config, sql) for table, sql in MOVED_SQL.items()} == MOVED
+    assert _generation(config) == generation
+
+
+def _store_open(config: Any, uid: str, left: list[Any], **overrides: str) -> Any:
+    """A store's rows on PostgreSQL, not committed yet: its connection. What its clean-up
+    skipped goes to ``left``, for :func:`index.settle_left_rows` after its commit. A wait
+    for a lock fails after 5 s instead of hanging the test."""
+    connection = index.open_connection(config)
+    cursor = connection.cursor()
+    cursor.execute("SET lock_timeout = '5s'")
+    index.record(
+        cursor, config, _attributes(SOPInstanceUID=uid, **overrides), path=f"{uid}.dcm",
+        size=1, received_at="t", calling_ae="MOD", settle_later=left,
+    )  # fmt: skip
+    return connection
+
+
+def _settle(config: Any, left: list[Any]) -> None:
+    connection = index.open_connection(config)
+    try:
+        index.settle_left_rows(connection, config, left)
+    finally:
+        connection.close()
 
 
 def test_postgresql_a_store_leaves_a_row_another_store_holds(
     tmp_path: Path, postgres_dsn: str
 ) -> None:
     """Store B writes a new study of PID-1 and has not committed yet (PID-1's row locked)
-    when store A moves PID-1's other study to PID-2: A neither waits for B nor deletes
-    PID-1, which B's study keeps. Waiting could deadlock with a store moving rows the other
-    way; the lock timeout turns a wait into a failure here."""
+    when store A moves PID-1's other study to PID-2: A does not wait for B (waiting could
+    deadlock with a store moving rows the other way; the lock timeout would fail it here),
+    and once both committed, A's second look keeps PID-1, which B's study holds."""
     config = index.IndexConfig(postgres_dsn, tmp_path / "unused.sqlite", True)
     index.prepare(config)
     _record(config, "9.1")
-    other = {"StudyInstanceUID": "1.2.3.2", "SeriesInstanceUID": "1.2.3.2.1"}
-    b = index.open_connection(config)
-    try:
-        index.record(
-            b.cursor(), config, _attributes(SOPInstanceUID="9.2", **other), path="9.2.dcm",
-            size=1, received_at="t", calling_ae="MOD",
-        )  # fmt: skip
-        a = index.open_connection(config)
-        try:
-            cursor = a.cursor()
-            cursor.execute("SET lock_timeout = '5s'")
-            index.record(
-                cursor, config, _attributes(SOPInstanceUID="9.3", PatientID="PID-2"),
-                path="9.3.dcm", size=1, received_at="t", calling_ae="MOD",
-            )  # fmt: skip
-            a.commit()
-        finally:
-            a.close()
-        b.commit()
-    finally:
-        b.close()
+    left_a: list[Any] = []
+    b = _store_open(config, "9.2", [], StudyInstanceUID="1.2.3.2", SeriesInstanceUID="1.2.3.2.1")
+    a = _store_open(config, "9.3", left_a, PatientID="PID-2")
+    a.commit()
+    b.commit()
+    for connection in (a, b):
+        connection.close()
+    assert left_a, "PID-1 was not skipped"
+    _settle(config, left_a)
     assert {table: _select(config, sql) for table, sql in MOVED_SQL.items()} == {
         "patient": [("PID-1",), ("PID-2",)],
         "study": [("1.2.3.1", "PID-2", "CT"), ("1.2.3.2", "PID-1", "CT")],
         "series": [("1.2.3.1.1", "1.2.3.1"), ("1.2.3.2.1", "1.2.3.2")],
     }
+
+
+def test_postgresql_two_stores_moving_away_from_one_row_leave_it_to_neither(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    """Both studies of PID-1 are moved at once, to PID-2 and PID-3: the first store's clean-up
+    still sees the second study, the second one skips PID-1 (the first holds it). Its second
+    look, after both committed, deletes PID-1. So for the two instances of a CT series moved
+    away at once (overwrites) to other patients: the series goes, and the study keeps its MR
+    series alone, and says so in Modalities in Study."""
+    config = index.IndexConfig(postgres_dsn, tmp_path / "unused.sqlite", True)
+    index.prepare(config)
+    _record(config, "9.1")
+    _record(config, "9.2", StudyInstanceUID="1.2.3.2", SeriesInstanceUID="1.2.3.2.1")
+    in_study_4 = {"PatientID": "PID-9", "StudyInstanceUID": "1.2.3.4"}
+    _record(config, "9.3", **in_study_4, SeriesInstanceUID="1.2.3.4.1")
+    _record(config, "9.4", **in_study_4, SeriesInstanceUID="1.2.3.4.1")
+    _record(config, "9.5", **in_study_4, SeriesInstanceUID="1.2.3.4.2", Modality="MR")
+    left: list[Any] = []
+    moves = [
+        ("9.1", {"PatientID": "PID-2"}),
+        ("9.2", {"PatientID": "PID-3", "StudyInstanceUID": "1.2.3.2",
+                 "SeriesInstanceUID": "1.2.3.2.1"}),
+        ("9.3", {"PatientID": "PID-5", "StudyInstanceUID": "1.2.3.5",
+                 "SeriesInstanceUID": "1.2.3.5.1"}),
+        ("9.4", {"PatientID": "PID-6", "StudyInstanceUID": "1.2.3.6",
+                 "SeriesInstanceUID": "1.2.3.6.1"}),
+    ]  # fmt: skip
+    stores = [_store_open(config, uid, left, **overrides) for uid, overrides in moves]
+    for connection in stores:
+        connection.commit()
+        connection.close()
+    assert left, "nothing was skipped"
+    _settle(config, left)
+    assert _select(config, "SELECT patient_id FROM patient") == [
+        ("PID-2",), ("PID-3",), ("PID-5",), ("PID-6",), ("PID-9",),
+    ]  # fmt: skip
+    assert _select(config, "SELECT count(*) FROM patient p WHERE NOT EXISTS"
+                   " (SELECT 1 FROM study WHERE patient_fk = p.id)") == [(0,)]  # fmt: skip
+    assert ("1.2.3.4.1", "1.2.3.4") not in _select(config, MOVED_SQL["series"])
+    assert ("1.2.3.4", "PID-9", "MR") in _select(config, MOVED_SQL["study"])
+
+
+def test_postgresql_a_series_moved_out_of_a_study_being_stored_into(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    """Store T2 adds a CT image to study 1.2.3.1 and computes its Modalities in Study while
+    store T1 moves the study's MR series away: T1 skips the study (T2 holds it) and looks
+    again after its commit, waiting for T2's: the study says CT alone, not T2's CT\\MR."""
+    config = index.IndexConfig(postgres_dsn, tmp_path / "unused.sqlite", True)
+    index.prepare(config)
+    _record(config, "9.1")
+    _record(config, "9.2", SeriesInstanceUID="1.2.3.1.2", Modality="MR")
+    t2 = _store_open(config, "9.3", [])
+    left: list[Any] = []
+    t1 = _store_open(config, "9.4", left, PatientID="PID-2", StudyInstanceUID="1.2.3.5",
+                     SeriesInstanceUID="1.2.3.1.2", Modality="MR")  # fmt: skip
+    t1.commit()
+    t1.close()
+    settle, outcome = _run_aside(lambda: _settle(config, left))
+    _until_one_waits_for_a_lock(config, settle)
+    t2.commit()
+    t2.close()
+    settle.join(30)
+    assert not settle.is_alive() and "error" not in outcome, outcome
+    assert ("1.2.3.1", "PID-1", "CT") in _select(config, MOVED_SQL["study"])
 
 
 def test_postgresql_check_and_repair_of_rows_with_nothing_under_them(

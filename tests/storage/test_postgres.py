@@ -393,3 +393,66 @@ def test_commit_whose_outcome_is_unknown_keeps_the_file_for_repair(
     config = index.IndexConfig(fresh_dsn, server_dir / "data" / "index.sqlite", True)
     assert check.check_storage(server_dir / "data", config, repair=True).repaired
     assert _indexed(fresh_dsn, _postgres) == [(uid,)]
+
+
+def _skipping_store(harness: Any, monkeypatch: pytest.MonkeyPatch, row: tuple[Any, ...]) -> Any:
+    """The harness add-in's index module, its ``record`` made to report ``row`` as skipped
+    by its clean-up (as when another store held it): what the store does after its commit."""
+    sql = sys.modules[type(storage(harness)).__module__].sql
+    real = sql.record
+
+    def record(*args: Any, **kwargs: Any) -> Any:
+        written = real(*args, **kwargs)
+        kwargs["settle_later"].append(row)
+        return written
+
+    monkeypatch.setattr(sql, "record", record)
+    return sql
+
+
+def _empty_patient(dsn: str, _postgres: Any) -> int:
+    with _postgres.connect(dsn) as db:
+        (row_id,) = db.execute(
+            "INSERT INTO patient (patient_id, issuer_of_patient_id, patient_name,"
+            " patient_birth_date, patient_sex) VALUES ('LEFT', '', '', '', '') RETURNING id"
+        ).fetchone()
+    return int(row_id)
+
+
+def test_a_store_looks_again_at_what_its_clean_up_skipped_after_its_commit(
+    tmp_path: Path, fresh_dsn: str, _postgres: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A row the store's clean-up had to skip (another transaction held it) is deleted, if
+    empty, once the store committed (index.settle_left_rows)."""
+    harness = storage_harness(tmp_path / "PACSREF", options=f'index_dsn = "{fresh_dsn}"\n')
+    _skipping_store(harness, monkeypatch, (None, None, _empty_patient(fresh_dsn, _postgres)))
+    uid, data = _instance(tmp_path, "a.dcm", generate_uid(ROOT))
+    assert send_store(associate(harness), uid, data)[0][STATUS] == 0
+    with _postgres.connect(fresh_dsn) as db:
+        left = db.execute("SELECT count(*) FROM patient WHERE patient_id = 'LEFT'").fetchone()
+    assert left == (0,)
+
+
+def test_a_failed_second_look_is_logged_and_the_store_stands(
+    tmp_path: Path,
+    fresh_dsn: str,
+    _postgres: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    log_events: list[dict[str, Any]],
+) -> None:
+    """The object is stored and indexed when the second look fails: success, and one warning
+    saying that a repair deletes what is left."""
+    harness = storage_harness(tmp_path / "PACSREF", options=f'index_dsn = "{fresh_dsn}"\n')
+    sql = _skipping_store(harness, monkeypatch, (None, None, _empty_patient(fresh_dsn, _postgres)))
+
+    def settle(*args: Any) -> None:
+        raise _postgres.OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(sql, "settle_left_rows", settle)
+    uid, data = _instance(tmp_path, "a.dcm", generate_uid(ROOT))
+    assert send_store(associate(harness), uid, data)[0][STATUS] == 0
+    [warning] = [e for e in log_events if "could not be looked at again" in e.get("log_format", "")]
+    assert warning["uid"] == uid and "server closed the connection" in str(warning["error"])
+    with _postgres.connect(fresh_dsn) as db:
+        stored = db.execute("SELECT count(*) FROM instance WHERE sop_instance_uid = %s", (uid,))
+        assert stored.fetchone() == (1,)
