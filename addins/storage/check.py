@@ -402,30 +402,32 @@ def _repair(
 def _drop_empty_rows(
     report: CheckReport, cursor: Any, connection: Any, config: sql.IndexConfig
 ) -> None:
-    """Delete the patient, study and series rows with nothing under them, in one transaction.
+    """Delete the patient, study and series rows with nothing under them.
 
-    Looked for again under the index's write lock: the repairs before may have left some
-    (none that they know of: each deletes what it empties), and a running server may have
-    stored under one since the look above. Each row is locked and found empty once more
-    before it is deleted (:func:`.index.drop_empty_row`). What is still empty afterwards (a
-    server storing under it meanwhile has made it not empty) stays reported.
+    Looked for again: the repairs before may have left some (none that they know of: each
+    deletes what it empties), and a running server may have stored under one since the look
+    above. Each row is locked and found empty once more, under the index's write lock,
+    before it is deleted (:func:`.index.drop_empty_row`). What is still empty afterwards
+    stays reported.
     """
-    removed = []
-    sql.begin_write(cursor, config)
-    try:
-        for row in sql.empty_rows(cursor):
+    found = sql.empty_rows(cursor)
+    connection.commit()
+    for row in found:
+        # One transaction each: it locks one row and those above it, in the order a store
+        # takes them, and holds nothing else while it waits (no lock cycle with a store).
+        sql.begin_write(cursor, config)
+        try:
             deleted = sql.drop_empty_row(cursor, config, row)
-            if row.table in deleted:
-                above = sorted(deleted - {row.table}, key=("series", "study", "patient").index)
-                also = f", and its {' and '.join(above)} left empty" if above else ""
-                removed.append(f"removed the index row of {row.what}{also}")
-        if removed:
-            sql.bump_generation(cursor, config)  # a running server may have their ids cached
-        connection.commit()
-    finally:
-        if getattr(connection, "in_transaction", False) or config.dsn:
-            connection.rollback()
-    report.repaired += removed
+            if deleted:
+                sql.bump_generation(cursor, config)  # a running server may have their ids
+            connection.commit()
+        finally:
+            if getattr(connection, "in_transaction", False) or config.dsn:
+                connection.rollback()
+        if row.table in deleted:
+            above = sorted(deleted - {row.table}, key=("series", "study", "patient").index)
+            also = f", and its {' and '.join(above)} left empty" if above else ""
+            report.repaired.append(f"removed the index row of {row.what}{also}")
     report.empty_rows = [row.what for row in sql.empty_rows(cursor)]
     connection.commit()
 
@@ -444,15 +446,20 @@ def _reindex(
 
     Under the instance's lock and the index's write lock, so that a running server storing
     the same instance meanwhile is either seen (its row is there now: left alone) or waits.
+    The rows the object moves away from are cleaned up as a store does (PostgreSQL: without
+    waiting for rows a store holds, which could deadlock with it; those are looked at again
+    after the commit, :func:`.index.settle_left_rows`, and any still empty at the end of the
+    repair by :func:`_drop_empty_rows`).
     """
     uid = path.name[: -len(STORED_SUFFIX)]
     relative = path.relative_to(data_root).as_posix()
     done = False
+    left: list[sql.Above] = []
     sql.lock_instance(cursor, config, uid)
     try:
         sql.begin_write(cursor, config)
         try:
-            done = _reindex_locked(report, path, uid, relative, rows.get(uid), cursor, config)
+            done = _reindex_locked(report, path, uid, relative, rows.get(uid), cursor, config, left)
             if done:
                 sql.bump_generation(cursor, config)  # a running server's parent rows are stale
                 connection.commit()
@@ -461,6 +468,8 @@ def _reindex(
                 connection.rollback()
     finally:
         sql.unlock_instance(cursor, config, uid)
+    if done and left:
+        sql.settle_left_rows(connection, config, left)
     return done
 
 
@@ -472,8 +481,10 @@ def _reindex_locked(
     row_seen: Any,
     cursor: Any,
     config: sql.IndexConfig,
+    left: list[sql.Above],
 ) -> bool:
-    """The re-index of :func:`_reindex` once locked: True if rows were written."""
+    """The re-index of :func:`_reindex` once locked: True if rows were written; what the
+    clean-up of the rows it moved away from skipped goes to ``left``."""
     name = str(path)
     if sql.instance_row(cursor, config, uid) != row_seen:
         report.repaired.append(f"left {name} alone (the server indexed it meanwhile)")
@@ -516,9 +527,8 @@ def _reindex_locked(
             report.unreadable_files.append(f"{name} (its {key} {attributes[key]!r} {problem})")
             return False
     received_at = datetime.fromtimestamp(found.st_mtime, UTC)
-    # The rows the old row hung from may be left empty: the new version may be of another
-    # series, study or patient.
-    parents = sql.instance_parents(cursor, config, uid)
+    # The rows the old row hung from may be left empty (the new version may be of another
+    # series, study or patient): record deletes them, as for a store.
     sql.record(
         cursor,
         config,
@@ -527,9 +537,8 @@ def _reindex_locked(
         size=found.st_size,
         received_at=received_at.isoformat(timespec="milliseconds"),
         calling_ae=calling_ae,
+        settle_later=left,
     )
-    if parents is not None:
-        sql.drop_empty_parents(cursor, config, parents)
     report.repaired.append(f"re-indexed {name}")
     return True
 

@@ -788,6 +788,47 @@ def test_postgresql_repair_beside_a_store_into_the_same_series(
     assert _select(config, "SELECT study_instance_uid FROM study") == [(study,)]
 
 
+def test_postgresql_repair_does_not_wait_for_a_store_in_its_transaction(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    """``check --repair`` re-indexes a file whose new version is another patient's while a
+    store writes another instance into the series the old version was in (not committed):
+    the re-index commits without waiting for the store (its clean-up skips the rows the
+    store holds), and only its second look at them, in a transaction holding nothing else,
+    waits; so no lock cycle can form with the store. Once both are done, the series holds the
+    store's instance and its study a right Modalities in Study."""
+    data = tmp_path / "data"
+    config = index.IndexConfig(postgres_dsn, data / "unused.sqlite", True)
+    index.prepare(config)
+    study, series = generate_uid(ROOT), generate_uid(ROOT)
+    path = _instance(data, study, series)
+    _store_file(data, config, path)
+    uid = dcmread(path).SOPInstanceUID
+    make_instance(path, study_uid=generate_uid(ROOT), series_uid=generate_uid(ROOT),
+                  sop_uid=uid, patient_id="PID-2")  # fmt: skip
+    _written_after_its_row(config, path)
+    store = _store_open(config, "9.9", [], StudyInstanceUID=study, SeriesInstanceUID=series)
+    try:
+        repair, outcome = _run_aside(lambda: check.check_storage(data, config, repair=True))
+        _until_one_waits_for_a_lock(config, repair)
+        moved = (
+            "SELECT p.patient_id FROM instance i JOIN series r ON r.id = i.series_fk"
+            " JOIN study s ON s.id = r.study_fk JOIN patient p ON p.id = s.patient_fk"
+            f" WHERE i.sop_instance_uid = '{uid}'"
+        )
+        assert _select(config, moved) == [("PID-2",)]  # committed while the store is open
+        store.commit()
+    finally:
+        store.close()
+    repair.join(30)
+    assert not repair.is_alive() and "error" not in outcome, outcome
+    assert any(f"re-indexed {path}" == line for line in outcome["result"].repaired)
+    assert _select(config, f"SELECT series_instance_uid FROM series WHERE series_instance_uid"
+                   f" = '{series}'") == [(series,)]  # fmt: skip
+    assert ("9.9",) in _select(config, "SELECT sop_instance_uid FROM instance")
+    assert (study, "PID-1", "CT") in _select(config, MOVED_SQL["study"])
+
+
 class _AfterStatement:
     """A cursor that calls ``then()`` once, right after its first statement starting with
     ``prefix`` (another connection's repair between two statements of a store)."""
