@@ -739,6 +739,8 @@ class StorageAddin(Service):
             if committing and config.dsn:
                 committed = self._commit_outcome(uid, received_at, prepared.size, exc)
                 if committed:
+                    if left:
+                        self._settle(connection, left, uid)  # on a broken connection: logged
                     return self._stored(request, previous, final)
                 if committed is None:  # nobody can tell: the file stays (_commit_outcome)
                     self._drop_previous(previous, uid)

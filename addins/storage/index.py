@@ -609,7 +609,8 @@ def record(
     ``settle_later`` (a store on PostgreSQL): instead of waiting for the old rows' locks,
     which could deadlock with a store moving rows the other way, a row another transaction
     holds is skipped here and its rows put in the list, for :func:`settle_left_rows` after
-    the commit. Without it the deletes wait for the locks (``check --repair``).
+    the commit (both stores and ``check --repair`` pass it). Without it the deletes wait for
+    the locks.
     Returns the parent rows written, for ``cache.commit``.
     """
     a = attributes
@@ -708,18 +709,21 @@ def _drop_what_was_left(
 def settle_left_rows(connection: Any, config: IndexConfig, left: list[Above]) -> None:
     """Delete what a store's :func:`record` skipped (``settle_later``), now that it committed.
 
-    In a transaction of its own that holds nothing else, so waiting for the rows' locks
+    In transactions of their own that hold nothing else, so waiting for the rows' locks
     (patient, study, series, the order every writer takes them in) cannot close a cycle. The
     rows are looked at with the holders' work committed: another store that was moving away
     from the same row left it empty too, and a study that keeps series gets its Modalities in
-    Study from what its series are now, not from what a concurrent store saw. PostgreSQL
-    only: SQLite serialises the writers, so nothing is ever skipped there.
+    Study from what its series are now, not from what a concurrent store saw. One
+    transaction per entry: the entries are in no order among themselves, so one
+    transaction holding an entry's rows while it waits for the next one's could close a
+    cycle with a store moving rows back. PostgreSQL only: SQLite serialises the writers, so
+    nothing is ever skipped there.
     """
     cursor = connection.cursor()
     try:
         for parents in left:
             drop_empty_parents(cursor, config, parents)
-        connection.commit()
+            connection.commit()
     except BaseException:
         connection.rollback()
         raise
@@ -930,7 +934,7 @@ def _lock_parents(
     """PostgreSQL: lock the patient, study and series rows of ``parents`` for their deletion,
     in the order a store upserts them (:func:`record`), until the transaction ends; the
     tables whose row is locked (every one but, with ``skip_locked``, one another
-    transaction holds or a deleted one).
+    transaction holds; a row that is gone counts as locked, its delete finding nothing).
 
     Under READ COMMITTED a ``DELETE ... WHERE NOT EXISTS (instance)`` that waits for a store
     holding the series row would check the row again, but not the instances: it would
@@ -955,4 +959,11 @@ def _lock_parents(
         )
         if cursor.fetchone() is not None or not skip_locked:
             locked.add(table)
+            continue
+        # Skipped, or gone (deleted by this very clean-up's entry before, or by another
+        # transaction): only a row still there is another's to wait for. One read more, on
+        # this path only.
+        cursor.execute(config.sql(f"SELECT 1 FROM {table} WHERE id = ?"), (row_id,))
+        if cursor.fetchone() is None:
+            locked.add(table)  # nothing to lock: its delete finds nothing
     return locked

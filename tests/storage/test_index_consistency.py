@@ -674,6 +674,81 @@ def test_postgresql_two_stores_moving_away_from_one_row_leave_it_to_neither(
     assert ("1.2.3.4", "PID-9", "MR") in _select(config, MOVED_SQL["study"])
 
 
+def test_postgresql_a_lone_store_skips_nothing(tmp_path: Path, postgres_dsn: str) -> None:
+    """A store that moves an instance, its series' study and that study's patient at once,
+    with no other transaction open, settles everything in its own transaction: a row its
+    clean-up deleted itself a step before is not taken for one another transaction holds."""
+    config = index.IndexConfig(postgres_dsn, tmp_path / "unused.sqlite", True)
+    index.prepare(config)
+    _record(config, "9.1", SeriesInstanceUID="2.1")
+    _record(config, "9.2", StudyInstanceUID="1.2", SeriesInstanceUID="2.2")
+    _record(config, "9.3", SeriesInstanceUID="2.3")
+    left: list[Any] = []
+    store = _store_open(
+        config, "9.1", left, PatientID="PID-3", StudyInstanceUID="1.2", SeriesInstanceUID="2.3"
+    )
+    store.commit()
+    store.close()
+    assert left == []
+    assert _select(config, MOVED_SQL["series"]) == [("2.2", "1.2"), ("2.3", "1.2")]
+    assert _select(config, "SELECT patient_id FROM patient") == [("PID-3",)]
+
+
+def test_postgresql_a_second_look_does_not_deadlock_with_a_store_moving_back(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    """Store A moved study S2 to PID-3 and series X into S2, and skipped the rows two open
+    stores held (two entries to look at again). Its second look then waits, while store T
+    moves S2 back to PID-2 (holding PID-2, waiting for S2, which store W holds). Looking at
+    both entries in one transaction held the first entry's rows while waiting for PID-2, and
+    T wanted them after S2: a cycle, and PostgreSQL aborted one of the two. One transaction
+    per entry: both finish."""
+    config = index.IndexConfig(postgres_dsn, tmp_path / "unused.sqlite", True)
+    index.prepare(config)
+    _record(config, "9.1")
+    _record(config, "9.3", PatientID="PID-2", StudyInstanceUID="1.2.3.2",
+            SeriesInstanceUID="1.2.3.2.1")  # fmt: skip
+    holders = [
+        _store_open(config, "9.8", [], SeriesInstanceUID="1.2.3.1.3"),
+        _store_open(config, "9.9", [], PatientID="PID-2", StudyInstanceUID="1.2.3.9",
+                    SeriesInstanceUID="1.2.3.9.1"),
+    ]  # fmt: skip
+    left: list[Any] = []
+    a = _store_open(config, "9.4", left, PatientID="PID-3", StudyInstanceUID="1.2.3.2",
+                    SeriesInstanceUID="1.2.3.1.1")  # fmt: skip
+    a.commit()
+    for holder in holders:
+        holder.commit()
+        holder.close()
+    assert len(left) == 2, left
+    w = _store_open(config, "9.7", [], PatientID="PID-3", StudyInstanceUID="1.2.3.2",
+                    SeriesInstanceUID="1.2.3.2.9")  # fmt: skip
+
+    def store_t() -> None:
+        t = _store_open(config, "9.6", [], PatientID="PID-2", StudyInstanceUID="1.2.3.2",
+                        SeriesInstanceUID="1.2.3.1.1")  # fmt: skip
+        t.commit()
+        t.close()
+
+    def second_look() -> None:
+        a.execute("SET lock_timeout = '20s'")
+        a.commit()
+        index.settle_left_rows(a, config, left)
+
+    t, t_outcome = _run_aside(store_t)
+    _until_one_waits_for_a_lock(config, t)
+    look, look_outcome = _run_aside(second_look)
+    _until_one_waits_for_a_lock(config, look, count=2)
+    w.commit()
+    w.close()
+    t.join(30)
+    look.join(30)
+    a.close()
+    assert not t.is_alive() and not look.is_alive()
+    assert "error" not in t_outcome, t_outcome
+    assert "error" not in look_outcome, look_outcome
+
+
 def test_postgresql_a_series_moved_out_of_a_study_being_stored_into(
     tmp_path: Path, postgres_dsn: str
 ) -> None:
@@ -732,14 +807,15 @@ def _run_aside(work: Any) -> tuple[threading.Thread, dict[str, Any]]:
     return thread, outcome
 
 
-def _until_one_waits_for_a_lock(config: Any, thread: threading.Thread) -> None:
-    """Return once a session of the database waits for a row lock (the other connection)."""
+def _until_one_waits_for_a_lock(config: Any, thread: threading.Thread, count: int = 1) -> None:
+    """Return once a session of the database waits for a row lock (the other connection), or
+    ``count`` sessions do."""
     waiting = (
         "SELECT count(*) FROM pg_stat_activity"
         " WHERE datname = current_database() AND wait_event_type = 'Lock'"
     )
     deadline = time.monotonic() + 10
-    while _select(config, waiting) != [(1,)]:
+    while _select(config, waiting) != [(count,)]:
         assert thread.is_alive() and time.monotonic() < deadline, "nothing waits for a lock"
         time.sleep(0.05)
 
@@ -910,3 +986,32 @@ def test_postgresql_a_partial_identity_store_waits_for_a_repair(
     patients = "SELECT patient_id, issuer_of_patient_id FROM patient"
     assert _select(config, patients) == [("PID-1", "")]
     assert _select(config, "SELECT sop_instance_uid FROM instance") == [("9.2",)]
+
+
+def test_a_repair_whose_second_look_fails_says_so_and_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second look at rows a re-index skipped fails (PostgreSQL may pick it to end a
+    deadlock): one line in the report, and the repair goes on to the end."""
+    data, config = _data(tmp_path)
+    path = _instance(data, generate_uid(ROOT), generate_uid(ROOT))
+    _store_file(data, config, path)
+    _written_after_its_row(config, path)
+    real_record = check.sql.record
+
+    def record(*args: Any, **kwargs: Any) -> Any:
+        written = real_record(*args, **kwargs)
+        kwargs["settle_later"].append((None, None, 1))
+        return written
+
+    def settle(*args: Any) -> None:
+        raise sqlite3.OperationalError("deadlock detected")
+
+    monkeypatch.setattr(check.sql, "record", record)
+    monkeypatch.setattr(check.sql, "settle_left_rows", settle)
+    report = check.check_storage(data, config, repair=True)
+    assert report.repaired == [
+        f"re-indexed {path}",
+        f"could not look again at the rows {path} was moved away from (deadlock detected)",
+    ]
+    assert report.clean, report.lines()

@@ -456,3 +456,23 @@ def test_a_failed_second_look_is_logged_and_the_store_stands(
     with _postgres.connect(fresh_dsn) as db:
         stored = db.execute("SELECT count(*) FROM instance WHERE sop_instance_uid = %s", (uid,))
         assert stored.fetchone() == (1,)
+
+
+def test_a_commit_that_raised_but_happened_still_looks_again_or_says_so(
+    tmp_path: Path,
+    fresh_dsn: str,
+    _postgres: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    log_events: list[dict[str, Any]],
+) -> None:
+    """The connection went during COMMIT, after the server committed, and the clean-up had
+    skipped a row: 0x0000, and the second look, on the broken connection, is one warning
+    instead of being passed over in silence."""
+    harness = storage_harness(tmp_path / "PACSREF", options=f'index_dsn = "{fresh_dsn}"\n')
+    _skipping_store(harness, monkeypatch, (None, None, _empty_patient(fresh_dsn, _postgres)))
+    _commit_then_fail(monkeypatch, commits=True)
+    uid, data = _instance(tmp_path, "a.dcm", generate_uid(ROOT))
+    assert send_store(associate(harness), uid, data)[0][STATUS] == 0x0000
+    assert _indexed(fresh_dsn, _postgres) == [(uid,)]
+    [warning] = [e for e in log_events if "could not be looked at again" in e.get("log_format", "")]
+    assert warning["uid"] == uid
