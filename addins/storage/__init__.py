@@ -775,13 +775,21 @@ class StorageAddin(Service):
         """
         assert self.config is not None
         try:
-            sql.settle_left_rows(connection, self.config, left)
+            held = sql.settle_left_rows(connection, self.config, left)
         except Exception as exc:
             log.warn(
                 "the rows instance {uid} was moved away from could not be looked at again "
                 "({error}); `pacsref server check --repair` deletes any left empty",
                 uid=uid,
                 error=exc,
+            )
+            return
+        if held:
+            log.warn(
+                "the rows instance {uid} was moved away from were still held by other "
+                "transactions ({held}); `pacsref server check --repair` deletes any left empty",
+                uid=uid,
+                held=", ".join(f"patient {p}, study {t}, series {r}" for r, t, p in held),
             )
 
     def _stored(self, request: DimseRequest, previous: Path | None, final: Path) -> StoreOutcome:

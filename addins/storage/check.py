@@ -407,8 +407,8 @@ def _drop_empty_rows(
     Looked for again: the repairs before may have left some (none that they know of: each
     deletes what it empties), and a running server may have stored under one since the look
     above. Each row is locked and found empty once more, under the index's write lock,
-    before it is deleted (:func:`.index.drop_empty_row`). What is still empty afterwards
-    stays reported.
+    before it is deleted (:func:`.index.drop_empty_row`), without waiting: on PostgreSQL a
+    row a store holds is left. What is still empty afterwards stays reported.
     """
     found = sql.empty_rows(cursor)
     connection.commit()
@@ -469,13 +469,19 @@ def _reindex(
     finally:
         sql.unlock_instance(cursor, config, uid)
     if done and left:
+        # What it leaves empty, _drop_empty_rows deletes at the end of the repair.
         try:
-            sql.settle_left_rows(connection, config, left)
-        except Exception as exc:  # e.g. PostgreSQL chose it to end a deadlock
-            # What it left empty, _drop_empty_rows deletes at the end of the repair.
+            held = sql.settle_left_rows(connection, config, left)
+        except Exception as exc:  # e.g. a lost connection
             report.repaired.append(
                 f"could not look again at the rows {path} was moved away from ({exc})"
             )
+        else:
+            if held:
+                report.repaired.append(
+                    f"the rows {path} was moved away from were still held by other "
+                    "transactions; looked at again at the end"
+                )
     return done
 
 

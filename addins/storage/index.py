@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -700,33 +701,61 @@ def _drop_what_was_left(
     if old_patient is not None:
         left.append((series, study, old_patient))
     skip = settle_later is not None
+    kept: set[int] = set()
     for parents in left:
-        drop_empty_parents(cursor, config, parents, skip_locked=skip, skipped=settle_later)
+        drop_empty_parents(
+            cursor, config, parents, skip_locked=skip, skipped=settle_later, kept=kept
+        )
+    # Once each, after the deletes: a second UPDATE of a row this transaction updated makes
+    # PostgreSQL check its foreign key again, locking (KEY SHARE) the patient, which may be a
+    # row skipped above: a wait out of the writers' order, and a deadlock with its holder.
+    for kept_study in sorted(kept):
+        _modalities(cursor, config, kept_study)
     if left and not config.dsn:
         bump_generation(cursor, config)
 
 
-def settle_left_rows(connection: Any, config: IndexConfig, left: list[Above]) -> None:
-    """Delete what a store's :func:`record` skipped (``settle_later``), now that it committed.
+#: How long, at most, a store's second look waits in all for rows other transactions hold
+#: (:func:`settle_left_rows`): a few pauses, doubling, between tries that never wait for a lock.
+SETTLE_PAUSES_S = (0.01, 0.02, 0.04, 0.08, 0.16)
 
-    In transactions of their own that hold nothing else, so waiting for the rows' locks
-    (patient, study, series, the order every writer takes them in) cannot close a cycle. The
-    rows are looked at with the holders' work committed: another store that was moving away
-    from the same row left it empty too, and a study that keeps series gets its Modalities in
-    Study from what its series are now, not from what a concurrent store saw. One
-    transaction per entry: the entries are in no order among themselves, so one
-    transaction holding an entry's rows while it waits for the next one's could close a
-    cycle with a store moving rows back. PostgreSQL only: SQLite serialises the writers, so
-    nothing is ever skipped there.
+
+def settle_left_rows(
+    connection: Any,
+    config: IndexConfig,
+    left: list[Above],
+    pauses: tuple[float, ...] = SETTLE_PAUSES_S,
+) -> list[Above]:
+    """Delete what a store's :func:`record` skipped (``settle_later``), now that it committed;
+    the entries still held by other transactions after the last try (logged by the caller;
+    ``check --repair`` deletes what they leave empty).
+
+    The rows are looked at with the holders' work committed: another store that was moving
+    away from the same row left it empty too, and a study that keeps series gets its
+    Modalities in Study from what its series are now, not from what a concurrent store saw.
+    One transaction per entry, and none waits for a lock (``SKIP LOCKED`` again, then a try
+    after each of ``pauses``): a transaction waiting here could close a cycle with stores,
+    even on a single row (PostgreSQL locks a row's newer version, after another transaction
+    updated it, without its wait queue, so a store's ``FOR KEY SHARE`` and a ``FOR UPDATE``
+    here can deadlock). The holders are stores, which commit within milliseconds.
+    PostgreSQL only: SQLite serialises the writers, so nothing is ever skipped there.
     """
     cursor = connection.cursor()
-    try:
-        for parents in left:
-            drop_empty_parents(cursor, config, parents)
-            connection.commit()
-    except BaseException:
-        connection.rollback()
-        raise
+    for pause in (0.0, *pauses):
+        if pause:
+            time.sleep(pause)
+        held: list[Above] = []
+        try:
+            for parents in left:
+                drop_empty_parents(cursor, config, parents, skip_locked=True, skipped=held)
+                connection.commit()
+        except BaseException:
+            connection.rollback()
+            raise
+        left = held
+        if not left:
+            break
+    return left
 
 
 def all_instances(cursor: Any) -> list[InstanceRow]:
@@ -821,10 +850,11 @@ def empty_rows(cursor: Any) -> list[EmptyRow]:
 
 def drop_empty_row(cursor: Any, config: IndexConfig, row: EmptyRow) -> set[str]:
     """Delete ``row`` if it is still empty, and the rows above it it leaves empty, as
-    :func:`drop_empty_parents` does (locked first on PostgreSQL; the caller bumps the index's
-    generation); the tables whose row was deleted. A row deleted meanwhile is nothing to do."""
+    :func:`drop_empty_parents` does (locked first on PostgreSQL, never waiting: a row another
+    transaction holds is left, and stays reported; the caller bumps the index's generation);
+    the tables whose row was deleted. A row deleted meanwhile is nothing to do."""
     if row.table == "patient":
-        return drop_empty_parents(cursor, config, (None, None, row.row_id))
+        return drop_empty_parents(cursor, config, (None, None, row.row_id), skip_locked=True)
     if row.table == "study":
         query = "SELECT NULL, id, patient_fk FROM study WHERE id = ?"
     else:
@@ -837,7 +867,8 @@ def drop_empty_row(cursor: Any, config: IndexConfig, row: EmptyRow) -> set[str]:
     if above is None:
         return set()
     series = None if above[0] is None else int(above[0])
-    return drop_empty_parents(cursor, config, (series, int(above[1]), int(above[2])))
+    parents = (series, int(above[1]), int(above[2]))
+    return drop_empty_parents(cursor, config, parents, skip_locked=True)
 
 
 def delete_instance(cursor: Any, config: IndexConfig, sop_instance_uid: str) -> None:
@@ -863,6 +894,7 @@ def drop_empty_parents(
     *,
     skip_locked: bool = False,
     skipped: list[Above] | None = None,
+    kept: set[int] | None = None,
 ) -> set[str]:
     """Delete the series of ``parents`` if it has no instance left, then the study if it has
     no series, then the patient if it has no study; compute the study's Modalities in Study
@@ -885,6 +917,9 @@ def drop_empty_parents(
     then put in ``skipped``, to be looked at again once that transaction is over
     (:func:`settle_left_rows`): the holder may be moving away from the row too, or computing
     the study's Modalities in Study from series this transaction is moving.
+
+    ``kept``: a study that stays is put there instead of having its Modalities in Study
+    computed here (:func:`_drop_what_was_left` computes each once).
 
     Returns the tables whose row was deleted.
     """
@@ -913,6 +948,10 @@ def drop_empty_parents(
         )
         if cursor.rowcount:
             deleted.add("study")
+            if kept is not None:
+                kept.discard(study)
+        elif kept is not None:
+            kept.add(study)  # the caller computes its Modalities in Study
         else:
             _modalities(cursor, config, study)
     if "patient" in locked:

@@ -674,6 +674,39 @@ def test_postgresql_two_stores_moving_away_from_one_row_leave_it_to_neither(
     assert ("1.2.3.4", "PID-9", "MR") in _select(config, MOVED_SQL["study"])
 
 
+def test_postgresql_a_store_whose_moves_share_an_old_study_waits_for_nothing(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    """A correction moves instance 9.1 out of series R1 into series R2, and R2 out of study S1,
+    while another transaction holds S1's patient (a second look, say): both clean-up entries
+    name S1. Computing S1's Modalities in Study once per entry updated its row twice, and
+    PostgreSQL checks the foreign key of a row the transaction updated again, locking the
+    patient: the store waited for the holder out of the writers' order (a deadlock with a
+    second look waiting for S1; the lock timeout here). Once, after the deletes: no wait."""
+    config = index.IndexConfig(postgres_dsn, tmp_path / "unused.sqlite", True)
+    index.prepare(config)
+    for uid, series, modality in (("9.1", "1.2.9.1", "CT"), ("9.2", "1.2.9.2", "MR"),
+                                  ("9.3", "1.2.9.3", "PT")):  # fmt: skip
+        _record(config, uid, SeriesInstanceUID=series, Modality=modality)
+    holder = index.open_connection(config)
+    try:
+        holder.execute("SELECT id FROM patient WHERE patient_id = 'PID-1' FOR UPDATE")
+        left: list[Any] = []
+        store = _store_open(config, "9.1", left, PatientID="PID-2", StudyInstanceUID="1.2.3.2",
+                            SeriesInstanceUID="1.2.9.2", Modality="MR")  # fmt: skip
+        store.commit()
+        store.close()
+    finally:
+        holder.rollback()
+        holder.close()
+    _settle(config, left)
+    assert {table: _select(config, sql) for table, sql in MOVED_SQL.items()} == {
+        "patient": [("PID-1",), ("PID-2",)],
+        "study": [("1.2.3.1", "PID-1", "PT"), ("1.2.3.2", "PID-2", "MR")],
+        "series": [("1.2.9.2", "1.2.3.2"), ("1.2.9.3", "1.2.3.1")],
+    }
+
+
 def test_postgresql_a_lone_store_skips_nothing(tmp_path: Path, postgres_dsn: str) -> None:
     """A store that moves an instance, its series' study and that study's patient at once,
     with no other transaction open, settles everything in its own transaction: a row its
@@ -698,11 +731,11 @@ def test_postgresql_a_second_look_does_not_deadlock_with_a_store_moving_back(
     tmp_path: Path, postgres_dsn: str
 ) -> None:
     """Store A moved study S2 to PID-3 and series X into S2, and skipped the rows two open
-    stores held (two entries to look at again). Its second look then waits, while store T
-    moves S2 back to PID-2 (holding PID-2, waiting for S2, which store W holds). Looking at
-    both entries in one transaction held the first entry's rows while waiting for PID-2, and
-    T wanted them after S2: a cycle, and PostgreSQL aborted one of the two. One transaction
-    per entry: both finish."""
+    stores held (two entries to look at again). Its second look comes while store T moves S2
+    back to PID-2 (holding PID-2, waiting for S2, which store W holds). A second look that
+    waited, holding an entry's rows while it waited for the next one's, closed a cycle with
+    T, and PostgreSQL aborted one of the two. It waits for nothing: it leaves what is held,
+    and a later look, with W and T done, settles the rest."""
     config = index.IndexConfig(postgres_dsn, tmp_path / "unused.sqlite", True)
     index.prepare(config)
     _record(config, "9.1")
@@ -730,31 +763,27 @@ def test_postgresql_a_second_look_does_not_deadlock_with_a_store_moving_back(
         t.commit()
         t.close()
 
-    def second_look() -> None:
-        a.execute("SET lock_timeout = '20s'")
-        a.commit()
-        index.settle_left_rows(a, config, left)
-
     t, t_outcome = _run_aside(store_t)
     _until_one_waits_for_a_lock(config, t)
-    look, look_outcome = _run_aside(second_look)
-    _until_one_waits_for_a_lock(config, look, count=2)
+    held = index.settle_left_rows(a, config, left, pauses=())  # a's lock_timeout: 5 s
     w.commit()
     w.close()
     t.join(30)
-    look.join(30)
+    assert not t.is_alive() and "error" not in t_outcome, t_outcome
+    assert index.settle_left_rows(a, config, held, pauses=()) == []
+    cursor = a.cursor()
+    assert index.empty_rows(cursor) == []
     a.close()
-    assert not t.is_alive() and not look.is_alive()
-    assert "error" not in t_outcome, t_outcome
-    assert "error" not in look_outcome, look_outcome
 
 
 def test_postgresql_a_series_moved_out_of_a_study_being_stored_into(
     tmp_path: Path, postgres_dsn: str
 ) -> None:
     """Store T2 adds a CT image to study 1.2.3.1 and computes its Modalities in Study while
-    store T1 moves the study's MR series away: T1 skips the study (T2 holds it) and looks
-    again after its commit, waiting for T2's: the study says CT alone, not T2's CT\\MR."""
+    store T1 moves the study's MR series away: T1 skips the study (T2 holds it). Its second
+    look does not wait for T2 either: while T2 is open it finds the study held again and
+    says so; once T2 committed, it computes the study's Modalities in Study again: CT alone,
+    not T2's CT\\MR."""
     config = index.IndexConfig(postgres_dsn, tmp_path / "unused.sqlite", True)
     index.prepare(config)
     _record(config, "9.1")
@@ -764,13 +793,13 @@ def test_postgresql_a_series_moved_out_of_a_study_being_stored_into(
     t1 = _store_open(config, "9.4", left, PatientID="PID-2", StudyInstanceUID="1.2.3.5",
                      SeriesInstanceUID="1.2.3.1.2", Modality="MR")  # fmt: skip
     t1.commit()
-    t1.close()
-    settle, outcome = _run_aside(lambda: _settle(config, left))
-    _until_one_waits_for_a_lock(config, settle)
+    assert left
+    held = index.settle_left_rows(t1, config, left, pauses=())  # t1's lock_timeout: 5 s
+    assert held == left
     t2.commit()
     t2.close()
-    settle.join(30)
-    assert not settle.is_alive() and "error" not in outcome, outcome
+    assert index.settle_left_rows(t1, config, held, pauses=()) == []
+    t1.close()
     assert ("1.2.3.1", "PID-1", "CT") in _select(config, MOVED_SQL["study"])
 
 
@@ -869,10 +898,9 @@ def test_postgresql_repair_does_not_wait_for_a_store_in_its_transaction(
 ) -> None:
     """``check --repair`` re-indexes a file whose new version is another patient's while a
     store writes another instance into the series the old version was in (not committed):
-    the re-index commits without waiting for the store (its clean-up skips the rows the
-    store holds), and only its second look at them, in a transaction holding nothing else,
-    waits; so no lock cycle can form with the store. Once both are done, the series holds the
-    store's instance and its study a right Modalities in Study."""
+    the repair waits for the store nowhere (its clean-up and its second look skip the rows
+    the store holds, and say so), so no lock cycle can form with it. Once both are done, the
+    series holds the store's instance and its study a right Modalities in Study."""
     data = tmp_path / "data"
     config = index.IndexConfig(postgres_dsn, data / "unused.sqlite", True)
     index.prepare(config)
@@ -886,19 +914,23 @@ def test_postgresql_repair_does_not_wait_for_a_store_in_its_transaction(
     store = _store_open(config, "9.9", [], StudyInstanceUID=study, SeriesInstanceUID=series)
     try:
         repair, outcome = _run_aside(lambda: check.check_storage(data, config, repair=True))
-        _until_one_waits_for_a_lock(config, repair)
-        moved = (
-            "SELECT p.patient_id FROM instance i JOIN series r ON r.id = i.series_fk"
-            " JOIN study s ON s.id = r.study_fk JOIN patient p ON p.id = s.patient_fk"
-            f" WHERE i.sop_instance_uid = '{uid}'"
-        )
-        assert _select(config, moved) == [("PID-2",)]  # committed while the store is open
+        repair.join(30)
+        assert not repair.is_alive(), "the repair waits for the store"
         store.commit()
     finally:
         store.close()
-    repair.join(30)
-    assert not repair.is_alive() and "error" not in outcome, outcome
-    assert any(f"re-indexed {path}" == line for line in outcome["result"].repaired)
+    assert "error" not in outcome, outcome
+    assert outcome["result"].repaired == [
+        f"re-indexed {path}",
+        f"the rows {path} was moved away from were still held by other transactions; looked"
+        " at again at the end",
+    ]
+    moved = (
+        "SELECT p.patient_id FROM instance i JOIN series r ON r.id = i.series_fk"
+        " JOIN study s ON s.id = r.study_fk JOIN patient p ON p.id = s.patient_fk"
+        f" WHERE i.sop_instance_uid = '{uid}'"
+    )
+    assert _select(config, moved) == [("PID-2",)]
     assert _select(config, f"SELECT series_instance_uid FROM series WHERE series_instance_uid"
                    f" = '{series}'") == [(series,)]  # fmt: skip
     assert ("9.9",) in _select(config, "SELECT sop_instance_uid FROM instance")
