@@ -413,8 +413,8 @@ def _drop_empty_rows(
     found = sql.empty_rows(cursor)
     connection.commit()
     for row in found:
-        # One transaction each: it locks one row and those above it, in the order a store
-        # takes them, and holds nothing else while it waits (no lock cycle with a store).
+        # One transaction each, which never waits for a lock: a row a store holds is left,
+        # and stays reported (a waiting lock could deadlock with the store).
         sql.begin_write(cursor, config)
         try:
             deleted = sql.drop_empty_row(cursor, config, row)
@@ -480,7 +480,7 @@ def _reindex(
             if held:
                 report.repaired.append(
                     f"the rows {path} was moved away from were still held by other "
-                    "transactions; looked at again at the end"
+                    "transactions; any left empty is looked for again at the end"
                 )
     return done
 
