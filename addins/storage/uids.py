@@ -42,11 +42,11 @@ def uid_problem(value: object) -> str | None:
         return "is empty"
     if len(value) > 64:
         return f"is {len(value)} characters long (at most 64)"
+    if not set(value) <= _DIGITS | {"."}:  # first: "../x" is foreign text, not a bad number
+        return "holds characters other than digits and dots"
     for component in value.split("."):
         if not component:
             return "has an empty component"
-        if not set(component) <= _DIGITS:
-            return "holds characters other than digits and dots"
     return None
 
 

@@ -182,9 +182,21 @@ class DicomServerProtocol(Protocol):
         self._perform(self.ul.connection_made())
 
     def dataReceived(self, data: bytes) -> None:
+        """Act on the PDUs of ``data`` one at a time, each after the session's answer to
+        the one before it.
+
+        A read may hold several PDUs (an A-ASSOCIATE-RQ and the first P-DATA-TF, a C-STORE
+        and an A-RELEASE-RQ): acted on all at once, the later ones would change the
+        association's state before the session answered the earlier ones, and the answer
+        would then be refused by the upper layer. So what the server does does not depend
+        on how TCP split the peer's bytes.
+        """
         self._touch()
+        ul = self.ul
         try:
-            self._perform(self.ul.receive_data(data))
+            ul.feed(data)
+            while (effects := ul.next_pdu_effects()) is not None:
+                self._perform(effects)
         except Exception:
             self._internal_error(Failure())
         flush_now(self.transport)
@@ -318,13 +330,16 @@ class DicomServerProtocol(Protocol):
 
     # -- effects ---------------------------------------------------------------------------
 
-    def _send_primitive(self, primitive: object) -> None:
+    def _send_primitive(self, primitive: object) -> bool:
+        """Hand ``primitive`` to the upper layer; False if it refused it (the association
+        ended under the session, which must then not report what it meant to send)."""
         try:
             effects = self.ul.send(primitive)
         except LocalProtocolError as exc:
             log.warn("dropped {primitive}: {error}", primitive=type(primitive).__name__, error=exc)
-            return
+            return False
         self._perform(effects)
+        return True
 
     def _perform(self, effects: list[Any]) -> None:
         for effect in effects:

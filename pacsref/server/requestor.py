@@ -118,8 +118,11 @@ class _EchoRequestor(Protocol):
         self._perform(self.ul.connection_made())
 
     def dataReceived(self, data: bytes) -> None:
+        ul = self.ul
         try:
-            self._perform(self.ul.receive_data(data))
+            ul.feed(data)  # one PDU at a time, as the server's protocol does
+            while (effects := ul.next_pdu_effects()) is not None:
+                self._perform(effects)
         except Exception:
             self._finish(Failure())
             self.transport.abortConnection()  # type: ignore[union-attr]

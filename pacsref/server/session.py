@@ -67,7 +67,8 @@ class AssociationSession:
         dispatcher: routes requests to add-ins.
         peer: the peer's (host, port).
         send: hands a primitive to the upper layer (the adapter performs
-            the resulting effects).
+            the resulting effects); returns False when the upper layer refused it
+            (the association ended meanwhile), anything else when it was sent.
         secure: the connection is TLS.
         control: pause state and the client registry.
         client: this connection's entry in the registry.
@@ -80,7 +81,7 @@ class AssociationSession:
         server: ServerContext,
         dispatcher: Dispatcher,
         peer: tuple[str, int],
-        send: Callable[[object], None],
+        send: Callable[[object], object],
         secure: bool = False,
         *,
         control: ServerControl,
@@ -182,6 +183,9 @@ class AssociationSession:
                 rq.calling_ae_title,
             ),
         )
+        if self._send(result.response) is False:
+            self._not_sent("its A-ASSOCIATE-AC")
+            return
         log.info(
             "association {id} accepted: {calling} -> {called} from {host}:{port}, "
             "{accepted} of {proposed} contexts accepted, peer max PDU {peer_max}{user_text}",
@@ -207,7 +211,6 @@ class AssociationSession:
             ],
             refused=[r.describe() for r in result.refused],
         )
-        self._send(result.response)
         self.control.clients.associated(
             self.client, association, self.association_id, self._user_identity_field()
         )
@@ -390,12 +393,14 @@ class AssociationSession:
             and not self.ended
         ):
             self._release_requested = False
+            if self._send(ReleaseResponse()) is False:
+                self._not_sent("its A-RELEASE-RP")
+                return
             log.info(
                 "association {id} released",
                 kind="association.released",
                 **self._ids(),
             )
-            self._send(ReleaseResponse())
             self.end_reason = "released"
             self.control.clients.ended(self.client)
             self._notify_hooks("association_released")
@@ -406,7 +411,9 @@ class AssociationSession:
             self._started = perf_counter()
         if not can_respond(message.command):
             message.discard()
-            self._abort(f"{message.name} without a usable Message ID or Command Field")
+            self._abort(
+                f"{message.name} cannot be answered: it has no usable Message ID or Command Field"
+            )
             return
         for problem in unechoable_uids(message.command):
             log.warn(
@@ -497,7 +504,10 @@ class AssociationSession:
             for command, dataset in responses:
                 encoded = encode_command(command)
                 for pdv in fragment_message(message.context_id, encoded, dataset, peer_max):
-                    self._send(DataTransfer((pdv,)))
+                    if self._send(DataTransfer((pdv,))) is False:
+                        self._not_sent(f"the response to {message.name} (message "
+                                       f"{message.message_id})")  # fmt: skip
+                        return
             self._flush()
             self.control.clients.action(self.client, message.command_field or 0)
             if self._started:
@@ -525,6 +535,18 @@ class AssociationSession:
             id=self.association_id,
             client=self.client.id,
             ms=round(elapsed_ms, 3),
+        )
+
+    def _not_sent(self, what: str) -> None:
+        """The upper layer refused to send ``what``: the association ended under us (the
+        peer's A-ABORT, or a PDU that made us abort, came in first). Nothing that depends on
+        the peer having it (an "accepted" or "released" line, the hooks, the action count)
+        may then happen; the end itself is reported where it happened."""
+        log.warn(
+            "association {id}: {what} was not sent: the association had already ended",
+            kind="association.not_sent",
+            **self._ids(),
+            what=what,
         )
 
     # -- ending ---------------------------------------------------------------------

@@ -45,6 +45,11 @@ class PDUType(IntEnum):
     #: A-ABORT PDU (PS3.8 9.3.8).
     A_ABORT = 0x07
 
+    @property
+    def label(self) -> str:
+        """The PDU's name as PS3.8 spells it (``A-RELEASE-RQ``), for messages."""
+        return self.name.replace("_", "-")
+
 
 class RejectResult(IntEnum):
     """A-ASSOCIATE-RJ Result field (PS3.8 Table 9-21)."""

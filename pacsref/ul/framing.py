@@ -173,12 +173,14 @@ class PDUFramer:
         while self._stream_left:
             available = len(data) - position
             if self._pdv_left is None:
-                if available < _PDV_HEADER_LENGTH:
-                    break
+                # Before waiting for more bytes: a PDU whose last bytes cannot hold a PDV
+                # header is malformed now, whatever comes next (a peer may send nothing).
                 if self._stream_left < _PDV_HEADER_LENGTH:
                     raise MalformedPDU(
                         f"P-DATA-TF: truncated PDV item header ({self._stream_left} bytes left)"
                     )
+                if available < _PDV_HEADER_LENGTH:
+                    break
                 length, context, control = _PDV_HEADER.unpack_from(data, position)
                 if length < 2 or 4 + length > self._stream_left:
                     raise MalformedPDU(
@@ -239,7 +241,7 @@ class PDUFramer:
         pdu_type = PDUType(raw_type)
         fixed = _FIXED_LENGTH.get(pdu_type)
         if fixed is not None and length != fixed:
-            raise MalformedPDU(f"{pdu_type.name} PDU length is {length}, PS3.8 requires {fixed}")
+            raise MalformedPDU(f"{pdu_type.label} PDU length is {length}, PS3.8 requires {fixed}")
         if pdu_type is PDUType.P_DATA_TF:
             limit = self.max_pdata_length
             if limit and length > limit:

@@ -7,6 +7,7 @@ for either role. Its inputs are the events of PS3.8 Table 9-6:
 - ``connection_made()``: the transport is up (Evt2 for a requestor, Evt5 for
   an acceptor);
 - ``receive_data(bytes)``: PDUs from the peer (Evt3, 4, 6, 10, 12, 13, 16, 19);
+  or ``feed(bytes)`` and then ``next_pdu_effects()`` for one PDU at a time;
 - ``connection_lost()``: Evt17; ``artim_expired()``: Evt18.
 
 Each input returns the list of :mod:`~pacsref.ul.effects` the action of
@@ -147,29 +148,55 @@ class UpperLayer:
         Never raises for anything the peer sends: a malformed or unrecognised
         PDU becomes Evt19 and further input on this connection is discarded,
         since the byte stream cannot be resynchronised.
+
+        Every PDU of ``data`` is acted on before the caller sees any effect, so a
+        user that answers an indication at once (a server accepting an
+        association) should use :meth:`feed` and :meth:`next_pdu_effects`
+        instead: its answer then comes before the next PDU, as it would have had
+        the PDUs arrived in separate reads.
+        """
+        self.feed(data)
+        effects: list[Effect] = []
+        while (more := self.next_pdu_effects()) is not None:
+            effects += more
+        return effects
+
+    def feed(self, data: bytes) -> None:
+        """Take bytes from the transport, for :meth:`next_pdu_effects` to act on."""
+        if self._dead_input or self.state is State.Sta1:
+            return
+        self._framer.feed(data)
+
+    def next_pdu_effects(self) -> list[Effect] | None:
+        """The effects of the next whole PDU fed; None when no whole PDU is left.
+
+        Never raises for anything the peer sends (see :meth:`receive_data`).
         """
         if self._dead_input or self.state is State.Sta1:
-            return []
-        framer = self._framer
-        framer.feed(data)
-        effects: list[Effect] = []
-        while not self._dead_input:
-            try:
-                frame = framer.next_pdu()
-                if frame is None:
-                    break
-                pdu_type, body = frame
-                primitive = _DECODERS[pdu_type](body)
-                if pdu_type is PDUType.P_DATA_TF:
-                    self._check_context_ids(primitive)  # type: ignore[arg-type]
-            except RemoteProtocolError as exc:
-                self._dead_input = True
-                effects += self._handle(Event.Evt19, exc)
-                break
-            effects += self._handle(_PDU_EVENTS[pdu_type], primitive)
-            if self.state is State.Sta1:
-                self._dead_input = True
+            return None
+        try:
+            frame = self._framer.next_pdu()
+            if frame is None:
+                return None
+            pdu_type, body = frame
+            primitive = _DECODERS[pdu_type](body)
+            if pdu_type is PDUType.P_DATA_TF and self._data_is_delivered():
+                self._check_context_ids(primitive)  # type: ignore[arg-type]
+        except RemoteProtocolError as exc:
+            self._dead_input = True
+            return self._handle(Event.Evt19, exc)
+        effects = self._handle(_PDU_EVENTS[pdu_type], primitive)
+        if self.state is State.Sta1:
+            self._dead_input = True
         return effects
+
+    def _data_is_delivered(self) -> bool:
+        """Whether a P-DATA-TF now would be indicated to the user (DT-2, AR-6).
+
+        Only then are its presentation context IDs checked: in any other state the PDU is
+        unexpected (AA-8, reason unexpected-PDU) or ignored (Sta13), whatever it holds.
+        """
+        return self.state is State.Sta6 or self.state is State.Sta7
 
     def connection_lost(self) -> list[Effect]:
         """The transport connection closed: Evt17."""

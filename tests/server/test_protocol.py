@@ -235,6 +235,20 @@ def test_command_without_message_id_aborts(harness: ServerHarness) -> None:
     assert [t for t, _ in conn.received()] == [PDUType.A_ABORT]
 
 
+def test_command_without_command_field_aborts_saying_why_once(
+    harness: ServerHarness, log_events: list[dict[str, Any]]
+) -> None:
+    """The abort's reason says what is missing, without repeating itself."""
+    conn, _ = _associate(harness)
+    conn.send(command_pdu({0x0002: VERIFICATION, 0x0110: 1, 0x0800: 0x0101}))
+    assert [t for t, _ in conn.received()] == [PDUType.A_ABORT]
+    [why] = [e["why"] for e in log_events if e.get("kind") == "association.aborted"]
+    assert why == (
+        "command without a command field cannot be answered: it has no usable Message ID "
+        "or Command Field"
+    )
+
+
 def test_undecodable_command_aborts(harness: ServerHarness) -> None:
     """A command set that does not decode ends the association with A-ABORT."""
     conn, _ = _associate(harness)

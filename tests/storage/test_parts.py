@@ -41,6 +41,7 @@ def _module(name: str):  # type: ignore[no-untyped-def]
         ("1..2", "has an empty component"),
         ("1.2.", "has an empty component"),
         ("1.2/3", "holds characters other than digits and dots"),
+        ("../../etc/passwd", "holds characters other than digits and dots"),
         ("1." + "2" * 63, "is 65 characters long (at most 64)"),
     ],
 )

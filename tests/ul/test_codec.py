@@ -327,6 +327,22 @@ def test_a_streamed_p_data_tf_with_an_impossible_pdv_is_malformed() -> None:
         framer.next_pdu()
 
 
+def test_a_streamed_p_data_tf_ending_too_short_for_a_pdv_is_malformed_at_once() -> None:
+    """A streamed PDU whose last 1-5 bytes cannot hold a PDV header is malformed when those
+    bytes arrive, not when the peer sends more (it may send nothing, and the association
+    then ended by the client timeout, under another reason)."""
+    pdv = _pdv(1, 0x02, b"x" * (STREAM_ABOVE + 10))
+    body = pdv + b"\0\0\0"
+    pdu = b"\x04\x00" + len(body).to_bytes(4, "big") + body
+    framer = PDUFramer(0)
+    framer.feed(pdu[:4096])  # streamed from here on
+    assert framer.next_pdu() is not None
+    framer.feed(pdu[4096:])
+    with pytest.raises(MalformedPDU, match=r"truncated PDV item header \(3 bytes left\)"):
+        while framer.next_pdu() is not None:
+            pass
+
+
 def test_framer_parks_a_partial_pdu_without_joining_each_read() -> None:
     """While a PDU's body is incomplete its reads are only listed: next_pdu answers None
     without looking at them, and the whole PDU is joined once, on the read that completes it."""

@@ -252,3 +252,45 @@ def test_pdv_for_unaccepted_context_is_invalid_pdu() -> None:
         codec.encode_abort(AbortSource.SERVICE_PROVIDER, AbortReason.INVALID_PDU_PARAMETER_VALUE),
     )
     assert "not accepted" in effects[1].primitive.detail
+
+
+def test_p_data_before_the_association_is_accepted_is_unexpected() -> None:
+    """Sta3 + Evt10 is AA-8 with reason unexpected-PDU (2), whatever contexts the PDU names:
+    none is accepted yet, but its arrival, not its context, is what is wrong."""
+    ul = UpperLayer(Role.ACCEPTOR)
+    ul.connection_made()
+    ul.receive_data(RQ_PDU)
+    assert ul.state is State.Sta3
+    effects = ul.receive_data(P_DATA_PDU)
+    assert effects[0] == SendPDU(
+        PDUType.A_ABORT,
+        codec.encode_abort(AbortSource.SERVICE_PROVIDER, AbortReason.UNEXPECTED_PDU),
+    )
+    assert effects[1].primitive.reason is AbortReason.UNEXPECTED_PDU
+    assert ul.state is State.Sta13
+
+
+def test_one_pdu_at_a_time_lets_the_user_answer_before_the_next() -> None:
+    """``feed`` + ``next_pdu_effects``: an A-ASSOCIATE-RQ and a P-DATA-TF in one read are
+    acted on one after the other, so an acceptance sent in between takes effect first and
+    the P-DATA-TF is indicated, as it would be had they arrived in two reads."""
+    ul = UpperLayer(Role.ACCEPTOR)
+    ul.connection_made()
+    ul.feed(RQ_PDU + P_DATA_PDU)
+    first = ul.next_pdu_effects()
+    assert first is not None and isinstance(first[-1], Indicate)
+    assert ul.state is State.Sta3
+    ul.send(ACCEPT)
+    second = ul.next_pdu_effects()
+    assert second is not None and [type(e) for e in second] == [Indicate]
+    assert isinstance(second[0].primitive, DataTransfer)
+    assert ul.next_pdu_effects() is None
+    assert ul.state is State.Sta6
+
+
+def test_fixed_length_pdu_error_names_the_pdu_as_ps38_does() -> None:
+    """The abort's detail names the PDU as PS3.8 spells it, not as the code does."""
+    ul = UpperLayer(Role.ACCEPTOR)
+    ul.state = State.Sta6
+    effects = ul.receive_data(b"\x05\x00\x00\x00\x00\x05\x00\x00\x00\x00\x00")
+    assert effects[1].primitive.detail.startswith("A-RELEASE-RQ PDU length is 5,")
