@@ -359,6 +359,7 @@ def negotiate(
         presentation_contexts=tuple(results),
         user_information=our_info,
         application_context=DICOM_APPLICATION_CONTEXT,
+        echoed_fields=request.fixed_fields,
     )
     association = NegotiatedAssociation(
         calling_ae_title=request.calling_ae_title,

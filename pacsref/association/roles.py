@@ -25,9 +25,12 @@ no sub-item            none                 SCP (default roles)
 =====================  ===================  ========================
 
 A context left with no role for us is refused with result 1
-(user-rejection), as pynetdicom does (``presentation.py``
-``negotiate_as_acceptor``): accepting it would give the peer a context on
-which neither side may invoke anything.
+(user-rejection): accepting it would give the peer a context on which
+neither side may invoke anything. pynetdicom (``presentation.py``
+``negotiate_as_acceptor``) refuses such a context the same way, but only
+where its own context declares roles; otherwise it, like DCMTK, ignores the
+proposal and accepts with the default roles, which leaves the peer believing
+it may act as SCP where it may not.
 """
 
 from __future__ import annotations

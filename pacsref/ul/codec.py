@@ -44,6 +44,9 @@ _U32 = Struct(">L")
 _ITEM = Struct(">BxH")
 _PDV = Struct(">LBB")
 _FIXED = Struct(">H2x16s16s32x")
+#: Bytes 11-74 of an A-ASSOCIATE-RQ/AC (offsets in the body, after the 6-byte header): the
+#: called and calling AE titles and 32 reserved bytes, which the AC echoes (Table 9-17).
+_ECHOED_FIELDS = slice(4, _FIXED.size)
 _FOUR = Struct(">xBBB")
 
 # Item types (PS3.8 9.3.2.x, PS3.7 D.3.3.x)
@@ -340,6 +343,7 @@ def decode_associate_rq(body: bytes) -> AssociateRequest:
         user_information=user_info,
         application_context=app,
         protocol_version=version,
+        fixed_fields=bytes(body[_ECHOED_FIELDS]),
     )
 
 
@@ -515,8 +519,11 @@ def encode_associate_ac(ac: AssociateAccept) -> bytes:
         )
         for pc in ac.presentation_contexts
     )
+    fixed = _fixed(ac.protocol_version, ac.called_ae_title, ac.calling_ae_title)
+    if len(ac.echoed_fields) == len(fixed) - _ECHOED_FIELDS.start:
+        fixed = fixed[: _ECHOED_FIELDS.start] + ac.echoed_fields
     body = (
-        _fixed(ac.protocol_version, ac.called_ae_title, ac.calling_ae_title)
+        fixed
         + _item(_APPLICATION_CONTEXT, ac.application_context.encode("ascii"))
         + contexts
         + _encode_user_information(ac.user_information)

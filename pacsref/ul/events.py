@@ -209,6 +209,10 @@ class AssociateRequest:
     user_information: UserInformation
     application_context: str = DICOM_APPLICATION_CONTEXT
     protocol_version: int = 1
+    #: Bytes 11-74 of the PDU as received (the two AE title fields, padding and all, and
+    #: the 32 reserved bytes), which the A-ASSOCIATE-AC must send back identical (PS3.8
+    #: Table 9-17); empty for a request built here.
+    fixed_fields: bytes = field(default=b"", compare=False, repr=False)
 
     def __post_init__(self) -> None:
         _check_ae("called AE title", self.called_ae_title)
@@ -225,6 +229,9 @@ class AssociateAccept:
     user_information: UserInformation
     application_context: str = DICOM_APPLICATION_CONTEXT
     protocol_version: int = 1
+    #: The request's :attr:`AssociateRequest.fixed_fields`, sent back as they came instead
+    #: of the AE titles re-encoded and zeros (PS3.8 Table 9-17, bytes 11-74); empty: encode.
+    echoed_fields: bytes = field(default=b"", compare=False, repr=False)
 
     def __post_init__(self) -> None:
         _check_ae("called AE title", self.called_ae_title)

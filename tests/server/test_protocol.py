@@ -617,3 +617,21 @@ def test_an_application_context_name_that_is_not_a_uid_is_rejected_1_1_2(
     assert pdu_type is PDUType.A_ASSOCIATE_RJ and rj == bytes([0, 1, 1, 2])
     [line] = [line for line in log_lines if "application context name" in line]
     assert "... (300 characters)" in line and "x" * 100 not in line, line
+
+
+def test_the_associate_ac_echoes_the_requests_fixed_fields_byte_for_byte(
+    harness: ServerHarness,
+) -> None:
+    """PS3.8 Table 9-17: the AC's called and calling AE title fields and its 32 reserved
+    bytes (PDU bytes 11-74) are sent identical to the RQ's, padding and all; before, the
+    titles were sent as decoded (leading spaces dropped) and the reserved bytes as zeros."""
+    rq = bytearray(associate_rq())
+    rq[10:26] = b"  PACSREF       "  # leading spaces: PACSREF to every other test
+    rq[26:42] = b" MODALITY\0\0\0\0\0\0\0"
+    rq[42:74] = bytes(range(1, 33))
+    conn = harness.connect()
+    conn.send(bytes(rq))
+    [(pdu_type, body)] = conn.received()
+    assert pdu_type is PDUType.A_ASSOCIATE_AC
+    assert body[4:68] == rq[10:74]
+    assert codec.decode_associate_ac(body).called_ae_title == "PACSREF"
