@@ -437,8 +437,16 @@ class StorageAddin(Service):
         token = _root_token(self.data_root)
         for path in names:
             uid = _previous_of(path.name, token)
-            if uid is not None and not _written_by_other_live_process(path):
-                found.setdefault(uid, []).append(path)
+            if uid is None or _written_by_other_live_process(path):
+                continue
+            try:
+                if os.path.samestat(path.stat(), (self.data_root / stored_name(uid)).stat()):
+                    # A second name of the file in place (killed between the link and the
+                    # rename): no other version, and the next start removes it.
+                    continue
+            except OSError:
+                pass  # nothing in place, or it cannot be looked at: check says which
+            found.setdefault(uid, []).append(path)
         return found
 
     # -- IStoreHandler ----------------------------------------------------------------------
@@ -1032,17 +1040,52 @@ def _index_full(exc: BaseException) -> bool:
 
 
 def _written_by_other_live_process(path: Path) -> bool:
-    """Whether the spool file's name says it belongs to another process that still runs."""
+    """Whether the spool file's name says it belongs to another process that still runs.
+
+    A process ID is reused: after a ``kill -9`` and a restart in a container, another
+    process (or the new server itself, one number on) may hold the killed server's ID, and
+    its files would then be kept for as long as that process runs. So a process that started
+    after the file last changed (its ctime: written, linked or renamed) is not its writer.
+    """
     pid_text = path.name[len(SPOOL_PREFIX) :].split("-", 1)[0]
     if not pid_text.isdigit() or int(pid_text) == os.getpid():
         return False
+    pid = int(pid_text)
     try:
-        os.kill(int(pid_text), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True  # alive, another user's
-    return True
+        pass  # alive, another user's
+    try:
+        changed = path.stat().st_ctime
+    except OSError:
+        return True  # gone or unreadable: nothing to decide on, leave it
+    started = _process_start(pid)
+    return started is None or started <= changed + _START_SLACK_SECONDS
+
+
+#: How much later than a file's last change its writer's start may seem: /proc counts in
+#: ticks of 10 ms, and the wall clock may have been slewed since the file changed.
+_START_SLACK_SECONDS = 0.5
+
+
+def _process_start(pid: int) -> float | None:
+    """When process ``pid`` started (wall clock, seconds), or None where /proc cannot tell.
+
+    From the time since boot (``/proc/uptime``, to 10 ms) rather than the boot time
+    ``/proc/stat`` gives in whole seconds: a container restarted at once after a kill hands
+    the killed server's ID out again within a second.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        now = time.time()
+        # Field 22, counted after the command name, which may hold spaces and parentheses.
+        ticks = int(stat[stat.rindex(")") + 2 :].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+    return now - (uptime - ticks / os.sysconf("SC_CLK_TCK"))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -339,6 +339,23 @@ def test_a_second_name_of_the_file_in_place_is_removed_at_start(
     assert not any("previous" in line for line in log_lines), log_lines
 
 
+def test_a_second_name_of_the_file_in_place_is_no_disagreement_for_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same leftover, seen by ``check`` before any restart (the server stopped): the
+    second name is the file in place under another name, not a previous version, so index
+    and files agree; before, check reported it as one left by an interrupted overwrite."""
+    harness, conn, uid, _, second = _stored_once(tmp_path)
+    made = _record_links(monkeypatch)
+    assert send_store(conn, uid, second, message_id=2)[0][STATUS] == 0x0000
+    monkeypatch.undo()
+    [name] = made
+    os.link(_in_place(_server_dir(harness)), harness.server.spool_dir / name)
+    report = storage(harness).check()
+    assert report.clean, report.lines()
+    assert report.previous_versions == []
+
+
 def _failed_overwrite_leaving_the_previous_version(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[ServerHarness, str, bytes, Path]:
