@@ -93,6 +93,7 @@ from .writer import (
     HeldSpool,
     IndexAttributes,
     PlacedNotDurableError,
+    durable_link,
     durable_rename,
     prepare_buckets,
     read_attributes,
@@ -902,13 +903,14 @@ class StorageAddin(Service):
         """A second name for ``uid``'s stored file about to be overwritten, or None if it is gone.
 
         The name is unique (:func:`_previous_name`): a leftover of an earlier run, even one
-        with this process ID, never stands in its way.
+        with this process ID, never stands in its way. Durable, it survives a power failure
+        once the new file's rename does (:func:`.writer.durable_link`).
         """
-        assert self._spool_dir is not None
+        assert self._spool_dir is not None and self.config is not None
         for _ in range(_PREVIOUS_ATTEMPTS):
             keep = self._spool_dir / _previous_name(_root_token(self.data_root), uid)
             try:
-                os.link(self.data_root / existing, keep)
+                durable_link(self.data_root / existing, keep, self.config.durable)
             except FileNotFoundError:
                 return None
             except FileExistsError:

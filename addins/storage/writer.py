@@ -9,6 +9,7 @@ leaves either no stored file or a whole one, never a partial one.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import os
@@ -31,6 +32,7 @@ __all__ = [
     "HeldSpool",
     "IndexAttributes",
     "PlacedNotDurableError",
+    "durable_link",
     "durable_rename",
     "prepare_buckets",
     "read_attributes",
@@ -376,6 +378,26 @@ def durable_rename(spool: Path, final: Path, data_root: Path, durable: bool) -> 
             _fsync_dir(final.parent)
         except OSError as exc:
             raise PlacedNotDurableError(exc.errno, exc.strerror, str(final.parent)) from exc
+
+
+def durable_link(source: Path, link: Path, durable: bool) -> None:
+    """Give ``source`` the second name ``link``; with ``durable``, fsync ``link``'s directory.
+
+    An overwrite names the stored file a second time before the new one is renamed over it
+    (``StorageAddin._keep_previous``). Once that rename is durable, the second name is the
+    previous version's only one until the commit: it must not be lost to a power failure in
+    between, or the version acknowledged earlier is gone while the new one is not stored yet.
+    A failed fsync takes the name away again (best effort) and raises.
+    """
+    os.link(source, link)
+    if not durable:
+        return
+    try:
+        _fsync_dir(link.parent)
+    except OSError:
+        with contextlib.suppress(OSError):
+            link.unlink()
+        raise
 
 
 class PlacedNotDurableError(OSError):

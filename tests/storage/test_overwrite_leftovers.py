@@ -163,6 +163,61 @@ def test_a_taken_second_name_is_skipped_and_names_hold_the_uid(
 # -- 2. making the second name is an I/O step like the others --------------------------------
 
 
+def test_the_second_name_is_durable_before_the_new_file_takes_the_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Durable: the spool directory holding the second name is fsynced after the link and
+    before the new file is renamed over the old one, so a power failure between that rename
+    and the commit cannot lose the version acknowledged earlier."""
+    harness, conn, uid, _, second = _stored_once(tmp_path)
+    writer = sys.modules[type(storage(harness)).__module__ + ".writer"]
+    steps: list[str] = []
+    real_fsync_dir, real_replace, real_link = writer._fsync_dir, os.replace, os.link
+    spool_dir = harness.server.spool_dir
+
+    def fsync_dir(path: Path) -> None:
+        steps.append("fsync spool dir" if Path(path) == spool_dir else "fsync other dir")
+        real_fsync_dir(path)
+
+    def replace(source: Any, target: Any, *args: Any, **kwargs: Any) -> None:
+        steps.append("rename into place")
+        real_replace(source, target, *args, **kwargs)
+
+    def link(source: Any, target: Any, *args: Any, **kwargs: Any) -> None:
+        steps.append("link")
+        real_link(source, target, *args, **kwargs)
+
+    monkeypatch.setattr(writer, "_fsync_dir", fsync_dir)
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(os, "link", link)
+    assert send_store(conn, uid, second, message_id=2)[0][STATUS] == 0x0000
+    assert steps[:3] == ["link", "fsync spool dir", "rename into place"], steps
+
+
+def test_a_second_name_whose_directory_fsync_fails_is_taken_away(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fsync after the link fails (EIO): the store fails as a failed write, the second
+    name is gone, and the first version stays in place, indexed."""
+    harness, conn, uid, first, second = _stored_once(tmp_path)
+    writer = sys.modules[type(storage(harness)).__module__ + ".writer"]
+    real_fsync_dir = writer._fsync_dir
+    spool_dir = harness.server.spool_dir
+
+    def failing(path: Path) -> None:
+        if Path(path) == spool_dir:
+            raise OSError(errno.EIO, "Input/output error (injected on the spool fsync)")
+        real_fsync_dir(path)
+
+    monkeypatch.setattr(writer, "_fsync_dir", failing)
+    rows = _rows(_server_dir(harness))
+    [rsp] = send_store(conn, uid, second, message_id=2)
+    assert rsp[STATUS] == 0x0110 and "cannot store: " in rsp[ERROR_COMMENT]
+    assert _spool_names(harness) == []
+    assert dataset_bytes(_in_place(_server_dir(harness))) == first
+    assert _rows(_server_dir(harness)) == rows
+
+
 @pytest.mark.parametrize(
     ("error", "status", "comment"),
     [(errno.ENOSPC, 0xA700, "storage full: "), (errno.EIO, 0x0110, "cannot store: ")],
@@ -294,13 +349,18 @@ def test_only_a_replaced_file_is_logged_as_overwritten(
 def test_a_put_back_whose_directory_fsync_fails_is_logged_as_put_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, log_lines: list[str]
 ) -> None:
-    """Every directory fsync fails: the overwrite fails (0x0110) and the previous version is
-    renamed back, only its directory entry may not be durable. The log says so, not that it
-    is kept in the spool directory, which is empty."""
+    """Every fsync of a bucket directory fails (the spool directory's, after the link, does
+    not): the overwrite fails (0x0110) and the previous version is renamed back, only its
+    directory entry may not be durable. The log says so, not that it is kept in the spool
+    directory, which is empty."""
     harness, conn, uid, first, second = _stored_once(tmp_path)
     writer = sys.modules[type(storage(harness)).__module__ + ".writer"]
+    real_fsync_dir = writer._fsync_dir
 
     def failing(path: Path) -> None:
+        if Path(path) == harness.server.spool_dir:
+            real_fsync_dir(path)
+            return
         raise OSError(errno.EIO, "Input/output error (injected on a directory fsync)")
 
     monkeypatch.setattr(writer, "_fsync_dir", failing)
