@@ -564,6 +564,17 @@ class AssociationSession:
 
     def _on_abort(self, abort: Abort) -> None:
         who = "us" if abort.local else "the peer"
+        if self.ended:
+            # A PDU after our own A-ABORT (PS3.8 Sta13): the upper layer answers a malformed
+            # one with another A-ABORT (AA-7), which must not read as a second end.
+            log.info(
+                "association {id}: a further A-ABORT by {by} after the association ended: {detail}",
+                kind="association.abort_after_end",
+                **self._ids(),
+                by=who,
+                detail=abort.detail,
+            )
+            return
         log.warn(
             "association {id} aborted by {by}: source {source}, reason {reason} {detail}",
             kind="association.aborted",

@@ -188,3 +188,21 @@ def test_a_release_response_the_upper_layer_refuses_is_not_reported_as_released(
         "its A-RELEASE-RP"
     ]
     assert not [e for e in log_events if e.get("kind") == "association.released"]
+
+
+def test_a_malformed_pdu_after_our_abort_is_no_second_end(
+    tmp_path: Path, log_events: list[dict[str, Any]]
+) -> None:
+    """After the session aborted (an unexpected C-ECHO-RSP), a malformed PDU is answered with
+    one more A-ABORT (PS3.8 Sta13, AA-7) and logged as coming after the end, not as a second
+    "aborted by us" line giving another reason."""
+    harness = ServerHarness(tmp_path / "PACSREF")
+    conn = associate_store_and_echo(harness, VERIFICATION)
+    conn.send(command_pdu({0x0002: VERIFICATION, 0x0100: 0x8030, 0x0120: 1, 0x0800: 0x0101,
+                           0x0900: 0}, context_id=3))  # fmt: skip
+    conn.send(UNKNOWN_PDU)
+    assert _pdu_types(conn) == [PDUType.A_ABORT, PDUType.A_ABORT]
+    [ended] = [e for e in log_events if e.get("kind") == "association.aborted"]
+    assert "unexpected C-ECHO-RSP" in ended["why"]
+    [after] = [e for e in log_events if e.get("kind") == "association.abort_after_end"]
+    assert "unrecognized PDU type 0x50" in after["detail"]
