@@ -43,11 +43,11 @@ Feature: Secure server
     And the server log says "<reason>"
 
     Examples:
-      | certificate                      | reason                                 |
-      | an expired certificate           | certificate has expired                |
-      | a certificate from an unknown CA | unable to get local issuer certificate |
-      | a certificate for servers only   | unsupported certificate purpose        |
-      | no certificate                   | peer did not return a certificate      |
+      | certificate                      | reason                                                              |
+      | an expired certificate           | certificate has expired                                             |
+      | a certificate from an unknown CA | unable to get local issuer certificate (not signed by a trusted CA) |
+      | a certificate for servers only   | certificate purpose (no clientAuth/serverAuth Extended Key Usage)   |
+      | no certificate                   | peer did not return a certificate                                   |
 
   @fixture.pacsref.server @dcmtk
   Scenario: A cipher suite outside BCP 195 is refused

@@ -94,27 +94,34 @@ MINIMUM_TLS_VERSION = TLSVersion.TLSv1_2
 
 _ACCEPTABLE_CIPHERS = AcceptableCiphers.fromOpenSSLCipherString(":".join(BCP195_TLS12_CIPHERS))
 
-#: X509_V_ERR_* codes (openssl/x509_vfy.h) a peer certificate commonly fails with.
-_VERIFY_ERRORS = {
-    2: "unable to get issuer certificate",
-    4: "unable to decrypt certificate signature",
-    7: "certificate signature failure",
-    9: "certificate is not yet valid",
-    10: "certificate has expired",
-    13: "invalid notBefore field",
-    14: "invalid notAfter field",
-    18: "self-signed certificate",
-    19: "self-signed certificate in certificate chain",
-    20: "unable to get local issuer certificate (not signed by a trusted CA)",
-    21: "unable to verify the first certificate",
-    23: "certificate revoked",
-    24: "invalid CA certificate",
-    25: "path length constraint exceeded",
-    26: "unsupported certificate purpose (no clientAuth/serverAuth Extended Key Usage)",
-    27: "certificate not trusted",
-    28: "certificate rejected",
-    32: "key usage does not include certificate signing",
+#: What to add to OpenSSL's own text of a verify error, for the reader who must act on it.
+_VERIFY_HINTS = {
+    "unable to get local issuer certificate": "not signed by a trusted CA",
+    "certificate purpose": "no clientAuth/serverAuth Extended Key Usage",
 }
+
+
+def verify_error_text(code: int) -> str:
+    """OpenSSL's text for the X509_V_ERR_* ``code``, with a hint where one helps.
+
+    Taken from the linked OpenSSL itself (``X509_verify_cert_error_string``): the numbers
+    differ between OpenSSL versions (24 was "invalid CA certificate" in 1.1 and 3.x), so a
+    table of our own named the wrong reason, or only a number, under another version.
+    """
+    text = _openssl_verify_text(code)
+    for fragment, hint in _VERIFY_HINTS.items():
+        if fragment in text:
+            return f"{text} ({hint})"
+    return text
+
+
+def _openssl_verify_text(code: int) -> str:
+    try:
+        from OpenSSL._util import ffi, lib  # pyOpenSSL's binding of the OpenSSL it loads
+
+        return ffi.string(lib.X509_verify_cert_error_string(code)).decode("ascii", "replace")
+    except (ImportError, AttributeError):  # a pyOpenSSL without it: the number at least
+        return f"X509 verify error {code}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +142,7 @@ class VerificationFailure:
 
     def describe(self) -> str:
         """``certificate has expired (depth 0, CN=ct1)``."""
-        reason = self.detail or _VERIFY_ERRORS.get(self.code, f"X509 verify error {self.code}")
+        reason = self.detail or verify_error_text(self.code)
         return f"{reason} (depth {self.depth}, {self.subject or 'empty subject'})"
 
 

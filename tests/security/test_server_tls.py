@@ -245,7 +245,11 @@ def test_silent_peer_is_dropped_by_artim(harness: ServerHarness, tls_log: list[s
     [
         ("expired", SSL.TLS1_3_VERSION, "certificate has expired"),
         ("untrusted", SSL.TLS1_3_VERSION, "unable to get local issuer certificate"),
-        ("purpose", SSL.TLS1_2_VERSION, "unsupported certificate purpose"),
+        (
+            "purpose",
+            SSL.TLS1_2_VERSION,
+            "certificate purpose (no clientAuth/serverAuth Extended Key Usage)",
+        ),
         ("none", SSL.TLS1_3_VERSION, "peer did not return a certificate"),
         ("tls10", SSL.TLS1_VERSION, "unsupported protocol"),
         ("tls11", SSL.TLS1_1_VERSION, "unsupported protocol"),
