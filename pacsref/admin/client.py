@@ -33,6 +33,7 @@ from twisted.python.failure import Failure
 from pacsref.admin.messages import (
     MAX_RESPONSE_LENGTH,
     NOTIFICATIONS,
+    MessageError,
     ServiceMessage,
     is_notification,
 )
@@ -163,11 +164,21 @@ class AdminClient:
             try:
                 line = self._lines.next_line()
             except _LineTooLong:
-                raise AdminConnectionError(
-                    f"{self._where()}: {_too_long(self._lines.limit)}"
-                ) from None
+                # Nothing after the line can be framed: the connection is done with, as the
+                # Twisted client's is.
+                where = self._where()
+                self.close()
+                raise AdminConnectionError(f"{where}: {_too_long(self._lines.limit)}") from None
             if line is not None:
-                return ServiceMessage.from_json(line)
+                try:
+                    return ServiceMessage.from_json(line)
+                except MessageError as exc:
+                    where = self._where()
+                    self.close()
+                    raise AdminConnectionError(
+                        f"{where}: the server sent a line that is not an admin message ({exc}); "
+                        "admin connection closed"
+                    ) from None
             try:
                 chunk = self._sock.recv(1024 * 1024)
             except OSError as exc:

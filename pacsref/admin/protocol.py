@@ -84,6 +84,10 @@ MAX_PENDING_OUTPUT = 8 * 1024 * 1024
 CLOSE_GRACE_S = 2.0
 
 
+def _nothing() -> None:
+    pass
+
+
 @implementer(IPushProducer)
 class _OutputMeter:
     """Counts what an admin connection writes while its transport's buffer is full.
@@ -124,6 +128,16 @@ class _OutputMeter:
         self.paused = False
         self.pending = self.pending_notifications = 0
 
+    def forget(self) -> None:
+        """The connection is gone: drop the callback into it.
+
+        It is a bound method of the protocol, which holds this meter: a reference cycle that
+        kept the protocol, and through it its transport's unsent output (up to
+        :data:`MAX_PENDING_OUTPUT` for a client cut for not reading), alive until Python's
+        occasional full garbage collection.
+        """
+        self._drained = _nothing
+
 
 @implementer(IHalfCloseableProtocol)
 class AdminProtocol(LineReceiver):
@@ -139,7 +153,9 @@ class AdminProtocol(LineReceiver):
     """
 
     delimiter = b"\n"
-    MAX_LENGTH = MAX_LINE_LENGTH
+    #: One byte more than a request may be: the ``\r`` a line may end with is not counted
+    #: (``lineReceived`` checks the line without it).
+    MAX_LENGTH = MAX_LINE_LENGTH + 1
     factory: AdminFactory
 
     def connectionMade(self) -> None:
@@ -160,6 +176,8 @@ class AdminProtocol(LineReceiver):
         self.factory.connections.discard(self)
         if self._cut_timer is not None and self._cut_timer.active():
             self._cut_timer.cancel()
+        self._cut_timer = None
+        self._meter.forget()
         if not self.lost.called:
             self.lost.callback(None)
 
@@ -227,8 +245,8 @@ class AdminProtocol(LineReceiver):
 
     def _too_slow(self) -> None:
         log.warn(
-            "admin client is not reading: more than {limit} bytes of notifications waiting; "
-            "closing it",
+            "admin client is not reading: {pending} bytes of notifications waiting, more than "
+            "{limit}; closing it (kind=admin.slow_client)",
             limit=MAX_PENDING_OUTPUT,
             pending=self._meter.pending_notifications,
             kind="admin.slow_client",
@@ -261,6 +279,11 @@ class AdminProtocol(LineReceiver):
             self.transport.loseConnection()
 
     def lineReceived(self, line: bytes) -> None:
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if len(line) > MAX_LINE_LENGTH:
+            self.lineLengthExceeded(line)
+            return
         line = line.rstrip(b"\r")
         if self._closing or not line.strip():
             return
@@ -330,7 +353,7 @@ class AdminProtocol(LineReceiver):
         self.send(
             self.factory.failure(
                 "Error",
-                f"line longer than {self.MAX_LENGTH} bytes refused; closing this admin connection",
+                f"line longer than {MAX_LINE_LENGTH} bytes refused; closing this admin connection",
             )
         )
         self._shut()

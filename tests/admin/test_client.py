@@ -226,6 +226,20 @@ def test_blocking_client_refuses_a_line_over_its_limit(
     client = AdminClient(sock=ours, timeout=5)
     with pytest.raises(AdminConnectionError, match="line longer than 1000 bytes"):
         client.call("GetClients")
+    assert ours.fileno() == -1  # closed: nothing after the line can be framed
+
+
+def test_blocking_client_closes_on_a_line_that_is_no_admin_message(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    """A line from the server that is not JSON is a broken connection, said as one (not a
+    MessageError about a request), and the socket is closed."""
+    ours, theirs = pair
+    theirs.sendall(b"this is not json\n")
+    client = AdminClient(sock=ours, timeout=5)
+    with pytest.raises(AdminConnectionError, match="not an admin message"):
+        client.call("GetStatus")
+    assert ours.fileno() == -1
 
 
 def test_twisted_call_gets_a_long_response_and_a_clear_error_for_a_too_long_one(

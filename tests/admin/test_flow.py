@@ -431,3 +431,38 @@ def test_a_client_that_stops_reading_is_answered_no_more() -> None:
     assert conn.transport.disconnecting
     conn.protocol.dataReceived(b'{"message": "Pause"}\n')
     assert not admin.control.paused
+
+
+def test_a_client_cut_for_not_reading_is_freed_without_waiting_for_the_collector() -> None:
+    """A connection cut for not reading leaves nothing behind: its protocol, and with it the
+    transport's unsent notifications (up to MAX_PENDING_OUTPUT each), are freed as soon as
+    the last reference goes, not at Python's next full garbage collection (the protocol and
+    its output meter referred to each other: 60 such cuts held 700 MB)."""
+    import gc
+    import weakref
+
+    class TwistedLikeSocket(BufferedSocket):
+        def _lost(self, reason: Failure) -> None:
+            protocol = self.protocol
+            self.closed = reason
+            self.connectionLost(reason)
+            del self.protocol  # as Twisted's tcp.Connection.connectionLost does
+            protocol.connectionLost(reason)
+
+    admin = _busy_server()
+    sock = TwistedLikeSocket(admin.factory.buildProtocol(None))  # type: ignore[arg-type]
+    protocol = weakref.ref(sock.protocol)
+    big = ServiceMessage("ServerResumed", "PACSREF", True, "", ["x" * (1024 * 1024)])
+    gc.disable()
+    try:
+        _back_up(sock)
+        pushing = sock.protocol
+        for _ in range(MAX_PENDING_OUTPUT // len(big.to_line()) + 2):
+            pushing.push(big)
+        del pushing
+        assert sock.closed is not None  # cut
+        sock.reactor.removeAll()
+        del sock
+        assert protocol() is None
+    finally:
+        gc.enable()

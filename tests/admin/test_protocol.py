@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from twisted.internet.defer import Deferred, fail
 
 from pacsref.admin.messages import MAX_LINE_LENGTH
@@ -229,6 +230,27 @@ def test_oversized_line_is_answered_then_that_connection_closes() -> None:
     refused(reply, "Error", f"line longer than {MAX_LINE_LENGTH} bytes")
     assert conn.transport.disconnecting
     assert ok(other.request("GetStatus"), "GetStatus")  # others unaffected
+
+
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n"])
+def test_a_line_of_the_limit_is_served_whatever_it_ends_with(ending: bytes) -> None:
+    """A request line of exactly MAX_LINE_LENGTH bytes is served, ending in ``\n`` or in
+    ``\r\n`` (the ``\r`` is ignored, so it does not count: it used to make the line over-long);
+    one byte more is refused either way."""
+    request = b'{"message": "GetStatus", "data": [], "pad": "'
+    line = request + b"x" * (MAX_LINE_LENGTH - len(request) - 2) + b'"}'
+    assert len(line) == MAX_LINE_LENGTH
+    admin = Admin()
+    conn = admin.connect()
+    conn.protocol.dataReceived(line + ending)
+    [reply] = conn.read()
+    assert "line longer than" not in reply.get("error", "")
+    assert not conn.transport.disconnecting
+    longer = request + b"x" * (MAX_LINE_LENGTH - len(request) - 1) + b'"}'
+    conn.protocol.dataReceived(longer + ending)
+    [reply] = conn.read()
+    refused(reply, "Error", f"line longer than {MAX_LINE_LENGTH} bytes")
+    assert conn.transport.disconnecting
 
 
 def test_oversized_line_waits_for_the_answers_due_before_it() -> None:
