@@ -51,7 +51,7 @@ from zope.interface.verify import verifyObject
 
 from pacsref.addin.errors import AddinFailure, AddinLoadError
 from pacsref.addin.interfaces import IAddin, IAddInOptions, IUserIdentityNegotiation
-from pacsref.addin.options import as_schema
+from pacsref.addin.options import as_schema, give_options
 from pacsref.addin.options_file import OPTIONS_DIR_NAME, OptionsFile
 from pacsref.association import SupportedContext
 
@@ -256,7 +256,7 @@ def _with_options(
             try:
                 schema = as_schema(addin.options_declaration)  # type: ignore[attr-defined]
                 values = OptionsFile.in_dir(options_dir, name, schema).load()
-                addin.options_changed(values)  # type: ignore[attr-defined]
+                give_options(addin, values)
             except Exception as exc:
                 failures.append(AddinFailure(name, _error_text(exc), _verifies_identity(addin)))
                 continue

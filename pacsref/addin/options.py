@@ -14,9 +14,11 @@ Reading and writing ``<server dir>/addin-options/<add-in>.toml`` is
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import math
 import tomllib
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +32,8 @@ __all__ = [
     "OptionValues",
     "OptionsSchema",
     "as_schema",
+    "give_options",
+    "options_in_use",
     "parse_assignment",
     "parse_cli_value",
 ]
@@ -358,3 +362,29 @@ def parse_cli_value(kind: str | None, text: str) -> object:
     if kind in ("str", "choice") and not isinstance(value, str):
         return text
     return value
+
+
+#: The values each add-in was last given (:func:`give_options`), by add-in.
+_in_use: weakref.WeakKeyDictionary[Any, OptionValues] = weakref.WeakKeyDictionary()
+
+
+def give_options(addin: Any, values: OptionValues) -> None:
+    """Tell ``addin`` its options (``options_changed``) and remember them as the ones it runs on.
+
+    What it runs on is not always what its file holds: a file broken by hand after the start
+    (the add-in keeps its earlier values), or a save that failed. Whoever must put an add-in
+    back after a failed change needs the values it had (:func:`options_in_use`). Raises
+    whatever the add-in raises, and then remembers nothing.
+    """
+    addin.options_changed(values)
+    # An add-in object that takes no weak reference: nothing remembered.
+    with contextlib.suppress(TypeError):
+        _in_use[addin] = values
+
+
+def options_in_use(addin: Any) -> OptionValues | None:
+    """The values ``addin`` was last given through :func:`give_options`, or None."""
+    try:
+        return _in_use.get(addin)
+    except TypeError:
+        return None

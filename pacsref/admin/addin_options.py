@@ -26,7 +26,14 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pacsref.addin.interfaces import IAddInOptions
-from pacsref.addin.options import AddInOptionsError, OptionProblem, OptionValues, as_schema
+from pacsref.addin.options import (
+    AddInOptionsError,
+    OptionProblem,
+    OptionValues,
+    as_schema,
+    give_options,
+    options_in_use,
+)
 from pacsref.addin.options_file import OptionsFile
 from pacsref.admin.messages import MessageError
 
@@ -156,8 +163,11 @@ class AddInOptionsCommands:
         except AddInOptionsError:
             current = None
         changed = new.changed_from(current) if current is not None else tuple(changes)
+        # What to put back if the save fails: what the add-in runs on now. Its file may not
+        # say (broken by hand since the add-in took its values), so it is remembered.
+        running = options_in_use(addin) or current
         try:
-            addin.options_changed(new)
+            give_options(addin, new)
         except Exception as exc:
             raise MessageError(
                 f"add-in {file.addin!r} refused the options: {type(exc).__name__}: {exc}"
@@ -165,9 +175,9 @@ class AddInOptionsCommands:
 
         def not_saved(failure: Failure) -> None:
             # Whatever stopped the save, the add-in must not keep values the file lacks.
-            if current is not None:
+            if running is not None:
                 with contextlib.suppress(Exception):
-                    addin.options_changed(current)
+                    give_options(addin, running)
             if not failure.check(OSError):
                 log.failure("saving {path} failed", failure, path=str(file.path))
             raise MessageError(f"cannot save {file.path}: {failure.getErrorMessage()}")

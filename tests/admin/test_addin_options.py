@@ -12,6 +12,7 @@ from zope.interface import implementer
 
 from pacsref.addin import AddinFailure, AddInOption, IAddin, IAddInOptions, OptionsSchema
 from pacsref.addin.aetitles import MemoryAeTitles
+from pacsref.addin.options import give_options, options_in_use
 from pacsref.admin.handlers import AdminCommands
 from pacsref.admin.protocol import AdminFactory
 from pacsref.server.clients import ClientRegistry
@@ -245,6 +246,33 @@ def test_failed_save_gives_the_addin_its_old_values_back(
     assert reply["error"].startswith("cannot save ") and words in reply["error"]
     assert addin.told[-2:] == [{"level": 7, "mode": "a"}, {"level": 2, "mode": "a"}]
     assert "level = 2\n" in (tmp_path / "addin-options" / "tunable.toml").read_text()
+
+
+def test_failed_save_over_a_file_broken_by_hand_puts_back_what_the_addin_ran_on(
+    tmp_path: Path, addin: Tunable
+) -> None:
+    """The file was broken by hand after the add-in took its values (as the loader gives
+    them); a request repairs it, the save fails: the add-in gets back the values it ran on,
+    which the file no longer says (before, it kept the request's values)."""
+    loaded = addin.options_declaration.validate({"level": 3}, addin="tunable", source="test")
+    give_options(addin, loaded)  # as the loader does
+    options = tmp_path / "addin-options"
+    options.mkdir()
+    (options / "tunable.toml").write_text('mode = "zzz"\nlevel = 3\n')
+
+    def run_in_thread(function: Any, *args: Any) -> Any:
+        def broken_save(*_: Any) -> None:
+            raise OSError(28, "No space left on device")
+
+        broken = getattr(function, "__name__", "") == "save"
+        return maybeDeferred(broken_save if broken else function, *args)
+
+    conn = connect(tmp_path, addin, run_in_thread=run_in_thread)
+    reply = conn.request("SetAddInOptions", "tunable", {"mode": "b"})
+    assert not reply["success"] and "No space left" in reply["error"]
+    assert addin.told[-2:] == [{"level": 3, "mode": "b"}, {"level": 3, "mode": "a"}]
+    assert options_in_use(addin) == {"level": 3, "mode": "a"}
+    assert 'mode = "zzz"' in (options / "tunable.toml").read_text()
 
 
 def test_a_str_option_refuses_text_utf8_cannot_hold() -> None:
