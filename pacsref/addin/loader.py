@@ -54,6 +54,7 @@ from pacsref.addin.interfaces import IAddin, IAddInOptions, IUserIdentityNegotia
 from pacsref.addin.options import as_schema, give_options
 from pacsref.addin.options_file import OPTIONS_DIR_NAME, OptionsFile
 from pacsref.association import SupportedContext
+from pacsref.settings.errors import SettingsError
 
 __all__ = ["ENTRY_POINT_GROUP", "LoadResult", "load_addins", "package_name_for"]
 
@@ -150,7 +151,11 @@ def _scan_folder(addins_dir: Path, failures: list[AddinFailure]) -> Iterator[tup
         try:
             module = importlib.import_module(f"{package}.{name}")
         except (Exception, SystemExit) as exc:
-            _log.failure("importing add-in module {name} failed", Failure(), name=name)
+            if not isinstance(exc, SettingsError):
+                # A bug in the add-in: its traceback is what its author needs. A settings
+                # problem (the security add-in's options file, say) names its file and
+                # field already, and the failure is logged in one line where it is reported.
+                _log.failure("importing add-in module {name} failed", Failure(), name=name)
             failures.append(AddinFailure(name, _error_text(exc, f"importing {path}")))
             continue
         yield from _scan_module(name, module, failures)

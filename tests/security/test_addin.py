@@ -139,6 +139,20 @@ ae_titles = ["THIS_TITLE_IS_TOO_LONG"]
     assert "binding[3].ae_titles" in error and "THIS_TITLE_IS_TOO_LONG" in error
 
 
+def test_a_broken_options_file_is_no_traceback_in_the_log(
+    server_dir: Path, log_events: list[LogEvent]
+) -> None:
+    """A settings problem names its file and field already: loading the add-ins logs no
+    traceback for it (the server reports the failure in one line, and a secure server then
+    refuses to start in one more), while an add-in's own bug still gets its traceback."""
+    _write_options(server_dir, "certificate = 42\n")
+    (server_dir / "addins" / "buggy.py").write_text("1 / 0\n")
+    result = load_addins(server_dir / "addins", entry_point_group=None, strict=False)
+    assert {f.name for f in result.failures} == {"security", "buggy"}
+    tracebacks = [e for e in log_events if e.get("log_failure") is not None]
+    assert [e["name"] for e in tracebacks] == ["buggy"]
+
+
 def test_required_keys_and_trust(server_dir: Path) -> None:
     """certificate and private_key are required; client certificates need trusted_ca."""
     _write_options(server_dir, "require_client_certificate = true\n")
