@@ -18,8 +18,11 @@ not BCP 195. What we set, and why (sources in docs/security.md):
 * **TLS 1.3 suites**: the three of RFC 8446 9.1 (AES-128-GCM, AES-256-GCM,
   ChaCha20-Poly1305), pinned on the server so an ``openssl.cnf`` cannot add
   the CCM-8 suites; the client keeps OpenSSL's default, which is the same set.
-* **No renegotiation** (server), no session tickets and no session cache
-  (Twisted's defaults), single-use (EC)DH keys.
+* **No renegotiation** (server), no resumption: no stateless session tickets
+  and no session cache (Twisted's defaults; under TLS 1.3 OpenSSL still sends
+  NewSessionTicket messages no handshake can use), single-use (EC)DH keys.
+* **Key Usage**: the peer's own certificate must allow digitalSignature where it
+  has a Key Usage at all (:func:`_signing_problem`).
 * **Peer certificates**: verified against the configured CAs only, never the
   system store (a DICOM site trusts its own CA, not every web CA); required
   when ``require_peer_certificate`` is on. Outbound, the peer's identity is
@@ -37,6 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography import x509
 from OpenSSL import SSL, crypto
 from service_identity import CertificateError, VerificationError
 from service_identity.hazmat import DNSMismatch, IPAddressMismatch, ServiceID
@@ -171,7 +175,39 @@ def _record_verification(
     """
     if not ok:
         _remember(connection, certificate, code, depth)
-    return bool(ok)
+        return False
+    if depth == 0:
+        problem = _signing_problem(certificate)
+        if problem is not None:
+            _remember(connection, certificate, 0, depth, problem)
+            return False
+    return True
+
+
+def _signing_problem(certificate: crypto.X509) -> str | None:
+    """Why the peer's own certificate may not sign its handshake, or None if it may.
+
+    A TLS peer proves it holds its key by a signature (CertificateVerify; in TLS 1.2 the
+    ECDHE key exchange too), which a certificate whose Key Usage lacks digitalSignature
+    forbids (RFC 8446 4.4.2.2-4.4.2.3, RFC 5280 4.2.1.3). OpenSSL's purpose check lets a
+    keyAgreement-only client certificate through, so it is checked here. No Key Usage
+    extension: any use, as RFC 5280 says.
+    """
+    try:
+        usage = certificate.to_cryptography().extensions.get_extension_for_class(x509.KeyUsage)
+    except x509.ExtensionNotFound:
+        return None
+    except Exception:
+        # Extensions cryptography cannot parse: such a certificate is refused in its own
+        # words once the handshake is done (the peer identity is read then), or by the
+        # outbound identity check.
+        return None
+    if usage.value.digital_signature:
+        return None
+    return (
+        "key usage does not allow digitalSignature, which a TLS peer's certificate needs "
+        "to sign its handshake (RFC 8446 4.4.2.3)"
+    )
 
 
 def _remember(
@@ -293,7 +329,9 @@ class ClientTLSCreator:
                 return False
             if depth != 0:
                 return True
-            problem = _identity_problem(self.hostname, self.service_id, certificate)
+            problem = _signing_problem(certificate) or _identity_problem(
+                self.hostname, self.service_id, certificate
+            )
             if problem is None:
                 return True
             _remember(connection, certificate, 0, depth, problem)

@@ -150,13 +150,17 @@ class TestPKI:
         return self.issue(name, common_name=common_name, ca=trustme.CA())
 
     def issue_with_usages(
-        self, name: str, common_name: str, usages: Iterable[x509.ObjectIdentifier]
+        self,
+        name: str,
+        common_name: str,
+        usages: Iterable[x509.ObjectIdentifier],
+        key_usage: x509.KeyUsage | None = None,
     ) -> LeafFiles:
         """A certificate with exactly these Extended Key Usages, signed by this CA.
 
         trustme always grants serverAuth and clientAuth; a wrong-purpose
         certificate (e.g. serverAuth only, presented as a client certificate)
-        needs ``cryptography`` directly.
+        needs ``cryptography`` directly. ``key_usage``: a critical Key Usage extension.
         """
         ca_key = serialization.load_pem_private_key(self.ca.private_key_pem.bytes(), None)
         ca_cert = x509.load_pem_x509_certificate(self.ca.cert_pem.bytes())
@@ -172,9 +176,23 @@ class TestPKI:
             .not_valid_after(now + datetime.timedelta(days=1))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage(list(usages)), critical=False)
-            .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
         )
-        return write_leaf(self.directory, name, certificate, key)
+        if key_usage is not None:
+            certificate = certificate.add_extension(key_usage, critical=True)
+        signed = certificate.sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
+        return write_leaf(self.directory, name, signed, key)
+
+    def issue_key_agreement_only(self, name: str, common_name: str) -> LeafFiles:
+        """clientAuth, but a Key Usage of keyAgreement alone: it may not sign a handshake."""
+        return self.issue_with_usages(
+            name, common_name, [ExtendedKeyUsageOID.CLIENT_AUTH], key_usage=_key_usage(False)
+        )
+
+    def issue_signing_client(self, name: str, common_name: str) -> LeafFiles:
+        """clientAuth with a Key Usage of digitalSignature alone: a proper client certificate."""
+        return self.issue_with_usages(
+            name, common_name, [ExtendedKeyUsageOID.CLIENT_AUTH], key_usage=_key_usage(True)
+        )
 
     def issue_server_only(self, name: str, common_name: str) -> LeafFiles:
         """serverAuth only: the wrong purpose for a client certificate."""
@@ -362,3 +380,12 @@ def _toml(value: object) -> str:
     from pacsref.settings.tomltext import toml_string
 
     return toml_string(str(value))
+
+
+def _key_usage(digital_signature: bool) -> x509.KeyUsage:
+    """digitalSignature alone, or keyAgreement alone."""
+    return x509.KeyUsage(
+        digital_signature=digital_signature, content_commitment=False, key_encipherment=False,
+        data_encipherment=False, key_agreement=not digital_signature, key_cert_sign=False,
+        crl_sign=False, encipher_only=False, decipher_only=False,
+    )  # fmt: skip

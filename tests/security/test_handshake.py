@@ -136,6 +136,24 @@ def test_bad_client_certificates_refused_with_reason(
 
 
 @pytest.mark.parametrize("version", [SSL.TLS1_2_VERSION, SSL.TLS1_3_VERSION])
+def test_a_client_certificate_that_may_not_sign_is_refused(
+    pki: TestPKI, server: object, version: int
+) -> None:
+    """Key Usage keyAgreement only: it may not sign the handshake (RFC 8446 4.4.2.3), which
+    OpenSSL's purpose check lets through; refused, saying so. digitalSignature: accepted."""
+    outcome = attempt(
+        server, RawClientTLS(pki.issue_key_agreement_only("ka", "KA"), version, version)
+    )
+    assert not outcome.accepted
+    assert outcome.server_reason.startswith(
+        "peer certificate refused: key usage does not allow digitalSignature"
+    )
+    assert "CN=KA" in outcome.server_reason
+    signing = pki.issue_signing_client("ds", "DS")
+    assert attempt(server, RawClientTLS(signing, version, version)).accepted
+
+
+@pytest.mark.parametrize("version", [SSL.TLS1_2_VERSION, SSL.TLS1_3_VERSION])
 def test_missing_client_certificate_refused_when_required(
     pki: TestPKI, server: object, version: int
 ) -> None:
