@@ -278,6 +278,24 @@ class AdminProtocol(LineReceiver):
         else:
             self.transport.loseConnection()
 
+    def dataReceived(self, data: bytes) -> object:
+        """``LineReceiver``'s framing, and the refusal of a partial line that is already
+        too long: with ``MAX_LENGTH`` one byte over the limit (for the ``\r``), Twisted waits
+        for one byte more than a line may hold, which only a ``\r`` may be."""
+        nested = self._busyReceiving
+        why = super().dataReceived(data)
+        pending = self._buffer
+        if (
+            not nested
+            and not self._closing
+            and len(pending) > MAX_LINE_LENGTH
+            and self.delimiter not in pending
+            and not (len(pending) == MAX_LINE_LENGTH + 1 and pending.endswith(b"\r"))
+        ):
+            self._buffer = b""
+            self.lineLengthExceeded(pending)
+        return why
+
     def lineReceived(self, line: bytes) -> None:
         if line.endswith(b"\r"):
             line = line[:-1]

@@ -253,6 +253,26 @@ def test_a_line_of_the_limit_is_served_whatever_it_ends_with(ending: bytes) -> N
     assert conn.transport.disconnecting
 
 
+def test_a_partial_line_is_refused_once_it_is_over_the_limit_but_for_a_cr() -> None:
+    """Before its newline: one byte over the limit is refused at once, unless that byte is
+    the ``\r`` of a line ending in ``\r\n``, which waits for its ``\n`` and is served."""
+    request = b'{"message": "GetStatus", "data": [], "pad": "'
+    line = request + b"x" * (MAX_LINE_LENGTH - len(request) - 2) + b'"}'
+    admin = Admin()
+    waiting = admin.connect()
+    waiting.protocol.dataReceived(line + b"\r")
+    assert waiting.read() == [] and not waiting.transport.disconnecting
+    waiting.protocol.dataReceived(b"\n")
+    [reply] = waiting.read()
+    # Answered on its merits (its extra field refused by name), not as an over-long line.
+    assert reply["message"] == "GetStatus" and "unknown field(s) 'pad'" in reply["error"]
+    over = admin.connect()
+    over.protocol.dataReceived(line + b"x")
+    [reply] = over.read()
+    refused(reply, "Error", f"line longer than {MAX_LINE_LENGTH} bytes")
+    assert over.transport.disconnecting
+
+
 def test_oversized_line_waits_for_the_answers_due_before_it() -> None:
     """A request still on a worker thread is answered first; then the refusal, then the close;
     nothing read after the over-long line is served."""
