@@ -40,6 +40,9 @@ __all__ = [
 
 OptionValue = bool | int | float | str
 
+#: The least TOML 1.0 integer (signed 64-bit); the greatest is ``-_INT64 - 1``.
+_INT64 = -(2**63)
+
 #: The kinds an option may have; ``choice`` is a string limited to ``choices``.
 OPTION_KINDS = ("bool", "int", "float", "str", "choice")
 
@@ -175,6 +178,10 @@ class AddInOption:
             raise ValueError(
                 f"contains characters that cannot be written as UTF-8 ({self.allowed})"
             )
+        if isinstance(value, int) and not isinstance(value, bool) and not _INT64 <= value < -_INT64:
+            # TOML 1.0 integers are 64-bit: a larger one would be saved into an options file
+            # that other TOML readers refuse (Python's reads it), so it is refused here.
+            raise ValueError(f"is out of range (TOML integers are 64-bit); must be {self.allowed}")
         if isinstance(value, int | float) and not isinstance(value, bool):
             too_low = self.minimum is not None and value < self.minimum
             too_high = self.maximum is not None and value > self.maximum

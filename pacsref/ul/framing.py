@@ -139,9 +139,7 @@ class PDUFramer:
         available = len(data) - start
         if available < PDU_HEADER_LENGTH:
             if available and data[start] not in _KNOWN_TYPES:
-                raise MalformedPDU(
-                    f"unrecognized PDU type 0x{data[start]:02X}", AbortReason.UNRECOGNIZED_PDU
-                )
+                raise _unrecognized(data[start])
             return self._wait()
         raw_type, length = _HEADER.unpack_from(data, start)
         if raw_type != _P_DATA_TF or (self.max_pdata_length and length > self.max_pdata_length):
@@ -235,9 +233,7 @@ class PDUFramer:
 
     def _check_header(self, raw_type: int, length: int) -> None:
         if raw_type not in _KNOWN_TYPES:
-            raise MalformedPDU(
-                f"unrecognized PDU type 0x{raw_type:02X}", AbortReason.UNRECOGNIZED_PDU
-            )
+            raise _unrecognized(raw_type)
         pdu_type = PDUType(raw_type)
         fixed = _FIXED_LENGTH.get(pdu_type)
         if fixed is not None and length != fixed:
@@ -259,3 +255,17 @@ class PDUFramer:
 def frame(pdu_type: PDUType, body: bytes) -> bytes:
     """Prefix a PDU body with its 6-byte header."""
     return _HEADER.pack(pdu_type, len(body)) + body
+
+
+#: The first byte of a TLS handshake record (a ClientHello): no PDU type, but what a peer
+#: configured for TLS sends to a port without it, which the log should say.
+_TLS_HANDSHAKE_RECORD = 0x16
+
+
+def _unrecognized(raw_type: int) -> MalformedPDU:
+    hint = ""
+    if raw_type == _TLS_HANDSHAKE_RECORD:
+        hint = " (the start of a TLS handshake: the peer uses TLS, this port does not)"
+    return MalformedPDU(
+        f"unrecognized PDU type 0x{raw_type:02X}{hint}", AbortReason.UNRECOGNIZED_PDU
+    )

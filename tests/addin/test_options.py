@@ -86,6 +86,19 @@ def test_a_whole_number_too_large_for_a_float_is_out_of_range() -> None:
         AddInOption("big", "float", 10**400, "d")
 
 
+def test_a_whole_number_beyond_64_bits_is_out_of_range_even_without_a_maximum() -> None:
+    """TOML 1.0 integers are 64-bit: a larger one (JSON and Python's TOML reader take it)
+    would be saved into an options file other TOML readers refuse; the greatest one is kept."""
+    option = AddInOption("reserve", "int", 0, "MiB.", minimum=0)
+    assert option.convert(2**63 - 1) == 2**63 - 1
+    for value in (2**63, 99999999999999999999999999):
+        with pytest.raises(ValueError, match=r"is out of range \(TOML integers are 64-bit\)"):
+            option.convert(value)
+    assert AddInOption("delta", "int", 0, "d").convert(-(2**63)) == -(2**63)
+    with pytest.raises(ValueError, match="64-bit"):
+        AddInOption("delta", "int", 0, "d").convert(-(2**63) - 1)
+
+
 def test_extra_check_and_allowed_text() -> None:
     """An option's own rule refuses with its own words."""
     option = AddInOption("dsn", "str", "", "Where.", check=lambda v: "bad" if v == "no" else None,

@@ -597,3 +597,13 @@ def test_user_identity_sub_items_in_the_wrong_pdu_are_kept_raw() -> None:
     rq = codec.decode_associate_rq(_identity_body(_item(0x59, b"\x00\x00")))
     assert rq.user_information.user_identity is None
     assert rq.user_information.other_items == ((0x59, b"\x00\x00"),)
+
+
+@pytest.mark.parametrize("data", [b"\x16\x03\x01\x02\x00\x01\x00", b"\x16"])
+def test_a_tls_client_hello_is_named_as_such(data: bytes) -> None:
+    """0x16 starts a TLS handshake record: still an unrecognized PDU (PS3.8), but the reason
+    says what the peer most likely did, so the administrator looks at TLS, not at DICOM."""
+    framer = PDUFramer(0)
+    framer.feed(data)
+    with pytest.raises(MalformedPDU, match=r"type 0x16 \(the start of a TLS handshake"):
+        framer.next_pdu()
