@@ -24,8 +24,9 @@ def free_loopback_port(host: str = LOOPBACK) -> int:
     """Return a TCP port on ``host`` that nothing listens on right now.
 
     The kernel picks it (bind to port 0). Between closing this probe and the server binding the
-    port another process could take it; the ephemeral range makes that rare enough for tests,
-    and a server that fails to bind reports it in its log.
+    port another socket could take it (a client connection's own end is an ephemeral port too):
+    rare, but it happened in CI, so :class:`~pacsref.testing.twistd.TwistdServer` moves a server
+    whose port it chose to another one when its log says the port is in use.
     """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((host, 0))

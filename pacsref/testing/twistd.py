@@ -34,6 +34,10 @@ TWISTD = ("-c", "from twisted.scripts.twistd import run; run()")
 CREATE_MODULE = "pacsref.server.create"
 
 
+#: How many ports a server with a port of its own choosing tries before giving up.
+PORT_ATTEMPTS = 3
+
+
 class ServerStartError(RuntimeError):
     """The server did not come up: it exited, or its port did not open before the deadline.
 
@@ -219,6 +223,32 @@ class TwistdServer:
         """
         if self.running:
             return self
+        chosen = self.port is None  # ours to change if another process takes it first
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            try:
+                return self._start_once()
+            except ServerStartError as exc:
+                if not (chosen and attempt < PORT_ATTEMPTS and self._port_was_taken(exc)):
+                    raise
+                self._move_to_a_new_port()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _port_was_taken(self, error: ServerStartError) -> bool:
+        """Whether the server exited because its port was in use (``free_loopback_port``'s
+        race: between its probe and twistd's bind, a client's connection may get the same
+        ephemeral port as its own end)."""
+        return f"port {self.port} is in use" in str(error)
+
+    def _move_to_a_new_port(self) -> None:
+        """Choose another free port, and write it into the server's settings if it has them."""
+        self.port = free_loopback_port(self.host)
+        settings_file = self.server_dir / "settings.toml"
+        if settings_file.exists():
+            from pacsref.settings.edit import edit_settings_file
+
+            edit_settings_file(settings_file, {"port": self.port}, source="the test harness")
+
+    def _start_once(self) -> TwistdServer:
         if self.settings and not self.server_dir.exists():
             self.create()
         argv = self._twistd_argv()
