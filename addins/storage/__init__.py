@@ -82,6 +82,7 @@ from pacsref.addin import (
 )
 from pacsref.dimse import SPOOL_PREFIX, SPOOL_SUFFIX
 from pacsref.dimse.writeback import WRITE_BEHIND
+from pacsref.processes import process_alive, process_start
 
 from . import index as sql
 from .check import CheckReport, check_storage, check_without_index
@@ -1053,41 +1054,19 @@ def _written_by_other_live_process(path: Path) -> bool:
     if not pid_text.isdigit() or int(pid_text) == os.getpid():
         return False
     pid = int(pid_text)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not process_alive(pid):
         return False
-    except PermissionError:
-        pass  # alive, another user's
     try:
         changed = path.stat().st_ctime
     except OSError:
         return True  # gone or unreadable: nothing to decide on, leave it
-    started = _process_start(pid)
+    started = process_start(pid)
     return started is None or started <= changed + _START_SLACK_SECONDS
 
 
 #: How much later than a file's last change its writer's start may seem: /proc counts in
 #: ticks of 10 ms, and the wall clock may have been slewed since the file changed.
 _START_SLACK_SECONDS = 0.5
-
-
-def _process_start(pid: int) -> float | None:
-    """When process ``pid`` started (wall clock, seconds), or None where /proc cannot tell.
-
-    From the time since boot (``/proc/uptime``, to 10 ms) rather than the boot time
-    ``/proc/stat`` gives in whole seconds: a container restarted at once after a kill hands
-    the killed server's ID out again within a second.
-    """
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        uptime = float(Path("/proc/uptime").read_text().split()[0])
-        now = time.time()
-        # Field 22, counted after the command name, which may hold spaces and parentheses.
-        ticks = int(stat[stat.rindex(")") + 2 :].split()[19])
-    except (OSError, ValueError, IndexError):
-        return None
-    return now - (uptime - ticks / os.sysconf("SC_CLK_TCK"))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ from typing import Any
 
 from pacsref.admin.client import AdminClient, AdminConnectionError
 from pacsref.admin.service import admin_socket_path
+from pacsref.processes import process_alive
 from pacsref.server.create import (
     SERVER_NAME_ALLOWED,
     default_server_dir,
@@ -493,21 +494,6 @@ def pin_live_pid(pidfile: Path) -> PinnedProcess | None:
         raise
     pinned.close()
     return None
-
-
-def process_alive(pid: int) -> bool:
-    """Whether ``pid`` is a live (not zombie) process."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
 def command_line(pid: int) -> list[str] | None:
