@@ -355,6 +355,17 @@ def _not_a_ca(certificate: x509.Certificate) -> str:
     return ""
 
 
+def forbids_signing(certificate: x509.Certificate) -> bool:
+    """Whether ``certificate``'s Key Usage forbids signing with its key (no digitalSignature),
+    which every TLS handshake we make or accept needs of both ends (see
+    :func:`_check_key_usage`). No Key Usage extension means no restriction."""
+    try:
+        usage = certificate.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return False
+    return not usage.digital_signature
+
+
 def _check_key_usage(leaf: x509.Certificate, path: Path) -> None:
     """Every handshake we can make signs with our key, so Key Usage must allow signing.
 
@@ -366,11 +377,7 @@ def _check_key_usage(leaf: x509.Certificate, path: Path) -> None:
     clients that enforce Key Usage refuse it. keyEncipherment does not matter: no
     RSA key transport suite is offered. No Key Usage extension means no restriction.
     """
-    try:
-        usage = leaf.extensions.get_extension_for_class(x509.KeyUsage).value
-    except x509.ExtensionNotFound:
-        return
-    if not usage.digital_signature:
+    if forbids_signing(leaf):
         consequence = (
             'every TLS 1.2 handshake would fail with "no shared cipher"'
             if isinstance(leaf.public_key(), ec.EllipticCurvePublicKey)

@@ -40,7 +40,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
 from OpenSSL import SSL, crypto
 from service_identity import CertificateError, VerificationError
 from service_identity.hazmat import DNSMismatch, IPAddressMismatch, ServiceID
@@ -63,7 +62,12 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from pacsref.security.credentials import Credentials, TLSConfigurationError, load_credentials
+from pacsref.security.credentials import (
+    Credentials,
+    TLSConfigurationError,
+    forbids_signing,
+    load_credentials,
+)
 
 __all__ = [
     "BCP195_TLS12_CIPHERS",
@@ -190,19 +194,17 @@ def _signing_problem(certificate: crypto.X509) -> str | None:
     A TLS peer proves it holds its key by a signature (CertificateVerify; in TLS 1.2 the
     ECDHE key exchange too), which a certificate whose Key Usage lacks digitalSignature
     forbids (RFC 8446 4.4.2.2-4.4.2.3, RFC 5280 4.2.1.3). OpenSSL's purpose check lets a
-    keyAgreement-only client certificate through, so it is checked here. No Key Usage
-    extension: any use, as RFC 5280 says.
+    keyAgreement-only client certificate through, so it is checked here, by the rule our
+    own certificate is held to at start (:func:`.credentials.forbids_signing`).
     """
     try:
-        usage = certificate.to_cryptography().extensions.get_extension_for_class(x509.KeyUsage)
-    except x509.ExtensionNotFound:
-        return None
+        forbidden = forbids_signing(certificate.to_cryptography())
     except Exception:
         # Extensions cryptography cannot parse: such a certificate is refused in its own
         # words once the handshake is done (the peer identity is read then), or by the
         # outbound identity check.
         return None
-    if usage.value.digital_signature:
+    if not forbidden:
         return None
     return (
         "key usage does not allow digitalSignature, which a TLS peer's certificate needs "
