@@ -391,18 +391,27 @@ def test_a_put_back_whose_directory_fsync_fails_is_logged_as_put_back(
 # -- 6. the next start tells a redundant second name from a previous version -----------------
 
 
-def test_a_second_name_of_the_file_in_place_is_removed_at_start(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, log_lines: list[str]
-) -> None:
-    """A run killed after the link and before the rename leaves a second name of the very
-    file in place: nothing to keep, so the next start removes it with the stale spool files.
-    (The name is the one a real overwrite made, linked again to the file in place.)"""
+def _killed_between_link_and_rename(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> ServerHarness:
+    """A server as a run killed after an overwrite's link and before its rename leaves it: a
+    second name of the very file in place (the name a real overwrite made, linked again)."""
     harness, conn, uid, _, second = _stored_once(tmp_path)
     made = _record_links(monkeypatch)
     assert send_store(conn, uid, second, message_id=2)[0][STATUS] == 0x0000
     monkeypatch.undo()
     [name] = made
     os.link(_in_place(_server_dir(harness)), harness.server.spool_dir / name)
+    return harness
+
+
+def test_a_second_name_of_the_file_in_place_is_removed_at_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, log_lines: list[str]
+) -> None:
+    """A run killed after the link and before the rename leaves a second name of the very
+    file in place: nothing to keep, so the next start removes it with the stale spool files.
+    (The name is the one a real overwrite made, linked again to the file in place.)"""
+    harness = _killed_between_link_and_rename(tmp_path, monkeypatch)
     log_lines.clear()
     _restart(harness)
     assert _spool_names(harness) == []
@@ -416,12 +425,7 @@ def test_a_second_name_of_the_file_in_place_is_no_disagreement_for_check(
     """The same leftover, seen by ``check`` before any restart (the server stopped): the
     second name is the file in place under another name, not a previous version, so index
     and files agree; before, check reported it as one left by an interrupted overwrite."""
-    harness, conn, uid, _, second = _stored_once(tmp_path)
-    made = _record_links(monkeypatch)
-    assert send_store(conn, uid, second, message_id=2)[0][STATUS] == 0x0000
-    monkeypatch.undo()
-    [name] = made
-    os.link(_in_place(_server_dir(harness)), harness.server.spool_dir / name)
+    harness = _killed_between_link_and_rename(tmp_path, monkeypatch)
     report = storage(harness).check()
     assert report.clean, report.lines()
     assert report.previous_versions == []
